@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# README run command: bring up PostgreSQL/Redis and run the service locally.
+#   scripts/dev.sh                      -> locallife serve
+#   scripts/dev.sh token --user-id 1    -> any other subcommand, same environment
+# Every variable below is only a default; anything already set in the
+# environment wins.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# rustup installs into ~/.cargo/bin, which non-login shells often lack on PATH.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-}/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! cargo --version >/dev/null 2>&1; then
+    echo "dev.sh: error: Rust toolchain not found (no working 'cargo' on PATH or in \$HOME/.cargo/bin)." >&2
+    echo "dev.sh: install Rust >= 1.85 (e.g. https://rustup.rs) and re-run." >&2
+    exit 1
+fi
+
+scripts/services.sh
+
+export DATABASE_URL="${DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}"
+# DEVELOPMENT ONLY: a fixed, public secret so local tokens are reproducible.
+# Never use it anywhere real; set JWT_SECRET yourself for any shared deployment.
+export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
+export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:8080}"
+export METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9090}"
+# Fake WeChat credentials; WECHAT_API_BASE points at a local stub, not WeChat.
+export WECHAT_APPID="${WECHAT_APPID:-wx-dev-appid}"
+export WECHAT_SECRET="${WECHAT_SECRET:-dev-secret}"
+export WECHAT_API_BASE="${WECHAT_API_BASE:-http://127.0.0.1:8099}"
+# REDIS_URL is deliberately left unset by default: the service then uses its
+# single-node in-process engine. Set REDIS_URL=redis://127.0.0.1:6379 to use
+# the Redis started above (multi-node mode).
+
+exec cargo run --release --locked -- "${@:-serve}"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# README test command: bring up PostgreSQL/Redis, then run the test suite.
+# Extra arguments go straight to `cargo test` (e.g. scripts/test.sh -- --nocapture).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# rustup installs into ~/.cargo/bin, which non-login shells often lack on PATH.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-}/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! cargo --version >/dev/null 2>&1; then
+    echo "test.sh: error: Rust toolchain not found (no working 'cargo' on PATH or in \$HOME/.cargo/bin)." >&2
+    echo "test.sh: install Rust >= 1.85 (e.g. https://rustup.rs) and re-run." >&2
+    exit 1
+fi
+
+scripts/services.sh
+
+# The tests create and drop their own databases through this role (CREATEDB).
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+cargo test --locked "$@"

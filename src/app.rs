@@ -1,0 +1,164 @@
+//! Building and running one replica.
+//!
+//! [`Application::build`] does everything that can fail at start-up (migrations, pools,
+//! binding the listener) so that [`Application::run_until_stopped`] only serves. Tests
+//! build with `LISTEN_ADDR` port 0 and read the port back.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use tokio::net::TcpListener;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::redis::Redis;
+use crate::wechat::WechatLogin;
+use crate::{http, store};
+
+/// What every handler shares. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    db: Pool,
+    redis: Option<Redis>,
+    tokens: Tokens,
+    wechat: Option<WechatLogin>,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn db(&self) -> &Pool {
+        &self.0.db
+    }
+
+    pub fn redis(&self) -> Option<&Redis> {
+        self.0.redis.as_ref()
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+
+    pub fn wechat(&self) -> Option<&WechatLogin> {
+        self.0.wechat.as_ref()
+    }
+
+    /// True once shutdown has begun: `/readyz` answers 503 so the load balancer stops
+    /// sending new work here.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A built replica, bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Applies pending migrations, opens the pools and binds `LISTEN_ADDR`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let applied = store::migrate::run(&config.database).await?;
+        if !applied.is_empty() {
+            tracing::info!(versions = ?applied, "applied migrations");
+        }
+        let db = store::connect_pool(&config.database)?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(Redis::connect(url, &config.redis_key_prefix).await?),
+            None => {
+                tracing::info!("REDIS_URL not set: single-node mode with the in-process engine");
+                None
+            }
+        };
+        let wechat = config.wechat.clone().map(WechatLogin::new);
+        if wechat.is_none() {
+            tracing::warn!(
+                "WECHAT_APPID and WECHAT_SECRET not set: /v1/auth/wechat-login answers 503"
+            );
+        }
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on LISTEN_ADDR {}", config.listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        let state = AppState(Arc::new(Inner {
+            tokens: Tokens::new(&config.jwt),
+            config,
+            db,
+            redis,
+            wechat,
+            draining: AtomicBool::new(false),
+        }));
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish (bounded by the drain period) and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let grace = state.config().ws.drain_period + Duration::from_secs(5);
+        let router = http::router(self.state);
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain_state = state.clone();
+        let serve = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            drain_state.start_draining();
+            tracing::info!("shutting down: not ready, no new connections");
+            let _ = stopped_tx.send(());
+        });
+        let serve = tokio::spawn(async move { serve.await });
+        // In-flight requests get the grace period; past it the replica exits anyway so
+        // Kubernetes' own kill never has to.
+        tokio::select! {
+            res = serve => res.context("server task failed")?.context("server failed")?,
+            _ = async {
+                let _ = stopped_rx.await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!("in-flight requests still open after the grace period"),
+        }
+        if let Some(redis) = state.redis() {
+            redis.quit().await;
+        }
+        state.db().close();
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! Access tokens: HS256 JWTs carrying only the user id.
+//!
+//! Why so little in the token: SPEC §4 decides what a role may do from the database at
+//! call time, so a token minted before an approval works after it and a revoked role
+//! stops working at once. Roles in the token would be stale the moment they change.
+//!
+//! The algorithm is pinned to HS256 on both sides (no `alg` negotiation, so `none` or an
+//! RSA/HMAC confusion cannot pass), and `exp`, `iss`, `aud` and `sub` are required and
+//! checked, with at most 5 s of clock-skew leeway.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtConfig;
+use crate::domain::UserId;
+
+/// Clock-skew leeway allowed on `exp` (SPEC §2: at most 5 s).
+pub const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a decimal string (RFC 7519 makes `sub` a string).
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token invalid")]
+    Invalid,
+}
+
+/// Mints and verifies access tokens with the configured key. Cheap to clone.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly minted token and when it stops working.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub token: String,
+    pub expires_in: Duration,
+    pub expires_at: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Tokens {
+    pub fn new(config: &JwtConfig) -> Self {
+        let secret = config.secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            ttl: config.access_token_ttl,
+        }
+    }
+
+    /// The configured lifetime of a token.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Mints a token for `user` valid for the configured lifetime.
+    pub fn mint(&self, user: UserId) -> Minted {
+        self.mint_with_ttl(user, self.ttl)
+    }
+
+    /// Mints a token for `user` valid for `ttl`.
+    pub fn mint_with_ttl(&self, user: UserId, ttl: Duration) -> Minted {
+        let iat = now_secs();
+        let exp = iat.saturating_add(ttl.as_secs());
+        let claims = Claims {
+            sub: user.0.to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat,
+            exp,
+        };
+        self.mint_claims(&claims, ttl)
+    }
+
+    fn mint_claims(&self, claims: &Claims, ttl: Duration) -> Minted {
+        // Encoding HS256 claims made of strings and integers cannot fail; should the
+        // library ever disagree, an empty token is refused by every verifier.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .unwrap_or_default();
+        Minted {
+            token,
+            expires_in: ttl,
+            expires_at: claims.exp,
+        }
+    }
+
+    /// Verifies a token and returns its user and claims.
+    pub fn verify(&self, token: &str) -> Result<(UserId, Claims), TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        let id: i64 = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+        if id <= 0 {
+            return Err(TokenError::Invalid);
+        }
+        Ok((UserId(id), data.claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn config(secret: &str) -> JwtConfig {
+        JwtConfig {
+            secret: SecretString::from(secret.to_owned()),
+            issuer: "locallife".into(),
+            audience: "locallife".into(),
+            access_token_ttl: Duration::from_secs(600),
+        }
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_minted_token_verifies() {
+        let t = Tokens::new(&config(KEY));
+        let minted = t.mint(UserId(42));
+        let (user, claims) = t.verify(&minted.token).unwrap();
+        assert_eq!(user, UserId(42));
+        assert_eq!(claims.exp - claims.iat, 600);
+    }
+
+    #[test]
+    fn wrong_key_issuer_or_audience_is_invalid() {
+        let t = Tokens::new(&config(KEY));
+        let other = Tokens::new(&config("ffffffffffffffffffffffffffffffff"));
+        assert_eq!(
+            other.verify(&t.mint(UserId(1)).token),
+            Err(TokenError::Invalid)
+        );
+
+        let mut c = config(KEY);
+        c.issuer = "someone-else".into();
+        assert_eq!(
+            t.verify(&Tokens::new(&c).mint(UserId(1)).token),
+            Err(TokenError::Invalid)
+        );
+
+        let mut c = config(KEY);
+        c.audience = "another-app".into();
+        assert_eq!(
+            t.verify(&Tokens::new(&c).mint(UserId(1)).token),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn expiry_has_five_seconds_of_leeway_and_no_more() {
+        let t = Tokens::new(&config(KEY));
+        let now = now_secs();
+        let claims = |exp: u64| Claims {
+            sub: "7".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat: now - 100,
+            exp,
+        };
+        let within = t.mint_claims(&claims(now - 2), Duration::ZERO);
+        assert!(t.verify(&within.token).is_ok());
+        let past = t.mint_claims(&claims(now - 30), Duration::ZERO);
+        assert_eq!(t.verify(&past.token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn other_algorithms_and_garbage_are_refused() {
+        let t = Tokens::new(&config(KEY));
+        let claims = Claims {
+            sub: "7".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat: now_secs(),
+            exp: now_secs() + 60,
+        };
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(t.verify(&hs512), Err(TokenError::Invalid));
+        // alg "none": header {"alg":"none","typ":"JWT"}, no signature.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiI3In0.";
+        assert_eq!(t.verify(none), Err(TokenError::Invalid));
+        assert_eq!(t.verify(""), Err(TokenError::Invalid));
+        assert_eq!(t.verify("a.b.c"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_non_numeric_subject_is_invalid() {
+        let t = Tokens::new(&config(KEY));
+        let claims = Claims {
+            sub: "alice".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat: now_secs(),
+            exp: now_secs() + 60,
+        };
+        let token = t.mint_claims(&claims, Duration::ZERO).token;
+        assert_eq!(t.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn debug_does_not_show_the_key() {
+        let t = Tokens::new(&config(KEY));
+        assert!(!format!("{t:?}").contains(KEY));
+    }
+}

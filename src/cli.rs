@@ -1,0 +1,190 @@
+//! The command line: `serve`, `migrate`, `token`, `user create`.
+//!
+//! Commands that print a value (`token`, `user create`) print only that value on
+//! stdout, so scripts can capture it; everything else goes to stderr.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::Application;
+use crate::config::{self, Config, DatabaseConfig, LogFormat};
+use crate::domain::{Role, UserId};
+use crate::{store, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "locallife",
+    version,
+    about = "LocalLife realtime: notifications and API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP and WebSocket until SIGTERM.
+    Serve {
+        /// Overrides LISTEN_ADDR.
+        #[arg(long)]
+        listen_addr: Option<std::net::SocketAddr>,
+        /// Overrides METRICS_ADDR.
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
+    /// Apply pending migrations and exit (safe when several replicas run it at once).
+    Migrate,
+    /// Mint an access token for an existing user and print only the token.
+    Token {
+        #[arg(long)]
+        user_id: i64,
+        /// Lifetime, like 30m or 2h (default ACCESS_TOKEN_TTL).
+        #[arg(long, value_parser = config::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user with a role (or grant the role to the user with that openid) and
+    /// print only the user's id.
+    Create {
+        #[arg(long)]
+        openid: String,
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Role::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the configuration error names its variable; other errors carry
+            // their context chain.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve {
+            listen_addr,
+            metrics_addr,
+        } => {
+            let mut config = Config::from_env()?;
+            if let Some(addr) = listen_addr {
+                config.listen_addr = addr;
+            }
+            if let Some(addr) = metrics_addr {
+                config.metrics_addr = addr;
+            }
+            telemetry::init(config.log_format);
+            let app = Application::build(config).await?;
+            tracing::info!(addr = %app.local_addr(), "serving");
+            app.run_until_stopped(shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = DatabaseConfig::from_env()?;
+            telemetry::init(log_format_from_env());
+            let applied = store::migrate::run(&db).await?;
+            eprintln!("migrations applied: {}", applied.len());
+            Ok(())
+        }
+        Command::Token { user_id, ttl } => {
+            let config = Config::from_env()?;
+            telemetry::init(config.log_format);
+            let db = store::connect_pool(&config.database)?;
+            let user = UserId(user_id);
+            if !store::users::exists(&db, user)
+                .await
+                .context("cannot look up the user")?
+            {
+                anyhow::bail!("no user with id {user_id}");
+            }
+            let tokens = crate::auth::Tokens::new(&config.jwt);
+            let minted = tokens.mint_with_ttl(user, ttl.unwrap_or(tokens.ttl()));
+            println!("{}", minted.token);
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Create { openid, role },
+        } => {
+            let db_config = DatabaseConfig::from_env()?;
+            telemetry::init(log_format_from_env());
+            let openid = openid.trim();
+            if openid.is_empty() {
+                anyhow::bail!("--openid must not be empty");
+            }
+            store::migrate::run(&db_config).await?;
+            let db = store::connect_pool(&db_config)?;
+            let id = store::users::ensure_with_role(&db, openid, role)
+                .await
+                .context("cannot create the user")?;
+            println!("{id}");
+            Ok(())
+        }
+    }
+}
+
+/// Commands that do not need the whole configuration still honour `LOG_FORMAT`.
+fn log_format_from_env() -> LogFormat {
+    match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("json") => LogFormat::Json,
+        _ => LogFormat::Pretty,
+    }
+}
+
+/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

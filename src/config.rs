@@ -1,0 +1,590 @@
+//! Configuration: every setting of SPEC §5, read once from the environment into a typed,
+//! validated struct.
+//!
+//! Why one struct read at start-up: a replica that starts must be able to serve. A
+//! missing or malformed setting stops start-up with one line that names the variable
+//! (see [`ConfigError`]), instead of failing on the first request that needs it.
+//!
+//! Secrets (`JWT_SECRET`, `WECHAT_SECRET`, `WECHATPAY_APIV3_KEY`, and the two URLs, which
+//! may embed passwords) are [`SecretString`]s: their `Debug` prints `[REDACTED]`, so not
+//! even a `{:?}` of the whole config can leak them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A setting that is missing or invalid. `Display` is the one line printed at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where each log line goes and how it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// PostgreSQL settings: all that `locallife migrate` needs.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: may hold a password, hence secret.
+    pub url: SecretString,
+    /// `DATABASE_POOL_SIZE`: connections per replica (default 16).
+    pub pool_size: usize,
+}
+
+/// JWT access-token settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// `JWT_SECRET`: HS256 key, at least 32 bytes.
+    pub secret: SecretString,
+    /// `JWT_ISSUER` (default `locallife`).
+    pub issuer: String,
+    /// `JWT_AUDIENCE` (default `locallife`).
+    pub audience: String,
+    /// `ACCESS_TOKEN_TTL` (default 2h).
+    pub access_token_ttl: Duration,
+}
+
+/// WebSocket tuning (SPEC §2.2, §3).
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub ack_timeout: Duration,
+    pub max_redeliveries: u32,
+    pub max_frame: usize,
+    pub max_sockets_per_user: usize,
+    pub drain_period: Duration,
+}
+
+/// WeChat mini-program login (`code2Session`).
+#[derive(Debug, Clone)]
+pub struct WechatConfig {
+    pub appid: String,
+    pub secret: SecretString,
+    pub api_base: url::Url,
+}
+
+/// WeChat Pay API v3. Every field is optional on its own; the parts that need a set of
+/// them check for the whole set where they are built.
+#[derive(Debug, Clone)]
+pub struct WechatPayConfig {
+    pub mchid: Option<String>,
+    pub apiv3_key: Option<SecretString>,
+    pub public_key_file: Option<PathBuf>,
+    pub public_key_id: Option<String>,
+    pub merchant_private_key_file: Option<PathBuf>,
+    pub merchant_serial: Option<String>,
+    pub api_base: url::Url,
+    pub notify_url: Option<url::Url>,
+}
+
+/// The whole configuration of a replica.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    /// `REDIS_URL`: absent means the single-node in-process engine.
+    pub redis_url: Option<SecretString>,
+    /// `REDIS_KEY_PREFIX` (default `ll`): every key and channel starts with it.
+    pub redis_key_prefix: String,
+    pub jwt: JwtConfig,
+    pub listen_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub ws: WsConfig,
+    pub payment_timeout: Duration,
+    pub rider_match_radius_m: u32,
+    /// `WECHAT_APPID` + `WECHAT_SECRET`: both or neither. Without them login answers 503.
+    pub wechat: Option<WechatConfig>,
+    pub wechat_pay: WechatPayConfig,
+    pub log_format: LogFormat,
+}
+
+const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+const DEFAULT_WECHATPAY_API_BASE: &str = "https://api.mch.weixin.qq.com";
+
+/// Reads settings through a lookup function, so tests need not touch the process
+/// environment (which is shared between test threads).
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// The value, or `None` when unset or blank.
+    fn get(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.get(var)
+            .ok_or_else(|| ConfigError::new(var, "is required"))
+    }
+
+    fn or(&self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|reason| ConfigError::new(var, reason)),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        valid: impl Fn(&T) -> bool,
+        expect: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<T>()
+                .ok()
+                .filter(|n| valid(n))
+                .ok_or_else(|| ConfigError::new(var, format!("expected {expect}, got {v:?}"))),
+        }
+    }
+
+    fn addr(&self, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let v = self.or(var, default);
+        v.trim().parse().map_err(|_| {
+            ConfigError::new(
+                var,
+                format!("expected host:port like 0.0.0.0:8080, got {v:?}"),
+            )
+        })
+    }
+
+    fn url(&self, var: &'static str, default: &str) -> Result<url::Url, ConfigError> {
+        parse_http_url(&self.or(var, default)).map_err(|reason| ConfigError::new(var, reason))
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(lookup);
+        let database = database_from(&vars)?;
+
+        let redis_url = match vars.get("REDIS_URL") {
+            None => None,
+            Some(v) => {
+                let parsed = url::Url::parse(v.trim())
+                    .map_err(|e| ConfigError::new("REDIS_URL", format!("not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "redis" | "rediss") {
+                    return Err(ConfigError::new(
+                        "REDIS_URL",
+                        "must start with redis:// or rediss://",
+                    ));
+                }
+                Some(SecretString::from(v.trim().to_owned()))
+            }
+        };
+        let redis_key_prefix = vars.or("REDIS_KEY_PREFIX", "ll");
+        if !redis_key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(ConfigError::new(
+                "REDIS_KEY_PREFIX",
+                "may only hold letters, digits and - _ . :",
+            ));
+        }
+
+        let secret = vars.required("JWT_SECRET")?;
+        if secret.len() < 32 {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                format!("must be at least 32 bytes, got {}", secret.len()),
+            ));
+        }
+        let jwt = JwtConfig {
+            secret: SecretString::from(secret),
+            issuer: vars.or("JWT_ISSUER", "locallife"),
+            audience: vars.or("JWT_AUDIENCE", "locallife"),
+            access_token_ttl: vars.duration("ACCESS_TOKEN_TTL", Duration::from_secs(2 * 3600))?,
+        };
+
+        let ws = WsConfig {
+            ping_interval: vars.duration("WS_PING_INTERVAL", Duration::from_secs(54))?,
+            idle_timeout: vars.duration("WS_IDLE_TIMEOUT", Duration::from_secs(60))?,
+            ack_timeout: vars.duration("WS_ACK_TIMEOUT", Duration::from_secs(10))?,
+            max_redeliveries: vars.number("WS_MAX_REDELIVERIES", 5, |_| true, "a whole number")?,
+            max_frame: match vars.get("WS_MAX_FRAME") {
+                None => 4096,
+                Some(v) => parse_size(&v)
+                    .filter(|n| (128..=16 * 1024 * 1024).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "WS_MAX_FRAME",
+                            format!(
+                                "expected a size from 128 B to 16 MiB like 4096 or 4KiB, got {v:?}"
+                            ),
+                        )
+                    })?,
+            },
+            max_sockets_per_user: vars.number(
+                "WS_MAX_SOCKETS_PER_USER",
+                5,
+                |n| *n >= 1,
+                "a whole number of at least 1",
+            )?,
+            drain_period: vars.duration("WS_DRAIN_PERIOD", Duration::from_secs(10))?,
+        };
+        if ws.idle_timeout <= ws.ping_interval {
+            return Err(ConfigError::new(
+                "WS_IDLE_TIMEOUT",
+                "must be longer than WS_PING_INTERVAL, or answered pings could not keep a socket alive",
+            ));
+        }
+
+        let wechat = match (vars.get("WECHAT_APPID"), vars.get("WECHAT_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "WECHAT_SECRET",
+                    "is required when WECHAT_APPID is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "WECHAT_APPID",
+                    "is required when WECHAT_SECRET is set",
+                ))
+            }
+            (Some(appid), Some(secret)) => Some(WechatConfig {
+                appid,
+                secret: SecretString::from(secret),
+                api_base: vars.url("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE)?,
+            }),
+        };
+
+        let apiv3_key = vars.get("WECHATPAY_APIV3_KEY");
+        if let Some(key) = &apiv3_key {
+            if key.len() != 32 {
+                return Err(ConfigError::new(
+                    "WECHATPAY_APIV3_KEY",
+                    format!("must be exactly 32 bytes, got {}", key.len()),
+                ));
+            }
+        }
+        let wechat_pay = WechatPayConfig {
+            mchid: vars.get("WECHATPAY_MCHID"),
+            apiv3_key: apiv3_key.map(SecretString::from),
+            public_key_file: vars.get("WECHATPAY_PUBLIC_KEY_FILE").map(PathBuf::from),
+            public_key_id: vars.get("WECHATPAY_PUBLIC_KEY_ID"),
+            merchant_private_key_file: vars
+                .get("WECHATPAY_MERCHANT_PRIVATE_KEY_FILE")
+                .map(PathBuf::from),
+            merchant_serial: vars.get("WECHATPAY_MERCHANT_SERIAL"),
+            api_base: vars.url("WECHATPAY_API_BASE", DEFAULT_WECHATPAY_API_BASE)?,
+            notify_url: match vars.get("WECHATPAY_NOTIFY_URL") {
+                None => None,
+                Some(v) => Some(
+                    parse_http_url(&v)
+                        .map_err(|reason| ConfigError::new("WECHATPAY_NOTIFY_URL", reason))?,
+                ),
+            },
+        };
+
+        let log_format = match vars.or("LOG_FORMAT", "pretty").trim() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("expected json or pretty, got {other:?}"),
+                ))
+            }
+        };
+
+        Ok(Config {
+            database,
+            redis_url,
+            redis_key_prefix,
+            jwt,
+            listen_addr: vars.addr("LISTEN_ADDR", "0.0.0.0:8080")?,
+            metrics_addr: vars.addr("METRICS_ADDR", "0.0.0.0:9090")?,
+            ws,
+            payment_timeout: vars.duration("PAYMENT_TIMEOUT", Duration::from_secs(15 * 60))?,
+            rider_match_radius_m: vars.number(
+                "RIDER_MATCH_RADIUS_M",
+                3000,
+                |n| (1..=100_000).contains(n),
+                "metres from 1 to 100000",
+            )?,
+            wechat,
+            wechat_pay,
+            log_format,
+        })
+    }
+}
+
+impl DatabaseConfig {
+    /// Only the database settings: what `locallife migrate` reads, so a migration job
+    /// needs no JWT secret.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        database_from(&Vars(|k: &str| std::env::var(k).ok()))
+    }
+
+    /// The parsed connection settings.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        self.url
+            .expose_secret()
+            .parse()
+            .map_err(|_| ConfigError::new("DATABASE_URL", "not a valid PostgreSQL URL"))
+    }
+}
+
+fn database_from<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<DatabaseConfig, ConfigError> {
+    let config = DatabaseConfig {
+        url: SecretString::from(vars.required("DATABASE_URL")?.trim().to_owned()),
+        pool_size: vars.number(
+            "DATABASE_POOL_SIZE",
+            16,
+            |n| (1..=1000).contains(n),
+            "a whole number from 1 to 1000",
+        )?,
+    };
+    // Parse now so a typo stops start-up rather than the first query. The error names
+    // the variable but never echoes the URL: it may hold a password.
+    config.pg_config()?;
+    Ok(config)
+}
+
+/// Parses `54s`, `15m`, `500ms`, `1h 30m`; zero is refused (no setting here means "never").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration like 54s, 15m or 500ms, got {s:?}"))?;
+    if d.is_zero() {
+        return Err(format!("must be longer than zero, got {s:?}"));
+    }
+    Ok(d)
+}
+
+/// Parses a byte size: `4096`, `4KiB`, `4K`, `4KB` (1000), `1MiB`, `1M`, `1MB`.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1024,
+        "KB" => 1000,
+        "M" | "MiB" => 1024 * 1024,
+        "MB" => 1_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn parse_http_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(format!("expected an http(s) URL, got {s:?}"));
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            (
+                "DATABASE_URL".into(),
+                "postgres://u:hunter2@localhost/db".into(),
+            ),
+            ("JWT_SECRET".into(), SECRET.into()),
+        ]);
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn err_var(pairs: &[(&str, &str)]) -> &'static str {
+        config(pairs).expect_err("should be refused").var
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = config(&[]).unwrap();
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.redis_key_prefix, "ll");
+        assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.metrics_addr, "0.0.0.0:9090".parse().unwrap());
+        assert_eq!(c.ws.ping_interval, Duration::from_secs(54));
+        assert_eq!(c.ws.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.ws.ack_timeout, Duration::from_secs(10));
+        assert_eq!(c.ws.max_redeliveries, 5);
+        assert_eq!(c.ws.max_frame, 4096);
+        assert_eq!(c.ws.max_sockets_per_user, 5);
+        assert_eq!(c.ws.drain_period, Duration::from_secs(10));
+        assert_eq!(c.payment_timeout, Duration::from_secs(900));
+        assert_eq!(c.rider_match_radius_m, 3000);
+        assert!(c.wechat.is_none());
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.jwt.issuer, "locallife");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let c = config(&[
+            ("WS_PING_INTERVAL", "500ms"),
+            ("WS_IDLE_TIMEOUT", "2s"),
+            ("PAYMENT_TIMEOUT", "15m"),
+            ("ACCESS_TOKEN_TTL", "1h 30m"),
+        ])
+        .unwrap();
+        assert_eq!(c.ws.ping_interval, Duration::from_millis(500));
+        assert_eq!(c.ws.idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.payment_timeout, Duration::from_secs(900));
+        assert_eq!(c.jwt.access_token_ttl, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        assert_eq!(err_var(&[("WS_PING_INTERVAL", "54")]), "WS_PING_INTERVAL");
+        assert_eq!(err_var(&[("WS_ACK_TIMEOUT", "0s")]), "WS_ACK_TIMEOUT");
+        assert_eq!(err_var(&[("PAYMENT_TIMEOUT", "soon")]), "PAYMENT_TIMEOUT");
+        assert_eq!(err_var(&[("WS_IDLE_TIMEOUT", "10s")]), "WS_IDLE_TIMEOUT");
+        assert_eq!(err_var(&[("LISTEN_ADDR", "8080")]), "LISTEN_ADDR");
+        assert_eq!(err_var(&[("METRICS_ADDR", "x:y")]), "METRICS_ADDR");
+        assert_eq!(err_var(&[("WS_MAX_FRAME", "4 parsecs")]), "WS_MAX_FRAME");
+        assert_eq!(err_var(&[("WS_MAX_FRAME", "1")]), "WS_MAX_FRAME");
+        assert_eq!(
+            err_var(&[("WS_MAX_SOCKETS_PER_USER", "0")]),
+            "WS_MAX_SOCKETS_PER_USER"
+        );
+        assert_eq!(
+            err_var(&[("WS_MAX_REDELIVERIES", "-1")]),
+            "WS_MAX_REDELIVERIES"
+        );
+        assert_eq!(
+            err_var(&[("RIDER_MATCH_RADIUS_M", "0")]),
+            "RIDER_MATCH_RADIUS_M"
+        );
+        assert_eq!(err_var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
+        assert_eq!(err_var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
+        assert_eq!(err_var(&[("REDIS_KEY_PREFIX", "a b")]), "REDIS_KEY_PREFIX");
+        assert_eq!(err_var(&[("WECHAT_APPID", "wx1")]), "WECHAT_SECRET");
+        assert_eq!(err_var(&[("WECHAT_SECRET", "s")]), "WECHAT_APPID");
+        assert_eq!(
+            err_var(&[
+                ("WECHAT_APPID", "a"),
+                ("WECHAT_SECRET", "s"),
+                ("WECHAT_API_BASE", "ftp://x")
+            ]),
+            "WECHAT_API_BASE"
+        );
+        assert_eq!(
+            err_var(&[("WECHATPAY_APIV3_KEY", "short")]),
+            "WECHATPAY_APIV3_KEY"
+        );
+        assert_eq!(
+            err_var(&[("DATABASE_URL", "not a url at all ::")]),
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            err_var(&[("DATABASE_POOL_SIZE", "0")]),
+            "DATABASE_POOL_SIZE"
+        );
+    }
+
+    #[test]
+    fn jwt_secret_is_required_and_long_enough() {
+        let map: HashMap<&str, &str> = HashMap::from([("DATABASE_URL", "postgres://localhost/db")]);
+        let err = Config::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: JWT_SECRET: is required"
+        );
+        let err = config(&[("JWT_SECRET", "31-bytes-long-secret-0123456789")]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn database_url_is_required() {
+        let map: HashMap<&str, &str> = HashMap::from([("JWT_SECRET", SECRET)]);
+        let err = Config::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        // A blank value is as good as none.
+        assert_eq!(err_var(&[("DATABASE_URL", "  ")]), "DATABASE_URL");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = config(&[
+            ("REDIS_URL", "redis://:redispass@localhost:6379"),
+            ("WECHAT_APPID", "wxappid"),
+            ("WECHAT_SECRET", "wechat-secret-value"),
+            ("WECHATPAY_APIV3_KEY", "abcdefghijklmnopqrstuvwxyz012345"),
+        ])
+        .unwrap();
+        let dump = format!("{c:?}");
+        for secret in [
+            SECRET,
+            "hunter2",
+            "redispass",
+            "wechat-secret-value",
+            "abcdefghijklmnopqrstuvwxyz012345",
+        ] {
+            assert!(!dump.contains(secret), "Debug leaked {secret}: {dump}");
+        }
+        assert!(dump.contains("wxappid"), "non-secret fields stay visible");
+    }
+
+    #[test]
+    fn error_lines_never_echo_secret_values() {
+        let err = config(&[("DATABASE_URL", "postgres://u:hunter2@host:notaport/db")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = config(&[("JWT_SECRET", "short-secret")]).unwrap_err();
+        assert!(!err.to_string().contains("short-secret"));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("4KiB"), Some(4096));
+        assert_eq!(parse_size("4K"), Some(4096));
+        assert_eq!(parse_size("4KB"), Some(4000));
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("4 KiB"), Some(4096));
+        assert_eq!(parse_size("KiB"), None);
+        assert_eq!(parse_size("-4"), None);
+        assert_eq!(parse_size("4GiB"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! Domain types: values that are valid by construction once past the boundary.
+
+mod role;
+
+pub use role::{Role, RoleParseError};
+
+/// A user's id: the `users.id` primary key, and the `sub` of their access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

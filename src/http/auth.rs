@@ -1,0 +1,107 @@
+//! `POST /v1/auth/wechat-login` and `GET /v1/me`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::ApiJson;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{Role, UserId};
+use crate::error::ApiError;
+use crate::store;
+use crate::wechat::LoginError;
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    code: String,
+}
+
+#[derive(Serialize)]
+pub struct LoginUser {
+    id: UserId,
+    roles: Vec<Role>,
+}
+
+#[derive(Serialize)]
+pub struct LoginResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    user: LoginUser,
+}
+
+/// Login codes from `wx.login` are short printable strings; anything else never
+/// reaches WeChat.
+fn valid_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= 256 && code.chars().all(|c| c.is_ascii_graphic())
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::CodeInvalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wechat_code_invalid",
+                "the login code is invalid or was already used",
+            ),
+            LoginError::UserBlocked => {
+                ApiError::forbidden("wechat_user_blocked", "this WeChat user is blocked")
+            }
+            LoginError::RateLimited => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "wechat_rate_limited",
+                "too many login attempts, try again later",
+            ),
+            LoginError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "WeChat code2Session failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechat_unavailable",
+                    "WeChat login is unavailable, try again",
+                )
+            }
+        }
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn wechat_login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    if !valid_code(&body.code) {
+        return Err(ApiError::unprocessable(
+            "invalid_code",
+            "code must be the non-empty string from wx.login",
+        ));
+    }
+    let wechat = state.wechat().ok_or_else(|| {
+        ApiError::unavailable("wechat_not_configured", "WeChat login is not configured")
+    })?;
+    let openid = wechat.code2session(&body.code).await?;
+    let user = store::users::login_by_openid(state.db(), &openid).await?;
+    if user.created {
+        tracing::info!(user_id = %user.id, "new user");
+    }
+    let minted = state.tokens().mint(user.id);
+    Ok(Json(LoginResponse {
+        access_token: minted.token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in.as_secs(),
+        user: LoginUser {
+            id: user.id,
+            roles: user.roles,
+        },
+    }))
+}
+
+pub async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<store::users::Me>, ApiError> {
+    Ok(Json(
+        store::users::me(state.db(), caller.id, caller.roles).await?,
+    ))
+}

@@ -1,0 +1,39 @@
+//! `/healthz` (the process is alive) and `/readyz` (it can serve: PostgreSQL and Redis
+//! answer and it is not draining).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::store;
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let postgres = store::ping(state.db()).await.is_ok();
+    let redis = match state.redis() {
+        Some(r) => Some(r.ping().await),
+        None => None,
+    };
+    let draining = state.is_draining();
+    let ready = postgres && redis.unwrap_or(true) && !draining;
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "draining": draining,
+        "checks": {
+            "postgres": word(postgres),
+            "redis": redis.map_or("disabled", word),
+        }
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,64 @@
+//! The HTTP surface: routes, and the layers every request passes through.
+//!
+//! Handlers stay thin: extract and authorise, parse into domain types, call the store
+//! or a service, map the error. Everything a client can get wrong (unknown route, wrong
+//! method, malformed body, a panic) is answered as JSON `{"code", "message"}`.
+
+mod auth;
+mod health;
+mod json;
+mod log;
+
+pub use json::ApiJson;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Request bodies are small JSON documents; anything larger is refused before parsing.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// An HTTP request that takes longer than this is answered 503 (WebSocket sessions are
+/// not affected: the upgrade answers at once).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/wechat-login", post(auth::wechat_login))
+        .route("/me", get(auth::me));
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(log::panic_response))
+        .layer(axum::middleware::from_fn(log::log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}

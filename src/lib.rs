@@ -1,0 +1,29 @@
+//! LocalLife realtime: the WebSocket notification hub and business API of a
+//! local-delivery platform, run as N identical stateless replicas.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `locallife` commands (`serve`, `migrate`, `token`, `user create`).
+//! - [`config`]: every setting of SPEC §5, read once, validated, secrets redacted.
+//! - [`app`]: [`app::Application`] builds a replica (migrations, pools, listener) and
+//!   runs it until shutdown; [`app::AppState`] is what handlers share.
+//! - [`http`]: routes and thin handlers; every error is JSON ([`error::ApiError`]).
+//! - [`auth`]: HS256 access tokens and the [`auth::Caller`] extractor that loads the
+//!   caller's roles from the database on each request.
+//! - [`wechat`]: clients of WeChat's servers (mini-program login).
+//! - [`store`]: PostgreSQL: pool, migrations (`migrations/*.sql`), queries.
+//! - [`redis`]: the Redis connection.
+//! - [`domain`]: types valid by construction ([`domain::Role`], [`domain::UserId`]).
+//! - [`telemetry`]: logging (stderr, pretty or JSON).
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod redis;
+pub mod store;
+pub mod telemetry;
+pub mod wechat;

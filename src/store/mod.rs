@@ -1,0 +1,95 @@
+//! PostgreSQL: the connection pool, migrations, and one file of queries per aggregate.
+//!
+//! Queries return [`StoreError`], which separates "the database is unreachable" (a
+//! replica answers 503 and `/readyz` fails; retrying later helps) from "this query
+//! failed" (a bug or a constraint we did not expect; 500).
+
+pub mod migrate;
+pub mod users;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::{ConfigError, DatabaseConfig};
+
+/// How long a request waits for a pooled connection, or for a new one to open, before
+/// the database counts as unavailable.
+const POOL_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had: the server is down, unreachable, or the pool is
+    /// exhausted for longer than [`POOL_TIMEOUT`].
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The statement itself failed.
+    #[error("query failed: {0}")]
+    Query(tokio_postgres::Error),
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // A statement that failed inside the server carries a database error; anything
+        // else (closed connection, I/O) means the server went away mid-request.
+        if e.as_db_error().is_none() && (e.is_closed() || std::error::Error::source(&e).is_some()) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Query(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// The SQLSTATE of a failed statement, to map constraint violations.
+    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            StoreError::Query(e) => e.code(),
+            StoreError::Unavailable(_) => None,
+        }
+    }
+}
+
+/// Builds the pool. Connections open lazily, so a replica can start (and report not
+/// ready) while PostgreSQL is still coming up.
+pub fn connect_pool(config: &DatabaseConfig) -> Result<Pool, ConfigError> {
+    let mut pg = config.pg_config()?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(POOL_TIMEOUT);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("locallife");
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .build()
+        .map_err(|e| ConfigError {
+            var: "DATABASE_URL",
+            reason: format!("cannot build the connection pool: {e}"),
+        })
+}
+
+/// `SELECT 1` through the pool: what `/readyz` asks.
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

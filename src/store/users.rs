@@ -1,0 +1,201 @@
+//! Users and their roles.
+
+use serde::Serialize;
+
+use super::StoreError;
+use crate::domain::{Role, UserId};
+
+/// Rows of `user_roles` to [`Role`]s; an unknown value (impossible while the CHECK
+/// constraint holds) is skipped rather than failing the request.
+fn roles_from(rows: &[tokio_postgres::Row]) -> Vec<Role> {
+    let mut roles: Vec<Role> = rows
+        .iter()
+        .filter_map(|r| r.get::<_, &str>("role").parse().ok())
+        .collect();
+    roles.sort();
+    roles
+}
+
+/// The user's roles, or `None` when there is no such user.
+pub async fn roles(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+) -> Result<Option<Vec<Role>>, StoreError> {
+    let client = db.get().await?;
+    let rows = client
+        .query(
+            "SELECT r.role FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1",
+            &[&user.0],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    // The LEFT JOIN yields one row with a NULL role for a user without roles.
+    let roles = rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<&str>>("role"))
+        .filter_map(|s| s.parse().ok())
+        .collect::<std::collections::BTreeSet<Role>>();
+    Ok(Some(roles.into_iter().collect()))
+}
+
+/// What a WeChat login found or made.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    pub id: UserId,
+    pub roles: Vec<Role>,
+    pub created: bool,
+}
+
+/// Finds the user with this openid, or creates them with the `consumer` role. Safe
+/// under concurrent first logins of the same openid: the unique constraint decides.
+pub async fn login_by_openid(
+    db: &deadpool_postgres::Pool,
+    openid: &str,
+) -> Result<LoginUser, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO users (openid) VALUES ($1) ON CONFLICT (openid) DO NOTHING RETURNING id",
+            &[&openid],
+        )
+        .await?;
+    let (id, created) = match inserted {
+        Some(row) => {
+            let id: i64 = row.get(0);
+            tx.execute(
+                "INSERT INTO user_roles (user_id, role) VALUES ($1, 'consumer')",
+                &[&id],
+            )
+            .await?;
+            (id, true)
+        }
+        None => {
+            let row = tx
+                .query_one("SELECT id FROM users WHERE openid = $1", &[&openid])
+                .await?;
+            (row.get(0), false)
+        }
+    };
+    let rows = tx
+        .query("SELECT role FROM user_roles WHERE user_id = $1", &[&id])
+        .await?;
+    tx.commit().await?;
+    Ok(LoginUser {
+        id: UserId(id),
+        roles: roles_from(&rows),
+        created,
+    })
+}
+
+/// Creates a user with `role`, or grants `role` to the existing user with this openid;
+/// returns the id. What `locallife user create` runs to bootstrap staff.
+pub async fn ensure_with_role(
+    db: &deadpool_postgres::Pool,
+    openid: &str,
+    role: Role,
+) -> Result<UserId, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    // DO UPDATE (a no-op write) rather than DO NOTHING so RETURNING yields the id either way.
+    let row = tx
+        .query_one(
+            "INSERT INTO users (openid) VALUES ($1)
+             ON CONFLICT (openid) DO UPDATE SET openid = EXCLUDED.openid
+             RETURNING id",
+            &[&openid],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    tx.execute(
+        "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&id, &role.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(UserId(id))
+}
+
+/// Whether a user with this id exists.
+pub async fn exists(db: &deadpool_postgres::Pool, user: UserId) -> Result<bool, StoreError> {
+    let client = db.get().await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)",
+            &[&user.0],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RiderView {
+    pub status: String,
+    pub online: bool,
+    pub name: String,
+    pub phone: String,
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MerchantView {
+    pub id: i64,
+    pub name: String,
+    pub status: String,
+}
+
+/// `GET /v1/me`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Me {
+    pub id: UserId,
+    pub roles: Vec<Role>,
+    pub rider: Option<RiderView>,
+    pub merchants: Vec<MerchantView>,
+}
+
+/// The caller's own profile: roles, rider record, the merchants they administer.
+pub async fn me(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+    roles: Vec<Role>,
+) -> Result<Me, StoreError> {
+    let client = db.get().await?;
+    let rider = client
+        .query_opt(
+            "SELECT status, online, name, phone, last_lat, last_lng FROM riders WHERE user_id = $1",
+            &[&user.0],
+        )
+        .await?
+        .map(|r| RiderView {
+            status: r.get("status"),
+            online: r.get("online"),
+            name: r.get("name"),
+            phone: r.get("phone"),
+            lat: r.get("last_lat"),
+            lng: r.get("last_lng"),
+        });
+    let merchants = client
+        .query(
+            "SELECT m.id, m.name, m.status FROM merchants m
+             JOIN merchant_admins a ON a.merchant_id = m.id
+             WHERE a.user_id = $1 ORDER BY m.id",
+            &[&user.0],
+        )
+        .await?
+        .iter()
+        .map(|r| MerchantView {
+            id: r.get("id"),
+            name: r.get("name"),
+            status: r.get("status"),
+        })
+        .collect();
+    Ok(Me {
+        id: user,
+        roles,
+        rider,
+        merchants,
+    })
+}

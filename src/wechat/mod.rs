@@ -1,0 +1,5 @@
+//! WeChat's servers: mini-program login (`code2Session`) now; WeChat Pay later.
+
+pub mod login;
+
+pub use login::{LoginError, WechatLogin};
