@@ -1,0 +1,152 @@
+//! A small local server speaking WeChat's `code2Session` protocol, as the real one does:
+//! a code is issued for an openid (what `wx.login` does on the phone) and works once;
+//! a reused code answers 40163, an unknown one 40029, a blocked user 40226; a wrong
+//! appid or secret 40013/40125. Answers are JSON sent as `text/plain`, like WeChat's.
+//! Tests can also force the next answer (busy, rate limit, HTTP 500, garbage, a stall).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+pub const APPID: &str = "wx-test-appid";
+pub const SECRET: &str = "wechat-test-app-secret";
+
+/// An answer forced on the next call, whatever the code.
+#[derive(Debug, Clone)]
+pub enum Forced {
+    Errcode(i64),
+    /// `errcode: 0` with this openid (WeChat sometimes sends an explicit 0).
+    ExplicitZero(String),
+    /// Success shape with an empty openid.
+    EmptyOpenid,
+    Status(u16),
+    Body(&'static str),
+    Stall(Duration),
+}
+
+#[derive(Default)]
+struct Inner {
+    codes: HashMap<String, String>,
+    used: HashSet<String>,
+    blocked: HashSet<String>,
+    forced: VecDeque<Forced>,
+    calls: usize,
+    next_code: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeWechat {
+    pub base: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeWechat {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/sns/jscode2session", get(code2session))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            inner,
+        }
+    }
+
+    /// What `wx.login` does: a fresh single-use code for this openid.
+    pub fn issue_code(&self, openid: &str) -> String {
+        let mut s = self.inner.lock().unwrap();
+        s.next_code += 1;
+        let code = format!("081{:06}code{}", s.next_code, openid.len());
+        s.codes.insert(code.clone(), openid.to_owned());
+        code
+    }
+
+    pub fn block(&self, openid: &str) {
+        self.inner.lock().unwrap().blocked.insert(openid.to_owned());
+    }
+
+    pub fn force_next(&self, answer: Forced) {
+        self.inner.lock().unwrap().forced.push_back(answer);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.inner.lock().unwrap().calls
+    }
+}
+
+fn text_json(value: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn errcode(code: i64, msg: &str) -> Response {
+    text_json(json!({ "errcode": code, "errmsg": msg }))
+}
+
+async fn code2session(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let forced = {
+        let mut s = inner.lock().unwrap();
+        s.calls += 1;
+        s.forced.pop_front()
+    };
+    if let Some(forced) = forced {
+        return match forced {
+            Forced::Errcode(c) => errcode(c, "forced"),
+            Forced::ExplicitZero(openid) => text_json(
+                json!({"errcode": 0, "errmsg": "ok", "openid": openid, "session_key": "sk"}),
+            ),
+            Forced::EmptyOpenid => text_json(json!({"openid": "", "session_key": "sk"})),
+            Forced::Status(s) => StatusCode::from_u16(s).unwrap().into_response(),
+            Forced::Body(b) => ([(header::CONTENT_TYPE, "text/plain")], b).into_response(),
+            Forced::Stall(d) => {
+                tokio::time::sleep(d).await;
+                errcode(-1, "system busy")
+            }
+        };
+    }
+    if q.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return errcode(40002, "invalid grant_type");
+    }
+    if q.get("appid").map(String::as_str) != Some(APPID) {
+        return errcode(40013, "invalid appid");
+    }
+    if q.get("secret").map(String::as_str) != Some(SECRET) {
+        return errcode(40125, "invalid appsecret");
+    }
+    let Some(code) = q.get("js_code") else {
+        return errcode(41008, "missing code");
+    };
+    let mut s = inner.lock().unwrap();
+    if s.used.contains(code) {
+        return errcode(40163, "code been used");
+    }
+    let Some(openid) = s.codes.get(code).cloned() else {
+        return errcode(40029, "invalid code");
+    };
+    s.used.insert(code.clone());
+    if s.blocked.contains(&openid) {
+        return errcode(40226, "high risk user");
+    }
+    // Like WeChat: no errcode at all on success, and a session_key the service must
+    // never keep or log.
+    text_json(json!({ "openid": openid, "session_key": "c2Vzc2lvbi1rZXktc2VjcmV0" }))
+}

@@ -1,0 +1,91 @@
+//! `/healthz`, `/readyz`, and the JSON answers for routes that do not exist.
+
+use crate::helpers::{assert_error, redis_url, spawn_app, spawn_app_with};
+use locallife::domain::Role;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_when_all_is_well() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/healthz", None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["postgres"], "ok");
+    assert_eq!(body["checks"]["redis"], "disabled");
+}
+
+#[tokio::test]
+async fn readyz_checks_redis_when_it_is_configured() {
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), redis_url());
+    })
+    .await;
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["redis"], "ok");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_makes_the_replica_not_ready_but_alive() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+    })
+    .await;
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["redis"], "unavailable");
+    assert_eq!(body["checks"]["postgres"], "ok");
+    assert_eq!(app.get("/healthz", None).await.0, 200);
+}
+
+#[tokio::test]
+async fn losing_postgres_makes_readyz_503_and_requests_503_not_500() {
+    let app = spawn_app().await;
+    let (_, token) = app.user_with_role("pg-loss", Role::Platform).await;
+    assert_eq!(app.get("/v1/me", Some(&token)).await.0, 200);
+    app.db.drop_now().await;
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["postgres"], "unavailable");
+    assert_error(
+        &app.get("/v1/me", Some(&token)).await,
+        503,
+        "database_unavailable",
+    );
+    assert_eq!(app.get("/healthz", None).await.0, 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let app = spawn_app().await;
+    assert_error(&app.get("/v1/nowhere", None).await, 404, "not_found");
+    assert_error(&app.get("/", None).await, 404, "not_found");
+    let resp = app.http.delete(app.url("/healthz")).send().await.unwrap();
+    assert_error(
+        &crate::helpers::into_parts(resp).await,
+        405,
+        "method_not_allowed",
+    );
+    let resp = app
+        .http
+        .get(app.url("/v1/auth/wechat-login"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &crate::helpers::into_parts(resp).await,
+        405,
+        "method_not_allowed",
+    );
+}
+
+#[tokio::test]
+async fn stopping_the_app_returns_cleanly() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz", None).await.0, 200);
+    app.stop().await.expect("run_until_stopped returns Ok");
+}

@@ -1,0 +1,291 @@
+//! `spawn_app()`: the real application on port 0, with a fresh database of its own, a
+//! fake WeChat beside it, and typed helpers for what tests do often.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use locallife::app::Application;
+use locallife::auth::Tokens;
+use locallife::config::Config;
+use locallife::domain::{Role, UserId};
+use serde_json::Value;
+use tokio::sync::{oneshot, OnceCell};
+
+use crate::fake_wechat::{self, FakeWechat};
+
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+/// The database the tests connect to in order to create their own.
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://locallife:locallife@127.0.0.1:5432/locallife".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to TEST_DATABASE_URL (run the tests through scripts/test.sh)");
+    tokio::spawn(conn);
+    client
+}
+
+/// Test databases are named `ll_test_<unix seconds>_<random>`; ones left behind by a run
+/// that was killed are dropped by the next run once they are an hour old.
+async fn sweep_stale_databases(admin: &tokio_postgres::Client) {
+    let cutoff = now_secs().saturating_sub(3600);
+    let rows = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'll_test_%'",
+            &[],
+        )
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let name: String = row.get(0);
+        let born = name
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if born < cutoff {
+            let _ = admin
+                .execute(
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    &[],
+                )
+                .await;
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A fresh, empty database; dropped when the guard is.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        static SWEPT: OnceCell<()> = OnceCell::const_new();
+        let admin = admin_client().await;
+        SWEPT.get_or_init(|| sweep_stale_databases(&admin)).await;
+        let name = format!("ll_test_{}_{:016x}", now_secs(), rand::random::<u64>());
+        admin
+            .execute(&format!("CREATE DATABASE \"{name}\""), &[])
+            .await
+            .expect("create the test database (the role needs CREATEDB)");
+        let mut url = url::Url::parse(&admin_database_url()).unwrap();
+        url.set_path(&format!("/{name}"));
+        Self {
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Drops the database now, connections and all (to simulate losing it).
+    pub async fn drop_now(&self) {
+        admin_client()
+            .await
+            .execute(
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived
+        // thread with its own runtime drops the database.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .execute(
+                            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                            &[],
+                        )
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The settings every test app gets; tests add or override through `spawn_app_with`.
+pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, String> {
+    HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+        ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
+        ("WECHAT_APPID".into(), fake_wechat::APPID.into()),
+        ("WECHAT_SECRET".into(), fake_wechat::SECRET.into()),
+        ("WECHAT_API_BASE".into(), wechat.base.clone()),
+        ("DATABASE_POOL_SIZE".into(), "4".into()),
+    ])
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub wechat: FakeWechat,
+    pub tokens: Tokens,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Last: dropped after the server has been told to stop.
+    pub db: TestDatabase,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts an app after `customise` has edited its environment (`None` values remove).
+pub async fn spawn_app_with(customise: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let db = TestDatabase::create().await;
+    let wechat = FakeWechat::start().await;
+    let mut env = base_env(&db, &wechat);
+    customise(&mut env);
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
+    let app = Application::build(config.clone())
+        .await
+        .expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        wechat,
+        tokens: Tokens::new(&config.jwt),
+        config,
+        stop: Some(stop),
+        server: Some(server),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// GET with an optional bearer token; the status and the JSON body (Null if none).
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_parts(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_parts(req.send().await.unwrap()).await
+    }
+
+    /// Logs in through the fake WeChat as `openid`.
+    pub async fn login(&self, openid: &str) -> (u16, Value) {
+        let code = self.wechat.issue_code(openid);
+        self.post_json(
+            "/v1/auth/wechat-login",
+            None,
+            &serde_json::json!({ "code": code }),
+        )
+        .await
+    }
+
+    /// A user with `role`, made as `locallife user create` makes one, and a token.
+    pub async fn user_with_role(&self, openid: &str, role: Role) -> (UserId, String) {
+        let pool = locallife::store::connect_pool(&self.config.database).unwrap();
+        let id = locallife::store::users::ensure_with_role(&pool, openid, role)
+            .await
+            .unwrap();
+        (id, self.tokens.mint(id).token)
+    }
+
+    /// Stops the server and waits for it to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+pub async fn into_parts(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON: {text:?}"))
+    };
+    (status, body)
+}
+
+/// Asserts an error answer: the status and `{"code", "message"}` with that code.
+#[track_caller]
+pub fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "unexpected status, body {}", answer.1);
+    assert_eq!(answer.1["code"], code, "unexpected body {}", answer.1);
+    assert!(
+        answer.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without a message: {}",
+        answer.1
+    );
+}

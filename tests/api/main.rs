@@ -1,0 +1,10 @@
+//! One integration-test binary: every test starts the real application on port 0 with
+//! a fresh PostgreSQL database of its own. See `helpers.rs`.
+
+mod cli;
+mod fake_wechat;
+mod health;
+mod helpers;
+mod login;
+mod me;
+mod migrations;

@@ -1,0 +1,169 @@
+//! `GET /v1/me` and the `Caller` extractor: who may call, and what they see.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use locallife::auth::Claims;
+use locallife::domain::{Role, UserId};
+use serde_json::json;
+
+use crate::helpers::{assert_error, spawn_app, JWT_SECRET};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn forge(claims: &Claims, key: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn claims(sub: &str, exp: u64) -> Claims {
+    Claims {
+        sub: sub.into(),
+        iss: "locallife".into(),
+        aud: "locallife".into(),
+        iat: now() - 10,
+        exp,
+    }
+}
+
+#[tokio::test]
+async fn a_platform_user_made_by_the_cli_path_sees_their_roles() {
+    let app = spawn_app().await;
+    let (id, token) = app.user_with_role("staff-1", Role::Platform).await;
+    let (status, me) = app.get("/v1/me", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        me,
+        json!({ "id": id.0, "roles": ["platform"], "rider": null, "merchants": [] })
+    );
+}
+
+#[tokio::test]
+async fn roles_are_read_at_call_time_not_from_the_token() {
+    let app = spawn_app().await;
+    let (id, token) = app.user_with_role("grow-1", Role::Consumer).await;
+    let (_, before) = app.get("/v1/me", Some(&token)).await;
+    assert_eq!(before["roles"], json!(["consumer"]));
+    // Granting a role after the token was minted takes effect on the next call.
+    app.user_with_role("grow-1", Role::Merchant).await;
+    let (_, after) = app.get("/v1/me", Some(&token)).await;
+    assert_eq!(after["id"], id.0);
+    assert_eq!(after["roles"], json!(["consumer", "merchant"]));
+}
+
+#[tokio::test]
+async fn rider_and_merchant_records_are_shown() {
+    let app = spawn_app().await;
+    let (id, token) = app.user_with_role("rider-and-owner", Role::Rider).await;
+    let db = app.db.client().await;
+    db.execute(
+        "INSERT INTO riders (user_id, name, phone) VALUES ($1, 'Li Lei', '13800000000')",
+        &[&id.0],
+    )
+    .await
+    .unwrap();
+    let merchant: i64 = db
+        .query_one(
+            "INSERT INTO merchants (name, address, lat, lng, created_by)
+             VALUES ('Noodle Bar', '1 Road', 31.2, 121.4, $1) RETURNING id",
+            &[&id.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.execute(
+        "INSERT INTO merchant_admins (merchant_id, user_id) VALUES ($1, $2)",
+        &[&merchant, &id.0],
+    )
+    .await
+    .unwrap();
+    let (status, me) = app.get("/v1/me", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["rider"]["status"], "pending");
+    assert_eq!(me["rider"]["online"], false);
+    assert_eq!(me["rider"]["name"], "Li Lei");
+    assert_eq!(
+        me["merchants"],
+        json!([{ "id": merchant, "name": "Noodle Bar", "status": "pending" }])
+    );
+}
+
+#[tokio::test]
+async fn missing_malformed_and_foreign_tokens_are_401() {
+    let app = spawn_app().await;
+    let (id, good) = app.user_with_role("tok-1", Role::Platform).await;
+    assert_error(&app.get("/v1/me", None).await, 401, "unauthorized");
+    assert_error(
+        &app.get("/v1/me", Some("not-a-jwt")).await,
+        401,
+        "unauthorized",
+    );
+
+    let wrong_key = forge(
+        &claims(&id.to_string(), now() + 600),
+        "another-secret-0123456789abcdef-012345",
+    );
+    assert_error(
+        &app.get("/v1/me", Some(&wrong_key)).await,
+        401,
+        "unauthorized",
+    );
+
+    let mut other_issuer = claims(&id.to_string(), now() + 600);
+    other_issuer.iss = "someone-else".into();
+    assert_error(
+        &app.get("/v1/me", Some(&forge(&other_issuer, JWT_SECRET)))
+            .await,
+        401,
+        "unauthorized",
+    );
+
+    // A scheme other than Bearer does not count.
+    let resp = app
+        .http
+        .get(app.url("/v1/me"))
+        .header("authorization", format!("Basic {good}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&crate::helpers::into_parts(resp).await, 401, "unauthorized");
+
+    // The HTTP API takes the header only; `?token=` is for the socket.
+    assert_error(
+        &app.get(&format!("/v1/me?token={good}"), None).await,
+        401,
+        "unauthorized",
+    );
+    assert_eq!(app.get("/v1/me", Some(&good)).await.0, 200);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_401_past_the_five_second_leeway() {
+    let app = spawn_app().await;
+    let (id, _) = app.user_with_role("tok-2", Role::Platform).await;
+    let sub = id.to_string();
+    let expired = forge(&claims(&sub, now() - 60), JWT_SECRET);
+    assert_error(
+        &app.get("/v1/me", Some(&expired)).await,
+        401,
+        "unauthorized",
+    );
+    let just_expired = forge(&claims(&sub, now() - 2), JWT_SECRET);
+    assert_eq!(app.get("/v1/me", Some(&just_expired)).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_token_for_a_user_that_does_not_exist_is_401() {
+    let app = spawn_app().await;
+    let token = app.tokens.mint(UserId(987_654)).token;
+    assert_error(&app.get("/v1/me", Some(&token)).await, 401, "unauthorized");
+}
