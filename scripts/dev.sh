@@ -17,7 +17,7 @@ if ! cargo --version >/dev/null 2>&1; then
     exit 1
 fi
 
-scripts/services.sh
+scripts/services.sh >&2
 
 export DATABASE_URL="${DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}"
 # DEVELOPMENT ONLY: a fixed, public secret so local tokens are reproducible.
@@ -25,12 +25,28 @@ export DATABASE_URL="${DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:54
 export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
 export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:8080}"
 export METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9090}"
-# Fake WeChat credentials; WECHAT_API_BASE points at a local stub, not WeChat.
-export WECHAT_APPID="${WECHAT_APPID:-wx-dev-appid}"
-export WECHAT_SECRET="${WECHAT_SECRET:-dev-secret}"
-export WECHAT_API_BASE="${WECHAT_API_BASE:-http://127.0.0.1:8099}"
 # REDIS_URL is deliberately left unset by default: the service then uses its
 # single-node in-process engine. Set REDIS_URL=redis://127.0.0.1:6379 to use
 # the Redis started above (multi-node mode).
 
-exec cargo run --release --locked -- "${@:-serve}"
+# Unless WECHAT_API_BASE is set, logins go to a local fake of WeChat's
+# code2Session (examples/fake_wechat.rs, the same fake the tests use): any code
+# logs in once as openid dev-<code>. It runs only beside `serve`.
+command="${1:-serve}"
+if [ -z "${WECHAT_API_BASE:-}" ]; then
+    export WECHAT_APPID="${WECHAT_APPID:-wx-test-appid}"
+    export WECHAT_SECRET="${WECHAT_SECRET:-wechat-test-app-secret}"
+    export WECHAT_API_BASE="http://127.0.0.1:8099"
+    if [ "$command" = "serve" ] || [ "$command" = "demo" ]; then
+        cargo build --release --locked --example fake_wechat
+        target/release/examples/fake_wechat 127.0.0.1:8099 &
+        fake_pid=$!
+        trap 'kill "$fake_pid" 2>/dev/null || true' EXIT
+    fi
+fi
+
+cargo build --release --locked --bin locallife
+if [ $# -eq 0 ]; then
+    set -- serve
+fi
+target/release/locallife "$@"

@@ -3,6 +3,10 @@
 //! a reused code answers 40163, an unknown one 40029, a blocked user 40226; a wrong
 //! appid or secret 40013/40125. Answers are JSON sent as `text/plain`, like WeChat's.
 //! Tests can also force the next answer (busy, rate limit, HTTP 500, garbage, a stall).
+//!
+//! The same file is the `fake_wechat` example that `scripts/dev.sh` runs for local
+//! logins; there it issues codes on demand (`auto_issue`): an unknown code `alice` logs
+//! in as openid `dev-alice`, once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,7 @@ struct Inner {
     forced: VecDeque<Forced>,
     calls: usize,
     next_code: u64,
+    auto_issue: bool,
 }
 
 #[derive(Clone)]
@@ -49,11 +54,21 @@ pub struct FakeWechat {
 
 impl FakeWechat {
     pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        Self::start_on("127.0.0.1:0", false).await
+    }
+
+    /// Listens on `addr`; with `auto_issue`, an unknown code is issued as it arrives.
+    pub async fn start_on(addr: &str, auto_issue: bool) -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            auto_issue,
+            ..Inner::default()
+        }));
         let app = Router::new()
             .route("/sns/jscode2session", get(code2session))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("fake WeChat cannot listen on {addr}: {e}"));
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -136,6 +151,10 @@ async fn code2session(
         return errcode(41008, "missing code");
     };
     let mut s = inner.lock().unwrap();
+    if s.auto_issue && !s.codes.contains_key(code) && !s.used.contains(code) {
+        let openid = format!("dev-{code}");
+        s.codes.insert(code.clone(), openid);
+    }
     if s.used.contains(code) {
         return errcode(40163, "code been used");
     }
