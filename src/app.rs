@@ -16,7 +16,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
 use crate::config::Config;
-use crate::redis::Redis;
+use crate::engine::memory::MemoryEngine;
+use crate::engine::redis::RedisEngine;
+use crate::engine::{Engine, Keys};
+use crate::hub::{Close, Hub, HubConfig};
 use crate::wechat::WechatLogin;
 use crate::{http, store};
 
@@ -27,7 +30,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     db: Pool,
-    redis: Option<Redis>,
+    hub: Arc<Hub>,
     tokens: Tokens,
     wechat: Option<WechatLogin>,
     draining: AtomicBool,
@@ -42,8 +45,9 @@ impl AppState {
         &self.0.db
     }
 
-    pub fn redis(&self) -> Option<&Redis> {
-        self.0.redis.as_ref()
+    /// This replica's sockets, and through it the engine.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
     }
 
     pub fn tokens(&self) -> &Tokens {
@@ -80,13 +84,25 @@ impl Application {
             tracing::info!(versions = ?applied, "applied migrations");
         }
         let db = store::connect_pool(&config.database)?;
-        let redis = match &config.redis_url {
-            Some(url) => Some(Redis::connect(url, &config.redis_key_prefix).await?),
+        let engine: Arc<dyn Engine> = match &config.redis_url {
+            Some(url) => {
+                let keys = Keys::new(&config.redis_key_prefix);
+                Arc::new(RedisEngine::connect(url, keys).await?)
+            }
             None => {
                 tracing::info!("REDIS_URL not set: single-node mode with the in-process engine");
-                None
+                Arc::new(MemoryEngine::new())
             }
         };
+        let hub = Hub::start(
+            HubConfig {
+                replica_id: replica_id().into(),
+                ping_interval: config.ws.ping_interval,
+                idle_timeout: config.ws.idle_timeout,
+            },
+            engine,
+        )
+        .await;
         let wechat = config.wechat.clone().map(WechatLogin::new);
         if wechat.is_none() {
             tracing::warn!(
@@ -101,7 +117,7 @@ impl Application {
             tokens: Tokens::new(&config.jwt),
             config,
             db,
-            redis,
+            hub,
             wechat,
             draining: AtomicBool::new(false),
         }));
@@ -155,10 +171,38 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!("in-flight requests still open after the grace period"),
         }
-        if let Some(redis) = state.redis() {
-            redis.quit().await;
+        // Sockets are not HTTP requests: the server does not wait for them. Ask each to
+        // close with 1001 so its client reconnects to another replica, and give the
+        // sessions a moment to send the close frames.
+        let sockets = state.hub().all_sockets();
+        for socket in &sockets {
+            socket.close(Close {
+                code: 1001,
+                reason: "replica shutting down",
+            });
         }
+        let hub = state.hub().clone();
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while !hub.all_sockets().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        hub.shutdown().await;
+        hub.engine().shutdown().await;
         state.db().close();
         Ok(())
     }
+}
+
+/// A replica's name: the pod name where there is one (Kubernetes sets `HOSTNAME`), plus
+/// a random suffix so that replicas sharing a name (tests, restarts) never collide.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }

@@ -12,8 +12,14 @@
 //!   caller's roles from the database on each request.
 //! - [`wechat`]: clients of WeChat's servers (mini-program login).
 //! - [`store`]: PostgreSQL: pool, migrations (`migrations/*.sql`), queries.
-//! - [`redis`]: the Redis connection.
+//! - [`engine`]: moves events between replicas: Redis pub/sub, or in-process for a
+//!   single node; all Redis key and channel names are built in [`engine::keys`].
+//! - [`hub`]: this replica's sockets by user and role, fan-out, subscriptions,
+//!   keep-alive sweeps.
+//! - [`ws`]: `GET /v1/ws`: admission, the message protocol, one session per socket.
+//! - [`notify`]: building and publishing notifications (the events of SPEC §3).
 //! - [`domain`]: types valid by construction ([`domain::Role`], [`domain::UserId`]).
+//! - [`time`]: clock helpers.
 //! - [`telemetry`]: logging (stderr, pretty or JSON).
 
 pub mod app;
@@ -21,9 +27,13 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod http;
-pub mod redis;
+pub mod hub;
+pub mod notify;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod wechat;
+pub mod ws;

@@ -7,6 +7,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 
 use crate::app::AppState;
 use crate::domain::{Role, UserId};
@@ -48,8 +49,8 @@ pub enum TokenSource {
 }
 
 /// The raw token of a request, if any. Never logged.
-pub fn token_from(parts: &Parts, source: TokenSource) -> Option<String> {
-    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+pub fn token_from(headers: &HeaderMap, uri: &Uri, source: TokenSource) -> Option<String> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme
@@ -58,7 +59,7 @@ pub fn token_from(parts: &Parts, source: TokenSource) -> Option<String> {
             .filter(|t| !t.is_empty());
     }
     if source == TokenSource::HeaderOrQuery {
-        let query = parts.uri.query()?;
+        let query = uri.query()?;
         return url::form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
@@ -88,6 +89,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(state, token_from(parts, TokenSource::Header)).await
+        authenticate(
+            state,
+            token_from(&parts.headers, &parts.uri, TokenSource::Header),
+        )
+        .await
     }
 }

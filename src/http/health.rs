@@ -15,9 +15,10 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let postgres = store::ping(state.db()).await.is_ok();
-    let redis = match state.redis() {
-        Some(r) => Some(r.ping().await),
-        None => None,
+    let engine = state.hub().engine();
+    let redis = match engine.kind() {
+        "redis" => Some(engine.ping().await),
+        _ => None,
     };
     let draining = state.is_draining();
     let ready = postgres && redis.unwrap_or(true) && !draining;

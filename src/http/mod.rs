@@ -8,6 +8,7 @@ mod auth;
 mod health;
 mod json;
 mod log;
+mod platform;
 
 pub use json::ApiJson;
 
@@ -33,7 +34,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/wechat-login", post(auth::wechat_login))
-        .route("/me", get(auth::me));
+        .route("/me", get(auth::me))
+        .route("/ws", get(crate::ws::connect))
+        .route("/platform/notifications", post(platform::send_notification))
+        .route("/platform/connections", get(platform::connections));
 
     Router::new()
         .route("/healthz", get(health::healthz))

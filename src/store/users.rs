@@ -199,3 +199,49 @@ pub async fn me(
         merchants,
     })
 }
+
+/// What socket admission (SPEC §2) is decided from, read in one round trip.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdmissionFacts {
+    pub roles: Vec<Role>,
+    /// `riders.status`, when the user applied as a rider.
+    pub rider_status: Option<String>,
+    pub rider_online: bool,
+    /// Admin of any merchant at all.
+    pub merchant_admin: bool,
+    /// Admin of at least one approved merchant.
+    pub admin_of_approved_merchant: bool,
+}
+
+/// The facts for `user`, or `None` when there is no such user.
+pub async fn admission(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+) -> Result<Option<AdmissionFacts>, StoreError> {
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT
+                ARRAY(SELECT role FROM user_roles WHERE user_id = u.id) AS roles,
+                r.status AS rider_status,
+                COALESCE(r.online, false) AS rider_online,
+                EXISTS (SELECT 1 FROM merchant_admins a WHERE a.user_id = u.id) AS merchant_admin,
+                EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
+                        WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin
+             FROM users u LEFT JOIN riders r ON r.user_id = u.id
+             WHERE u.id = $1",
+            &[&user.0],
+        )
+        .await?;
+    Ok(row.map(|row| AdmissionFacts {
+        roles: row
+            .get::<_, Vec<String>>("roles")
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
+        rider_status: row.get("rider_status"),
+        rider_online: row.get("rider_online"),
+        merchant_admin: row.get("merchant_admin"),
+        admin_of_approved_merchant: row.get("approved_admin"),
+    }))
+}

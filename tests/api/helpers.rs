@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use locallife::app::Application;
+use std::sync::Arc;
+
+use locallife::app::{AppState, Application};
 use locallife::auth::Tokens;
 use locallife::config::Config;
 use locallife::domain::{Role, UserId};
@@ -162,27 +164,73 @@ pub struct TestApp {
     pub wechat: FakeWechat,
     pub tokens: Tokens,
     pub config: Config,
+    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last: dropped after the server has been told to stop.
-    pub db: TestDatabase,
+    pub db: Arc<TestDatabase>,
+}
+
+/// Which engine a behaviour test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Memory,
+    Redis,
+}
+
+/// A Redis key prefix of one's own, so tests sharing a Redis never see each other.
+pub fn unique_prefix() -> String {
+    format!("t{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Applies `kind` to an app's environment.
+pub fn use_engine(env: &mut HashMap<String, String>, kind: EngineKind) {
+    if kind == EngineKind::Redis {
+        env.insert("REDIS_URL".into(), redis_url());
+        env.entry("REDIS_KEY_PREFIX".into())
+            .or_insert_with(unique_prefix);
+    }
+}
+
+pub async fn spawn_app_on(kind: EngineKind) -> TestApp {
+    spawn_app_with(|env| use_engine(env, kind)).await
+}
+
+/// `n` replicas sharing one database, one Redis prefix and one fake WeChat.
+pub async fn spawn_cluster(n: usize) -> Vec<TestApp> {
+    let db = Arc::new(TestDatabase::create().await);
+    let wechat = FakeWechat::start().await;
+    let prefix = unique_prefix();
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        let mut env = base_env(&db, &wechat);
+        env.insert("REDIS_URL".into(), redis_url());
+        env.insert("REDIS_KEY_PREFIX".into(), prefix.clone());
+        apps.push(start(env, db.clone(), wechat.clone()).await);
+    }
+    apps
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts an app after `customise` has edited its environment (`None` values remove).
+/// Starts an app after `customise` has edited its environment.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-    let db = TestDatabase::create().await;
+    let db = Arc::new(TestDatabase::create().await);
     let wechat = FakeWechat::start().await;
     let mut env = base_env(&db, &wechat);
     customise(&mut env);
+    start(env, db, wechat).await
+}
+
+async fn start(env: HashMap<String, String>, db: Arc<TestDatabase>, wechat: FakeWechat) -> TestApp {
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let app = Application::build(config.clone())
         .await
         .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -196,6 +244,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut HashMap<String, String>)
         wechat,
         tokens: Tokens::new(&config.jwt),
         config,
+        state,
         stop: Some(stop),
         server: Some(server),
         db,

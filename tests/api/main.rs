@@ -8,3 +8,5 @@ mod helpers;
 mod login;
 mod me;
 mod migrations;
+mod ws;
+mod ws_client;

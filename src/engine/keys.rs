@@ -1,0 +1,99 @@
+//! Every Redis key and channel name, built here and nowhere else.
+//!
+//! Layout (prefix `ll` by default, `REDIS_KEY_PREFIX`):
+//!
+//! | name | type | what |
+//! |---|---|---|
+//! | `ll:{u:42}:live` | channel | live events for user 42 |
+//! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
+//! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
+//! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
+//!
+//! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one
+//! slot, so the multi-key scripts a user's delivery needs stay legal.
+
+use crate::domain::{Role, UserId};
+
+/// Where a published payload goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    User(UserId),
+    Role(Role),
+}
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn channel(&self, target: Target) -> String {
+        match target {
+            Target::User(u) => format!("{}:{{u:{}}}:live", self.prefix, u.0),
+            Target::Role(r) => format!("{}:role:{}", self.prefix, r.as_str()),
+        }
+    }
+
+    /// The inverse of [`Keys::channel`]; `None` for a name this prefix never builds.
+    pub fn parse_channel(&self, channel: &str) -> Option<Target> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        if let Some(role) = rest.strip_prefix("role:") {
+            return role.parse().ok().map(Target::Role);
+        }
+        let id = rest.strip_prefix("{u:")?.strip_suffix("}:live")?;
+        id.parse().ok().map(|id| Target::User(UserId(id)))
+    }
+
+    pub fn user_sockets(&self, user: UserId) -> String {
+        format!("{}:{{u:{}}}:sockets", self.prefix, user.0)
+    }
+
+    pub fn replicas(&self) -> String {
+        format!("{}:replicas", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_round_trip() {
+        let keys = Keys::new("t-1");
+        for target in [
+            Target::User(UserId(42)),
+            Target::User(UserId(i64::MAX)),
+            Target::Role(Role::Rider),
+            Target::Role(Role::Platform),
+        ] {
+            assert_eq!(keys.parse_channel(&keys.channel(target)), Some(target));
+        }
+        assert_eq!(keys.channel(Target::User(UserId(7))), "t-1:{u:7}:live");
+        assert_eq!(keys.user_sockets(UserId(7)), "t-1:{u:7}:sockets");
+    }
+
+    #[test]
+    fn foreign_names_do_not_parse() {
+        let keys = Keys::new("ll");
+        for name in [
+            "other:{u:1}:live",
+            "ll:{u:x}:live",
+            "ll:{u:1}:sockets",
+            "ll:role:admin",
+            "llx:role:rider",
+            "ll",
+        ] {
+            assert_eq!(keys.parse_channel(name), None, "{name}");
+        }
+    }
+}

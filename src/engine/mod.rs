@@ -1,0 +1,115 @@
+//! The engine moves events between replicas and keeps the little shared state the hub
+//! needs (how many sockets a user has everywhere, how many each replica holds).
+//!
+//! Two implementations behind one trait, passing the same behaviour tests:
+//! [`redis::RedisEngine`] for production (N replicas sharing Redis) and
+//! [`memory::MemoryEngine`] for a single replica with no Redis (`REDIS_URL` unset).
+//!
+//! The engine does not know sockets. It hands every payload that arrives on a channel
+//! this replica subscribed to the [`Sink`] (the hub), and tells it when the connection
+//! to the broker was re-established so the hub can subscribe again.
+
+pub mod keys;
+pub mod memory;
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use keys::{Keys, Target};
+
+use crate::domain::UserId;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The broker cannot be reached; the caller answers 503 rather than lose anything.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Receives what arrives from the broker. Implemented by the hub.
+pub trait Sink: Send + Sync + 'static {
+    /// A payload published to `target`, arrived on a channel this replica subscribed to.
+    fn deliver(&self, target: Target, payload: Bytes);
+    /// The broker connection was (re-)established: subscriptions must be made again.
+    fn reconnected(&self);
+}
+
+/// One replica's sockets, as reported to the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Census {
+    pub sockets: u64,
+    pub by_role: BTreeMap<String, u64>,
+}
+
+/// A replica's [`Census`] and when it was taken (unix ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaCensus {
+    pub replica_id: String,
+    #[serde(flatten)]
+    pub census: Census,
+    pub reported_at_ms: u64,
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// `redis` or `memory`.
+    fn kind(&self) -> &'static str;
+
+    /// Where payloads of subscribed channels go. Called once, before any subscribe.
+    fn set_sink(&self, sink: std::sync::Weak<dyn Sink>);
+
+    /// Publishes to every replica subscribed to `target`'s channel.
+    async fn publish(&self, target: Target, payload: Bytes) -> Result<(), EngineError>;
+
+    /// Subscribes this replica to the channels of `targets` (one round trip for all).
+    async fn subscribe(&self, targets: &[Target]) -> Result<(), EngineError>;
+
+    async fn unsubscribe(&self, targets: &[Target]) -> Result<(), EngineError>;
+
+    /// Whether the broker answers.
+    async fn ping(&self) -> bool;
+
+    /// Takes one of `user`'s socket places, everywhere, unless `max` are taken already.
+    /// `lease_ms`: until when the place holds without [`Engine::renew_sockets`].
+    async fn acquire_socket(
+        &self,
+        user: UserId,
+        conn: &str,
+        max: usize,
+        lease_until_ms: u64,
+    ) -> Result<bool, EngineError>;
+
+    async fn release_socket(&self, user: UserId, conn: &str) -> Result<(), EngineError>;
+
+    /// Extends the leases of this replica's sockets, so that a replica that dies frees
+    /// its users' places when the leases run out.
+    async fn renew_sockets(
+        &self,
+        sockets: &[(UserId, Arc<str>)],
+        lease_until_ms: u64,
+    ) -> Result<(), EngineError>;
+
+    /// Publishes this replica's census (`None` removes it: the replica is leaving).
+    async fn report_census(
+        &self,
+        replica: &str,
+        census: Option<&ReplicaCensus>,
+    ) -> Result<(), EngineError>;
+
+    /// Every live replica's latest census.
+    async fn censuses(&self, fresh_after_ms: u64) -> Result<Vec<ReplicaCensus>, EngineError>;
+
+    /// The name this replica's subscriber connection gives itself in `CLIENT LIST`
+    /// (Redis only), so an operator can find it.
+    fn subscriber_name(&self) -> Option<String> {
+        None
+    }
+
+    /// Closes connections to the broker.
+    async fn shutdown(&self);
+}

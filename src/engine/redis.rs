@@ -1,0 +1,344 @@
+//! The Redis engine (fred): pub/sub between replicas, leased socket places, census.
+//!
+//! Two connections per replica. Commands (PUBLISH, scripts, hashes) go on one, which
+//! fred pipelines on its own. Subscriptions live on a second, dedicated connection —
+//! one per replica, never one per channel — because a connection in subscribed mode
+//! can run nothing else. Its messages are read from fred's broadcast channel by one
+//! task that hands them to the sink; if that task falls behind, the lagged messages
+//! are counted (`locallife_pubsub_dropped_total`), never silently ignored: the inbox
+//! redelivers what needs an ack.
+//!
+//! On every (re)connect of the subscriber connection the sink is told, and the hub
+//! subscribes everything it needs again: a new connection has no subscriptions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use fred::types::Message;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use super::{Engine, EngineError, Keys, ReplicaCensus, Sink, Target};
+use crate::domain::UserId;
+
+/// How long a command waits (for a connection, then an answer) before the engine counts
+/// as unavailable and the caller answers 503.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many pub/sub messages may wait for the dispatch task before the oldest are lost
+/// (and counted).
+const PUBSUB_BUFFER: usize = 1 << 16;
+
+/// Takes a socket place for a user unless `max` live leases exist.
+/// KEYS[1] user sockets zset; ARGV now_ms, lease_until_ms, max, conn.
+const ACQUIRE_LUA: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Extends one lease if it still exists, and the key's expiry with it.
+/// KEYS[1] user sockets zset; ARGV lease_until_ms, conn.
+const RENEW_LUA: &str = r"
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+end
+return 1
+";
+
+fn unavailable(e: fred::error::Error) -> EngineError {
+    EngineError::Unavailable(e.to_string())
+}
+
+pub struct RedisEngine {
+    keys: Keys,
+    commands: Client,
+    subscriber: Client,
+    acquire: Script,
+    renew: Script,
+    sink: Arc<OnceLock<Weak<dyn Sink>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RedisEngine {
+    /// Connects both connections, waiting a few seconds at most: a Redis that is down
+    /// at start-up does not stop the replica (fred keeps reconnecting; `/readyz` says so).
+    pub async fn connect(url: &SecretString, keys: Keys) -> anyhow::Result<Self> {
+        let config = fred::types::config::Config::from_url(url.expose_secret())
+            .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid Redis URL"))?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
+                c.max_command_attempts = 2;
+                c.auto_client_setname = true;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT;
+                p.broadcast_channel_capacity = PUBSUB_BUFFER;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let commands = builder.build()?;
+        let subscriber = builder.build()?;
+
+        let sink: Arc<OnceLock<Weak<dyn Sink>>> = Arc::new(OnceLock::new());
+        let dropped = Arc::new(AtomicU64::new(0));
+        // Receivers are taken before connecting, so neither the first connect event nor
+        // an early message can be missed.
+        let messages = subscriber.message_rx();
+        let reconnects = subscriber.reconnect_rx();
+        let tasks = vec![
+            tokio::spawn(dispatch(
+                messages,
+                keys.clone(),
+                sink.clone(),
+                dropped.clone(),
+            )),
+            tokio::spawn(watch_reconnects(reconnects, sink.clone())),
+        ];
+        commands.connect();
+        subscriber.connect();
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            let a = commands.wait_for_connect().await;
+            let b = subscriber.wait_for_connect().await;
+            a.and(b)
+        })
+        .await;
+        if !matches!(waited, Ok(Ok(()))) {
+            tracing::warn!("Redis is not reachable yet; reconnecting in the background");
+        }
+        Ok(Self {
+            keys,
+            commands,
+            subscriber,
+            acquire: Script::from_lua(ACQUIRE_LUA),
+            renew: Script::from_lua(RENEW_LUA),
+            sink,
+            tasks: Mutex::new(tasks),
+            dropped,
+        })
+    }
+
+    /// Pub/sub messages lost because the dispatch task fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Hands every pub/sub message to the sink, zero-copy.
+async fn dispatch(
+    mut messages: tokio::sync::broadcast::Receiver<Message>,
+    keys: Keys,
+    sink: Arc<OnceLock<Weak<dyn Sink>>>,
+    dropped: Arc<AtomicU64>,
+) {
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                let Some(target) = keys.parse_channel(&message.channel) else {
+                    continue;
+                };
+                let payload = match message.value {
+                    Value::Bytes(b) => b,
+                    Value::String(s) => s.into_inner(),
+                    _ => continue,
+                };
+                if let Some(sink) = sink.get().and_then(Weak::upgrade) {
+                    sink.deliver(target, payload);
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                dropped.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("locallife_pubsub_dropped_total").increment(n);
+                tracing::warn!(lost = n, "pub/sub dispatch fell behind; messages dropped");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Tells the sink about every (re)connect of the subscriber connection.
+async fn watch_reconnects(
+    mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    sink: Arc<OnceLock<Weak<dyn Sink>>>,
+) {
+    loop {
+        match reconnects.recv().await {
+            Ok(_) | Err(RecvError::Lagged(_)) => {
+                tracing::info!("Redis subscriber connected; subscribing again");
+                if let Some(sink) = sink.get().and_then(Weak::upgrade) {
+                    sink.reconnected();
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for RedisEngine {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn set_sink(&self, sink: Weak<dyn Sink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    async fn publish(&self, target: Target, payload: Bytes) -> Result<(), EngineError> {
+        self.commands
+            .publish::<i64, _, _>(self.keys.channel(target), Value::Bytes(payload))
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn subscribe(&self, targets: &[Target]) -> Result<(), EngineError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let channels: Vec<String> = targets.iter().map(|t| self.keys.channel(*t)).collect();
+        self.subscriber
+            .subscribe(channels)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn unsubscribe(&self, targets: &[Target]) -> Result<(), EngineError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let channels: Vec<String> = targets.iter().map(|t| self.keys.channel(*t)).collect();
+        self.subscriber
+            .unsubscribe(channels)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> bool {
+        let ok = |r: Result<Result<String, _>, _>| matches!(r, Ok(Ok(_)));
+        let timeout = Duration::from_secs(1);
+        ok(tokio::time::timeout(timeout, self.commands.ping::<String>(None)).await)
+            && self.subscriber.is_connected()
+    }
+
+    async fn acquire_socket(
+        &self,
+        user: UserId,
+        conn: &str,
+        max: usize,
+        lease_until_ms: u64,
+    ) -> Result<bool, EngineError> {
+        let now = crate::time::unix_ms();
+        let taken: i64 = self
+            .acquire
+            .evalsha_with_reload(
+                &self.commands,
+                vec![self.keys.user_sockets(user)],
+                vec![
+                    now.to_string(),
+                    lease_until_ms.to_string(),
+                    max.to_string(),
+                    conn.to_owned(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(taken == 1)
+    }
+
+    async fn release_socket(&self, user: UserId, conn: &str) -> Result<(), EngineError> {
+        self.commands
+            .zrem::<i64, _, _>(self.keys.user_sockets(user), conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn renew_sockets(
+        &self,
+        sockets: &[(UserId, Arc<str>)],
+        lease_until_ms: u64,
+    ) -> Result<(), EngineError> {
+        let until = lease_until_ms.to_string();
+        let renewals = sockets.iter().map(|(user, conn)| {
+            self.renew.evalsha_with_reload::<i64, _, _>(
+                &self.commands,
+                vec![self.keys.user_sockets(*user)],
+                vec![until.clone(), conn.to_string()],
+            )
+        });
+        // fred pipelines concurrent commands on its connection.
+        for result in futures::future::join_all(renewals).await {
+            result.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn report_census(
+        &self,
+        replica: &str,
+        census: Option<&ReplicaCensus>,
+    ) -> Result<(), EngineError> {
+        let key = self.keys.replicas();
+        match census {
+            Some(c) => {
+                let json = serde_json::to_string(c)
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+                self.commands
+                    .hset::<i64, _, _>(key, (replica, json))
+                    .await
+                    .map(|_| ())
+                    .map_err(unavailable)
+            }
+            None => self
+                .commands
+                .hdel::<i64, _, _>(key, replica)
+                .await
+                .map(|_| ())
+                .map_err(unavailable),
+        }
+    }
+
+    async fn censuses(&self, fresh_after_ms: u64) -> Result<Vec<ReplicaCensus>, EngineError> {
+        let key = self.keys.replicas();
+        let all: HashMap<String, String> =
+            self.commands.hgetall(&key).await.map_err(unavailable)?;
+        let mut fresh = Vec::new();
+        let mut stale = Vec::new();
+        for (replica, json) in all {
+            match serde_json::from_str::<ReplicaCensus>(&json) {
+                Ok(c) if c.reported_at_ms >= fresh_after_ms => fresh.push(c),
+                _ => stale.push(replica),
+            }
+        }
+        if !stale.is_empty() {
+            // Replicas that died without saying goodbye.
+            let _ = self.commands.hdel::<i64, _, _>(&key, stale).await;
+        }
+        Ok(fresh)
+    }
+
+    fn subscriber_name(&self) -> Option<String> {
+        Some(self.subscriber.id().to_string())
+    }
+
+    async fn shutdown(&self) {
+        let _ = self.subscriber.quit().await;
+        let _ = self.commands.quit().await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Platform staff endpoints (role `platform`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::ApiJson;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{Role, UserId};
+use crate::engine::EngineError;
+use crate::error::ApiError;
+use crate::hub::{CENSUS_STALE, SOCKET_ROLES};
+use crate::notify::{self, Kind, Notification};
+use crate::store;
+
+const MAX_TITLE: usize = 100;
+const MAX_CONTENT: usize = 2000;
+const MAX_DATA: usize = 4096;
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        tracing::warn!(error = %e, "engine unavailable");
+        ApiError::unavailable(
+            "engine_unavailable",
+            "notifications cannot be delivered right now; nothing was sent, try again",
+        )
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SendNotification {
+    user_id: Option<i64>,
+    role: Option<Role>,
+    title: String,
+    content: String,
+    #[serde(default)]
+    data: Option<Map<String, Value>>,
+}
+
+/// Checks the text fields; returns the notification without its target.
+fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> {
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE {
+        return Err(ApiError::unprocessable(
+            "invalid_title",
+            format!("title must be 1 to {MAX_TITLE} characters"),
+        ));
+    }
+    if body.content.chars().count() > MAX_CONTENT {
+        return Err(ApiError::unprocessable(
+            "invalid_content",
+            format!("content must be at most {MAX_CONTENT} characters"),
+        ));
+    }
+    let mut n = Notification::new(kind, title, body.content.clone());
+    if let Some(data) = &body.data {
+        if serde_json::to_vec(data).map_or(true, |v| v.len() > MAX_DATA) {
+            return Err(ApiError::unprocessable(
+                "invalid_data",
+                format!("data must be a JSON object of at most {MAX_DATA} bytes"),
+            ));
+        }
+        n.fields = data.clone();
+    }
+    Ok(n)
+}
+
+/// `POST /v1/platform/notifications`: to one user (kept until acked) or to every
+/// connected socket of a role (an announcement, live only).
+pub async fn send_notification(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<SendNotification>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Platform)?;
+    let engine = state.hub().engine().clone();
+    let message_id = match (body.user_id, body.role) {
+        (Some(user), None) => {
+            let n = parse(&body, Kind::PlatformNotice)?;
+            let user = UserId(user);
+            if !store::users::exists(state.db(), user).await? {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "user_not_found",
+                    "no such user",
+                ));
+            }
+            notify::to_user(&*engine, user, &n).await?
+        }
+        (None, Some(role)) if SOCKET_ROLES.contains(&role) => {
+            let n = parse(&body, Kind::Announcement)?;
+            notify::to_role(&*engine, role, &n).await?
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "invalid_role",
+                "role must be rider, merchant or platform (consumers hold no sockets)",
+            ))
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_target",
+                "give exactly one of user_id and role",
+            ))
+        }
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "message_id": message_id })),
+    ))
+}
+
+/// `GET /v1/platform/connections`: sockets by role, across replicas and per replica.
+pub async fn connections(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Platform)?;
+    let hub = state.hub();
+    let fresh_after = crate::time::unix_ms().saturating_sub(CENSUS_STALE.as_millis() as u64);
+    let mut replicas = hub.engine().censuses(fresh_after).await?;
+    // This replica's own figures are read now rather than from its last report.
+    replicas.retain(|r| *r.replica_id != **hub.replica_id());
+    replicas.push(crate::engine::ReplicaCensus {
+        replica_id: hub.replica_id().to_string(),
+        census: hub.census(),
+        reported_at_ms: crate::time::unix_ms(),
+    });
+    replicas.sort_by(|a, b| a.replica_id.cmp(&b.replica_id));
+    let mut total = crate::engine::Census::default();
+    for r in &replicas {
+        total.sockets += r.census.sockets;
+        for (role, n) in &r.census.by_role {
+            *total.by_role.entry(role.clone()).or_default() += n;
+        }
+    }
+    Ok(Json(json!({
+        "replica_id": hub.replica_id().as_ref(),
+        "total": total,
+        "replicas": replicas,
+    })))
+}

@@ -1,0 +1,250 @@
+//! One socket as the hub sees it: who it is, and a small outbound queue its session
+//! task drains.
+//!
+//! Why a hand-rolled queue and not an mpsc channel per socket: a tokio channel
+//! allocates its block eagerly (~3 KB per socket measured), while a `VecDeque` costs
+//! nothing until a message is queued and gives its memory back once drained. At tens of
+//! thousands of idle sockets per replica that difference is most of the budget.
+//!
+//! Overflow policy: a socket whose queue holds [`OUTBOX_LIMIT`] undelivered messages
+//! is too slow to keep up; it is closed (1008) rather than allowed to grow without
+//! bound or to slow fan-out to everyone else. Its unacked notifications stay in the
+//! inbox and come back on reconnect.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+
+use crate::domain::{Role, UserId};
+
+/// Undelivered messages one socket may hold before it is closed as too slow.
+pub const OUTBOX_LIMIT: usize = 512;
+
+/// The roles a socket was admitted with, as bits (a socket is small; a Vec is not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    fn bit(role: Role) -> u8 {
+        1 << (role as u8)
+    }
+
+    pub fn insert(&mut self, role: Role) {
+        self.0 |= Self::bit(role);
+    }
+
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & Self::bit(role) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+}
+
+impl FromIterator<Role> for RoleSet {
+    fn from_iter<I: IntoIterator<Item = Role>>(iter: I) -> Self {
+        let mut set = RoleSet::default();
+        for r in iter {
+            set.insert(r);
+        }
+        set
+    }
+}
+
+/// Why the server closes a socket: a WebSocket close code and a short reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// What the session task must do next, taken from the socket in one go.
+#[derive(Debug, Default)]
+pub struct Work {
+    pub messages: VecDeque<Utf8Bytes>,
+    pub ping: bool,
+    pub close: Option<Close>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Utf8Bytes>,
+    ping: bool,
+    close: Option<Close>,
+}
+
+pub struct Socket {
+    /// Unique on this replica; the key in the hub's maps.
+    pub seq: u64,
+    /// Unique across replicas: `<replica>-<seq>`. Sent in `welcome`, used for leases.
+    pub conn_id: Arc<str>,
+    pub user: UserId,
+    pub roles: RoleSet,
+    /// When the access token expires (unix seconds): the socket is closed with 4001.
+    pub token_exp: u64,
+    outbox: Mutex<Outbox>,
+    notify: Notify,
+    /// Milliseconds since the hub's epoch.
+    last_seen: AtomicU64,
+    last_ping: AtomicU64,
+}
+
+impl Socket {
+    pub fn new(
+        seq: u64,
+        conn_id: Arc<str>,
+        user: UserId,
+        roles: RoleSet,
+        token_exp: u64,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            seq,
+            conn_id,
+            user,
+            roles,
+            token_exp,
+            outbox: Mutex::new(Outbox::default()),
+            notify: Notify::new(),
+            last_seen: AtomicU64::new(now_ms),
+            last_ping: AtomicU64::new(now_ms),
+        }
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        // Each critical section is a push or a take; a panic cannot leave it torn.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a message. Returns false when the socket is closing or was just found
+    /// too slow (then it is told to close).
+    pub fn push(&self, message: Utf8Bytes) -> bool {
+        let mut out = self.outbox();
+        if out.close.is_some() {
+            return false;
+        }
+        if out.queue.len() >= OUTBOX_LIMIT {
+            out.queue = VecDeque::new();
+            out.close = Some(Close {
+                code: 1008,
+                reason: "too slow to keep up",
+            });
+            drop(out);
+            metrics::counter!("locallife_ws_slow_disconnects_total").increment(1);
+            self.notify.notify_one();
+            return false;
+        }
+        out.queue.push_back(message);
+        drop(out);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Asks the session to close the socket with `close` (the first request wins).
+    pub fn close(&self, close: Close) {
+        let mut out = self.outbox();
+        if out.close.is_none() {
+            out.close = Some(close);
+        }
+        drop(out);
+        self.notify.notify_one();
+    }
+
+    pub fn request_ping(&self, now_ms: u64) {
+        self.last_ping.store(now_ms, Ordering::Relaxed);
+        self.outbox().ping = true;
+        self.notify.notify_one();
+    }
+
+    /// Waits until there is work, then takes all of it.
+    pub async fn work(&self) -> Work {
+        loop {
+            {
+                let mut out = self.outbox();
+                if !out.queue.is_empty() || out.ping || out.close.is_some() {
+                    return Work {
+                        // Taking the deque hands its buffer to the writer and leaves an
+                        // unallocated one behind.
+                        messages: std::mem::take(&mut out.queue),
+                        ping: std::mem::take(&mut out.ping),
+                        close: out.close,
+                    };
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    pub fn touch(&self, now_ms: u64) {
+        self.last_seen.store(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    pub fn last_ping(&self) -> u64 {
+        self.last_ping.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket() -> Socket {
+        Socket::new(
+            1,
+            Arc::from("r-1"),
+            UserId(1),
+            RoleSet::default(),
+            u64::MAX,
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn work_takes_everything_queued_in_order() {
+        let s = socket();
+        assert!(s.push(Utf8Bytes::from("a")));
+        assert!(s.push(Utf8Bytes::from("b")));
+        s.request_ping(5);
+        let w = s.work().await;
+        assert_eq!(w.messages, [Utf8Bytes::from("a"), Utf8Bytes::from("b")]);
+        assert!(w.ping);
+        assert!(w.close.is_none());
+        assert_eq!(s.last_ping(), 5);
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_socket_is_closed_as_too_slow() {
+        let s = socket();
+        for _ in 0..OUTBOX_LIMIT {
+            assert!(s.push(Utf8Bytes::from("x")));
+        }
+        assert!(!s.push(Utf8Bytes::from("one too many")));
+        let w = s.work().await;
+        assert!(w.messages.is_empty(), "the backlog is dropped, not sent");
+        assert_eq!(w.close.map(|c| c.code), Some(1008));
+        assert!(!s.push(Utf8Bytes::from("after close")));
+    }
+
+    #[test]
+    fn role_sets_hold_roles() {
+        let set: RoleSet = [Role::Rider, Role::Platform].into_iter().collect();
+        assert!(set.contains(Role::Rider) && set.contains(Role::Platform));
+        assert!(!set.contains(Role::Merchant));
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [Role::Rider, Role::Platform]
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Publishing notifications (SPEC §3): what handlers and business flows call.
+//!
+//! A notification is serialised here, once, into the exact text frame the sockets will
+//! send, wrapped in a hub [`Event`], and published to the user's (or role's) channel;
+//! every replica holding a socket of that user hands the same bytes to each of them.
+
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Map, Value};
+
+use crate::domain::{Role, UserId};
+use crate::engine::{Engine, EngineError, Target};
+use crate::hub::Event;
+use crate::ws::protocol;
+
+/// The events of SPEC §3, with whether they need an ack and how long they live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    OrderRecommend,
+    OrderDispatched,
+    OrderTaken,
+    RiderCommand,
+    OrderPaid,
+    OrderUrged,
+    InventoryLow,
+    PaymentTimeout,
+    SystemError,
+    /// A platform message to one user (`POST /v1/platform/notifications` with `user_id`).
+    PlatformNotice,
+    Announcement,
+}
+
+impl Kind {
+    pub fn event(self) -> &'static str {
+        match self {
+            Kind::OrderRecommend => "order.recommend",
+            Kind::OrderDispatched => "order.dispatched",
+            Kind::OrderTaken => "order.taken",
+            Kind::RiderCommand => "rider.command",
+            Kind::OrderPaid => "order.paid",
+            Kind::OrderUrged => "order.urged",
+            Kind::InventoryLow => "inventory.low",
+            Kind::PaymentTimeout => "alert.payment_timeout",
+            Kind::SystemError => "alert.system_error",
+            Kind::PlatformNotice => "platform.notice",
+            Kind::Announcement => "announcement",
+        }
+    }
+
+    pub fn requires_ack(self) -> bool {
+        !matches!(self, Kind::OrderTaken | Kind::Announcement)
+    }
+
+    /// How long an undelivered notification stays deliverable.
+    pub fn ttl(self) -> Duration {
+        const MIN: u64 = 60;
+        match self {
+            Kind::OrderRecommend | Kind::OrderTaken => Duration::from_secs(2 * MIN),
+            Kind::OrderDispatched | Kind::RiderCommand => Duration::from_secs(60 * MIN),
+            Kind::Announcement => Duration::ZERO,
+            _ => Duration::from_secs(24 * 60 * MIN),
+        }
+    }
+}
+
+/// Fields every notification carries; event fields may not override them.
+const RESERVED: [&str; 5] = ["message_id", "event", "title", "content", "requires_ack"];
+
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub kind: Kind,
+    pub title: String,
+    pub content: String,
+    /// The event's own fields (`order_id`, ...).
+    pub fields: Map<String, Value>,
+}
+
+impl Notification {
+    pub fn new(kind: Kind, title: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            kind,
+            title: title.into(),
+            content: content.into(),
+            fields: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The `data` object of the `notification` message.
+    pub fn data(&self, message_id: &str) -> Map<String, Value> {
+        let mut data = Map::new();
+        data.insert("message_id".into(), message_id.into());
+        data.insert("event".into(), self.kind.event().into());
+        data.insert("title".into(), self.title.clone().into());
+        data.insert("content".into(), self.content.clone().into());
+        for (k, v) in &self.fields {
+            if !RESERVED.contains(&k.as_str()) {
+                data.insert(k.clone(), v.clone());
+            }
+        }
+        data.insert("requires_ack".into(), self.kind.requires_ack().into());
+        data
+    }
+
+    /// The text frame sockets send, serialised once.
+    pub fn frame(&self, message_id: &str) -> Utf8Bytes {
+        protocol::notification(&self.data(message_id)).into()
+    }
+}
+
+/// A new message id: 128 random bits, hex. Unique enough to de-duplicate by.
+pub fn new_message_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Publishes to one user's sockets on every replica; returns the message id.
+pub async fn to_user(
+    engine: &dyn Engine,
+    user: UserId,
+    notification: &Notification,
+) -> Result<String, EngineError> {
+    let id = new_message_id();
+    let event = Event::Message(notification.frame(&id));
+    engine.publish(Target::User(user), event.encode()).await?;
+    metrics::counter!("locallife_notifications_published_total", "event" => notification.kind.event())
+        .increment(1);
+    Ok(id)
+}
+
+/// Publishes to every connected socket of `role`, live only; returns the message id.
+pub async fn to_role(
+    engine: &dyn Engine,
+    role: Role,
+    notification: &Notification,
+) -> Result<String, EngineError> {
+    let id = new_message_id();
+    let event = Event::Message(notification.frame(&id));
+    engine.publish(Target::Role(role), event.encode()).await?;
+    metrics::counter!("locallife_notifications_published_total", "event" => notification.kind.event())
+        .increment(1);
+    Ok(id)
+}
+
+/// Closes every socket of `user`, on every replica, with `code` (4003 when a rider goes
+/// offline or a role is revoked).
+pub async fn close_user(
+    engine: &dyn Engine,
+    user: UserId,
+    code: u16,
+    reason: &str,
+) -> Result<(), EngineError> {
+    let event = Event::Close {
+        code,
+        reason: reason.to_owned(),
+    };
+    engine.publish(Target::User(user), event.encode()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_fields_cannot_override_the_fixed_ones() {
+        let n = Notification::new(Kind::OrderPaid, "新订单通知", "您有新的已支付订单")
+            .with("order_id", 42)
+            .with("message_id", "forged")
+            .with("requires_ack", false);
+        let data = n.data("m-1");
+        assert_eq!(data["message_id"], "m-1");
+        assert_eq!(data["order_id"], 42);
+        assert_eq!(data["requires_ack"], true);
+        assert_eq!(data["event"], "order.paid");
+    }
+
+    #[test]
+    fn the_event_table_matches_the_spec() {
+        assert!(!Kind::OrderTaken.requires_ack());
+        assert!(!Kind::Announcement.requires_ack());
+        assert!(Kind::OrderRecommend.requires_ack());
+        assert_eq!(Kind::OrderRecommend.ttl(), Duration::from_secs(120));
+        assert_eq!(Kind::OrderDispatched.ttl(), Duration::from_secs(3600));
+        assert_eq!(Kind::InventoryLow.ttl(), Duration::from_secs(86400));
+    }
+}

@@ -1,0 +1,253 @@
+//! `GET /v1/ws`: admission (SPEC §2), then the socket session.
+//!
+//! Everything that can refuse a socket happens before the upgrade and is answered as
+//! plain HTTP with a JSON body: draining (503), token (401), roles from the database
+//! (403), the per-user socket limit across replicas (429). Only then is the connection
+//! upgraded, with buffers sized for small JSON messages.
+
+pub mod protocol;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::auth::extract::{token_from, TokenSource};
+use crate::domain::{Role, UserId};
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::hub::{RoleSet, Socket, LEASE};
+use crate::store::users::AdmissionFacts;
+
+/// tungstenite zero-fills its read buffer and keeps it for the socket's life, so it is
+/// the lever on idle memory; frames up to `WS_MAX_FRAME` still fit (it grows to read).
+const READ_BUFFER: usize = 1024;
+
+/// Why a user may not open a socket (403 codes of SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    RiderNotApproved,
+    RiderOffline,
+    NotMerchantAdmin,
+    RoleNotAllowed,
+}
+
+impl Denied {
+    pub fn code(self) -> &'static str {
+        match self {
+            Denied::RiderNotApproved => "rider_not_approved",
+            Denied::RiderOffline => "rider_offline",
+            Denied::NotMerchantAdmin => "not_merchant_admin",
+            Denied::RoleNotAllowed => "role_not_allowed",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Denied::RiderNotApproved => "the rider is not approved by the platform",
+            Denied::RiderOffline => "the rider is offline: POST /v1/rider/online first",
+            Denied::NotMerchantAdmin => "not an admin of an approved merchant",
+            Denied::RoleNotAllowed => "only riders, merchants and platform staff may connect",
+        }
+    }
+}
+
+/// The admission table of SPEC §2. A user with several roles gets every role that
+/// passes; with none, the most specific refusal.
+pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
+    let mut roles = RoleSet::default();
+    if facts.rider_status.as_deref() == Some("approved") && facts.rider_online {
+        roles.insert(Role::Rider);
+    }
+    if facts.admin_of_approved_merchant {
+        roles.insert(Role::Merchant);
+    }
+    if facts.roles.contains(&Role::Platform) {
+        roles.insert(Role::Platform);
+    }
+    if !roles.is_empty() {
+        return Ok(roles);
+    }
+    match facts.rider_status.as_deref() {
+        Some("approved") => return Err(Denied::RiderOffline),
+        Some(_) => return Err(Denied::RiderNotApproved),
+        None => {}
+    }
+    if facts.roles.contains(&Role::Merchant) || facts.merchant_admin {
+        return Err(Denied::NotMerchantAdmin);
+    }
+    if facts.roles.contains(&Role::Rider) {
+        return Err(Denied::RiderNotApproved);
+    }
+    Err(Denied::RoleNotAllowed)
+}
+
+/// A socket place taken in the engine; released when dropped (also when the upgrade
+/// never happens and the session closure is dropped unrun).
+pub struct Lease {
+    engine: Arc<dyn Engine>,
+    user: UserId,
+    conn_id: Arc<str>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let engine = self.engine.clone();
+        let user = self.user;
+        let conn_id = self.conn_id.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                // If this fails the lease runs out on its own.
+                let _ = engine.release_socket(user, &conn_id).await;
+            });
+        }
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match admit_socket(&state, &headers, &uri).await {
+        Ok((socket, lease)) => match upgrade {
+            Ok(upgrade) => {
+                metrics::counter!("locallife_ws_connects_total", "result" => "accepted")
+                    .increment(1);
+                let max = state.config().ws.max_frame;
+                upgrade
+                    .read_buffer_size(READ_BUFFER)
+                    .write_buffer_size(0)
+                    .max_message_size(max)
+                    .max_frame_size(max)
+                    .on_upgrade(move |ws| session::run(ws, state, socket, lease))
+            }
+            Err(_) => ApiError::bad_request(
+                "websocket_required",
+                "this endpoint takes WebSocket upgrade requests",
+            )
+            .into_response(),
+        },
+        Err(e) => {
+            metrics::counter!("locallife_ws_connects_total", "result" => e.code.to_string())
+                .increment(1);
+            e.into_response()
+        }
+    }
+}
+
+async fn admit_socket(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(Arc<Socket>, Lease), ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::unavailable(
+            "draining",
+            "this replica is shutting down; reconnect",
+        ));
+    }
+    let token =
+        token_from(headers, uri, TokenSource::HeaderOrQuery).ok_or_else(ApiError::unauthorized)?;
+    let (user, claims) = state
+        .tokens()
+        .verify(&token)
+        .map_err(|_| ApiError::unauthorized())?;
+    let facts = crate::store::users::admission(state.db(), user)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let roles = admit(&facts).map_err(|d| ApiError::forbidden(d.code(), d.message()))?;
+
+    let hub = state.hub();
+    let (seq, conn_id) = hub.next_id();
+    let lease_until = crate::time::unix_ms() + LEASE.as_millis() as u64;
+    let max = state.config().ws.max_sockets_per_user;
+    let took = hub
+        .engine()
+        .acquire_socket(user, &conn_id, max, lease_until)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot take a socket place");
+            ApiError::unavailable("engine_unavailable", "try again shortly")
+        })?;
+    if !took {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            format!("at most {max} sockets per user"),
+        ));
+    }
+    let lease = Lease {
+        engine: hub.engine().clone(),
+        user,
+        conn_id: conn_id.clone(),
+    };
+    let socket = Arc::new(Socket::new(
+        seq,
+        conn_id,
+        user,
+        roles,
+        claims.exp,
+        hub.now_ms(),
+    ));
+    Ok((socket, lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> AdmissionFacts {
+        AdmissionFacts::default()
+    }
+
+    #[test]
+    fn the_admission_table() {
+        let mut f = facts();
+        f.roles = vec![Role::Consumer];
+        assert_eq!(admit(&f), Err(Denied::RoleNotAllowed));
+
+        let mut f = facts();
+        f.rider_status = Some("pending".into());
+        assert_eq!(admit(&f), Err(Denied::RiderNotApproved));
+        f.rider_status = Some("approved".into());
+        assert_eq!(admit(&f), Err(Denied::RiderOffline));
+        f.rider_online = true;
+        assert_eq!(admit(&f).map(|r| r.contains(Role::Rider)), Ok(true));
+
+        let mut f = facts();
+        f.roles = vec![Role::Merchant];
+        assert_eq!(admit(&f), Err(Denied::NotMerchantAdmin));
+        f.merchant_admin = true;
+        assert_eq!(admit(&f), Err(Denied::NotMerchantAdmin));
+        f.admin_of_approved_merchant = true;
+        assert_eq!(admit(&f).map(|r| r.contains(Role::Merchant)), Ok(true));
+
+        let mut f = facts();
+        f.roles = vec![Role::Platform];
+        assert_eq!(admit(&f).map(|r| r.contains(Role::Platform)), Ok(true));
+    }
+
+    #[test]
+    fn several_roles_get_every_role_that_passes() {
+        let f = AdmissionFacts {
+            roles: vec![Role::Platform, Role::Merchant, Role::Rider],
+            rider_status: Some("approved".into()),
+            rider_online: false,
+            merchant_admin: true,
+            admin_of_approved_merchant: true,
+        };
+        let roles = admit(&f).unwrap();
+        assert!(roles.contains(Role::Platform) && roles.contains(Role::Merchant));
+        assert!(
+            !roles.contains(Role::Rider),
+            "an offline rider role does not pass"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! The socket protocol of SPEC §2.1: every message, both ways, is a JSON text frame
+//! `{"type", "data", "timestamp"}`.
+//!
+//! Client frames are parsed by [`parse`], a pure function: any input yields a message or
+//! a [`ProtocolError`] to answer with, never a panic (a property test holds it to that).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::domain::{Role, UserId};
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    Ack { message_id: String },
+    Ping,
+    Pong,
+    Location { lat: f64, lng: f64 },
+}
+
+/// Why a client frame was refused; sent back as an `error` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ProtocolError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest `message_id` accepted in an `ack` (ids the server makes are far shorter).
+const MAX_MESSAGE_ID: usize = 128;
+
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AckData {
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+struct LocationData {
+    lat: f64,
+    lng: f64,
+}
+
+fn data<'a, T: Deserialize<'a>>(kind: &str, raw: Option<&'a RawValue>) -> Result<T, ProtocolError> {
+    let raw =
+        raw.ok_or_else(|| ProtocolError::new("invalid_data", format!("{kind} needs data")))?;
+    serde_json::from_str(raw.get())
+        .map_err(|e| ProtocolError::new("invalid_data", format!("{kind}: {e}")))
+}
+
+/// Parses one client text frame.
+pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
+    let incoming: Incoming<'_> = serde_json::from_str(text).map_err(|_| {
+        ProtocolError::new("bad_json", "expected a JSON object with a string \"type\"")
+    })?;
+    match &*incoming.kind {
+        "ack" => {
+            let AckData { message_id } = data("ack", incoming.data)?;
+            if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID {
+                return Err(ProtocolError::new("invalid_data", "ack: bad message_id"));
+            }
+            Ok(ClientMessage::Ack { message_id })
+        }
+        "ping" => Ok(ClientMessage::Ping),
+        "pong" => Ok(ClientMessage::Pong),
+        "location" => {
+            let LocationData { lat, lng } = data("location", incoming.data)?;
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lng) {
+                return Err(ProtocolError::new(
+                    "invalid_data",
+                    "location: lat must be within ±90 and lng within ±180",
+                ));
+            }
+            Ok(ClientMessage::Location { lat, lng })
+        }
+        _ => Err(ProtocolError::new(
+            "unknown_type",
+            "type must be ack, ping, pong or location",
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: T,
+    timestamp: String,
+}
+
+fn envelope<T: Serialize>(kind: &str, data: T) -> String {
+    let envelope = Envelope {
+        kind,
+        data,
+        timestamp: crate::time::rfc3339_now(),
+    };
+    // Serialising these plain structs cannot fail.
+    serde_json::to_string(&envelope).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct Welcome<'a> {
+    connection_id: &'a str,
+    user_id: UserId,
+    roles: Vec<Role>,
+    ping_interval_s: u64,
+    idle_timeout_s: u64,
+}
+
+pub fn welcome(
+    connection_id: &str,
+    user_id: UserId,
+    roles: Vec<Role>,
+    ping_interval_s: u64,
+    idle_timeout_s: u64,
+) -> String {
+    envelope(
+        "welcome",
+        Welcome {
+            connection_id,
+            user_id,
+            roles,
+            ping_interval_s,
+            idle_timeout_s,
+        },
+    )
+}
+
+pub fn pong() -> String {
+    envelope("pong", serde_json::json!({}))
+}
+
+pub fn error(e: &ProtocolError) -> String {
+    envelope(
+        "error",
+        serde_json::json!({ "code": e.code, "message": e.message }),
+    )
+}
+
+/// A `notification` message: the fixed fields, then the event's own fields.
+pub fn notification(data: &serde_json::Map<String, serde_json::Value>) -> String {
+    envelope("notification", data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_client_message_parses() {
+        assert_eq!(
+            parse(r#"{"type":"ack","data":{"message_id":"m-1"}}"#),
+            Ok(ClientMessage::Ack {
+                message_id: "m-1".into()
+            })
+        );
+        assert_eq!(parse(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            parse(r#"{"type":"ping","data":{"x":1}}"#),
+            Ok(ClientMessage::Ping)
+        );
+        assert_eq!(
+            parse(r#"{"type":"pong","data":{}}"#),
+            Ok(ClientMessage::Pong)
+        );
+        assert_eq!(
+            parse(r#"{"type":"location","data":{"lat":31.2,"lng":121.5},"timestamp":"x"}"#),
+            Ok(ClientMessage::Location {
+                lat: 31.2,
+                lng: 121.5
+            })
+        );
+    }
+
+    #[test]
+    fn bad_frames_get_their_error_code() {
+        let code = |s: &str| parse(s).unwrap_err().code;
+        assert_eq!(code("not json"), "bad_json");
+        assert_eq!(code("[1,2]"), "bad_json");
+        assert_eq!(code(r#"{"data":{}}"#), "bad_json");
+        assert_eq!(code(r#"{"type":7}"#), "bad_json");
+        assert_eq!(code(r#"{"type":"subscribe"}"#), "unknown_type");
+        assert_eq!(code(r#"{"type":"ack"}"#), "invalid_data");
+        assert_eq!(code(r#"{"type":"ack","data":{}}"#), "invalid_data");
+        assert_eq!(
+            code(r#"{"type":"ack","data":{"message_id":""}}"#),
+            "invalid_data"
+        );
+        assert_eq!(
+            code(r#"{"type":"ack","data":{"message_id":5}}"#),
+            "invalid_data"
+        );
+        assert_eq!(
+            code(r#"{"type":"location","data":{"lat":91,"lng":0}}"#),
+            "invalid_data"
+        );
+        assert_eq!(
+            code(r#"{"type":"location","data":{"lat":"x","lng":0}}"#),
+            "invalid_data"
+        );
+    }
+
+    #[test]
+    fn server_messages_have_the_envelope() {
+        let w: serde_json::Value =
+            serde_json::from_str(&welcome("r-1", UserId(3), vec![Role::Rider], 54, 60)).unwrap();
+        assert_eq!(w["type"], "welcome");
+        assert_eq!(w["data"]["roles"], serde_json::json!(["rider"]));
+        assert_eq!(w["data"]["ping_interval_s"], 54);
+        let ts = w["timestamp"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'));
+        let p: serde_json::Value = serde_json::from_str(&pong()).unwrap();
+        assert_eq!(
+            (p["type"].as_str(), &p["data"]),
+            (Some("pong"), &serde_json::json!({}))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,300}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn arbitrary_json_shapes_never_panic(
+            kind in prop_oneof![Just("ack".to_owned()), Just("ping".to_owned()), Just("location".to_owned()), ".{0,10}"],
+            data in prop_oneof![
+                Just(String::new()),
+                Just(",\"data\":null".to_owned()),
+                any::<f64>().prop_map(|f| format!(",\"data\":{{\"lat\":{f},\"lng\":{f}}}")),
+                ".{0,40}".prop_map(|s| format!(",\"data\":{{\"message_id\":{}}}", serde_json::json!(s))),
+                ".{0,40}".prop_map(|s| format!(",\"data\":{s}")),
+            ],
+        ) {
+            let frame = format!("{{\"type\":{}{}}}", serde_json::json!(kind), data);
+            match parse(&frame) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.code.is_empty() && !e.message.is_empty()),
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! One socket's life after the upgrade: attach to the hub, `welcome`, then a single
+//! task that both writes what the hub queues and reads what the client sends.
+//!
+//! One task per socket, no split: a second task, the split lock and a channel between
+//! them cost ~3 KB per idle socket. Heavy one-off work (token, admission queries)
+//! happened before the upgrade, so it is not part of this long-lived future.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::SinkExt;
+
+use super::protocol::{self, ClientMessage, ProtocolError};
+use super::Lease;
+use crate::app::AppState;
+use crate::domain::Role;
+use crate::hub::{Close, Socket, Work};
+
+/// A write that cannot finish in this long means the client stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the client's answer to our close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// Bad frames in a row before the client is closed for abuse (1008).
+const MAX_STRIKES: u8 = 10;
+/// Client messages: a burst of this many, refilled at this rate per second.
+const RATE_BURST: f32 = 30.0;
+const RATE_PER_S: f32 = 10.0;
+
+const ABUSE: Close = Close {
+    code: 1008,
+    reason: "too many invalid messages",
+};
+const RATE_LIMITED: Close = Close {
+    code: 1008,
+    reason: "message rate limit exceeded",
+};
+const BINARY: Close = Close {
+    code: 1003,
+    reason: "binary frames are not accepted",
+};
+const TOO_BIG: Close = Close {
+    code: 1009,
+    reason: "frame too large",
+};
+const INTERNAL: Close = Close {
+    code: 1011,
+    reason: "internal error",
+};
+
+/// A token bucket: small enough to live in every socket's future.
+struct RateLimit {
+    tokens: f32,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        Self {
+            tokens: RATE_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f32() * RATE_PER_S;
+        self.tokens = (self.tokens + refill).min(RATE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What one client frame asks of the session.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Message(ClientMessage),
+    /// Answer with an `error` message; the socket stays.
+    Refuse(ProtocolError),
+    /// Close the socket with this code.
+    Close(Close),
+    /// Control frames: activity, nothing else.
+    Nothing,
+    /// The client closed.
+    Gone,
+}
+
+/// Classifies one received frame: a pure function, so it can be tested with any input.
+pub fn classify(frame: Message) -> Outcome {
+    match frame {
+        Message::Text(text) => match protocol::parse(&text) {
+            Ok(m) => Outcome::Message(m),
+            Err(e) => Outcome::Refuse(e),
+        },
+        Message::Binary(_) => Outcome::Close(BINARY),
+        Message::Ping(_) | Message::Pong(_) => Outcome::Nothing,
+        Message::Close(_) => Outcome::Gone,
+    }
+}
+
+pub async fn run(mut ws: WebSocket, state: AppState, socket: Arc<Socket>, lease: Lease) {
+    let hub = state.hub().clone();
+    let close = match hub.attach(socket.clone()).await {
+        Ok(()) => {
+            let welcome = protocol::welcome(
+                &socket.conn_id,
+                socket.user,
+                socket.roles.iter().collect(),
+                state.config().ws.ping_interval.as_secs(),
+                state.config().ws.idle_timeout.as_secs(),
+            );
+            if send(&mut ws, Message::Text(welcome.into())).await.is_ok() {
+                serve(&mut ws, &state, &socket).await
+            } else {
+                None
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "socket could not be attached");
+            Some(INTERNAL)
+        }
+    };
+    hub.detach(&socket);
+    drop(lease);
+    if let Some(close) = close {
+        metrics::counter!("locallife_ws_server_closes_total", "code" => close.code.to_string())
+            .increment(1);
+        let frame = CloseFrame {
+            code: close.code,
+            reason: Utf8Bytes::from_static(close.reason),
+        };
+        if send(&mut ws, Message::Close(Some(frame))).await.is_ok() {
+            // Read until the client answers (or gives up), so the close frame is not
+            // lost to a reset while unread input is pending.
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                while let Some(Ok(_)) = ws.recv().await {}
+            })
+            .await;
+        }
+    }
+}
+
+async fn send(ws: &mut WebSocket, message: Message) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Writes queued work; `Err` when the client is gone or stopped reading.
+async fn write(ws: &mut WebSocket, work: Work) -> Result<(), ()> {
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        if work.ping {
+            ws.feed(Message::Ping(Default::default())).await?;
+        }
+        for message in work.messages {
+            ws.feed(Message::Text(message)).await?;
+        }
+        ws.flush().await
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// The socket's main loop; returns the close to send, or `None` when the client is gone.
+async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<Close> {
+    let hub = state.hub();
+    let mut rate = RateLimit::new();
+    let mut strikes: u8 = 0;
+    loop {
+        tokio::select! {
+            work = socket.work() => {
+                let close = work.close;
+                write(ws, work).await.ok()?;
+                if close.is_some() {
+                    return close;
+                }
+            }
+            frame = ws.recv() => {
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        return is_capacity_error(&e).then_some(TOO_BIG);
+                    }
+                    None => return None,
+                };
+                socket.touch(hub.now_ms());
+                if matches!(frame, Message::Text(_)) && !rate.allow() {
+                    return Some(RATE_LIMITED);
+                }
+                match classify(frame) {
+                    Outcome::Message(message) => {
+                        strikes = 0;
+                        let reply = match handle(state, socket, message).await {
+                            Ok(reply) => reply,
+                            Err(e) => Some(protocol::error(&e)),
+                        };
+                        if let Some(reply) = reply {
+                            send(ws, Message::Text(reply.into())).await.ok()?;
+                        }
+                    }
+                    Outcome::Refuse(e) => {
+                        strikes += 1;
+                        if strikes >= MAX_STRIKES {
+                            return Some(ABUSE);
+                        }
+                        send(ws, Message::Text(protocol::error(&e).into())).await.ok()?;
+                    }
+                    Outcome::Close(close) => return Some(close),
+                    Outcome::Nothing => {}
+                    Outcome::Gone => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Acts on a valid client message; the reply to send, if any.
+async fn handle(
+    _state: &AppState,
+    socket: &Socket,
+    message: ClientMessage,
+) -> Result<Option<String>, ProtocolError> {
+    match message {
+        ClientMessage::Ping => Ok(Some(protocol::pong())),
+        ClientMessage::Pong => Ok(None),
+        // Acknowledgements are accepted here; the inbox that they clear lives in the
+        // delivery layer.
+        ClientMessage::Ack { .. } => Ok(None),
+        ClientMessage::Location { .. } if !socket.roles.contains(Role::Rider) => {
+            Err(ProtocolError {
+                code: "not_rider",
+                message: "only riders send location".into(),
+            })
+        }
+        ClientMessage::Location { .. } => Ok(None),
+    }
+}
+
+fn is_capacity_error(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(ws) = err.downcast_ref::<tungstenite::Error>() {
+            return matches!(ws, tungstenite::Error::Capacity(_));
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_map_to_outcomes() {
+        assert_eq!(
+            classify(Message::Text(r#"{"type":"ping"}"#.into())),
+            Outcome::Message(ClientMessage::Ping)
+        );
+        assert!(matches!(
+            classify(Message::Text("{".into())),
+            Outcome::Refuse(_)
+        ));
+        assert_eq!(
+            classify(Message::Binary(vec![1, 2].into())),
+            Outcome::Close(BINARY)
+        );
+        assert_eq!(
+            classify(Message::Ping(Default::default())),
+            Outcome::Nothing
+        );
+        assert_eq!(classify(Message::Close(None)), Outcome::Gone);
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_refuses() {
+        let mut r = RateLimit::new();
+        let allowed = (0..100).filter(|_| r.allow()).count();
+        assert!(
+            (RATE_BURST as usize..RATE_BURST as usize + 3).contains(&allowed),
+            "{allowed}"
+        );
+    }
+
+    proptest! {
+        /// Any frame a client can send gets a message, an error or a close: never a panic.
+        #[test]
+        fn arbitrary_frames_never_panic(
+            text in proptest::option::of(".{0,200}"),
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let frame = match text {
+                Some(t) => Message::Text(t.into()),
+                None => Message::Binary(bytes.into()),
+            };
+            let is_text = matches!(frame, Message::Text(_));
+            match classify(frame) {
+                Outcome::Message(_) => prop_assert!(is_text),
+                Outcome::Refuse(e) => prop_assert!(is_text && !e.code.is_empty()),
+                Outcome::Close(c) => prop_assert!(!is_text && c.code == 1003),
+                Outcome::Nothing | Outcome::Gone => prop_assert!(false, "data frames always get an answer"),
+            }
+        }
+    }
+}
