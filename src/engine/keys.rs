@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `ll:{u:42}:live` | channel | live events for user 42 |
 //! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
+//! | `ll:{u:42}:connects` | counter | user 42's connect attempts in the current rate window |
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
 //! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
 //!
@@ -56,6 +57,10 @@ impl Keys {
 
     pub fn user_sockets(&self, user: UserId) -> String {
         format!("{}:{{u:{}}}:sockets", self.prefix, user.0)
+    }
+
+    pub fn user_connects(&self, user: UserId) -> String {
+        format!("{}:{{u:{}}}:connects", self.prefix, user.0)
     }
 
     pub fn replicas(&self) -> String {

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Engine, EngineError, ReplicaCensus, Sink, Target};
+use super::{
+    Engine, EngineError, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
+};
 use crate::domain::UserId;
 
 #[derive(Default)]
@@ -22,6 +24,8 @@ struct State {
     subscribed: HashSet<Target>,
     /// user → (connection → lease expiry, unix ms)
     sockets: HashMap<UserId, HashMap<Arc<str>, u64>>,
+    /// user → (window end, unix ms; attempts in it)
+    connects: HashMap<UserId, (u64, u32)>,
     censuses: HashMap<String, ReplicaCensus>,
 }
 
@@ -86,16 +90,26 @@ impl Engine for MemoryEngine {
         conn: &str,
         max: usize,
         lease_until_ms: u64,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Place, EngineError> {
         let now = now_ms();
         let mut s = self.lock();
+        // Windows that ended are forgotten, so the map holds recent users only.
+        s.connects.retain(|_, (end, _)| *end > now);
+        let (_, attempts) = s
+            .connects
+            .entry(user)
+            .or_insert((now + CONNECT_WINDOW_MS, 0));
+        *attempts += 1;
+        if *attempts > CONNECT_LIMIT {
+            return Ok(Place::RateLimited);
+        }
         let places = s.sockets.entry(user).or_default();
         places.retain(|_, until| *until > now);
         if places.len() >= max {
-            return Ok(false);
+            return Ok(Place::Full);
         }
         places.insert(Arc::from(conn), lease_until_ms);
-        Ok(true)
+        Ok(Place::Taken)
     }
 
     async fn release_socket(&self, user: UserId, conn: &str) -> Result<(), EngineError> {

@@ -39,6 +39,21 @@ pub trait Sink: Send + Sync + 'static {
     fn reconnected(&self);
 }
 
+/// Connect attempts one user may make per [`CONNECT_WINDOW`], across replicas; more are
+/// refused (429) so a client stuck in a reconnect loop cannot hammer admission.
+pub const CONNECT_LIMIT: u32 = 20;
+pub const CONNECT_WINDOW_MS: u64 = 10_000;
+
+/// What [`Engine::acquire_socket`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Taken,
+    /// The user holds the maximum number of sockets already.
+    Full,
+    /// The user connected too often in the current window.
+    RateLimited,
+}
+
 /// One replica's sockets, as reported to the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Census {
@@ -74,15 +89,16 @@ pub trait Engine: Send + Sync + 'static {
     /// Whether the broker answers.
     async fn ping(&self) -> bool;
 
-    /// Takes one of `user`'s socket places, everywhere, unless `max` are taken already.
-    /// `lease_ms`: until when the place holds without [`Engine::renew_sockets`].
+    /// Takes one of `user`'s socket places, everywhere, unless `max` are taken already
+    /// or the user is over the connect rate limit. The place holds until
+    /// `lease_until_ms` unless renewed by [`Engine::renew_sockets`].
     async fn acquire_socket(
         &self,
         user: UserId,
         conn: &str,
         max: usize,
         lease_until_ms: u64,
-    ) -> Result<bool, EngineError>;
+    ) -> Result<Place, EngineError>;
 
     async fn release_socket(&self, user: UserId, conn: &str) -> Result<(), EngineError>;
 

@@ -25,7 +25,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use super::{Engine, EngineError, Keys, ReplicaCensus, Sink, Target};
+use super::{
+    Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
+};
 use crate::domain::UserId;
 
 /// How long a command waits (for a connection, then an answer) before the engine counts
@@ -35,9 +37,14 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// (and counted).
 const PUBSUB_BUFFER: usize = 1 << 16;
 
-/// Takes a socket place for a user unless `max` live leases exist.
-/// KEYS[1] user sockets zset; ARGV now_ms, lease_until_ms, max, conn.
+/// Counts a connect attempt, then takes a socket place unless `max` live leases exist.
+/// KEYS[1] user sockets zset, KEYS[2] connect counter;
+/// ARGV now_ms, lease_until_ms, max, conn, connect limit, window ms.
+/// Returns 1 taken, 0 full, -1 rate limited.
 const ACQUIRE_LUA: &str = r"
+local attempts = redis.call('INCR', KEYS[2])
+if attempts == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
+if attempts > tonumber(ARGV[5]) then return -1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
@@ -238,23 +245,29 @@ impl Engine for RedisEngine {
         conn: &str,
         max: usize,
         lease_until_ms: u64,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Place, EngineError> {
         let now = crate::time::unix_ms();
         let taken: i64 = self
             .acquire
             .evalsha_with_reload(
                 &self.commands,
-                vec![self.keys.user_sockets(user)],
+                vec![self.keys.user_sockets(user), self.keys.user_connects(user)],
                 vec![
                     now.to_string(),
                     lease_until_ms.to_string(),
                     max.to_string(),
                     conn.to_owned(),
+                    CONNECT_LIMIT.to_string(),
+                    CONNECT_WINDOW_MS.to_string(),
                 ],
             )
             .await
             .map_err(unavailable)?;
-        Ok(taken == 1)
+        Ok(match taken {
+            1 => Place::Taken,
+            -1 => Place::RateLimited,
+            _ => Place::Full,
+        })
     }
 
     async fn release_socket(&self, user: UserId, conn: &str) -> Result<(), EngineError> {

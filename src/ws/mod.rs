@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::auth::extract::{token_from, TokenSource};
 use crate::domain::{Role, UserId};
-use crate::engine::Engine;
+use crate::engine::{Engine, Place};
 use crate::error::ApiError;
 use crate::hub::{RoleSet, Socket, LEASE};
 use crate::store::users::AdmissionFacts;
@@ -176,12 +176,22 @@ async fn admit_socket(
             tracing::warn!(error = %e, "cannot take a socket place");
             ApiError::unavailable("engine_unavailable", "try again shortly")
         })?;
-    if !took {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_sockets",
-            format!("at most {max} sockets per user"),
-        ));
+    match took {
+        Place::Taken => {}
+        Place::Full => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sockets",
+                format!("at most {max} sockets per user"),
+            ))
+        }
+        Place::RateLimited => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "connect_rate_limited",
+                "too many connection attempts; wait a few seconds",
+            ))
+        }
     }
     let lease = Lease {
         engine: hub.engine().clone(),

@@ -2,6 +2,7 @@
 //! a fresh PostgreSQL database of its own. See `helpers.rs`.
 
 mod cli;
+mod cluster;
 mod fake_wechat;
 mod health;
 mod helpers;

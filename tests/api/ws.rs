@@ -34,6 +34,7 @@ on_both_engines!(
     platform_staff_connect_with_every_role_that_passes,
     the_token_may_come_in_the_header,
     too_many_sockets_is_429_until_one_closes,
+    reconnecting_too_often_is_429,
     a_draining_replica_refuses_sockets,
     a_plain_get_is_400,
     welcome_describes_the_connection,
@@ -210,6 +211,26 @@ async fn too_many_sockets_is_429_until_one_closes(engine: EngineKind) {
     })
     .await;
     assert!(admitted.is_ok(), "a closed socket frees its place");
+}
+
+async fn reconnecting_too_often_is_429(engine: EngineKind) {
+    let app = spawn_app_with(|env| {
+        use_engine(env, engine);
+        env.insert("WS_MAX_SOCKETS_PER_USER".into(), "100".into());
+    })
+    .await;
+    let (_, token) = app.socket_user(Role::Platform).await;
+    let mut open = Vec::new();
+    for _ in 0..locallife::engine::CONNECT_LIMIT {
+        open.push(app.ws_ok(&token).await);
+    }
+    let refused = app.ws(&token).await.err().expect("refused");
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (429, Some("connect_rate_limited"))
+    );
+    let (_, other) = app.socket_user(Role::Platform).await;
+    app.ws_ok(&other).await;
 }
 
 async fn a_draining_replica_refuses_sockets(engine: EngineKind) {

@@ -1,0 +1,191 @@
+//! Several replicas in one test process, sharing Redis (a key prefix of their own) and
+//! the database: events cross replicas, limits and counts are cluster-wide, and a
+//! replica whose Redis subscriber connection drops subscribes again on its own.
+
+use std::time::Duration;
+
+use locallife::domain::Role;
+use serde_json::json;
+
+use crate::helpers::{redis_url, spawn_cluster};
+use crate::ws_client::WAIT;
+
+#[tokio::test]
+async fn a_notification_published_on_one_replica_reaches_a_socket_on_another() {
+    let apps = spawn_cluster(3).await;
+    let (a, b) = (&apps[0], &apps[1]);
+    let (_, staff) = a.socket_user(Role::Platform).await;
+    let (rider, token) = a.socket_user(Role::Rider).await;
+    let mut socket = a.ws_ok(&token).await;
+    let (status, body) = b
+        .post_json(
+            "/v1/platform/notifications",
+            Some(&staff),
+            &json!({"user_id": rider.0, "title": "跨副本", "content": "from b"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["message_id"], body["message_id"]);
+    assert_eq!(n["data"]["content"], "from b");
+}
+
+#[tokio::test]
+async fn two_sockets_of_one_user_on_two_replicas_both_receive() {
+    let apps = spawn_cluster(3).await;
+    let (_, staff) = apps[0].socket_user(Role::Platform).await;
+    let (rider, token) = apps[0].socket_user(Role::Rider).await;
+    let mut on_a = apps[0].ws_ok(&token).await;
+    let mut on_c = apps[2].ws_ok(&token).await;
+    let (status, body) = apps[1]
+        .post_json(
+            "/v1/platform/notifications",
+            Some(&staff),
+            &json!({"user_id": rider.0, "title": "t", "content": "both"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for socket in [&mut on_a, &mut on_c] {
+        assert_eq!(
+            socket.next_notification().await["data"]["message_id"],
+            body["message_id"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_announcement_reaches_the_role_on_every_replica() {
+    let apps = spawn_cluster(3).await;
+    let (_, staff) = apps[0].socket_user(Role::Platform).await;
+    let (_, m1) = apps[0].socket_user(Role::Merchant).await;
+    let (_, m2) = apps[0].socket_user(Role::Merchant).await;
+    let (_, rider) = apps[0].socket_user(Role::Rider).await;
+    let mut merchants = [apps[0].ws_ok(&m1).await, apps[2].ws_ok(&m2).await];
+    let mut rider = apps[2].ws_ok(&rider).await;
+    let (status, _) = apps[1]
+        .post_json(
+            "/v1/platform/notifications",
+            Some(&staff),
+            &json!({"role": "merchant", "title": "公告", "content": "系统维护"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for m in &mut merchants {
+        assert_eq!(m.next_notification().await["data"]["event"], "announcement");
+    }
+    assert!(rider.nothing_within(Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn the_socket_limit_holds_across_replicas() {
+    let apps = spawn_cluster(3).await;
+    let (_, token) = apps[0].socket_user(Role::Platform).await;
+    let mut open = Vec::new();
+    for i in 0..apps[0].config.ws.max_sockets_per_user {
+        open.push(apps[i % 2].ws_ok(&token).await);
+    }
+    let refused = apps[2].ws(&token).await.err().expect("refused");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.body["code"], "too_many_sockets");
+}
+
+#[tokio::test]
+async fn connections_are_counted_across_replicas() {
+    let apps = spawn_cluster(3).await;
+    let (_, staff) = apps[0].socket_user(Role::Platform).await;
+    let (_, rider) = apps[0].socket_user(Role::Rider).await;
+    let _s = apps[0].ws_ok(&staff).await;
+    let _r1 = apps[1].ws_ok(&rider).await;
+    let _r2 = apps[2].ws_ok(&rider).await;
+    // Replicas report their counts on their own; wait for all three to show.
+    let body = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, body) = apps[0].get("/v1/platform/connections", Some(&staff)).await;
+            assert_eq!(status, 200, "{body}");
+            if body["total"]["sockets"] == 3 && body["replicas"].as_array().unwrap().len() == 3 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every replica's sockets are counted");
+    assert_eq!(body["total"]["by_role"]["rider"], 2);
+    assert_eq!(body["total"]["by_role"]["platform"], 1);
+    for r in body["replicas"].as_array().unwrap() {
+        assert_eq!(r["sockets"], 1, "{r}");
+    }
+}
+
+/// Kills this replica's subscriber connection in Redis (found by its client name).
+async fn kill_subscriber(app: &crate::helpers::TestApp) {
+    use fred::prelude::*;
+    use fred::types::CustomCommand;
+    let name = app
+        .state
+        .hub()
+        .engine()
+        .subscriber_name()
+        .expect("the Redis engine names its subscriber");
+    let config = fred::types::config::Config::from_url(&redis_url()).unwrap();
+    let client = Builder::from_config(config).build().unwrap();
+    client.init().await.unwrap();
+    let client_cmd = || CustomCommand::new_static("CLIENT", None, false);
+    let list: String = client.custom(client_cmd(), vec!["LIST"]).await.unwrap();
+    let id = list
+        .lines()
+        .find(|l| l.contains(&format!(" name={name} ")))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .expect("the subscriber connection is listed")
+        .to_owned();
+    let killed: i64 = client
+        .custom(client_cmd(), vec!["KILL", "ID", id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    let _ = client.quit().await;
+}
+
+#[tokio::test]
+async fn a_dropped_subscriber_connection_resubscribes_on_its_own() {
+    let apps = spawn_cluster(2).await;
+    let (_, staff) = apps[0].socket_user(Role::Platform).await;
+    let (rider, token) = apps[0].socket_user(Role::Rider).await;
+    let (_, other_rider) = apps[0].socket_user(Role::Rider).await;
+    let mut socket = apps[0].ws_ok(&token).await;
+    let mut announced = apps[0].ws_ok(&other_rider).await;
+    kill_subscriber(&apps[0]).await;
+
+    // Publishing from the other replica reaches the socket again once the subscriber has
+    // reconnected and subscribed: keep publishing until one arrives, bounded.
+    let delivered = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, _) = apps[1]
+                .post_json(
+                    "/v1/platform/notifications",
+                    Some(&staff),
+                    &json!({"user_id": rider.0, "title": "again", "content": ""}),
+                )
+                .await;
+            assert_eq!(status, 202);
+            if !socket.nothing_within(Duration::from_millis(100)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(delivered.is_ok(), "user channel resubscribed");
+    // Role channels too.
+    let (status, _) = apps[1]
+        .post_json(
+            "/v1/platform/notifications",
+            Some(&staff),
+            &json!({"role": "rider", "title": "roles back", "content": ""}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        announced.next_notification().await["data"]["title"],
+        "roles back"
+    );
+}
