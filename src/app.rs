@@ -99,6 +99,8 @@ impl Application {
                 replica_id: replica_id().into(),
                 ping_interval: config.ws.ping_interval,
                 idle_timeout: config.ws.idle_timeout,
+                ack_timeout: config.ws.ack_timeout,
+                max_redeliveries: config.ws.max_redeliveries,
             },
             engine,
         )
@@ -140,17 +142,20 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish (bounded by the drain period) and returns.
+    /// Serves until `shutdown` completes, then drains: reports not ready, stops
+    /// accepting, closes sockets with 1001 spread over `WS_DRAIN_PERIOD` (so their
+    /// clients reconnect elsewhere without a thundering herd), lets in-flight requests
+    /// finish, and returns. Unacked notifications stay in the inboxes.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let grace = state.config().ws.drain_period + Duration::from_secs(5);
+        let drain_period = state.config().ws.drain_period;
         let router = http::router(self.state);
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopping = tokio_util::sync::CancellationToken::new();
         let drain_state = state.clone();
+        let signalled = stopping.clone();
         let serve = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -158,41 +163,74 @@ impl Application {
         .with_graceful_shutdown(async move {
             shutdown.await;
             drain_state.start_draining();
-            tracing::info!("shutting down: not ready, no new connections");
-            let _ = stopped_tx.send(());
+            tracing::info!("draining: not ready, no new connections");
+            signalled.cancel();
         });
-        let serve = tokio::spawn(async move { serve.await });
-        // In-flight requests get the grace period; past it the replica exits anyway so
-        // Kubernetes' own kill never has to.
-        tokio::select! {
-            res = serve => res.context("server task failed")?.context("server failed")?,
-            _ = async {
-                let _ = stopped_rx.await;
-                tokio::time::sleep(grace).await;
-            } => tracing::warn!("in-flight requests still open after the grace period"),
-        }
-        // Sockets are not HTTP requests: the server does not wait for them. Ask each to
-        // close with 1001 so its client reconnects to another replica, and give the
-        // sessions a moment to send the close frames.
-        let sockets = state.hub().all_sockets();
-        for socket in &sockets {
-            socket.close(Close {
-                code: 1001,
-                reason: "replica shutting down",
-            });
-        }
-        let hub = state.hub().clone();
-        let _ = tokio::time::timeout(Duration::from_secs(3), async {
-            while !hub.all_sockets().is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut serve = tokio::spawn(async move { serve.await });
+        let drain = tokio::spawn({
+            let state = state.clone();
+            let stopping = stopping.clone();
+            async move {
+                stopping.cancelled().await;
+                drain_sockets(&state, drain_period).await;
             }
-        })
-        .await;
+        });
+        // In-flight requests get the drain period and a little more; past it the
+        // replica exits anyway so Kubernetes' own kill never has to.
+        let grace = drain_period + Duration::from_secs(5);
+        let served = tokio::select! {
+            res = &mut serve => res.context("server task failed")?.context("server failed"),
+            _ = async {
+                stopping.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests still open after the grace period");
+                serve.abort();
+                Ok(())
+            }
+        };
+        let _ = tokio::time::timeout(grace, drain).await;
+        let hub = state.hub().clone();
         hub.shutdown().await;
         hub.engine().shutdown().await;
         state.db().close();
-        Ok(())
+        served
     }
+}
+
+/// Closes every socket with 1001, spread evenly over `period`, then waits (briefly) for
+/// their sessions to end.
+async fn drain_sockets(state: &AppState, period: Duration) {
+    let started = std::time::Instant::now();
+    let sockets = state.hub().all_sockets();
+    let total = sockets.len();
+    tracing::info!(
+        sockets = total,
+        period_ms = period.as_millis() as u64,
+        "closing sockets"
+    );
+    const STEP: Duration = Duration::from_millis(20);
+    let steps = (period.as_millis() / STEP.as_millis()).max(1) as usize;
+    let per_step = total.div_ceil(steps).max(1);
+    let close = Close {
+        code: 1001,
+        reason: "replica shutting down",
+    };
+    let mut interval = tokio::time::interval(STEP);
+    for batch in sockets.chunks(per_step) {
+        interval.tick().await;
+        for socket in batch {
+            socket.close(close);
+        }
+    }
+    let hub = state.hub();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while !hub.all_sockets().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    metrics::histogram!("locallife_drain_duration_seconds").record(started.elapsed().as_secs_f64());
 }
 
 /// A replica's name: the pod name where there is one (Kubernetes sets `HOSTNAME`), plus

@@ -10,9 +10,8 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 
 use crate::domain::{Role, UserId};
-use crate::engine::{Engine, EngineError, Target};
+use crate::engine::{inbox, Engine, EngineError, Target};
 use crate::hub::Event;
-use crate::ws::protocol;
 
 /// The events of SPEC §3, with whether they need an ack and how long they live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +73,8 @@ pub struct Notification {
     pub content: String,
     /// The event's own fields (`order_id`, ...).
     pub fields: Map<String, Value>,
+    /// How long it stays deliverable; the event's ttl unless overridden.
+    pub ttl: Duration,
 }
 
 impl Notification {
@@ -83,6 +84,7 @@ impl Notification {
             title: title.into(),
             content: content.into(),
             fields: Map::new(),
+            ttl: kind.ttl(),
         }
     }
 
@@ -91,42 +93,73 @@ impl Notification {
         self
     }
 
-    /// The `data` object of the `notification` message.
-    pub fn data(&self, message_id: &str) -> Map<String, Value> {
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The `data` object of the `notification` message, but for `message_id`.
+    pub fn data(&self) -> Map<String, Value> {
         let mut data = Map::new();
-        data.insert("message_id".into(), message_id.into());
-        data.insert("event".into(), self.kind.event().into());
-        data.insert("title".into(), self.title.clone().into());
-        data.insert("content".into(), self.content.clone().into());
         for (k, v) in &self.fields {
             if !RESERVED.contains(&k.as_str()) {
                 data.insert(k.clone(), v.clone());
             }
         }
+        data.insert("event".into(), self.kind.event().into());
+        data.insert("title".into(), self.title.clone().into());
+        data.insert("content".into(), self.content.clone().into());
         data.insert("requires_ack".into(), self.kind.requires_ack().into());
         data
     }
 
-    /// The text frame sockets send, serialised once.
-    pub fn frame(&self, message_id: &str) -> Utf8Bytes {
-        protocol::notification(&self.data(message_id)).into()
+    /// The frame after the message id: `","event":...},"timestamp":"..."}`. With
+    /// [`inbox::HEAD`] and the id in front, the whole `notification` text frame, so the
+    /// notification is serialised once, before its inbox has given it an id.
+    pub fn tail(&self) -> String {
+        // Serialising a map of JSON values cannot fail; its outer braces are dropped so
+        // the fields follow `message_id` inside one object.
+        let data = serde_json::to_string(&self.data()).unwrap_or_else(|_| "{}".into());
+        let inner = &data[1..data.len() - 1];
+        format!(
+            "\",{inner}}},\"timestamp\":\"{}\"}}",
+            crate::time::rfc3339_now()
+        )
+    }
+
+    /// The whole text frame with `message_id` = `id`.
+    pub fn frame(&self, id: &str) -> Utf8Bytes {
+        Utf8Bytes::from(format!("{}{id}{}", inbox::HEAD, self.tail()))
     }
 }
 
-/// A new message id: 128 random bits, hex. Unique enough to de-duplicate by.
+/// A new id for a live-only message: 128 random bits, hex.
 pub fn new_message_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Publishes to one user's sockets on every replica; returns the message id.
+/// Sends to one user's sockets on every replica; returns the message id.
+///
+/// A notification that needs an ack goes into the user's inbox first (the engine
+/// publishes it live in the same step) and stays until acked or expired; one that does
+/// not is published live only.
 pub async fn to_user(
     engine: &dyn Engine,
     user: UserId,
     notification: &Notification,
 ) -> Result<String, EngineError> {
-    let id = new_message_id();
-    let event = Event::Message(notification.frame(&id));
-    engine.publish(Target::User(user), event.encode()).await?;
+    let id = if notification.kind.requires_ack() {
+        let expires = crate::time::unix_ms() + notification.ttl.as_millis() as u64;
+        engine
+            .push_inbox(user, &notification.tail(), expires)
+            .await?
+            .to_string()
+    } else {
+        let id = new_message_id();
+        let event = Event::Message(notification.frame(&id));
+        engine.publish(Target::User(user), event.encode()).await?;
+        id
+    };
     metrics::counter!("locallife_notifications_published_total", "event" => notification.kind.event())
         .increment(1);
     Ok(id)
@@ -171,11 +204,15 @@ mod tests {
             .with("order_id", 42)
             .with("message_id", "forged")
             .with("requires_ack", false);
-        let data = n.data("m-1");
+        let frame: Value = serde_json::from_str(&n.frame("m-1")).unwrap();
+        assert_eq!(frame["type"], "notification");
+        let data = &frame["data"];
         assert_eq!(data["message_id"], "m-1");
         assert_eq!(data["order_id"], 42);
         assert_eq!(data["requires_ack"], true);
         assert_eq!(data["event"], "order.paid");
+        assert_eq!(data["title"], "新订单通知");
+        assert!(chrono::DateTime::parse_from_rfc3339(frame["timestamp"].as_str().unwrap()).is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | name | type | what |
 //! |---|---|---|
 //! | `ll:{u:42}:live` | channel | live events for user 42 |
+//! | `ll:{u:42}:inbox` | stream | user 42's unacked notifications (fields `exp`, `tail`), bounded, expires when idle |
 //! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
 //! | `ll:{u:42}:connects` | counter | user 42's connect attempts in the current rate window |
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
@@ -53,6 +54,10 @@ impl Keys {
         }
         let id = rest.strip_prefix("{u:")?.strip_suffix("}:live")?;
         id.parse().ok().map(|id| Target::User(UserId(id)))
+    }
+
+    pub fn inbox(&self, user: UserId) -> String {
+        format!("{}:{{u:{}}}:inbox", self.prefix, user.0)
     }
 
     pub fn user_sockets(&self, user: UserId) -> String {

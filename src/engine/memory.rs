@@ -2,16 +2,18 @@
 //! within that replica: a publish reaches the sink only for subscribed channels, socket
 //! places are leased and counted the same way.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::inbox::{self, InboxEntry, MsgId, INBOX_IDLE_MS, INBOX_MAX};
 use super::{
     Engine, EngineError, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
 use crate::domain::UserId;
+use crate::hub::Event;
 
 #[derive(Default)]
 pub struct MemoryEngine {
@@ -27,6 +29,15 @@ struct State {
     /// user → (window end, unix ms; attempts in it)
     connects: HashMap<UserId, (u64, u32)>,
     censuses: HashMap<String, ReplicaCensus>,
+    inboxes: HashMap<UserId, Inbox>,
+    /// The last id handed out: ids are `<ms>-<seq>` and increase, like a stream's.
+    last_id: MsgId,
+}
+
+#[derive(Default)]
+struct Inbox {
+    entries: VecDeque<(MsgId, u64, Arc<str>)>,
+    touched_ms: u64,
 }
 
 impl MemoryEngine {
@@ -78,6 +89,106 @@ impl Engine for MemoryEngine {
             s.subscribed.remove(t);
         }
         Ok(())
+    }
+
+    async fn push_inbox(
+        &self,
+        user: UserId,
+        tail: &str,
+        expires_ms: u64,
+    ) -> Result<MsgId, EngineError> {
+        let now = now_ms();
+        let (id, deliver) = {
+            let mut s = self.lock();
+            let id = if now > s.last_id.ms {
+                MsgId { ms: now, seq: 0 }
+            } else {
+                MsgId {
+                    ms: s.last_id.ms,
+                    seq: s.last_id.seq + 1,
+                }
+            };
+            s.last_id = id;
+            let inbox = s.inboxes.entry(user).or_default();
+            inbox.entries.push_back((id, expires_ms, Arc::from(tail)));
+            inbox.touched_ms = now;
+            let mut dropped = 0;
+            while inbox.entries.len() > INBOX_MAX {
+                inbox.entries.pop_front();
+                dropped += 1;
+            }
+            if dropped > 0 {
+                metrics::counter!("locallife_inbox_dropped_total").increment(dropped);
+            }
+            (id, s.subscribed.contains(&Target::User(user)))
+        };
+        if deliver {
+            if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+                let event = Event::Notify {
+                    id,
+                    expires_ms,
+                    frame: inbox::frame(id, tail),
+                };
+                sink.deliver(Target::User(user), event.encode());
+            }
+        }
+        Ok(id)
+    }
+
+    async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
+        let (removed, deliver) = {
+            let mut s = self.lock();
+            let removed = match s.inboxes.get_mut(&user) {
+                Some(inbox) => {
+                    let before = inbox.entries.len();
+                    inbox.entries.retain(|(i, _, _)| *i != id);
+                    inbox.touched_ms = now_ms();
+                    inbox.entries.len() < before
+                }
+                None => false,
+            };
+            (
+                removed,
+                removed && s.subscribed.contains(&Target::User(user)),
+            )
+        };
+        if deliver {
+            if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+                sink.deliver(Target::User(user), Event::Acked(id).encode());
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {
+        let now = now_ms();
+        let mut s = self.lock();
+        let Some(inbox) = s.inboxes.get_mut(&user) else {
+            return Ok(Vec::new());
+        };
+        let before = inbox.entries.len();
+        inbox.entries.retain(|(_, exp, _)| *exp > now);
+        let expired = before - inbox.entries.len();
+        if expired > 0 {
+            metrics::counter!("locallife_inbox_expired_total").increment(expired as u64);
+        }
+        Ok(inbox
+            .entries
+            .iter()
+            .map(|(id, exp, tail)| InboxEntry {
+                id: *id,
+                expires_ms: *exp,
+                frame: inbox::frame(*id, tail),
+            })
+            .collect())
+    }
+
+    async fn housekeeping(&self) {
+        // What Redis does with PEXPIRE: inboxes untouched for a day go.
+        let now = now_ms();
+        self.lock()
+            .inboxes
+            .retain(|_, inbox| now.saturating_sub(inbox.touched_ms) < INBOX_IDLE_MS);
     }
 
     async fn ping(&self) -> bool {

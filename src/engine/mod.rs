@@ -9,6 +9,7 @@
 //! this replica subscribed to the [`Sink`] (the hub), and tells it when the connection
 //! to the broker was re-established so the hub can subscribe again.
 
+pub mod inbox;
 pub mod keys;
 pub mod memory;
 pub mod redis;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use inbox::{InboxEntry, MsgId};
 pub use keys::{Keys, Target};
 
 use crate::domain::UserId;
@@ -85,6 +87,28 @@ pub trait Engine: Send + Sync + 'static {
     async fn subscribe(&self, targets: &[Target]) -> Result<(), EngineError>;
 
     async fn unsubscribe(&self, targets: &[Target]) -> Result<(), EngineError>;
+
+    /// Writes a notification to `user`'s inbox, then publishes it on the user's channel,
+    /// atomically: nothing can be live that is not in the inbox. `tail` is the frame
+    /// after the message id (see [`inbox`]). Returns the id the inbox gave it.
+    async fn push_inbox(
+        &self,
+        user: UserId,
+        tail: &str,
+        expires_ms: u64,
+    ) -> Result<MsgId, EngineError>;
+
+    /// Removes `id` from `user`'s inbox and, if it was there, tells every replica so
+    /// their sockets stop redelivering it. Whether it was there.
+    async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError>;
+
+    /// Every unexpired notification in `user`'s inbox, oldest first. Expired ones are
+    /// removed (and counted) on the way.
+    async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError>;
+
+    /// Periodic clean-up of state that nothing else would expire (the in-process
+    /// engine's idle inboxes). Redis expires keys itself.
+    async fn housekeeping(&self) {}
 
     /// Whether the broker answers.
     async fn ping(&self) -> bool;

@@ -25,6 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use super::inbox::{self, InboxEntry, MsgId, HEAD, INBOX_IDLE_MS, INBOX_MAX};
 use super::{
     Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
@@ -61,6 +62,29 @@ end
 return 1
 ";
 
+/// Adds a notification to an inbox, bounds and refreshes the inbox, and publishes the
+/// notification as a hub `N` event, in one step.
+/// KEYS[1] inbox; ARGV expires_ms, tail, max entries, idle ms, channel, frame head.
+/// Returns {id, number dropped by the bound}.
+const PUSH_LUA: &str = r"
+local id = redis.call('XADD', KEYS[1], '*', 'exp', ARGV[1], 'tail', ARGV[2])
+local dropped = 0
+if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[3]) then
+  dropped = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[5], 'N' .. id .. ' ' .. ARGV[1] .. '\n' .. ARGV[6] .. id .. ARGV[2])
+return {id, dropped}
+";
+
+/// Removes an acked notification and, if it was there, tells every replica.
+/// KEYS[1] inbox; ARGV id, channel.
+const ACK_LUA: &str = r"
+local n = redis.call('XDEL', KEYS[1], ARGV[1])
+if n == 1 then redis.call('PUBLISH', ARGV[2], 'A' .. ARGV[1]) end
+return n
+";
+
 fn unavailable(e: fred::error::Error) -> EngineError {
     EngineError::Unavailable(e.to_string())
 }
@@ -71,6 +95,8 @@ pub struct RedisEngine {
     subscriber: Client,
     acquire: Script,
     renew: Script,
+    push: Script,
+    ack: Script,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
@@ -115,7 +141,7 @@ impl RedisEngine {
         ];
         commands.connect();
         subscriber.connect();
-        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        let waited = tokio::time::timeout(COMMAND_TIMEOUT, async {
             let a = commands.wait_for_connect().await;
             let b = subscriber.wait_for_connect().await;
             a.and(b)
@@ -130,6 +156,8 @@ impl RedisEngine {
             subscriber,
             acquire: Script::from_lua(ACQUIRE_LUA),
             renew: Script::from_lua(RENEW_LUA),
+            push: Script::from_lua(PUSH_LUA),
+            ack: Script::from_lua(ACK_LUA),
             sink,
             tasks: Mutex::new(tasks),
             dropped,
@@ -230,6 +258,87 @@ impl Engine for RedisEngine {
             .unsubscribe(channels)
             .await
             .map_err(unavailable)
+    }
+
+    async fn push_inbox(
+        &self,
+        user: UserId,
+        tail: &str,
+        expires_ms: u64,
+    ) -> Result<MsgId, EngineError> {
+        let answer: Vec<Value> = self
+            .push
+            .evalsha_with_reload(
+                &self.commands,
+                vec![self.keys.inbox(user)],
+                vec![
+                    expires_ms.to_string(),
+                    tail.to_owned(),
+                    INBOX_MAX.to_string(),
+                    INBOX_IDLE_MS.to_string(),
+                    self.keys.channel(Target::User(user)),
+                    HEAD.to_owned(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let id = answer
+            .first()
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<MsgId>().ok())
+            .ok_or_else(|| EngineError::Unavailable("unexpected answer to XADD".into()))?;
+        let dropped = answer.get(1).and_then(|v| v.as_i64()).unwrap_or(0);
+        if dropped > 0 {
+            metrics::counter!("locallife_inbox_dropped_total").increment(dropped as u64);
+        }
+        Ok(id)
+    }
+
+    async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
+        let removed: i64 = self
+            .ack
+            .evalsha_with_reload(
+                &self.commands,
+                vec![self.keys.inbox(user)],
+                vec![id.to_string(), self.keys.channel(Target::User(user))],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(removed == 1)
+    }
+
+    async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {
+        let key = self.keys.inbox(user);
+        let raw: Vec<(String, HashMap<String, String>)> = self
+            .commands
+            .xrange_values(&key, "-", "+", Some(INBOX_MAX as u64))
+            .await
+            .map_err(unavailable)?;
+        let now = crate::time::unix_ms();
+        let mut entries = Vec::with_capacity(raw.len());
+        let mut expired = Vec::new();
+        for (id, fields) in raw {
+            let Ok(msg_id) = id.parse::<MsgId>() else {
+                continue;
+            };
+            let exp = fields
+                .get("exp")
+                .and_then(|e| e.parse::<u64>().ok())
+                .unwrap_or(0);
+            match fields.get("tail") {
+                Some(tail) if exp > now => entries.push(InboxEntry {
+                    id: msg_id,
+                    expires_ms: exp,
+                    frame: inbox::frame(msg_id, tail),
+                }),
+                _ => expired.push(id),
+            }
+        }
+        if !expired.is_empty() {
+            metrics::counter!("locallife_inbox_expired_total").increment(expired.len() as u64);
+            let _ = self.commands.xdel::<i64, _, _>(&key, expired).await;
+        }
+        Ok(entries)
     }
 
     async fn ping(&self) -> bool {

@@ -29,10 +29,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use socket::{Close, RoleSet, Socket, Work};
+pub use socket::{Close, Outgoing, RoleSet, Socket, Work};
 
 use crate::domain::{Role, UserId};
-use crate::engine::{Census, Engine, EngineError, ReplicaCensus, Sink, Target};
+use crate::engine::{Census, Engine, EngineError, MsgId, ReplicaCensus, Sink, Target};
 
 /// Roles that may hold sockets (consumers never do).
 pub const SOCKET_ROLES: [Role; 3] = [Role::Rider, Role::Merchant, Role::Platform];
@@ -50,31 +50,52 @@ const SUBSCRIPTION_QUEUE: usize = 4096;
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_BATCH: usize = 1000;
 
-/// What travels on a channel: a message for the sockets, or an order to close them.
-/// First byte `M` + the JSON text frame, or `C` + close code (2 bytes) + reason.
+/// What travels on a channel.
+///
+/// - `M` + frame: a live-only message (announcements, events that need no ack);
+/// - `N` + id + ` ` + expiry (unix ms) + `\n` + frame: an inbox notification, tracked
+///   until acked (written by the engine's push script);
+/// - `A` + id: that notification was acked, stop redelivering it;
+/// - `C` + close code (2 bytes) + reason: close the user's sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Message(Utf8Bytes),
-    Close { code: u16, reason: String },
+    Notify {
+        id: MsgId,
+        expires_ms: u64,
+        frame: Utf8Bytes,
+    },
+    Acked(MsgId),
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 impl Event {
     pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::new();
         match self {
             Event::Message(text) => {
-                let mut b = BytesMut::with_capacity(1 + text.len());
                 b.put_u8(b'M');
                 b.put_slice(text.as_bytes());
-                b.freeze()
             }
+            Event::Notify {
+                id,
+                expires_ms,
+                frame,
+            } => {
+                b.put_slice(format!("N{id} {expires_ms}\n").as_bytes());
+                b.put_slice(frame.as_bytes());
+            }
+            Event::Acked(id) => b.put_slice(format!("A{id}").as_bytes()),
             Event::Close { code, reason } => {
-                let mut b = BytesMut::with_capacity(3 + reason.len());
                 b.put_u8(b'C');
                 b.put_u16(*code);
                 b.put_slice(reason.as_bytes());
-                b.freeze()
             }
         }
+        b.freeze()
     }
 
     /// `None` for anything this version did not write.
@@ -83,6 +104,21 @@ impl Event {
             b'M' => Utf8Bytes::try_from(payload.slice(1..))
                 .ok()
                 .map(Event::Message),
+            b'N' => {
+                let newline = payload.iter().position(|b| *b == b'\n')?;
+                let header = std::str::from_utf8(&payload[1..newline]).ok()?;
+                let (id, expires) = header.split_once(' ')?;
+                Some(Event::Notify {
+                    id: id.parse().ok()?,
+                    expires_ms: expires.parse().ok()?,
+                    frame: Utf8Bytes::try_from(payload.slice(newline + 1..)).ok()?,
+                })
+            }
+            b'A' => std::str::from_utf8(&payload[1..])
+                .ok()?
+                .parse()
+                .ok()
+                .map(Event::Acked),
             b'C' if payload.len() >= 3 => Some(Event::Close {
                 code: u16::from_be_bytes([payload[1], payload[2]]),
                 reason: String::from_utf8_lossy(&payload[3..]).into_owned(),
@@ -97,6 +133,10 @@ pub struct HubConfig {
     pub replica_id: Arc<str>,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    /// Redeliver an unacked notification after this long...
+    pub ack_timeout: Duration,
+    /// ...this many times, then leave it for the next connect.
+    pub max_redeliveries: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +365,23 @@ impl Hub {
                     socket.push(text.clone());
                 }
             }
+            (
+                Target::User(user),
+                Event::Notify {
+                    id,
+                    expires_ms,
+                    frame,
+                },
+            ) => {
+                for socket in self.user_sockets(user) {
+                    socket.push_tracked(frame.clone(), id, expires_ms);
+                }
+            }
+            (Target::User(user), Event::Acked(id)) => {
+                for socket in self.user_sockets(user) {
+                    socket.acked(id);
+                }
+            }
             (Target::User(user), Event::Close { code, .. }) => {
                 for socket in self.user_sockets(user) {
                     socket.close(Close {
@@ -341,7 +398,8 @@ impl Hub {
                     }
                 }
             }
-            (Target::Role(_), Event::Close { .. }) => {}
+            // Nothing else is ever published to a role.
+            (Target::Role(_), _) => {}
         }
     }
 
@@ -523,17 +581,18 @@ async fn manage_subscriptions(
 
 /// The sweeper: pings, idle and token-expiry closes, lease renewal, census.
 async fn sweep(hub: std::sync::Weak<Hub>, cancel: CancellationToken) {
-    let (tick, ping_ms, idle_ms) = match hub.upgrade() {
-        Some(h) => {
-            let shortest = h.config.ping_interval.min(h.config.idle_timeout);
-            (
-                (shortest / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)),
-                h.config.ping_interval.as_millis() as u64,
-                h.config.idle_timeout.as_millis() as u64,
-            )
-        }
-        None => return,
+    let Some(config) = hub.upgrade().map(|h| h.config.clone()) else {
+        return;
     };
+    let shortest = config
+        .ping_interval
+        .min(config.idle_timeout)
+        .min(config.ack_timeout);
+    let tick = (shortest / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let ping_ms = config.ping_interval.as_millis() as u64;
+    let idle_ms = config.idle_timeout.as_millis() as u64;
+    let ack_ms = config.ack_timeout.as_millis() as u64;
+    let mut last_housekeeping = Instant::now();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_renewal = Instant::now();
@@ -545,7 +604,8 @@ async fn sweep(hub: std::sync::Weak<Hub>, cancel: CancellationToken) {
         }
         let Some(hub) = hub.upgrade() else { return };
         let now = hub.now_ms();
-        let unix_now = crate::time::unix_secs();
+        let unix_ms = crate::time::unix_ms();
+        let unix_now = unix_ms / 1000;
         let sockets = hub.all_sockets();
         for socket in &sockets {
             if now.saturating_sub(socket.last_seen()) >= idle_ms {
@@ -561,6 +621,17 @@ async fn sweep(hub: std::sync::Weak<Hub>, cancel: CancellationToken) {
             } else if now.saturating_sub(socket.last_ping()) >= ping_ms {
                 socket.request_ping(now);
             }
+            let sweep = socket.sweep_pending(now, unix_ms, ack_ms, config.max_redeliveries);
+            if sweep.redelivered > 0 {
+                metrics::counter!("locallife_redeliveries_total").increment(sweep.redelivered);
+            }
+            if sweep.expired > 0 {
+                metrics::counter!("locallife_inbox_expired_total").increment(sweep.expired);
+            }
+        }
+        if last_housekeeping.elapsed() >= Duration::from_secs(60) {
+            last_housekeeping = Instant::now();
+            hub.engine.housekeeping().await;
         }
         if last_renewal.elapsed() >= LEASE / 3 && !sockets.is_empty() {
             last_renewal = Instant::now();
@@ -612,6 +683,15 @@ mod tests {
                 code: 4003,
                 reason: "rider offline".into(),
             },
+            Event::Notify {
+                id: MsgId {
+                    ms: 1732451234567,
+                    seq: 3,
+                },
+                expires_ms: 1732451294567,
+                frame: Utf8Bytes::from("{\"type\":\"notification\"}"),
+            },
+            Event::Acked(MsgId { ms: 7, seq: 0 }),
         ] {
             assert_eq!(Event::decode(event.encode()), Some(event));
         }
@@ -619,5 +699,8 @@ mod tests {
         assert_eq!(Event::decode(Bytes::from_static(b"X123")), None);
         assert_eq!(Event::decode(Bytes::from_static(b"C\x0f")), None);
         assert_eq!(Event::decode(Bytes::from_static(b"M\xff\xfe")), None);
+        assert_eq!(Event::decode(Bytes::from_static(b"N1-0 5")), None);
+        assert_eq!(Event::decode(Bytes::from_static(b"Nx-0 5\n{}")), None);
+        assert_eq!(Event::decode(Bytes::from_static(b"A1")), None);
     }
 }

@@ -19,6 +19,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 
 use crate::domain::{Role, UserId};
+use crate::engine::MsgId;
 
 /// Undelivered messages one socket may hold before it is closed as too slow.
 pub const OUTBOX_LIMIT: usize = 512;
@@ -66,19 +67,54 @@ pub struct Close {
     pub reason: &'static str,
 }
 
+/// One queued frame. Inbox notifications carry their id: the session tracks them until
+/// acked, and sends an id it is already tracking only as a redelivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub frame: Utf8Bytes,
+    pub tracked: Option<Tracked>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    pub id: MsgId,
+    pub expires_ms: u64,
+    pub redelivery: bool,
+}
+
 /// What the session task must do next, taken from the socket in one go.
 #[derive(Debug, Default)]
 pub struct Work {
-    pub messages: VecDeque<Utf8Bytes>,
+    pub messages: VecDeque<Outgoing>,
     pub ping: bool,
     pub close: Option<Close>,
 }
 
+/// A notification sent on this socket and not acked yet.
+struct Pending {
+    id: MsgId,
+    frame: Utf8Bytes,
+    expires_ms: u64,
+    /// Hub clock: when to send it again.
+    due_ms: u64,
+    redeliveries: u32,
+}
+
+/// What one redelivery sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    pub redelivered: u64,
+    pub expired: u64,
+    pub given_up: u64,
+}
+
 #[derive(Default)]
 struct Outbox {
-    queue: VecDeque<Utf8Bytes>,
+    queue: VecDeque<Outgoing>,
     ping: bool,
     close: Option<Close>,
+    /// Empty (unallocated) until the first tracked notification is sent.
+    pending: Vec<Pending>,
 }
 
 pub struct Socket {
@@ -124,9 +160,28 @@ impl Socket {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a message. Returns false when the socket is closing or was just found
-    /// too slow (then it is told to close).
-    pub fn push(&self, message: Utf8Bytes) -> bool {
+    /// Queues a live-only message. Returns false when the socket is closing or was just
+    /// found too slow (then it is told to close).
+    pub fn push(&self, frame: Utf8Bytes) -> bool {
+        self.enqueue(Outgoing {
+            frame,
+            tracked: None,
+        })
+    }
+
+    /// Queues an inbox notification.
+    pub fn push_tracked(&self, frame: Utf8Bytes, id: MsgId, expires_ms: u64) -> bool {
+        self.enqueue(Outgoing {
+            frame,
+            tracked: Some(Tracked {
+                id,
+                expires_ms,
+                redelivery: false,
+            }),
+        })
+    }
+
+    fn enqueue(&self, message: Outgoing) -> bool {
         let mut out = self.outbox();
         if out.close.is_some() {
             return false;
@@ -183,6 +238,92 @@ impl Socket {
         }
     }
 
+    /// Called as a tracked notification is written: starts tracking it. False when it
+    /// must not be written: a copy of one already sent and unacked (replay and live
+    /// overlapping), or a redelivery of one acked meanwhile.
+    pub fn begin_send(&self, tracked: Tracked, frame: &Utf8Bytes, due_ms: u64) -> bool {
+        let mut out = self.outbox();
+        let known = out.pending.iter().any(|p| p.id == tracked.id);
+        if tracked.redelivery {
+            return known;
+        }
+        if known {
+            return false;
+        }
+        out.pending.push(Pending {
+            id: tracked.id,
+            frame: frame.clone(),
+            expires_ms: tracked.expires_ms,
+            due_ms,
+            redeliveries: 0,
+        });
+        true
+    }
+
+    /// The client (on this socket or another, on any replica) acked `id`.
+    pub fn acked(&self, id: MsgId) {
+        let mut out = self.outbox();
+        out.pending.retain(|p| p.id != id);
+        if out.pending.is_empty() {
+            // Give the memory back: most sockets are idle most of the time.
+            out.pending = Vec::new();
+        }
+    }
+
+    /// How many notifications await an ack on this socket.
+    pub fn pending(&self) -> usize {
+        self.outbox().pending.len()
+    }
+
+    /// Queues again every tracked notification whose ack is overdue, up to
+    /// `max_redeliveries` times each; drops expired ones and ones given up on (they stay
+    /// in the inbox for the next connect).
+    pub fn sweep_pending(
+        &self,
+        now_ms: u64,
+        unix_now_ms: u64,
+        ack_timeout_ms: u64,
+        max_redeliveries: u32,
+    ) -> Sweep {
+        let mut sweep = Sweep::default();
+        let mut out = self.outbox();
+        if out.pending.is_empty() || out.close.is_some() {
+            return sweep;
+        }
+        let mut again = Vec::new();
+        out.pending.retain_mut(|p| {
+            if p.due_ms > now_ms {
+                return true;
+            }
+            if p.expires_ms <= unix_now_ms {
+                sweep.expired += 1;
+                return false;
+            }
+            if p.redeliveries >= max_redeliveries {
+                sweep.given_up += 1;
+                return false;
+            }
+            p.redeliveries += 1;
+            p.due_ms = now_ms + ack_timeout_ms;
+            again.push(Outgoing {
+                frame: p.frame.clone(),
+                tracked: Some(Tracked {
+                    id: p.id,
+                    expires_ms: p.expires_ms,
+                    redelivery: true,
+                }),
+            });
+            true
+        });
+        sweep.redelivered = again.len() as u64;
+        if !again.is_empty() {
+            out.queue.extend(again);
+            drop(out);
+            self.notify.notify_one();
+        }
+        sweep
+    }
+
     pub fn touch(&self, now_ms: u64) {
         self.last_seen.store(now_ms, Ordering::Relaxed);
     }
@@ -218,7 +359,8 @@ mod tests {
         assert!(s.push(Utf8Bytes::from("b")));
         s.request_ping(5);
         let w = s.work().await;
-        assert_eq!(w.messages, [Utf8Bytes::from("a"), Utf8Bytes::from("b")]);
+        let frames: Vec<_> = w.messages.iter().map(|m| m.frame.clone()).collect();
+        assert_eq!(frames, [Utf8Bytes::from("a"), Utf8Bytes::from("b")]);
         assert!(w.ping);
         assert!(w.close.is_none());
         assert_eq!(s.last_ping(), 5);
@@ -235,6 +377,62 @@ mod tests {
         assert!(w.messages.is_empty(), "the backlog is dropped, not sent");
         assert_eq!(w.close.map(|c| c.code), Some(1008));
         assert!(!s.push(Utf8Bytes::from("after close")));
+    }
+
+    fn tracked(seq: u64, redelivery: bool) -> Tracked {
+        Tracked {
+            id: MsgId { ms: 1, seq },
+            expires_ms: 10_000,
+            redelivery,
+        }
+    }
+
+    #[test]
+    fn copies_are_suppressed_and_acks_stop_redelivery() {
+        let s = socket();
+        let f = Utf8Bytes::from("n");
+        assert!(s.begin_send(tracked(1, false), &f, 100));
+        assert!(
+            !s.begin_send(tracked(1, false), &f, 100),
+            "a second copy is suppressed"
+        );
+        assert!(
+            s.begin_send(tracked(1, true), &f, 100),
+            "a redelivery goes out"
+        );
+        s.acked(MsgId { ms: 1, seq: 1 });
+        assert!(
+            !s.begin_send(tracked(1, true), &f, 100),
+            "not after the ack"
+        );
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn overdue_notifications_are_redelivered_then_given_up() {
+        let s = socket();
+        let f = Utf8Bytes::from("n");
+        assert!(s.begin_send(tracked(1, false), &f, 100));
+        assert_eq!(
+            s.sweep_pending(50, 0, 100, 2),
+            Sweep::default(),
+            "not due yet"
+        );
+        assert_eq!(s.sweep_pending(100, 0, 100, 2).redelivered, 1);
+        let w = s.work().await;
+        assert_eq!(w.messages.len(), 1);
+        assert!(w.messages[0].tracked.unwrap().redelivery);
+        assert_eq!(s.sweep_pending(200, 0, 100, 2).redelivered, 1);
+        assert_eq!(s.sweep_pending(300, 0, 100, 2).given_up, 1);
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn expired_notifications_are_dropped_not_redelivered() {
+        let s = socket();
+        assert!(s.begin_send(tracked(1, false), &Utf8Bytes::from("n"), 100));
+        assert_eq!(s.sweep_pending(100, 10_000, 100, 5).expired, 1);
+        assert_eq!(s.pending(), 0);
     }
 
     #[test]

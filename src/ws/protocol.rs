@@ -152,11 +152,6 @@ pub fn error(e: &ProtocolError) -> String {
     )
 }
 
-/// A `notification` message: the fixed fields, then the event's own fields.
-pub fn notification(data: &serde_json::Map<String, serde_json::Value>) -> String {
-    envelope("notification", data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

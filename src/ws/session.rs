@@ -15,7 +15,8 @@ use super::protocol::{self, ClientMessage, ProtocolError};
 use super::Lease;
 use crate::app::AppState;
 use crate::domain::Role;
-use crate::hub::{Close, Socket, Work};
+use crate::engine::MsgId;
+use crate::hub::{Close, Outgoing, Socket, Work};
 
 /// A write that cannot finish in this long means the client stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,7 +115,9 @@ pub async fn run(mut ws: WebSocket, state: AppState, socket: Arc<Socket>, lease:
                 state.config().ws.ping_interval.as_secs(),
                 state.config().ws.idle_timeout.as_secs(),
             );
-            if send(&mut ws, Message::Text(welcome.into())).await.is_ok() {
+            if send(&mut ws, Message::Text(welcome.into())).await.is_ok()
+                && replay(&mut ws, &state, &socket).await.is_ok()
+            {
                 serve(&mut ws, &state, &socket).await
             } else {
                 None
@@ -152,14 +155,57 @@ async fn send(ws: &mut WebSocket, message: Message) -> Result<(), ()> {
     }
 }
 
+/// Sends what the user's inbox holds, oldest first, before anything live. Live
+/// notifications that arrive meanwhile wait in the socket's queue and are skipped as
+/// copies if the replay already sent them: no gap, and no duplicate on this socket.
+async fn replay(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Result<(), ()> {
+    let entries = match state.hub().engine().inbox(socket.user).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            // The socket still works live; what waits is redelivered on the next connect.
+            tracing::warn!(error = %e, "cannot read the inbox to replay it");
+            return Ok(());
+        }
+    };
+    let messages = entries
+        .into_iter()
+        .map(|e| Outgoing {
+            frame: e.frame,
+            tracked: Some(crate::hub::socket::Tracked {
+                id: e.id,
+                expires_ms: e.expires_ms,
+                redelivery: false,
+            }),
+        })
+        .collect();
+    let work = Work {
+        messages,
+        ..Work::default()
+    };
+    write(ws, state, socket, work).await
+}
+
 /// Writes queued work; `Err` when the client is gone or stopped reading.
-async fn write(ws: &mut WebSocket, work: Work) -> Result<(), ()> {
+async fn write(
+    ws: &mut WebSocket,
+    state: &AppState,
+    socket: &Socket,
+    work: Work,
+) -> Result<(), ()> {
+    let hub = state.hub();
+    let ack_timeout = state.config().ws.ack_timeout.as_millis() as u64;
     let written = tokio::time::timeout(WRITE_TIMEOUT, async {
         if work.ping {
             ws.feed(Message::Ping(Default::default())).await?;
         }
         for message in work.messages {
-            ws.feed(Message::Text(message)).await?;
+            if let Some(tracked) = message.tracked {
+                let due = hub.now_ms() + ack_timeout;
+                if !socket.begin_send(tracked, &message.frame, due) {
+                    continue;
+                }
+            }
+            ws.feed(Message::Text(message.frame)).await?;
         }
         ws.flush().await
     })
@@ -179,7 +225,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
         tokio::select! {
             work = socket.work() => {
                 let close = work.close;
-                write(ws, work).await.ok()?;
+                write(ws, state, socket, work).await.ok()?;
                 if close.is_some() {
                     return close;
                 }
@@ -225,16 +271,26 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
 
 /// Acts on a valid client message; the reply to send, if any.
 async fn handle(
-    _state: &AppState,
+    state: &AppState,
     socket: &Socket,
     message: ClientMessage,
 ) -> Result<Option<String>, ProtocolError> {
     match message {
         ClientMessage::Ping => Ok(Some(protocol::pong())),
         ClientMessage::Pong => Ok(None),
-        // Acknowledgements are accepted here; the inbox that they clear lives in the
-        // delivery layer.
-        ClientMessage::Ack { .. } => Ok(None),
+        ClientMessage::Ack { message_id } => {
+            // Ids of live-only messages (announcements) are not inbox ids: nothing to do.
+            let Ok(id) = message_id.parse::<MsgId>() else {
+                return Ok(None);
+            };
+            socket.acked(id);
+            metrics::counter!("locallife_acks_total").increment(1);
+            if let Err(e) = state.hub().engine().ack(socket.user, id).await {
+                // The notification stays in the inbox and is delivered again later.
+                tracing::warn!(error = %e, "ack not recorded");
+            }
+            Ok(None)
+        }
         ClientMessage::Location { .. } if !socket.roles.contains(Role::Rider) => {
             Err(ProtocolError {
                 code: "not_rider",

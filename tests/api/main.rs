@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod delivery;
 mod fake_wechat;
 mod health;
 mod helpers;

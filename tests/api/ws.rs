@@ -528,6 +528,8 @@ async fn a_user_who_reconnects_is_subscribed_again(engine: EngineKind) {
         assert_eq!(status, 202);
         let n = c.next_notification().await;
         assert_eq!(n["data"]["title"], format!("round {round}"));
+        c.ack(&n).await;
+        c.roundtrip().await;
         c.stream.close(None).await.unwrap();
     }
 }

@@ -195,6 +195,13 @@ impl WsClient {
             .unwrap();
     }
 
+    /// Acks a notification.
+    pub async fn ack(&mut self, notification: &Value) {
+        let id = notification["data"]["message_id"].clone();
+        self.send_json(serde_json::json!({"type": "ack", "data": {"message_id": id}}))
+            .await;
+    }
+
     pub async fn send_text(&mut self, t: &str) {
         self.stream.send(Message::text(t.to_owned())).await.unwrap();
     }
