@@ -209,15 +209,17 @@ async fn drain_sockets(state: &AppState, period: Duration) {
         period_ms = period.as_millis() as u64,
         "closing sockets"
     );
+    // Batches at most every 20 ms, evenly across the period.
     const STEP: Duration = Duration::from_millis(20);
     let steps = (period.as_millis() / STEP.as_millis()).max(1) as usize;
-    let per_step = total.div_ceil(steps).max(1);
+    let per_batch = total.div_ceil(steps).max(1);
+    let batches = total.div_ceil(per_batch).max(1) as u32;
     let close = Close {
         code: 1001,
         reason: "replica shutting down",
     };
-    let mut interval = tokio::time::interval(STEP);
-    for batch in sockets.chunks(per_step) {
+    let mut interval = tokio::time::interval((period / batches).max(Duration::from_millis(1)));
+    for batch in sockets.chunks(per_batch) {
         interval.tick().await;
         for socket in batch {
             socket.close(close);

@@ -170,6 +170,10 @@ pub struct Hub {
     /// Sockets by role, for announcements. Index: position in [`SOCKET_ROLES`].
     roles: [RwLock<HashMap<u64, Arc<Socket>>>; 3],
     commands: mpsc::Sender<UserId>,
+    /// Users whose channel is being subscribed again after a reconnect: once it is,
+    /// their inbox is replayed to their sockets, since live messages published while
+    /// the subscription was down were missed (copies are suppressed by id).
+    resync: Mutex<std::collections::HashSet<UserId>>,
     cancel: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -190,6 +194,7 @@ impl Hub {
             users: Mutex::new(HashMap::new()),
             roles: Default::default(),
             commands,
+            resync: Mutex::new(Default::default()),
             cancel: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
         });
@@ -449,6 +454,10 @@ impl Sink for Hub {
                 })
                 .collect()
         };
+        self.resync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(users.iter().copied());
         let commands = self.commands.clone();
         let engine = self.engine.clone();
         let cancel = self.cancel.clone();
@@ -566,6 +575,19 @@ async fn manage_subscriptions(
                     }
                 }
             }
+            if result.is_ok() {
+                let resync: Vec<UserId> = {
+                    let mut pending = hub.resync.lock().unwrap_or_else(|e| e.into_inner());
+                    subscribe
+                        .iter()
+                        .filter(|u| pending.remove(u))
+                        .copied()
+                        .collect()
+                };
+                if !resync.is_empty() {
+                    tokio::spawn(replay_inboxes(hub.clone(), resync));
+                }
+            }
             for user in abandoned {
                 // This task is the queue's only reader: never wait on it from here.
                 if hub.commands.try_send(user).is_err() {
@@ -575,6 +597,22 @@ async fn manage_subscriptions(
                     });
                 }
             }
+        }
+    }
+}
+
+/// Queues each user's inbox to their sockets again (after a resubscription).
+async fn replay_inboxes(hub: Arc<Hub>, users: Vec<UserId>) {
+    for user in users {
+        match hub.engine.inbox(user).await {
+            Ok(entries) => {
+                for socket in hub.user_sockets(user) {
+                    for e in &entries {
+                        socket.push_tracked(e.frame.clone(), e.id, e.expires_ms);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot replay an inbox after reconnecting"),
         }
     }
 }

@@ -189,3 +189,50 @@ async fn a_dropped_subscriber_connection_resubscribes_on_its_own() {
         "roles back"
     );
 }
+
+#[tokio::test]
+async fn what_is_published_while_the_subscriber_is_down_arrives_after_it_returns() {
+    let apps = spawn_cluster(2).await;
+    let (rider, token) = apps[0].socket_user(Role::Rider).await;
+    let mut socket = apps[0].ws_ok(&token).await;
+    kill_subscriber(&apps[0]).await;
+    // Published once, at once: live delivery to replica 0 is likely down right now.
+    let n =
+        locallife::notify::Notification::new(locallife::notify::Kind::OrderRecommend, "during", "");
+    let id = locallife::notify::to_user(&**apps[1].state.hub().engine(), rider, &n)
+        .await
+        .unwrap();
+    let got = socket.next_notification().await;
+    assert_eq!(got["data"]["message_id"], id.as_str());
+    socket.ack(&got).await;
+    assert!(
+        socket.nothing_within(Duration::from_millis(300)).await,
+        "delivered once"
+    );
+}
+
+#[tokio::test]
+async fn an_ack_on_one_replica_stops_redelivery_on_another() {
+    let apps = crate::helpers::spawn_cluster_with(2, |env| {
+        env.insert("WS_ACK_TIMEOUT".into(), "300ms".into());
+    })
+    .await;
+    let (rider, token) = apps[0].socket_user(Role::Rider).await;
+    let mut on_a = apps[0].ws_ok(&token).await;
+    let mut on_b = apps[1].ws_ok(&token).await;
+    let n = locallife::notify::Notification::new(locallife::notify::Kind::RiderCommand, "go", "");
+    locallife::notify::to_user(&**apps[1].state.hub().engine(), rider, &n)
+        .await
+        .unwrap();
+    let got = on_a.next_notification().await;
+    assert_eq!(
+        on_b.next_notification().await["data"]["message_id"],
+        got["data"]["message_id"]
+    );
+    on_a.ack(&got).await;
+    assert!(
+        on_b.nothing_within(Duration::from_millis(1000)).await,
+        "b stops redelivering"
+    );
+    assert!(on_a.nothing_within(Duration::from_millis(100)).await);
+}

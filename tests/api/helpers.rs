@@ -198,6 +198,14 @@ pub async fn spawn_app_on(kind: EngineKind) -> TestApp {
 
 /// `n` replicas sharing one database, one Redis prefix and one fake WeChat.
 pub async fn spawn_cluster(n: usize) -> Vec<TestApp> {
+    spawn_cluster_with(n, |_| {}).await
+}
+
+/// [`spawn_cluster`] with every replica's environment edited by `customise`.
+pub async fn spawn_cluster_with(
+    n: usize,
+    customise: impl Fn(&mut HashMap<String, String>),
+) -> Vec<TestApp> {
     let db = Arc::new(TestDatabase::create().await);
     let wechat = FakeWechat::start().await;
     let prefix = unique_prefix();
@@ -206,6 +214,7 @@ pub async fn spawn_cluster(n: usize) -> Vec<TestApp> {
         let mut env = base_env(&db, &wechat);
         env.insert("REDIS_URL".into(), redis_url());
         env.insert("REDIS_KEY_PREFIX".into(), prefix.clone());
+        customise(&mut env);
         apps.push(start(env, db.clone(), wechat.clone()).await);
     }
     apps

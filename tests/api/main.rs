@@ -10,5 +10,6 @@ mod helpers;
 mod login;
 mod me;
 mod migrations;
+mod process;
 mod ws;
 mod ws_client;

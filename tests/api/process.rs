@@ -1,0 +1,273 @@
+//! The real binary as separate processes: a replica killed with SIGKILL loses nothing,
+//! SIGTERM drains (1001, spread over the drain period, exit 0), and a Redis that goes
+//! away and comes back is survived without a restart.
+
+use std::time::{Duration, Instant};
+
+use locallife::domain::{Role, UserId};
+use locallife::notify::{self, Kind, Notification};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{assert_error, spawn_app_with, spawn_cluster, TestApp, JWT_SECRET};
+use crate::ws_client::{WsClient, WAIT};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `locallife serve` process sharing `peer`'s database, Redis and prefix.
+struct Replica {
+    child: Child,
+    address: String,
+}
+
+impl Replica {
+    async fn start(peer: &TestApp, extra: &[(&str, &str)]) -> Replica {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_locallife"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &peer.db.url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("REDIS_URL", crate::helpers::redis_url())
+            .env("REDIS_KEY_PREFIX", &peer.config.redis_key_prefix)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("the binary starts");
+        let replica = Replica {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        };
+        replica.wait_ready().await;
+        replica
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.address);
+        let http = reqwest::Client::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Ok(r) = http.get(&url).send().await {
+                    if r.status() == 200 {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the replica becomes ready");
+    }
+
+    async fn ws(&self, token: &str) -> WsClient {
+        let url = format!("ws://{}/v1/ws?token={token}", self.address);
+        WsClient::connect(url.into_client_request().unwrap())
+            .await
+            .unwrap_or_else(|r| panic!("refused: {r:?}"))
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pid}");
+    }
+}
+
+async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
+    let n = Notification::new(Kind::OrderDispatched, title, "go").with("order_id", 1);
+    notify::to_user(&**app.state.hub().engine(), user, &n)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_replica_loses_no_unacked_notification() {
+    let apps = spawn_cluster(1).await;
+    let hub = &apps[0];
+    let p1 = Replica::start(hub, &[]).await;
+    let p2 = Replica::start(hub, &[]).await;
+    let (rider, token) = hub.socket_user(Role::Rider).await;
+
+    let mut on_p1 = p1.ws(&token).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(publish(hub, rider, &format!("dispatch {i}")).await);
+    }
+    for id in &ids {
+        assert_eq!(
+            on_p1.next_notification().await["data"]["message_id"],
+            id.as_str()
+        );
+    }
+    // Not acked. The replica dies without a word.
+    let mut p1 = p1;
+    p1.signal("-KILL");
+    let _ = tokio::time::timeout(WAIT, p1.child.wait()).await;
+
+    // The client reconnects and lands on the other replica.
+    let mut on_p2 = p2.ws(&token).await;
+    for (i, id) in ids.iter().enumerate() {
+        let n = on_p2.next_notification().await;
+        assert_eq!(n["data"]["message_id"], id.as_str());
+        assert_eq!(n["data"]["title"], format!("dispatch {i}"));
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_sockets_with_1001_spread_out_and_exits_zero() {
+    let apps = spawn_cluster(1).await;
+    let hub = &apps[0];
+    let mut p1 = Replica::start(hub, &[("WS_DRAIN_PERIOD", "1s")]).await;
+    let p2 = Replica::start(hub, &[]).await;
+
+    let (rider, rider_token) = hub.socket_user(Role::Rider).await;
+    let mut sockets = vec![p1.ws(&rider_token).await];
+    for _ in 0..9 {
+        let (_, token) = hub.socket_user(Role::Platform).await;
+        sockets.push(p1.ws(&token).await);
+    }
+    let unacked = publish(hub, rider, "still yours").await;
+    assert_eq!(
+        sockets[0].next_notification().await["data"]["message_id"],
+        unacked.as_str()
+    );
+
+    let signalled = Instant::now();
+    p1.signal("-TERM");
+    let closes = futures::future::join_all(sockets.iter_mut().map(|s| async {
+        let code = s.closed_with().await;
+        (code, signalled.elapsed())
+    }))
+    .await;
+    assert!(closes.iter().all(|(code, _)| *code == 1001), "{closes:?}");
+    let first = closes.iter().map(|(_, t)| *t).min().unwrap();
+    let last = closes.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(
+        last - first >= Duration::from_millis(400),
+        "closes are spread over the drain period: {first:?} .. {last:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), p1.child.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    // Its unacked notification reaches the client on the next replica.
+    let mut again = p2.ws(&rider_token).await;
+    assert_eq!(
+        again.next_notification().await["data"]["message_id"],
+        unacked.as_str()
+    );
+}
+
+/// A redis-server of this test's own, on its own port, with nothing on disk.
+struct OwnRedis {
+    child: Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)");
+        let redis = OwnRedis { child };
+        tokio::time::timeout(WAIT, async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("redis-server listens");
+        redis
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+async fn wait_for_readyz(app: &TestApp, status: u16) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while app.get("/readyz", None).await.0 != status {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz never answered {status}"));
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_survived_without_a_restart() {
+    let port = free_port();
+    let redis = OwnRedis::start(port).await;
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+    })
+    .await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+    let body = serde_json::json!({"user_id": rider.0, "title": "before", "content": ""});
+    assert_eq!(
+        app.post_json("/v1/platform/notifications", Some(&staff), &body)
+            .await
+            .0,
+        202
+    );
+    let n = socket.next_notification().await;
+    socket.ack(&n).await;
+
+    redis.stop().await;
+    wait_for_readyz(&app, 503).await;
+    let (_, ready) = app.get("/readyz", None).await;
+    assert_eq!(ready["checks"]["redis"], "unavailable");
+    // Publishing refuses rather than losing anything.
+    assert_error(
+        &app.post_json("/v1/platform/notifications", Some(&staff), &body)
+            .await,
+        503,
+        "engine_unavailable",
+    );
+    // The socket stays open meanwhile.
+    socket.roundtrip().await;
+
+    let _redis = OwnRedis::start(port).await;
+    wait_for_readyz(&app, 200).await;
+    // Subscriptions come back on their own; delivery resumes.
+    let resumed = tokio::time::timeout(WAIT, async {
+        loop {
+            let body = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
+            let (status, _) = app
+                .post_json("/v1/platform/notifications", Some(&staff), &body)
+                .await;
+            if status == 202 && !socket.nothing_within(Duration::from_millis(200)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(resumed.is_ok(), "delivery resumed after Redis came back");
+}
