@@ -20,6 +20,8 @@ use crate::engine::memory::MemoryEngine;
 use crate::engine::redis::RedisEngine;
 use crate::engine::{Engine, Keys};
 use crate::hub::{Close, Hub, HubConfig};
+use crate::service::alerts::{self, Alerts};
+use crate::wechat::pay::{NotifyVerifier, Payer};
 use crate::wechat::WechatLogin;
 use crate::{http, store};
 
@@ -33,6 +35,11 @@ struct Inner {
     hub: Arc<Hub>,
     tokens: Tokens,
     wechat: Option<WechatLogin>,
+    payer: Option<Payer>,
+    pay_verifier: Option<NotifyVerifier>,
+    alerts: Alerts,
+    /// Stops the background tasks (sweeper, dependency watcher, alerts).
+    background: tokio_util::sync::CancellationToken,
     draining: AtomicBool,
 }
 
@@ -58,6 +65,20 @@ impl AppState {
         self.0.wechat.as_ref()
     }
 
+    /// JSAPI prepay, when merchant credentials are configured.
+    pub fn payer(&self) -> Option<&Payer> {
+        self.0.payer.as_ref()
+    }
+
+    /// Payment-notification verification, when its settings are configured.
+    pub fn pay_verifier(&self) -> Option<&NotifyVerifier> {
+        self.0.pay_verifier.as_ref()
+    }
+
+    pub fn alerts(&self) -> &Alerts {
+        &self.0.alerts
+    }
+
     /// True once shutdown has begun: `/readyz` answers 503 so the load balancer stops
     /// sending new work here.
     pub fn is_draining(&self) -> bool {
@@ -66,6 +87,27 @@ impl AppState {
 
     pub fn start_draining(&self) {
         self.0.draining.store(true, Ordering::Relaxed);
+    }
+
+    fn start_background(&self) {
+        let cancel = self.0.background.clone();
+        let alerts = self.alerts().clone();
+        alerts::supervise(
+            &alerts,
+            "payment_timeout_sweeper",
+            crate::service::sweeper::run(self.clone(), cancel.clone()),
+        );
+        alerts::supervise(
+            &alerts,
+            "dependency_watcher",
+            alerts::watch_dependencies(
+                self.db().clone(),
+                self.hub().engine().clone(),
+                alerts.clone(),
+                Duration::from_secs(1),
+                cancel,
+            ),
+        );
     }
 }
 
@@ -106,6 +148,30 @@ impl Application {
         )
         .await;
         let wechat = config.wechat.clone().map(WechatLogin::new);
+        let appid = config.wechat.as_ref().map(|w| w.appid.as_str());
+        let payer = Payer::from_config(&config.wechat_pay, appid)?;
+        let pay_verifier = NotifyVerifier::from_config(&config.wechat_pay)?;
+        if pay_verifier.is_none() {
+            tracing::warn!(
+                "WeChat Pay notification settings incomplete (WECHATPAY_MCHID, _APIV3_KEY, \
+                 _PUBLIC_KEY_FILE, _PUBLIC_KEY_ID): payment notifications will be refused"
+            );
+        }
+        // The geo index follows who is online in PostgreSQL (it is empty after a
+        // single-node restart, or a Redis without persistence).
+        for (rider, lat, lng) in store::riders::online_positions(&db)
+            .await
+            .unwrap_or_default()
+        {
+            let _ = hub.engine().geo_set(rider, lat, lng).await;
+        }
+        let background = tokio_util::sync::CancellationToken::new();
+        let (alerts, _alerts_task) = Alerts::start(
+            db.clone(),
+            hub.engine().clone(),
+            hub.replica_id().clone(),
+            background.clone(),
+        );
         if wechat.is_none() {
             tracing::warn!(
                 "WECHAT_APPID and WECHAT_SECRET not set: /v1/auth/wechat-login answers 503"
@@ -121,8 +187,13 @@ impl Application {
             db,
             hub,
             wechat,
+            payer,
+            pay_verifier,
+            alerts,
+            background,
             draining: AtomicBool::new(false),
         }));
+        state.start_background();
         Ok(Self {
             listener,
             local_addr,
@@ -190,6 +261,7 @@ impl Application {
             }
         };
         let _ = tokio::time::timeout(grace, drain).await;
+        state.0.background.cancel();
         let hub = state.hub().clone();
         hub.shutdown().await;
         hub.engine().shutdown().await;

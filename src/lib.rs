@@ -18,6 +18,8 @@
 //!   keep-alive sweeps.
 //! - [`ws`]: `GET /v1/ws`: admission, the message protocol, one session per socket.
 //! - [`notify`]: building and publishing notifications (the events of SPEC §3).
+//! - [`service`]: business flows (orders, payment, dispatch, alerts, the payment-timeout
+//!   sweeper) between handlers and the store.
 //! - [`domain`]: types valid by construction ([`domain::Role`], [`domain::UserId`]).
 //! - [`time`]: clock helpers.
 //! - [`telemetry`]: logging (stderr, pretty or JSON).
@@ -32,6 +34,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod notify;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -9,6 +9,7 @@
 //! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
 //! | `ll:{u:42}:connects` | counter | user 42's connect attempts in the current rate window |
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
+//! | `ll:riders:geo` | geo set | online riders' positions, for matching |
 //! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
 //!
 //! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one
@@ -66,6 +67,10 @@ impl Keys {
 
     pub fn user_connects(&self, user: UserId) -> String {
         format!("{}:{{u:{}}}:connects", self.prefix, user.0)
+    }
+
+    pub fn riders_geo(&self) -> String {
+        format!("{}:riders:geo", self.prefix)
     }
 
     pub fn replicas(&self) -> String {

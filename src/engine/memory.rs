@@ -30,6 +30,7 @@ struct State {
     connects: HashMap<UserId, (u64, u32)>,
     censuses: HashMap<String, ReplicaCensus>,
     inboxes: HashMap<UserId, Inbox>,
+    positions: HashMap<UserId, (f64, f64)>,
     /// The last id handed out: ids are `<ms>-<seq>` and increase, like a stream's.
     last_id: MsgId,
 }
@@ -181,6 +182,35 @@ impl Engine for MemoryEngine {
                 frame: inbox::frame(*id, tail),
             })
             .collect())
+    }
+
+    async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
+        self.lock().positions.insert(rider, (lat, lng));
+        Ok(())
+    }
+
+    async fn geo_remove(&self, rider: UserId) -> Result<(), EngineError> {
+        self.lock().positions.remove(&rider);
+        Ok(())
+    }
+
+    async fn geo_near(
+        &self,
+        lat: f64,
+        lng: f64,
+        radius_m: f64,
+        count: usize,
+    ) -> Result<Vec<(UserId, f64)>, EngineError> {
+        let mut near: Vec<(UserId, f64)> = self
+            .lock()
+            .positions
+            .iter()
+            .map(|(u, (la, ln))| (*u, super::distance_m(lat, lng, *la, *ln)))
+            .filter(|(_, d)| *d <= radius_m)
+            .collect();
+        near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        near.truncate(count);
+        Ok(near)
     }
 
     async fn housekeeping(&self) {

@@ -41,6 +41,18 @@ pub trait Sink: Send + Sync + 'static {
     fn reconnected(&self);
 }
 
+/// The earth radius Redis uses for GEO distances, so both engines agree to the metre.
+pub const EARTH_RADIUS_M: f64 = 6_372_797.560_856;
+
+/// Great-circle distance in metres (haversine), as Redis computes it.
+pub fn distance_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lng2 - lng1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * a.sqrt().asin()
+}
+
 /// Connect attempts one user may make per [`CONNECT_WINDOW`], across replicas; more are
 /// refused (429) so a client stuck in a reconnect loop cannot hammer admission.
 pub const CONNECT_LIMIT: u32 = 20;
@@ -105,6 +117,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Every unexpired notification in `user`'s inbox, oldest first. Expired ones are
     /// removed (and counted) on the way.
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError>;
+
+    /// Records an online rider's position for matching.
+    async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError>;
+
+    /// Removes a rider from matching (offline).
+    async fn geo_remove(&self, rider: UserId) -> Result<(), EngineError>;
+
+    /// Riders within `radius_m` of a point, nearest first, at most `count`, with their
+    /// distance in metres.
+    async fn geo_near(
+        &self,
+        lat: f64,
+        lng: f64,
+        radius_m: f64,
+        count: usize,
+    ) -> Result<Vec<(UserId, f64)>, EngineError>;
 
     /// Periodic clean-up of state that nothing else would expire (the in-process
     /// engine's idle inboxes). Redis expires keys itself.

@@ -341,6 +341,68 @@ impl Engine for RedisEngine {
         Ok(entries)
     }
 
+    async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
+        let value = fred::types::geo::GeoValue {
+            coordinates: fred::types::geo::GeoPosition {
+                longitude: lng,
+                latitude: lat,
+            },
+            member: Value::from(rider.0),
+        };
+        self.commands
+            .geoadd::<i64, _, _>(self.keys.riders_geo(), None, false, value)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn geo_remove(&self, rider: UserId) -> Result<(), EngineError> {
+        self.commands
+            .zrem::<i64, _, _>(self.keys.riders_geo(), rider.0)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn geo_near(
+        &self,
+        lat: f64,
+        lng: f64,
+        radius_m: f64,
+        count: usize,
+    ) -> Result<Vec<(UserId, f64)>, EngineError> {
+        let found: Value = self
+            .commands
+            .geosearch(
+                self.keys.riders_geo(),
+                None,
+                Some(fred::types::geo::GeoPosition {
+                    longitude: lng,
+                    latitude: lat,
+                }),
+                Some((radius_m, fred::types::geo::GeoUnit::Meters)),
+                None,
+                Some(fred::types::SortOrder::Asc),
+                Some((count as u64, false)),
+                false,
+                true,
+                false,
+            )
+            .await
+            .map_err(unavailable)?;
+        // WITHDIST answers [[member, distance], ...].
+        let rows = found.into_array();
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let mut pair = row.into_array().into_iter();
+                let member = pair.next()?.as_i64()?;
+                let dist = pair.next()?.as_f64()?;
+                Some((UserId(member), dist))
+            })
+            .collect())
+    }
+
     async fn ping(&self) -> bool {
         let ok = |r: Result<Result<String, _>, _>| matches!(r, Ok(Ok(_)));
         let timeout = Duration::from_secs(1);

@@ -8,7 +8,12 @@ mod auth;
 mod health;
 mod json;
 mod log;
+mod merchants;
+mod orders;
+mod path;
 mod platform;
+pub mod riders;
+mod webhooks;
 
 pub use json::ApiJson;
 
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -37,7 +42,40 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(auth::me))
         .route("/ws", get(crate::ws::connect))
         .route("/platform/notifications", post(platform::send_notification))
-        .route("/platform/connections", get(platform::connections));
+        .route("/platform/connections", get(platform::connections))
+        .route(
+            "/platform/riders/{user_id}/approve",
+            post(platform::approve_rider),
+        )
+        .route(
+            "/platform/riders/{user_id}/commands",
+            post(platform::rider_command),
+        )
+        .route(
+            "/platform/merchants/{id}/approve",
+            post(platform::approve_merchant),
+        )
+        .route("/platform/orders/{id}/dispatch", post(platform::dispatch))
+        .route("/rider/apply", post(riders::apply))
+        .route("/rider/online", post(riders::online))
+        .route("/rider/offline", post(riders::offline))
+        .route("/rider/location", post(riders::location))
+        .route("/rider/orders/{id}/accept", post(riders::accept))
+        .route("/rider/orders/{id}/pickup", post(riders::pickup))
+        .route("/rider/orders/{id}/deliver", post(riders::deliver))
+        .route("/merchants", post(merchants::create))
+        .route("/merchants/{id}/products", post(merchants::create_product))
+        .route(
+            "/merchants/{id}/products/{product_id}",
+            patch(merchants::update_product),
+        )
+        .route("/orders", post(orders::create))
+        .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/urge", post(orders::urge))
+        .route(
+            "/webhooks/wechat-pay/notify",
+            post(webhooks::wechat_pay_notify),
+        );
 
     Router::new()
         .route("/healthz", get(health::healthz))

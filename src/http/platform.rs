@@ -143,3 +143,110 @@ pub async fn connections(
         "replicas": replicas,
     })))
 }
+
+/// `POST /v1/platform/riders/{user_id}/approve`.
+pub async fn approve_rider(
+    State(state): State<AppState>,
+    caller: Caller,
+    super::path::ApiPath(user): super::path::ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Platform)?;
+    if !store::riders::approve(state.db(), UserId(user), caller.id).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no rider application",
+        ));
+    }
+    Ok(Json(json!({ "user_id": user, "status": "approved" })))
+}
+
+/// `POST /v1/platform/merchants/{id}/approve`.
+pub async fn approve_merchant(
+    State(state): State<AppState>,
+    caller: Caller,
+    super::path::ApiPath(id): super::path::ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Platform)?;
+    if !store::merchants::approve(state.db(), id, caller.id).await? {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!({ "id": id, "status": "approved" })))
+}
+
+#[derive(Deserialize)]
+pub struct Dispatch {
+    rider_id: i64,
+}
+
+/// `POST /v1/platform/orders/{id}/dispatch`.
+pub async fn dispatch(
+    State(state): State<AppState>,
+    caller: Caller,
+    super::path::ApiPath(order): super::path::ApiPath<i64>,
+    ApiJson(body): ApiJson<Dispatch>,
+) -> Result<Json<crate::store::orders::Order>, ApiError> {
+    caller.require(Role::Platform)?;
+    let rider = UserId(body.rider_id);
+    match store::riders::state(state.db(), rider).await? {
+        Some(s) if s.approved => {}
+        _ => {
+            return Err(ApiError::unprocessable(
+                "rider_not_approved",
+                "rider_id must be an approved rider",
+            ))
+        }
+    }
+    match crate::service::orders::assign(&state, order, rider, true).await? {
+        crate::store::orders::Transition::Done(o) => Ok(Json(*o)),
+        crate::store::orders::Transition::NotFound => Err(ApiError::not_found()),
+        crate::store::orders::Transition::Refused(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_not_dispatchable",
+            format!("the order is {status}; only a paid order waiting for a rider is dispatched"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Command {
+    title: String,
+    content: String,
+    #[serde(default)]
+    data: Option<Map<String, Value>>,
+}
+
+/// `POST /v1/platform/riders/{user_id}/commands`.
+pub async fn rider_command(
+    State(state): State<AppState>,
+    caller: Caller,
+    super::path::ApiPath(user): super::path::ApiPath<i64>,
+    ApiJson(body): ApiJson<Command>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Platform)?;
+    let rider = UserId(user);
+    match store::riders::state(state.db(), rider).await? {
+        Some(s) if s.approved => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no approved rider",
+            ))
+        }
+    }
+    let as_notification = SendNotification {
+        user_id: Some(user),
+        role: None,
+        title: body.title,
+        content: body.content,
+        data: body.data,
+    };
+    let n = parse(&as_notification, Kind::RiderCommand)?;
+    let engine = state.hub().engine().clone();
+    let message_id = notify::to_user(&*engine, rider, &n).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "message_id": message_id })),
+    ))
+}

@@ -4,7 +4,10 @@
 //! replica answers 503 and `/readyz` fails; retrying later helps) from "this query
 //! failed" (a bug or a constraint we did not expect; 500).
 
+pub mod merchants;
 pub mod migrate;
+pub mod orders;
+pub mod riders;
 pub mod users;
 
 use std::time::Duration;

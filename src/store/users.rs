@@ -245,3 +245,29 @@ pub async fn admission(
         admin_of_approved_merchant: row.get("approved_admin"),
     }))
 }
+
+/// Everyone with the platform role: who system alerts go to.
+pub async fn platform_staff(db: &deadpool_postgres::Pool) -> Result<Vec<UserId>, StoreError> {
+    let client = db.get().await?;
+    Ok(client
+        .query(
+            "SELECT user_id FROM user_roles WHERE role = 'platform' ORDER BY user_id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| UserId(r.get(0)))
+        .collect())
+}
+
+/// The user's WeChat openid (the payer of a JSAPI payment).
+pub async fn openid(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+) -> Result<Option<String>, StoreError> {
+    let client = db.get().await?;
+    Ok(client
+        .query_opt("SELECT openid FROM users WHERE id = $1", &[&user.0])
+        .await?
+        .map(|r| r.get(0)))
+}

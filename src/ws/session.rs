@@ -297,7 +297,15 @@ async fn handle(
                 message: "only riders send location".into(),
             })
         }
-        ClientMessage::Location { .. } => Ok(None),
+        ClientMessage::Location { lat, lng } => {
+            match crate::http::riders::update_location(state, socket.user, lat, lng).await {
+                Ok(()) => Ok(None),
+                Err(e) => Err(ProtocolError {
+                    code: "location_refused",
+                    message: e.message.into_owned(),
+                }),
+            }
+        }
     }
 }
 

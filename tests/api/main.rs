@@ -4,7 +4,9 @@
 mod cli;
 mod cluster;
 mod delivery;
+mod fake_pay;
 mod fake_wechat;
+mod flows;
 mod health;
 mod helpers;
 mod login;

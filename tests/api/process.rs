@@ -230,6 +230,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     let (_, staff) = app.socket_user(Role::Platform).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut socket = app.ws_ok(&token).await;
+    let mut staff_socket = app.ws_ok(&staff).await;
     let body = serde_json::json!({"user_id": rider.0, "title": "before", "content": ""});
     assert_eq!(
         app.post_json("/v1/platform/notifications", Some(&staff), &body)
@@ -270,4 +271,8 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     })
     .await;
     assert!(resumed.is_ok(), "delivery resumed after Redis came back");
+    // Staff hear of the outage once the alert can be delivered.
+    let alert = staff_socket.next_notification().await;
+    assert_eq!(alert["data"]["event"], "alert.system_error");
+    assert_eq!(alert["data"]["kind"], "redis_unreachable");
 }

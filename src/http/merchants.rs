@@ -1,0 +1,171 @@
+//! `/v1/merchants/...`: create a merchant, manage its products.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::path::ApiPath;
+use super::ApiJson;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::store::merchants::{self, Product};
+
+#[derive(Deserialize)]
+pub struct NewMerchant {
+    name: String,
+    lat: f64,
+    lng: f64,
+    address: String,
+}
+
+#[derive(Deserialize)]
+pub struct NewProduct {
+    name: String,
+    price_fen: i64,
+    stock: i32,
+    #[serde(default)]
+    low_stock_threshold: i32,
+}
+
+#[derive(Deserialize)]
+pub struct ProductPatch {
+    name: Option<String>,
+    price_fen: Option<i64>,
+    stock: Option<i32>,
+    low_stock_threshold: Option<i32>,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let n = name.trim().chars().count();
+    if n == 0 || n > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must be 1 to 100 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_numbers(
+    price: Option<i64>,
+    stock: Option<i32>,
+    threshold: Option<i32>,
+) -> Result<(), ApiError> {
+    if price.is_some_and(|p| !(0..=100_000_000).contains(&p)) {
+        return Err(ApiError::unprocessable(
+            "invalid_price",
+            "price_fen must be 0 to 100000000",
+        ));
+    }
+    if stock.is_some_and(|s| s < 0) {
+        return Err(ApiError::unprocessable(
+            "invalid_stock",
+            "stock cannot be negative",
+        ));
+    }
+    if threshold.is_some_and(|t| t < 0) {
+        return Err(ApiError::unprocessable(
+            "invalid_threshold",
+            "low_stock_threshold cannot be negative",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewMerchant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&body.name)?;
+    if !(-90.0..=90.0).contains(&body.lat) || !(-180.0..=180.0).contains(&body.lng) {
+        return Err(ApiError::unprocessable(
+            "invalid_position",
+            "lat must be within ±90 and lng within ±180",
+        ));
+    }
+    if body.address.chars().count() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_address",
+            "address is at most 200 characters",
+        ));
+    }
+    let id = merchants::create(
+        state.db(),
+        caller.id,
+        body.name.trim(),
+        body.address.trim(),
+        body.lat,
+        body.lng,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "status": "pending" })),
+    ))
+}
+
+/// 404 for a merchant that does not exist, 403 for one the caller does not administer.
+async fn require_admin(state: &AppState, merchant: i64, caller: &Caller) -> Result<(), ApiError> {
+    match merchants::is_admin(state.db(), merchant, caller.id).await? {
+        None => Err(ApiError::not_found()),
+        Some(false) => Err(ApiError::forbidden(
+            "not_merchant_admin",
+            "only this merchant's admins may do that",
+        )),
+        Some(true) => Ok(()),
+    }
+}
+
+pub async fn create_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(merchant): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewProduct>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    require_admin(&state, merchant, &caller).await?;
+    check_name(&body.name)?;
+    check_numbers(
+        Some(body.price_fen),
+        Some(body.stock),
+        Some(body.low_stock_threshold),
+    )?;
+    let product = merchants::create_product(
+        state.db(),
+        merchant,
+        body.name.trim(),
+        body.price_fen,
+        body.stock,
+        body.low_stock_threshold,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+pub async fn update_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((merchant, product)): ApiPath<(i64, i64)>,
+    ApiJson(body): ApiJson<ProductPatch>,
+) -> Result<Json<Product>, ApiError> {
+    require_admin(&state, merchant, &caller).await?;
+    if let Some(name) = &body.name {
+        check_name(name)?;
+    }
+    check_numbers(body.price_fen, body.stock, body.low_stock_threshold)?;
+    merchants::update_product(
+        state.db(),
+        merchant,
+        product,
+        body.name.as_deref().map(str::trim),
+        body.price_fen,
+        body.stock,
+        body.low_stock_threshold,
+    )
+    .await?
+    .map(Json)
+    .ok_or_else(ApiError::not_found)
+}

@@ -1,0 +1,583 @@
+//! Orders, their items, recommendations and payments.
+//!
+//! Every state change is one conditional `UPDATE ... WHERE status = ...` so that races
+//! (two riders accepting, ten copies of one payment notification, two sweepers) are
+//! decided by the database, once.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+
+use super::StoreError;
+use crate::domain::UserId;
+
+type Pool = deadpool_postgres::Pool;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub product_id: i64,
+    pub name: String,
+    pub unit_price_fen: i64,
+    pub quantity: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Address {
+    pub lat: f64,
+    pub lng: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: i64,
+    pub out_trade_no: String,
+    pub status: String,
+    pub consumer_id: i64,
+    pub merchant_id: i64,
+    pub rider_id: Option<i64>,
+    pub total_fen: i64,
+    pub items: Vec<Item>,
+    pub address: Address,
+    pub pay_deadline: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub picked_up_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const ORDER_COLUMNS: &str =
+    "id, out_trade_no, status, consumer_id, merchant_id, rider_id, total_fen,
+    delivery_lat, delivery_lng, delivery_detail, pay_deadline, paid_at, dispatched_at,
+    picked_up_at, delivered_at, closed_at, created_at";
+
+async fn load<C: GenericClient>(c: &C, row: &tokio_postgres::Row) -> Result<Order, StoreError> {
+    let id: i64 = row.get("id");
+    let items = c
+        .query(
+            "SELECT product_id, name, unit_price_fen, quantity FROM order_items
+             WHERE order_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| Item {
+            product_id: r.get(0),
+            name: r.get(1),
+            unit_price_fen: r.get(2),
+            quantity: r.get(3),
+        })
+        .collect();
+    Ok(Order {
+        id,
+        out_trade_no: row.get("out_trade_no"),
+        status: row.get("status"),
+        consumer_id: row.get("consumer_id"),
+        merchant_id: row.get("merchant_id"),
+        rider_id: row.get("rider_id"),
+        total_fen: row.get("total_fen"),
+        items,
+        address: Address {
+            lat: row.get("delivery_lat"),
+            lng: row.get("delivery_lng"),
+            detail: row.get("delivery_detail"),
+        },
+        pay_deadline: row.get("pay_deadline"),
+        paid_at: row.get("paid_at"),
+        dispatched_at: row.get("dispatched_at"),
+        picked_up_at: row.get("picked_up_at"),
+        delivered_at: row.get("delivered_at"),
+        closed_at: row.get("closed_at"),
+        created_at: row.get("created_at"),
+    })
+}
+
+pub async fn get(db: &Pool, id: i64) -> Result<Option<Order>, StoreError> {
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(Some(load(&client, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A product whose stock a reservation brought to or below its threshold.
+#[derive(Debug, Clone)]
+pub struct LowStock {
+    pub product_id: i64,
+    pub name: String,
+    pub stock: i32,
+    pub threshold: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("no such merchant, or not approved")]
+    MerchantUnavailable,
+    #[error("product {0} is not this merchant's")]
+    UnknownProduct(i64),
+    #[error("not enough stock of product {0}")]
+    InsufficientStock(i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio_postgres::Error> for CreateError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        CreateError::Store(e.into())
+    }
+}
+
+/// Creates an order and reserves its stock in one transaction: all of it, or none.
+/// `items` must hold each product once (quantities merged by the caller).
+pub async fn create(
+    db: &Pool,
+    consumer: UserId,
+    merchant: i64,
+    items: &[(i64, i32)],
+    address: &Address,
+    pay_deadline: DateTime<Utc>,
+    out_trade_no: &str,
+) -> Result<(Order, Vec<LowStock>), CreateError> {
+    let mut client = db.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await?;
+    let approved = tx
+        .query_opt(
+            "SELECT 1 FROM merchants WHERE id = $1 AND status = 'approved'",
+            &[&merchant],
+        )
+        .await?;
+    if approved.is_none() {
+        return Err(CreateError::MerchantUnavailable);
+    }
+    // Lock rows in product-id order so concurrent orders cannot deadlock.
+    let mut sorted = items.to_vec();
+    sorted.sort_unstable();
+    let mut reserved = Vec::with_capacity(sorted.len());
+    let mut low = Vec::new();
+    for (product, quantity) in &sorted {
+        let row = tx
+            .query_opt(
+                "UPDATE products SET stock = stock - $3, updated_at = now()
+                 WHERE id = $1 AND merchant_id = $2 AND stock >= $3
+                 RETURNING name, price_fen, stock, low_stock_threshold",
+                &[product, &merchant, quantity],
+            )
+            .await?;
+        let Some(row) = row else {
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM products WHERE id = $1 AND merchant_id = $2",
+                    &[product, &merchant],
+                )
+                .await?;
+            return Err(match exists {
+                Some(_) => CreateError::InsufficientStock(*product),
+                None => CreateError::UnknownProduct(*product),
+            });
+        };
+        let (name, price, stock, threshold): (String, i64, i32, i32) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        // Alert when this reservation crossed the threshold, not on every order after.
+        if stock <= threshold && stock + quantity > threshold {
+            low.push(LowStock {
+                product_id: *product,
+                name: name.clone(),
+                stock,
+                threshold,
+            });
+        }
+        reserved.push((*product, name, price, *quantity));
+    }
+    let total: i64 = reserved.iter().map(|(_, _, p, q)| p * i64::from(*q)).sum();
+    if total <= 0 {
+        // A free order cannot go through WeChat Pay; refuse it as a bad basket.
+        return Err(CreateError::UnknownProduct(0));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO orders (out_trade_no, consumer_id, merchant_id, total_fen,
+                    delivery_lat, delivery_lng, delivery_detail, pay_deadline)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ORDER_COLUMNS}"
+            ),
+            &[
+                &out_trade_no,
+                &consumer.0,
+                &merchant,
+                &total,
+                &address.lat,
+                &address.lng,
+                &address.detail,
+                &pay_deadline,
+            ],
+        )
+        .await?;
+    let order_id: i64 = row.get("id");
+    for (product, name, price, quantity) in &reserved {
+        tx.execute(
+            "INSERT INTO order_items (order_id, product_id, name, unit_price_fen, quantity)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&order_id, product, name, price, quantity],
+        )
+        .await?;
+    }
+    let order = load(&tx, &row).await?;
+    tx.commit().await?;
+    Ok((order, low))
+}
+
+/// Whether `user` may see `order` (consumer, assigned rider, merchant admin); platform
+/// staff are decided by the caller.
+pub async fn visible_to(db: &Pool, order: &Order, user: UserId) -> Result<bool, StoreError> {
+    if order.consumer_id == user.0 || order.rider_id == Some(user.0) {
+        return Ok(true);
+    }
+    let client = db.get().await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM merchant_admins WHERE merchant_id = $1 AND user_id = $2)",
+            &[&order.merchant_id, &user.0],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum UrgeOutcome {
+    Urged,
+    NotFound,
+    /// Not paid yet, closed, or delivered already.
+    NotUrgeable,
+    TooSoon,
+}
+
+/// Records an urge by the order's consumer, at most once per 5 minutes.
+pub async fn urge(db: &Pool, order: i64, consumer: UserId) -> Result<UrgeOutcome, StoreError> {
+    let client = db.get().await?;
+    let n = client
+        .execute(
+            "UPDATE orders SET last_urged_at = now(), updated_at = now()
+             WHERE id = $1 AND consumer_id = $2 AND status IN ('paid', 'dispatched', 'picked_up')
+               AND (last_urged_at IS NULL OR last_urged_at <= now() - interval '5 minutes')",
+            &[&order, &consumer.0],
+        )
+        .await?;
+    if n == 1 {
+        return Ok(UrgeOutcome::Urged);
+    }
+    let row = client
+        .query_opt(
+            "SELECT status FROM orders WHERE id = $1 AND consumer_id = $2",
+            &[&order, &consumer.0],
+        )
+        .await?;
+    Ok(match row.map(|r| r.get::<_, String>(0)) {
+        None => UrgeOutcome::NotFound,
+        Some(s) if matches!(s.as_str(), "paid" | "dispatched" | "picked_up") => {
+            UrgeOutcome::TooSoon
+        }
+        Some(_) => UrgeOutcome::NotUrgeable,
+    })
+}
+
+/// A verified payment notification, as recorded.
+#[derive(Debug, Clone)]
+pub struct PaymentRecord<'a> {
+    pub transaction_id: &'a str,
+    pub out_trade_no: &'a str,
+    pub mchid: &'a str,
+    pub amount_total_fen: i64,
+    pub trade_state: &'a str,
+    pub success_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub enum PaymentOutcome {
+    /// The order went from pending to paid: notify the merchant, recommend riders.
+    Applied(Order),
+    /// This transaction was recorded before: answer success, do nothing.
+    Duplicate,
+    /// Paid after the order was closed: recorded, the order stays closed; alert.
+    Late(Order),
+    /// Another transaction already paid this order: recorded; alert.
+    Conflict(Order),
+    /// No order with this `out_trade_no`.
+    UnknownOrder,
+    /// The amount differs from the order's total: refused, nothing recorded.
+    AmountMismatch,
+}
+
+/// Records a successful payment and marks the order paid, exactly once.
+pub async fn record_payment(
+    db: &Pool,
+    p: &PaymentRecord<'_>,
+) -> Result<PaymentOutcome, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1 FOR UPDATE"),
+            &[&p.out_trade_no],
+        )
+        .await?
+    else {
+        return Ok(PaymentOutcome::UnknownOrder);
+    };
+    let order_id: i64 = row.get("id");
+    let total: i64 = row.get("total_fen");
+    let status: String = row.get("status");
+    if total != p.amount_total_fen {
+        return Ok(PaymentOutcome::AmountMismatch);
+    }
+    let seen = tx
+        .query_opt(
+            "SELECT 1 FROM payments WHERE transaction_id = $1",
+            &[&p.transaction_id],
+        )
+        .await?;
+    if seen.is_some() {
+        return Ok(PaymentOutcome::Duplicate);
+    }
+    let outcome = match status.as_str() {
+        "pending_payment" => "applied",
+        "closed" => "late",
+        _ => "mismatch",
+    };
+    let inserted = tx
+        .execute(
+            "INSERT INTO payments (order_id, transaction_id, out_trade_no, mchid, amount_total_fen,
+                trade_state, success_time, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (transaction_id) DO NOTHING",
+            &[
+                &order_id,
+                &p.transaction_id,
+                &p.out_trade_no,
+                &p.mchid,
+                &p.amount_total_fen,
+                &p.trade_state,
+                &p.success_time,
+                &outcome,
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(0) => return Ok(PaymentOutcome::Duplicate),
+        Ok(_) => {}
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Ok(PaymentOutcome::Duplicate)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let order = if outcome == "applied" {
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now()
+                     WHERE id = $1 RETURNING {ORDER_COLUMNS}"
+                ),
+                &[&order_id],
+            )
+            .await?;
+        load(&tx, &row).await?
+    } else {
+        load(&tx, &row).await?
+    };
+    tx.commit().await?;
+    Ok(match outcome {
+        "applied" => PaymentOutcome::Applied(order),
+        "late" => PaymentOutcome::Late(order),
+        _ => PaymentOutcome::Conflict(order),
+    })
+}
+
+pub async fn record_recommendations(
+    db: &Pool,
+    order: i64,
+    riders: &[(UserId, f64)],
+) -> Result<(), StoreError> {
+    let client = db.get().await?;
+    for (rider, distance) in riders {
+        client
+            .execute(
+                "INSERT INTO order_recommendations (order_id, rider_id, distance_m)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&order, &rider.0, distance],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn recommended(db: &Pool, order: i64) -> Result<Vec<UserId>, StoreError> {
+    let client = db.get().await?;
+    Ok(client
+        .query(
+            "SELECT rider_id FROM order_recommendations WHERE order_id = $1 ORDER BY distance_m",
+            &[&order],
+        )
+        .await?
+        .iter()
+        .map(|r| UserId(r.get(0)))
+        .collect())
+}
+
+#[derive(Debug)]
+pub enum Transition {
+    Done(Box<Order>),
+    NotFound,
+    /// The order is not in a state that allows this (taken by another rider, not paid...).
+    Refused(String),
+}
+
+/// Assigns a paid order to a rider: the first of concurrent calls wins.
+pub async fn assign(db: &Pool, order: i64, rider: UserId) -> Result<Transition, StoreError> {
+    transition(
+        db,
+        order,
+        "UPDATE orders SET status = 'dispatched', rider_id = $2, dispatched_at = now(),
+                updated_at = now()
+         WHERE id = $1 AND status = 'paid'",
+        rider,
+        false,
+    )
+    .await
+}
+
+pub async fn pick_up(db: &Pool, order: i64, rider: UserId) -> Result<Transition, StoreError> {
+    transition(
+        db,
+        order,
+        "UPDATE orders SET status = 'picked_up', picked_up_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'dispatched' AND rider_id = $2",
+        rider,
+        true,
+    )
+    .await
+}
+
+pub async fn deliver(db: &Pool, order: i64, rider: UserId) -> Result<Transition, StoreError> {
+    transition(
+        db,
+        order,
+        "UPDATE orders SET status = 'delivered', delivered_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'picked_up' AND rider_id = $2",
+        rider,
+        true,
+    )
+    .await
+}
+
+/// Runs a conditional update; when it does not apply, says why. With `assigned_only`,
+/// an order assigned to another rider is `NotFound` (riders see only their orders).
+async fn transition(
+    db: &Pool,
+    order: i64,
+    update: &str,
+    rider: UserId,
+    assigned_only: bool,
+) -> Result<Transition, StoreError> {
+    let client = db.get().await?;
+    let sql = format!("{update} RETURNING {ORDER_COLUMNS}");
+    if let Some(row) = client.query_opt(&sql, &[&order, &rider.0]).await? {
+        return Ok(Transition::Done(Box::new(load(&client, &row).await?)));
+    }
+    let status = client
+        .query_opt(
+            "SELECT status, rider_id FROM orders WHERE id = $1",
+            &[&order],
+        )
+        .await?;
+    Ok(match status {
+        None => Transition::NotFound,
+        Some(r) if assigned_only && r.get::<_, Option<i64>>(1) != Some(rider.0) => {
+            Transition::NotFound
+        }
+        Some(r) => Transition::Refused(r.get(0)),
+    })
+}
+
+/// An order the sweeper closed.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub id: i64,
+    pub out_trade_no: String,
+    pub merchant_id: i64,
+    pub total_fen: i64,
+}
+
+/// Closes up to `limit` unpaid orders past their deadline and returns their stock.
+/// `FOR UPDATE SKIP LOCKED`: replicas sweeping at once each close different orders,
+/// so every order is closed (and alerted) exactly once.
+pub async fn close_expired(db: &Pool, limit: i64) -> Result<Vec<Closed>, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "WITH due AS (
+                SELECT id FROM orders
+                WHERE status = 'pending_payment' AND pay_deadline <= now()
+                ORDER BY pay_deadline LIMIT $1
+                FOR UPDATE SKIP LOCKED
+             )
+             UPDATE orders o SET status = 'closed', closed_at = now(), updated_at = now()
+             FROM due WHERE o.id = due.id
+             RETURNING o.id, o.out_trade_no, o.merchant_id, o.total_fen",
+            &[&limit],
+        )
+        .await?;
+    let closed: Vec<Closed> = rows
+        .iter()
+        .map(|r| Closed {
+            id: r.get(0),
+            out_trade_no: r.get(1),
+            merchant_id: r.get(2),
+            total_fen: r.get(3),
+        })
+        .collect();
+    if !closed.is_empty() {
+        let ids: Vec<i64> = closed.iter().map(|c| c.id).collect();
+        tx.execute(
+            "UPDATE products p SET stock = p.stock + s.quantity, updated_at = now()
+             FROM (SELECT product_id, sum(quantity)::int AS quantity FROM order_items
+                   WHERE order_id = ANY($1) GROUP BY product_id) s
+             WHERE p.id = s.product_id",
+            &[&ids],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(closed)
+}
+
+/// Closes one unpaid order now (its prepay failed) and returns its stock.
+pub async fn close_now(db: &Pool, order: i64) -> Result<(), StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let n = tx
+        .execute(
+            "UPDATE orders SET status = 'closed', closed_at = now(), updated_at = now()
+             WHERE id = $1 AND status = 'pending_payment'",
+            &[&order],
+        )
+        .await?;
+    if n == 1 {
+        tx.execute(
+            "UPDATE products p SET stock = p.stock + i.quantity, updated_at = now()
+             FROM order_items i WHERE i.order_id = $1 AND p.id = i.product_id",
+            &[&order],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! WeChat Pay, faked with real cryptography: a platform key pair (WeChat Pay's, which
+//! signs notifications), a merchant key pair (ours, which signs requests), an APIv3 key;
+//! a local server for JSAPI prepay that checks our request signatures; and notifications
+//! built as WeChat Pay builds them. Signing and encryption here use the RSA and AES-GCM
+//! crates directly, not the service's code, so the two are checked against each other.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::signature::{SignatureEncoding, Signer, Verifier};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+pub const MCHID: &str = "1900000109";
+pub const APIV3_KEY: &str = "apiv3-key-0123456789abcdefghijkl";
+pub const PLATFORM_KEY_ID: &str = "PUB_KEY_ID_0114232134912410000";
+pub const MERCHANT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
+
+struct Keys {
+    platform: RsaPrivateKey,
+    merchant: RsaPrivateKey,
+    dir: PathBuf,
+}
+
+/// Generated once per test run: 2048-bit keys take a moment.
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut rng = rand::thread_rng();
+        let platform = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let merchant = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let dir = std::env::temp_dir().join(format!("locallife-pay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("wechatpay_public.pem"),
+            RsaPublicKey::from(&platform)
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("merchant_private.pem"),
+            merchant.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        Keys {
+            platform,
+            merchant,
+            dir,
+        }
+    })
+}
+
+#[derive(Default)]
+struct Seen {
+    prepays: Vec<Value>,
+    rejected: usize,
+}
+
+#[derive(Clone)]
+pub struct FakePay {
+    pub base: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl FakePay {
+    pub async fn start() -> FakePay {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let app = Router::new()
+            .route("/v3/pay/transactions/jsapi", post(jsapi))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakePay {
+            base: format!("http://{addr}"),
+            seen,
+        }
+    }
+
+    /// The settings that make the service use this fake and these keys.
+    pub fn env(&self, env: &mut HashMap<String, String>) {
+        let k = keys();
+        for (key, value) in [
+            ("WECHATPAY_MCHID", MCHID.to_owned()),
+            ("WECHATPAY_APIV3_KEY", APIV3_KEY.to_owned()),
+            ("WECHATPAY_PUBLIC_KEY_ID", PLATFORM_KEY_ID.to_owned()),
+            (
+                "WECHATPAY_PUBLIC_KEY_FILE",
+                k.dir.join("wechatpay_public.pem").display().to_string(),
+            ),
+            (
+                "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE",
+                k.dir.join("merchant_private.pem").display().to_string(),
+            ),
+            ("WECHATPAY_MERCHANT_SERIAL", MERCHANT_SERIAL.to_owned()),
+            ("WECHATPAY_API_BASE", self.base.clone()),
+            (
+                "WECHATPAY_NOTIFY_URL",
+                "https://api.example.com/v1/webhooks/wechat-pay/notify".to_owned(),
+            ),
+        ] {
+            env.insert(key.into(), value);
+        }
+    }
+
+    pub fn prepays(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().prepays.clone()
+    }
+
+    pub fn rejected(&self) -> usize {
+        self.seen.lock().unwrap().rejected
+    }
+}
+
+/// Checks `paySign` of `wx.requestPayment` parameters with the merchant's public key.
+pub fn pay_sign_is_valid(appid: &str, payment: &Value) -> bool {
+    let message = format!(
+        "{appid}\n{}\n{}\n{}\n",
+        payment["timeStamp"].as_str().unwrap_or_default(),
+        payment["nonceStr"].as_str().unwrap_or_default(),
+        payment["package"].as_str().unwrap_or_default()
+    );
+    verify(
+        &RsaPublicKey::from(&keys().merchant),
+        message.as_bytes(),
+        payment["paySign"].as_str().unwrap_or_default(),
+    )
+}
+
+fn verify(key: &RsaPublicKey, message: &[u8], signature_b64: &str) -> bool {
+    let Ok(bytes) = B64.decode(signature_b64) else {
+        return false;
+    };
+    let Ok(sig) = Signature::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    VerifyingKey::<Sha256>::new(key.clone())
+        .verify(message, &sig)
+        .is_ok()
+}
+
+/// JSAPI prepay: answers a prepay id to a correctly signed request.
+async fn jsapi(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    headers: HeaderMap,
+    body: String,
+) -> impl IntoResponse {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let fields: HashMap<&str, &str> = auth
+        .strip_prefix("WECHATPAY2-SHA256-RSA2048 ")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect();
+    let message = format!(
+        "POST\n/v3/pay/transactions/jsapi\n{}\n{}\n{}\n",
+        fields.get("timestamp").copied().unwrap_or_default(),
+        fields.get("nonce_str").copied().unwrap_or_default(),
+        body
+    );
+    let signed = verify(
+        &RsaPublicKey::from(&keys().merchant),
+        message.as_bytes(),
+        fields.get("signature").copied().unwrap_or_default(),
+    );
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if !signed
+        || fields.get("mchid") != Some(&MCHID)
+        || fields.get("serial_no") != Some(&MERCHANT_SERIAL)
+        || request["mchid"] != MCHID
+    {
+        seen.lock().unwrap().rejected += 1;
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"code": "SIGN_ERROR", "message": "bad signature"})),
+        );
+    }
+    seen.lock().unwrap().prepays.push(request);
+    (
+        StatusCode::OK,
+        Json(json!({ "prepay_id": format!("wx{:028x}", rand::random::<u128>()) })),
+    )
+}
+
+/// A payment notification as WeChat Pay sends it: headers and raw body.
+pub struct Notification {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// The decrypted transaction of a successful payment of `total_fen` for `out_trade_no`.
+pub fn transaction(out_trade_no: &str, total_fen: i64) -> Value {
+    json!({
+        "mchid": MCHID,
+        "appid": crate::fake_wechat::APPID,
+        "out_trade_no": out_trade_no,
+        "transaction_id": format!("4200{:024}", rand::random::<u64>()),
+        "trade_type": "JSAPI",
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "bank_type": "CMC",
+        "success_time": "2026-11-24T16:00:00+08:00",
+        "payer": {"openid": "o-consumer"},
+        "amount": {"total": total_fen, "payer_total": total_fen, "currency": "CNY", "payer_currency": "CNY"},
+    })
+}
+
+/// Encrypts `transaction` and signs the notification with the platform key at `timestamp`.
+pub fn notification_at(transaction: &Value, timestamp: i64) -> Notification {
+    let nonce: String = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    let aad = "transaction";
+    let cipher = Aes256Gcm::new_from_slice(APIV3_KEY.as_bytes()).unwrap();
+    let nonce_bytes: [u8; 12] = nonce.as_bytes().try_into().unwrap();
+    let ct = cipher
+        .encrypt(
+            &Nonce::from(nonce_bytes),
+            Payload {
+                msg: transaction.to_string().as_bytes(),
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap();
+    let body = json!({
+        "id": format!("EV-{:x}", rand::random::<u64>()),
+        "create_time": "2026-11-24T16:00:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": B64.encode(ct),
+            "associated_data": aad,
+            "nonce": nonce,
+        }
+    })
+    .to_string();
+    let sig_nonce = format!("{:032x}", rand::random::<u128>());
+    let message = format!("{timestamp}\n{sig_nonce}\n{body}\n");
+    let signature = B64.encode(
+        SigningKey::<Sha256>::new(keys().platform.clone())
+            .sign(message.as_bytes())
+            .to_bytes(),
+    );
+    Notification {
+        headers: vec![
+            ("Wechatpay-Timestamp", timestamp.to_string()),
+            ("Wechatpay-Nonce", sig_nonce),
+            ("Wechatpay-Signature", signature),
+            ("Wechatpay-Serial", PLATFORM_KEY_ID.to_owned()),
+        ],
+        body,
+    }
+}
+
+pub fn notification(transaction: &Value) -> Notification {
+    notification_at(transaction, chrono::Utc::now().timestamp())
+}
+
+/// A signature by a key WeChat Pay does not hold.
+pub fn forged(transaction: &Value) -> Notification {
+    let mut n = notification(transaction);
+    let stranger = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+    let ts = &n.headers[0].1;
+    let nonce = &n.headers[1].1;
+    let message = format!("{ts}\n{nonce}\n{}\n", n.body);
+    n.headers[2].1 = B64.encode(
+        SigningKey::<Sha256>::new(stranger)
+            .sign(message.as_bytes())
+            .to_bytes(),
+    );
+    n
+}
+
+impl crate::helpers::TestApp {
+    /// Posts a notification; the status and body.
+    pub async fn notify_payment(&self, n: &Notification) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(self.url("/v1/webhooks/wechat-pay/notify"))
+            .header("content-type", "application/json")
+            .body(n.body.clone());
+        for (k, v) in &n.headers {
+            req = req.header(*k, v);
+        }
+        crate::helpers::into_parts(req.send().await.unwrap()).await
+    }
+}

@@ -1,0 +1,921 @@
+//! Business flows of SPEC §3–4 from their real triggers: the seed's two sequence
+//! diagrams end to end across two replicas, WeChat Pay notifications (forged, tampered,
+//! stale, wrong merchant, wrong amount, repeated), stock, accept and sweeper races.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use locallife::domain::{Role, UserId};
+use serde_json::{json, Value};
+
+use crate::fake_pay::{self, FakePay};
+use crate::fake_wechat;
+use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
+use crate::ws_client::WsClient;
+
+/// Where the merchant is; riders are placed relative to it.
+const SHOP: (f64, f64) = (31.2304, 121.4737);
+
+/// A small world on `replicas` replicas sharing Redis and the database, with WeChat
+/// Pay configured against the fake.
+struct World {
+    apps: Vec<TestApp>,
+    pay: FakePay,
+    staff: String,
+    owner: String,
+    merchant: i64,
+    product: i64,
+    consumer: String,
+}
+
+impl World {
+    async fn new(replicas: usize, extra: &[(&str, &str)]) -> World {
+        let pay = FakePay::start().await;
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let apps = spawn_cluster_with(replicas, |env| {
+            pay.env(env);
+            for (k, v) in &extra {
+                env.insert(k.clone(), v.clone());
+            }
+        })
+        .await;
+        let a = &apps[0];
+        let (_, staff) = a.user_with_role("staff", Role::Platform).await;
+        let owner = token(a.login("owner").await);
+        let (status, m) = a
+            .post_json(
+                "/v1/merchants",
+                Some(&owner),
+                &json!({"name": "老王面馆", "lat": SHOP.0, "lng": SHOP.1, "address": "南京路 1 号"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{m}");
+        assert_eq!(m["status"], "pending");
+        let merchant = m["id"].as_i64().unwrap();
+        let (status, _) = a
+            .post_json(
+                &format!("/v1/platform/merchants/{merchant}/approve"),
+                Some(&staff),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let product = a.product(&owner, merchant, 1500, 100, 5).await;
+        let consumer = token(a.login("consumer").await);
+        World {
+            apps,
+            pay,
+            staff,
+            owner,
+            merchant,
+            product,
+            consumer,
+        }
+    }
+
+    fn a(&self) -> &TestApp {
+        &self.apps[0]
+    }
+
+    fn b(&self) -> &TestApp {
+        &self.apps[self.apps.len() - 1]
+    }
+
+    /// A rider who logged in, applied, was approved and went online `offset` degrees
+    /// of latitude north of the shop (0.001° ≈ 111 m).
+    async fn rider(&self, name: &str, offset: f64) -> (UserId, String) {
+        let a = self.a();
+        let login = a.login(name).await;
+        let id = UserId(login.1["user"]["id"].as_i64().unwrap());
+        let token = token(login);
+        let (status, body) = a
+            .post_json(
+                "/v1/rider/apply",
+                Some(&token),
+                &json!({"name": name, "phone": "13800000000"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, _) = a
+            .post_json(
+                &format!("/v1/platform/riders/{}/approve", id.0),
+                Some(&self.staff),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (status, body) = a
+            .post_json(
+                "/v1/rider/online",
+                Some(&token),
+                &json!({"lat": SHOP.0 + offset, "lng": SHOP.1}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        (id, token)
+    }
+
+    /// Places an order for `quantity` of the product on replica `app`.
+    async fn order(&self, app: &TestApp, quantity: i32) -> (u16, Value) {
+        app.post_json(
+            "/v1/orders",
+            Some(&self.consumer),
+            &json!({
+                "merchant_id": self.merchant,
+                "items": [{"product_id": self.product, "quantity": quantity}],
+                "address": {"lat": 31.2400, "lng": 121.4800, "detail": "人民广场 2 号"},
+            }),
+        )
+        .await
+    }
+
+    async fn paid_order(&self) -> Value {
+        let (status, order) = self.order(self.b(), 1).await;
+        assert_eq!(status, 201, "{order}");
+        let n = fake_pay::notification(&fake_pay::transaction(
+            order["out_trade_no"].as_str().unwrap(),
+            order["total_fen"].as_i64().unwrap(),
+        ));
+        assert_eq!(self.b().notify_payment(&n).await.0, 204);
+        order
+    }
+}
+
+fn token(login: (u16, Value)) -> String {
+    assert_eq!(login.0, 200, "{}", login.1);
+    login.1["access_token"].as_str().unwrap().to_owned()
+}
+
+impl TestApp {
+    async fn product(
+        &self,
+        owner: &str,
+        merchant: i64,
+        price: i64,
+        stock: i32,
+        threshold: i32,
+    ) -> i64 {
+        let (status, p) = self
+            .post_json(
+                &format!("/v1/merchants/{merchant}/products"),
+                Some(owner),
+                &json!({"name": "牛肉面", "price_fen": price, "stock": stock, "low_stock_threshold": threshold}),
+            )
+            .await;
+        assert_eq!(status, 201, "{p}");
+        p["id"].as_i64().unwrap()
+    }
+
+    async fn order_status(&self, token: &str, id: i64) -> String {
+        let (status, o) = self.get(&format!("/v1/orders/{id}"), Some(token)).await;
+        assert_eq!(status, 200, "{o}");
+        o["status"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn expect_event(socket: &mut WsClient, event: &str) -> Value {
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["event"], event, "{n}");
+    n
+}
+
+/// Seed diagram 4.1: a rider logs in, goes online, connects, and is pushed a new order
+/// near them; published on one replica, received on the other.
+#[tokio::test]
+async fn seed_flow_rider_order_push() {
+    let w = World::new(2, &[]).await;
+    let (rider, rider_token) = w.rider("rider-li", 0.002).await;
+    let mut socket = w.a().ws_ok(&rider_token).await;
+    assert_eq!(socket.welcome["data"]["roles"], json!(["rider"]));
+
+    let order = w.paid_order().await;
+    let n = expect_event(&mut socket, "order.recommend").await;
+    assert_eq!(n["data"]["title"], "新订单推荐");
+    assert_eq!(n["data"]["content"], "您有新的推荐订单");
+    assert_eq!(n["data"]["order_id"], order["id"]);
+    assert_eq!(n["data"]["requires_ack"], true);
+    let distance = n["data"]["distance_m"].as_f64().unwrap();
+    assert!((200.0..250.0).contains(&distance), "{distance}");
+    socket.ack(&n).await;
+
+    let (status, accepted) = w
+        .a()
+        .post_json(
+            &format!("/v1/rider/orders/{}/accept", order["id"]),
+            Some(&rider_token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["status"], "dispatched");
+    assert_eq!(accepted["rider_id"], rider.0);
+    let id = order["id"].as_i64().unwrap();
+    for step in ["pickup", "deliver"] {
+        let (status, o) = w
+            .b()
+            .post_json(
+                &format!("/v1/rider/orders/{id}/{step}"),
+                Some(&rider_token),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{o}");
+    }
+    assert_eq!(w.a().order_status(&w.consumer, id).await, "delivered");
+}
+
+/// Seed diagram 4.2: the merchant's admin is connected; a consumer orders, WeChat Pay
+/// calls back, and the admin is told of the new paid order.
+#[tokio::test]
+async fn seed_flow_merchant_new_order_after_wechat_pay() {
+    let w = World::new(2, &[]).await;
+    let mut merchant_socket = w.a().ws_ok(&w.owner).await;
+    assert_eq!(
+        merchant_socket.welcome["data"]["roles"],
+        json!(["merchant"])
+    );
+
+    let (status, order) = w.order(w.b(), 2).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "pending_payment");
+    assert_eq!(order["total_fen"], 3000);
+    // JSAPI prepay went out correctly signed; the client gets wx.requestPayment params.
+    let prepays = w.pay.prepays();
+    assert_eq!(
+        (prepays.len(), w.pay.rejected()),
+        (1, 0),
+        "one correctly signed prepay"
+    );
+    assert_eq!(prepays[0]["out_trade_no"], order["out_trade_no"]);
+    assert_eq!(prepays[0]["amount"]["total"], 3000);
+    assert_eq!(prepays[0]["payer"]["openid"], "consumer");
+    let payment = &order["payment"];
+    assert!(payment["package"]
+        .as_str()
+        .unwrap()
+        .starts_with("prepay_id=wx"));
+    assert_eq!(payment["signType"], "RSA");
+    assert!(
+        fake_pay::pay_sign_is_valid(fake_wechat::APPID, payment),
+        "{payment}"
+    );
+
+    let n = fake_pay::notification(&fake_pay::transaction(
+        order["out_trade_no"].as_str().unwrap(),
+        3000,
+    ));
+    let (status, body) = w.b().notify_payment(&n).await;
+    assert_eq!(status, 204, "{body}");
+    let paid = expect_event(&mut merchant_socket, "order.paid").await;
+    assert_eq!(paid["data"]["title"], "新订单通知");
+    assert_eq!(paid["data"]["content"], "您有新的已支付订单，请及时处理");
+    assert_eq!(paid["data"]["order_id"], order["id"]);
+    assert_eq!(
+        w.a()
+            .order_status(&w.owner, order["id"].as_i64().unwrap())
+            .await,
+        "paid"
+    );
+}
+
+#[tokio::test]
+async fn bad_payment_notifications_are_refused_and_change_nothing() {
+    let w = World::new(1, &[]).await;
+    let mut merchant_socket = w.a().ws_ok(&w.owner).await;
+    let (_, order) = w.order(w.a(), 1).await;
+    let no = order["out_trade_no"].as_str().unwrap();
+    let total = order["total_fen"].as_i64().unwrap();
+    let good = fake_pay::transaction(no, total);
+
+    let forged = fake_pay::forged(&good);
+    let mut tampered = fake_pay::notification(&good);
+    tampered.body = tampered
+        .body
+        .replace("TRANSACTION.SUCCESS", "TRANSACTION.SUCCESs");
+    let stale = fake_pay::notification_at(&good, chrono::Utc::now().timestamp() - 301);
+    let future = fake_pay::notification_at(&good, chrono::Utc::now().timestamp() + 301);
+    let mut wrong_serial = fake_pay::notification(&good);
+    wrong_serial.headers[3].1 = "PUB_KEY_ID_SOMEONE_ELSE".into();
+    let mut unsigned = fake_pay::notification(&good);
+    unsigned.headers.remove(2);
+    let mut other_mchid = good.clone();
+    other_mchid["mchid"] = json!("1900000999");
+    let mut wrong_amount = good.clone();
+    wrong_amount["amount"]["total"] = json!(total - 1);
+    let mut garbage = fake_pay::notification(&good);
+    garbage.body = "{\"resource\":".into();
+
+    for (label, n) in [
+        ("forged", forged),
+        ("tampered", tampered),
+        ("stale", stale),
+        ("future", future),
+        ("wrong serial", wrong_serial),
+        ("unsigned", unsigned),
+        ("wrong merchant", fake_pay::notification(&other_mchid)),
+        ("wrong amount", fake_pay::notification(&wrong_amount)),
+        ("garbage", garbage),
+    ] {
+        let (status, body) = w.a().notify_payment(&n).await;
+        assert!((400..500).contains(&status), "{label}: {status} {body}");
+        assert_eq!(body["code"], "FAIL", "{label}");
+    }
+    assert!(
+        merchant_socket
+            .nothing_within(Duration::from_millis(300))
+            .await,
+        "nothing sent"
+    );
+    assert_eq!(
+        w.a()
+            .order_status(&w.consumer, order["id"].as_i64().unwrap())
+            .await,
+        "pending_payment"
+    );
+    let payments = w
+        .a()
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM payments", &[])
+        .await
+        .unwrap();
+    assert_eq!(payments.get::<_, i64>(0), 0);
+}
+
+#[tokio::test]
+async fn ten_copies_of_a_notification_pay_once_and_notify_once() {
+    let w = World::new(2, &[]).await;
+    let mut merchant_socket = w.a().ws_ok(&w.owner).await;
+    let (_, order) = w.order(w.a(), 1).await;
+    let tx = fake_pay::transaction(
+        order["out_trade_no"].as_str().unwrap(),
+        order["total_fen"].as_i64().unwrap(),
+    );
+    let copies: Vec<_> = (0..10).map(|_| fake_pay::notification(&tx)).collect();
+    let answers = futures::future::join_all(
+        copies
+            .iter()
+            .enumerate()
+            .map(|(i, n)| w.apps[i % 2].notify_payment(n)),
+    )
+    .await;
+    assert!(answers.iter().all(|(s, _)| *s == 204), "{answers:?}");
+    let paid = expect_event(&mut merchant_socket, "order.paid").await;
+    merchant_socket.ack(&paid).await;
+    assert!(
+        merchant_socket
+            .nothing_within(Duration::from_millis(500))
+            .await,
+        "one order.paid"
+    );
+    let db = w.a().db.client().await;
+    let row = db
+        .query_one("SELECT count(*) FROM payments", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
+async fn concurrent_orders_never_oversell() {
+    let w = World::new(2, &[]).await;
+    let product = w.a().product(&w.owner, w.merchant, 100, 10, 0).await;
+    let body = json!({
+        "merchant_id": w.merchant,
+        "items": [{"product_id": product, "quantity": 1}],
+        "address": {"lat": 31.24, "lng": 121.48, "detail": "x"},
+    });
+    let attempts = (0..30).map(|i| w.apps[i % 2].post_json("/v1/orders", Some(&w.consumer), &body));
+    let answers = futures::future::join_all(attempts).await;
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| *s == 409 && b["code"] == "insufficient_stock")
+        .count();
+    assert_eq!((created, refused), (10, 20), "{answers:?}");
+    let stock: i32 = w
+        .a()
+        .db
+        .client()
+        .await
+        .query_one("SELECT stock FROM products WHERE id = $1", &[&product])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stock, 0);
+}
+
+#[tokio::test]
+async fn a_failed_order_reserves_nothing_and_low_stock_is_announced() {
+    let w = World::new(1, &[]).await;
+    let mut merchant_socket = w.a().ws_ok(&w.owner).await;
+    let scarce = w.a().product(&w.owner, w.merchant, 100, 1, 0).await;
+    let (status, body) = w
+        .a()
+        .post_json(
+            "/v1/orders",
+            Some(&w.consumer),
+            &json!({
+                "merchant_id": w.merchant,
+                "items": [{"product_id": w.product, "quantity": 3}, {"product_id": scarce, "quantity": 2}],
+                "address": {"lat": 31.24, "lng": 121.48, "detail": "x"},
+            }),
+        )
+        .await;
+    assert_error(&(status, body), 409, "insufficient_stock");
+    let stock = |id: i64| {
+        let app = w.a();
+        async move {
+            app.db
+                .client()
+                .await
+                .query_one("SELECT stock FROM products WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+                .get::<_, i32>(0)
+        }
+    };
+    assert_eq!(stock(w.product).await, 100, "nothing reserved");
+    assert!(
+        merchant_socket
+            .nothing_within(Duration::from_millis(200))
+            .await
+    );
+
+    // 100 → 5 crosses the threshold of 5: one inventory.low.
+    let (status, _) = w.order(w.a(), 95).await;
+    assert_eq!(status, 201);
+    let low = expect_event(&mut merchant_socket, "inventory.low").await;
+    assert_eq!(low["data"]["title"], "库存预警");
+    assert_eq!(low["data"]["product_id"], w.product);
+    assert_eq!(low["data"]["stock"], 5);
+    merchant_socket.ack(&low).await;
+    // Already below: the next order does not repeat it.
+    assert_eq!(w.order(w.a(), 1).await.0, 201);
+    assert!(
+        merchant_socket
+            .nothing_within(Duration::from_millis(300))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn the_first_rider_to_accept_wins_and_the_others_are_told() {
+    let w = World::new(2, &[]).await;
+    let mut riders = Vec::new();
+    for i in 0..4 {
+        let (id, token) = w
+            .rider(&format!("rider-{i}"), 0.001 * f64::from(i + 1))
+            .await;
+        let socket = w.apps[i as usize % 2].ws_ok(&token).await;
+        riders.push((id, token, socket));
+    }
+    // Far away: not recommended.
+    let (_, far_token) = w.rider("rider-far", 0.05).await;
+    let mut far = w.a().ws_ok(&far_token).await;
+
+    let order = w.paid_order().await;
+    let id = order["id"].as_i64().unwrap();
+    let mut distances = Vec::new();
+    for (_, _, socket) in riders.iter_mut() {
+        let n = expect_event(socket, "order.recommend").await;
+        distances.push(n["data"]["distance_m"].as_f64().unwrap());
+    }
+    assert!(distances.windows(2).all(|d| d[0] < d[1]), "{distances:?}");
+    assert!(
+        far.nothing_within(Duration::from_millis(300)).await,
+        "out of radius"
+    );
+
+    let path = format!("/v1/rider/orders/{id}/accept");
+    let empty = json!({});
+    let accepts = futures::future::join_all(
+        riders
+            .iter()
+            .enumerate()
+            .map(|(i, (_, token, _))| w.apps[i % 2].post_json(&path, Some(token), &empty)),
+    )
+    .await;
+    let winners: Vec<usize> = accepts
+        .iter()
+        .enumerate()
+        .filter(|(_, (s, _))| *s == 200)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{accepts:?}");
+    for (i, answer) in accepts.iter().enumerate() {
+        if i != winners[0] {
+            assert_error(answer, 409, "order_taken");
+        }
+    }
+    for (i, (_, _, socket)) in riders.iter_mut().enumerate() {
+        if i == winners[0] {
+            assert!(socket.nothing_within(Duration::from_millis(300)).await);
+        } else {
+            let taken = expect_event(socket, "order.taken").await;
+            assert_eq!(taken["data"]["order_id"], id);
+            assert_eq!(taken["data"]["requires_ack"], false);
+        }
+    }
+}
+
+#[tokio::test]
+async fn unpaid_orders_close_once_with_one_alert_each_across_replicas() {
+    let w = World::new(2, &[("PAYMENT_TIMEOUT", "1s")]).await;
+    let mut staff_socket = w.a().ws_ok(&w.staff).await;
+    let mut ids = HashSet::new();
+    for i in 0..5 {
+        let (status, o) = w.order(&w.apps[i % 2], 2).await;
+        assert_eq!(status, 201, "{o}");
+        ids.insert(o["id"].as_i64().unwrap());
+    }
+    let mut alerted = HashSet::new();
+    for _ in 0..5 {
+        let n = expect_event(&mut staff_socket, "alert.payment_timeout").await;
+        assert_eq!(n["data"]["title"], "支付超时");
+        assert!(
+            alerted.insert(n["data"]["order_id"].as_i64().unwrap()),
+            "one alert per order"
+        );
+        staff_socket.ack(&n).await;
+    }
+    assert_eq!(alerted, ids);
+    assert!(
+        staff_socket
+            .nothing_within(Duration::from_millis(1500))
+            .await,
+        "no second alert"
+    );
+    for id in ids {
+        assert_eq!(w.b().order_status(&w.consumer, id).await, "closed");
+    }
+    let stock: i32 = w
+        .a()
+        .db
+        .client()
+        .await
+        .query_one("SELECT stock FROM products WHERE id = $1", &[&w.product])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stock, 100, "stock returned");
+}
+
+#[tokio::test]
+async fn a_payment_for_a_closed_order_is_recorded_and_alerted_not_reopened() {
+    let w = World::new(1, &[("PAYMENT_TIMEOUT", "300ms")]).await;
+    let mut staff_socket = w.a().ws_ok(&w.staff).await;
+    let (_, order) = w.order(w.a(), 1).await;
+    let id = order["id"].as_i64().unwrap();
+    expect_event(&mut staff_socket, "alert.payment_timeout").await;
+    let n = fake_pay::notification(&fake_pay::transaction(
+        order["out_trade_no"].as_str().unwrap(),
+        order["total_fen"].as_i64().unwrap(),
+    ));
+    assert_eq!(w.a().notify_payment(&n).await.0, 204);
+    let alert = expect_event(&mut staff_socket, "alert.system_error").await;
+    assert_eq!(alert["data"]["kind"], "late_payment");
+    assert_eq!(w.a().order_status(&w.consumer, id).await, "closed");
+    let outcome: String = w
+        .a()
+        .db
+        .client()
+        .await
+        .query_one("SELECT outcome FROM payments WHERE order_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "late");
+}
+
+#[tokio::test]
+async fn orders_are_visible_to_their_parties_only_and_urged_once_per_five_minutes() {
+    let w = World::new(1, &[]).await;
+    let (_, rider_token) = w.rider("rider-u", 0.001).await;
+    let stranger = token(w.a().login("stranger").await);
+    let (_, unpaid) = w.order(w.a(), 1).await;
+    let unpaid_id = unpaid["id"].as_i64().unwrap();
+    assert_error(
+        &w.a()
+            .post_json(
+                &format!("/v1/orders/{unpaid_id}/urge"),
+                Some(&w.consumer),
+                &json!({}),
+            )
+            .await,
+        409,
+        "order_not_urgeable",
+    );
+    let order = w.paid_order().await;
+    let id = order["id"].as_i64().unwrap();
+    for t in [&w.consumer, &w.owner, &w.staff] {
+        assert_eq!(w.a().get(&format!("/v1/orders/{id}"), Some(t)).await.0, 200);
+    }
+    for t in [&stranger, &rider_token] {
+        assert_error(
+            &w.a().get(&format!("/v1/orders/{id}"), Some(t)).await,
+            404,
+            "not_found",
+        );
+    }
+    assert_error(
+        &w.a().get("/v1/orders/abc", Some(&w.consumer)).await,
+        404,
+        "not_found",
+    );
+
+    let mut merchant_socket = w.a().ws_ok(&w.owner).await;
+    // The merchant may have order.paid pending from the payment: skip to the urge.
+    let (status, _) = w
+        .a()
+        .post_json(
+            &format!("/v1/orders/{id}/urge"),
+            Some(&w.consumer),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    loop {
+        let n = merchant_socket.next_notification().await;
+        if n["data"]["event"] == "order.urged" {
+            assert_eq!(n["data"]["title"], "催单");
+            assert_eq!(n["data"]["order_id"], id);
+            break;
+        }
+    }
+    assert_error(
+        &w.a()
+            .post_json(
+                &format!("/v1/orders/{id}/urge"),
+                Some(&w.consumer),
+                &json!({}),
+            )
+            .await,
+        429,
+        "urge_too_frequent",
+    );
+}
+
+#[tokio::test]
+async fn going_offline_closes_every_socket_on_every_replica_with_4003() {
+    let w = World::new(2, &[]).await;
+    let (_, token) = w.rider("rider-off", 0.001).await;
+    let mut on_a = w.a().ws_ok(&token).await;
+    let mut on_b = w.b().ws_ok(&token).await;
+    let (status, body) = w
+        .b()
+        .post_json("/v1/rider/offline", Some(&token), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(on_a.closed_with().await, 4003);
+    assert_eq!(on_b.closed_with().await, 4003);
+    let refused = w.a().ws(&token).await.err().unwrap();
+    assert_eq!(refused.body["code"], "rider_offline");
+    // And out of matching.
+    let order = w.paid_order().await;
+    let recommended = w
+        .a()
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM order_recommendations WHERE order_id = $1",
+            &[&order["id"].as_i64().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(recommended.get::<_, i64>(0), 0);
+}
+
+#[tokio::test]
+async fn platform_dispatch_and_commands_reach_the_rider() {
+    let w = World::new(2, &[]).await;
+    let (rider, token) = w.rider("rider-d", 0.02).await;
+    let mut socket = w.a().ws_ok(&token).await;
+    let order = w.paid_order().await;
+    let id = order["id"].as_i64().unwrap();
+    let (status, o) = w
+        .b()
+        .post_json(
+            &format!("/v1/platform/orders/{id}/dispatch"),
+            Some(&w.staff),
+            &json!({"rider_id": rider.0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{o}");
+    loop {
+        let n = socket.next_notification().await;
+        if n["data"]["event"] == "order.dispatched" {
+            assert_eq!(n["data"]["title"], "派单通知");
+            assert_eq!(n["data"]["order_id"], id);
+            break;
+        }
+    }
+    assert_error(
+        &w.b()
+            .post_json(
+                &format!("/v1/platform/orders/{id}/dispatch"),
+                Some(&w.staff),
+                &json!({"rider_id": rider.0}),
+            )
+            .await,
+        409,
+        "order_not_dispatchable",
+    );
+    let (status, body) = w
+        .b()
+        .post_json(
+            &format!("/v1/platform/riders/{}/commands", rider.0),
+            Some(&w.staff),
+            &json!({"title": "调度指令", "content": "请前往人民广场", "data": {"zone": "A"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let n = expect_event(&mut socket, "rider.command").await;
+    assert_eq!(n["data"]["message_id"], body["message_id"]);
+    assert_eq!(n["data"]["zone"], "A");
+    assert_error(
+        &w.b()
+            .post_json(
+                "/v1/platform/riders/999999/commands",
+                Some(&w.staff),
+                &json!({"title": "t", "content": ""}),
+            )
+            .await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn rider_and_merchant_rules() {
+    let w = World::new(1, &[]).await;
+    let a = w.a();
+    let someone = token(a.login("someone").await);
+    // Not approved yet: cannot go online.
+    let (status, _) = a
+        .post_json(
+            "/v1/rider/apply",
+            Some(&someone),
+            &json!({"name": "张三", "phone": "13900000000"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_error(
+        &a.post_json(
+            "/v1/rider/apply",
+            Some(&someone),
+            &json!({"name": "张三", "phone": "13900000000"}),
+        )
+        .await,
+        409,
+        "already_applied",
+    );
+    assert_error(
+        &a.post_json(
+            "/v1/rider/online",
+            Some(&someone),
+            &json!({"lat": 31.2, "lng": 121.4}),
+        )
+        .await,
+        403,
+        "rider_not_approved",
+    );
+    // Only the merchant's admins manage its products.
+    assert_error(
+        &a.post_json(
+            &format!("/v1/merchants/{}/products", w.merchant),
+            Some(&someone),
+            &json!({"name": "x", "price_fen": 1, "stock": 1, "low_stock_threshold": 0}),
+        )
+        .await,
+        403,
+        "not_merchant_admin",
+    );
+    let resp = a
+        .http
+        .patch(a.url(&format!(
+            "/v1/merchants/{}/products/{}",
+            w.merchant, w.product
+        )))
+        .bearer_auth(&w.owner)
+        .json(&json!({"stock": 7, "price_fen": 1800}))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = crate::helpers::into_parts(resp).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        (p["stock"].as_i64(), p["price_fen"].as_i64()),
+        (Some(7), Some(1800))
+    );
+    let resp = a
+        .http
+        .patch(a.url(&format!(
+            "/v1/merchants/{}/products/{}",
+            w.merchant, w.product
+        )))
+        .bearer_auth(&w.owner)
+        .json(&json!({"stock": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &crate::helpers::into_parts(resp).await,
+        422,
+        "invalid_stock",
+    );
+    // A merchant that is not approved takes no orders.
+    let (_, m) = a
+        .post_json(
+            "/v1/merchants",
+            Some(&someone),
+            &json!({"name": "新店", "lat": 31.0, "lng": 121.0, "address": "a"}),
+        )
+        .await;
+    let (status, body) = a
+        .post_json(
+            "/v1/orders",
+            Some(&w.consumer),
+            &json!({"merchant_id": m["id"], "items": [{"product_id": w.product, "quantity": 1}],
+                    "address": {"lat": 31.0, "lng": 121.0, "detail": "x"}}),
+        )
+        .await;
+    assert_error(&(status, body), 409, "merchant_unavailable");
+}
+
+#[tokio::test]
+async fn a_location_over_the_socket_moves_the_rider() {
+    let w = World::new(1, &[]).await;
+    let (rider, token) = w.rider("rider-loc", 0.05).await;
+    let mut socket = w.a().ws_ok(&token).await;
+    socket
+        .send_json(json!({"type": "location", "data": {"lat": SHOP.0 + 0.001, "lng": SHOP.1}}))
+        .await;
+    socket.roundtrip().await;
+    let lat: f64 = w
+        .a()
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT last_lat FROM riders WHERE user_id = $1",
+            &[&rider.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((lat - (SHOP.0 + 0.001)).abs() < 1e-9);
+    // Now near enough to be recommended.
+    w.paid_order().await;
+    expect_event(&mut socket, "order.recommend").await;
+}
+
+#[tokio::test]
+async fn without_merchant_credentials_orders_carry_no_payment() {
+    let app = crate::helpers::spawn_app().await;
+    let (_, staff) = app.user_with_role("staff", Role::Platform).await;
+    let owner = token(app.login("owner").await);
+    let (_, m) = app
+        .post_json(
+            "/v1/merchants",
+            Some(&owner),
+            &json!({"name": "店", "lat": 31.0, "lng": 121.0, "address": "a"}),
+        )
+        .await;
+    let merchant = m["id"].as_i64().unwrap();
+    app.post_json(
+        &format!("/v1/platform/merchants/{merchant}/approve"),
+        Some(&staff),
+        &json!({}),
+    )
+    .await;
+    let product = app.product(&owner, merchant, 500, 3, 0).await;
+    let consumer = token(app.login("c").await);
+    let (status, order) = app
+        .post_json(
+            "/v1/orders",
+            Some(&consumer),
+            &json!({"merchant_id": merchant, "items": [{"product_id": product, "quantity": 2}],
+                    "address": {"lat": 31.0, "lng": 121.0, "detail": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["payment"], Value::Null);
+    assert_eq!(order["total_fen"], 1000);
+    assert!(order["pay_deadline"].is_string());
+    // And notifications cannot be verified: refused, and staff are alerted.
+    let mut staff_socket = app.ws_ok(&staff).await;
+    let n = fake_pay::notification(&fake_pay::transaction(
+        order["out_trade_no"].as_str().unwrap(),
+        1000,
+    ));
+    let (status, body) = app.notify_payment(&n).await;
+    assert_eq!((status, body["code"].as_str()), (500, Some("FAIL")));
+    let alert = expect_event(&mut staff_socket, "alert.system_error").await;
+    assert_eq!(alert["data"]["kind"], "wechatpay_not_configured");
+}
