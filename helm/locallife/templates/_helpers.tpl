@@ -1,0 +1,111 @@
+{{/* Chart name, overridable. */}}
+{{- define "locallife.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name: "<release>-<name>", or "<release>" when it already contains the
+name. Truncated to 63 characters (DNS label limit).
+*/}}
+{{- define "locallife.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "locallife.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that identify the pods of this release (all components). */}}
+{{- define "locallife.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "locallife.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selector of the server pods only (not the migration Job). */}}
+{{- define "locallife.serverSelectorLabels" -}}
+{{ include "locallife.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{/* Common labels on every resource. */}}
+{{- define "locallife.labels" -}}
+helm.sh/chart: {{ include "locallife.chart" . }}
+{{ include "locallife.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "locallife.imageTag" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: locallife
+{{- end }}
+
+{{- define "locallife.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion | trunc 63 -}}
+{{- end }}
+
+{{/* Image reference: digest wins over tag. */}}
+{{- define "locallife.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "locallife.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "locallife.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Secret the pods read DATABASE_URL, JWT_SECRET, ... from. */}}
+{{- define "locallife.secretName" -}}
+{{- default (include "locallife.fullname" .) .Values.secret.existingSecret }}
+{{- end }}
+
+{{/* Whether a DATABASE_URL is configured at all (else the migration hook is skipped). */}}
+{{- define "locallife.hasDatabaseUrl" -}}
+{{- if or .Values.secret.existingSecret .Values.secret.values.DATABASE_URL }}true{{ end }}
+{{- end }}
+
+{{/* Secret holding the WeChat Pay PEM files, or "" when there is none. */}}
+{{- define "locallife.wechatpayKeysSecretName" -}}
+{{- if .Values.wechatpayKeys.existingSecret }}
+{{- .Values.wechatpayKeys.existingSecret }}
+{{- else if or .Values.wechatpayKeys.publicKey .Values.wechatpayKeys.merchantPrivateKey }}
+{{- printf "%s-wechatpay" (include "locallife.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Port number of a host:port setting ("0.0.0.0:8080", "[::]:8080"). */}}
+{{- define "locallife.portOf" -}}
+{{- last (splitList ":" .) | int }}
+{{- end }}
+
+{{/*
+The data of the ConfigMap, every value a string: .Values.config, with WECHATPAY_*_FILE pointing at the
+mounted PEM files when the chart mounts them and they were left blank.
+*/}}
+{{- define "locallife.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- if include "locallife.wechatpayKeysSecretName" . }}
+{{- $dir := trimSuffix "/" .Values.wechatpayKeys.mountPath }}
+{{- if not (get $config "WECHATPAY_PUBLIC_KEY_FILE") }}
+{{- $_ := set $config "WECHATPAY_PUBLIC_KEY_FILE" (printf "%s/public_key.pem" $dir) }}
+{{- end }}
+{{- if not (get $config "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE") }}
+{{- $_ := set $config "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE" (printf "%s/merchant_private_key.pem" $dir) }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := $config }}
+{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}

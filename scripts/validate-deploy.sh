@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Validates the deployment artifacts without a cluster:
+#   1. helm lint --strict of helm/locallife with three value sets: the defaults, every
+#      optional part switched on, and operator-managed Secrets with optional parts off;
+#   2. renders the chart with the same three value sets to a temp dir;
+#   3. kubernetes-validate --strict on every k8s/*.yaml manifest (except
+#      kustomization.yaml) and on the rendered chart, against the Kubernetes API schemas
+#      of KUBE_VERSIONS;
+#   4. small consistency checks (kustomization resources exist, secret example kept out,
+#      every SPEC §5 setting configurable, dashboard JSON valid).
+# Custom resources (monitoring.coreos.com ServiceMonitor) have no schema in
+# kubernetes-validate: they are filtered out before validating and listed as skipped.
+# Any other document whose schema is missing fails the run.
+#
+# Tools come from PyPI into a venv at target/deploy-venv (git-ignored), created on the
+# first run and reused after: helm-python-sdk (Helm v4's Go SDK as a shared library
+# inside the wheel: no helm binary, nothing downloaded at run time) and
+# kubernetes-validate (Kubernetes JSON schemas inside the wheel).
+#
+# Usage: scripts/validate-deploy.sh          (from any directory)
+# Env:   KUBE_VERSIONS="1.30 1.37"           Kubernetes versions to validate against
+#        PYTHON=python3                      interpreter that creates the venv
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/target/deploy-venv"
+python="${PYTHON:-python3}"
+# 1.30 is the oldest Kubernetes the artifacts support (preStop `sleep` action); 1.37 is
+# the newest schema set kubernetes-validate 1.37.0 ships.
+kube_versions="${KUBE_VERSIONS:-1.30 1.37}"
+
+# Pinned: these versions are known to work together here.
+requirements=(
+    "helm-python-sdk==0.2.2"
+    "kubernetes-validate==1.37.0"
+    "PyYAML==6.0.2"
+)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "python venv: $venv"
+stamp="$venv/.requirements"
+if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]]; then
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    if ! "$python" -m venv "$venv"; then
+        echo "validate-deploy: error: '$python -m venv' failed (on Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
+    printf '%s' "${requirements[*]}" >"$stamp"
+    echo "installed: ${requirements[*]}"
+else
+    echo "reusing: ${requirements[*]}"
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# The base as kustomize builds it (labels and image tag applied): validated below too.
+# kubectl is not installed by this script; without it this step is skipped.
+step "kubectl kustomize k8s/"
+if command -v kubectl >/dev/null 2>&1; then
+    kubectl kustomize "$root/k8s" >"$work/kustomize-build.yaml"
+    echo "ok   kubectl kustomize k8s/ ($(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' || true))"
+else
+    echo "skip kubectl kustomize k8s/: no kubectl on PATH"
+fi
+
+# Lint, render and consistency checks; writes the documents to validate into $work.
+step "helm lint --strict, helm template, consistency checks"
+"$venv/bin/python" - "$root" "$work" <<'PY'
+import json
+import os
+import sys
+
+import yaml
+import helm_python as helm
+
+root, work = sys.argv[1], sys.argv[2]
+chart_dir = os.path.join(root, "helm", "locallife")
+k8s_dir = os.path.join(root, "k8s")
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"FAIL {msg}")
+
+
+# Every optional part switched on, so every template is linted and validated.
+ALL_FEATURES = {
+    "ingress": {"enabled": True,
+                "tls": [{"secretName": "locallife-tls", "hosts": ["locallife.example.com"]}]},
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "networkPolicy": {"enabled": True,
+                      "httpFrom": [{"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                      "extraEgress": [{"ports": [{"port": 6380, "protocol": "TCP"}]}]},
+    "podDisruptionBudget": {"minAvailable": 2},
+    "podAntiAffinity": "hard",
+    "secret": {"values": {
+        "DATABASE_URL": "postgres://locallife:placeholder@db.example.internal:5432/locallife",
+        "REDIS_URL": "redis://redis.example.internal:6379/0",
+        "JWT_SECRET": "placeholder-placeholder-placeholder-0123",
+    }},
+    "wechatpayKeys": {"publicKey": "-----BEGIN PUBLIC KEY-----\nPLACEHOLDER\n-----END PUBLIC KEY-----\n",
+                      "merchantPrivateKey": "-----BEGIN PRIVATE KEY-----\nPLACEHOLDER\n-----END PRIVATE KEY-----\n"},
+    "extraEnv": [{"name": "EXTRA", "value": "1"}],
+    "imagePullSecrets": [{"name": "regcred"}],
+    "podAnnotations": {"example.com/note": "x"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "realtime",
+                     "effect": "NoSchedule"}],
+}
+# The other branches: operator-managed Secrets, fixed replica count, optional parts off.
+EXISTING_SECRETS = {
+    "secret": {"existingSecret": "locallife"},
+    "wechatpayKeys": {"existingSecret": "locallife-wechatpay"},
+    "serviceAccount": {"create": False, "name": "locallife"},
+    "autoscaling": {"enabled": False},
+    "podDisruptionBudget": {"enabled": False},
+    "dashboard": {"enabled": False},
+    "topologySpread": {"enabled": False},
+    "podAntiAffinity": "",
+    "preStopSleepSeconds": 0,
+    "image": {"digest": "sha256:" + "0" * 64},
+}
+PROFILES = {"defaults": None, "all-features": ALL_FEATURES,
+            "existing-secrets": EXISTING_SECRETS}
+
+print(f"helm SDK {helm.helm_sdk_version()} (helm-c {helm.helm_c_version()}), "
+      f"native library {helm.library_path}")
+
+for profile, values in PROFILES.items():
+    # kube_version: what .Capabilities.KubeVersion and the deprecated-API check see.
+    report = helm.lint(chart_dir, values, strict=True, kube_version="v1.30.0")
+    findings = report.get("messages") or []
+    for m in findings:
+        sev = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}.get(m.get("severity"), "?")
+        print(f"  lint[{profile}] {sev} {m.get('path')}: {m.get('error')}")
+    # Strict: warnings count as failures, infos (e.g. "icon is recommended") do not.
+    bad = [m for m in findings if m.get("severity", 0) >= 2]
+    if bad or report.get("errors"):
+        fail(f"helm lint --strict ({profile}): {len(bad)} warning(s)/error(s)")
+    else:
+        print(f"ok   helm lint --strict ({profile}): {report.get('total_charts_linted')} chart(s)")
+
+    try:
+        with helm.Chart.load(chart_dir) as chart:
+            rendered = chart.render(values, name="locallife", namespace="locallife",
+                                    is_install=True)
+    except helm.HelmError as e:
+        fail(f"helm template ({profile}): {e}")
+        continue
+    out = os.path.join(work, f"chart-{profile}.yaml")
+    n = 0
+    with open(out, "w") as f:
+        for path in sorted(rendered):
+            text = rendered[path]
+            if not path.endswith((".yaml", ".yml")) or not text.strip():
+                continue  # NOTES.txt, _helpers.tpl, disabled templates
+            f.write(f"---\n# Source: {path}\n{text.strip()}\n")
+            n += 1
+    print(f"ok   helm template ({profile}): {n} template(s) -> {os.path.basename(out)}")
+    notes = next((t for p, t in rendered.items() if p.endswith("NOTES.txt")), "")
+    if not notes.strip():
+        fail(f"NOTES.txt ({profile}) rendered empty")
+
+def nulls(node, path=""):
+    if node is None:
+        yield path or "."
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from nulls(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from nulls(v, f"{path}[{i}]")
+
+
+# Sort documents: custom resources are skipped (no schema in kubernetes-validate).
+SKIP_GROUPS = ("monitoring.coreos.com/",)
+to_validate = []
+sources = sorted(
+    os.path.join(k8s_dir, n) for n in os.listdir(k8s_dir)
+    if n.endswith(".yaml") and n != "kustomization.yaml"
+) + [os.path.join(work, f"chart-{p}.yaml") for p in PROFILES] + [
+    os.path.join(work, "kustomize-build.yaml")]
+sources = [s for s in sources if os.path.exists(s)]  # a failed render has no file
+for src in sources:
+    label = os.path.relpath(src, root) if src.startswith(root) else os.path.basename(src)
+    with open(src) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    kept = []
+    for d in docs:
+        kind, api = d.get("kind"), d.get("apiVersion", "")
+        name = (d.get("metadata") or {}).get("name")
+        if api.startswith(SKIP_GROUPS):
+            print(f"skip {label}: {kind}/{name} ({api}: custom resource, no schema)")
+            # What can still be checked: the ServiceMonitor scrapes the port named metrics.
+            ports = [e.get("port") for e in d.get("spec", {}).get("endpoints", [])]
+            if kind == "ServiceMonitor" and ports != ["metrics"]:
+                fail(f"{label}: ServiceMonitor {name} should scrape port 'metrics', has {ports}")
+            continue
+        # A template that reads a missing value renders an empty scalar (helm lint
+        # --strict does not catch that): no manifest here has a null anywhere.
+        for path in nulls(d):
+            fail(f"{label}: {kind}/{name}: empty value at {path}")
+        kept.append(d)
+    out = os.path.join(work, "validate", label.replace("/", "__"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        yaml.safe_dump_all(kept, f, sort_keys=False)
+    to_validate.append(out)
+with open(os.path.join(work, "files.txt"), "w") as f:
+    f.write("\n".join(to_validate) + "\n")
+
+# kustomization.yaml lists files that exist, and never the secret example.
+with open(os.path.join(k8s_dir, "kustomization.yaml")) as f:
+    kust = yaml.safe_load(f)
+resources = kust.get("resources", [])
+for r in resources:
+    if not os.path.exists(os.path.join(k8s_dir, r)):
+        fail(f"k8s/kustomization.yaml lists missing file {r}")
+if "secret.example.yaml" in resources:
+    fail("k8s/kustomization.yaml must not list secret.example.yaml")
+unlisted = sorted(set(n for n in os.listdir(k8s_dir) if n.endswith(".yaml"))
+                  - set(resources) - {"kustomization.yaml", "secret.example.yaml"})
+if unlisted:
+    fail(f"k8s/*.yaml not in kustomization.yaml: {unlisted}")
+else:
+    print(f"ok   k8s/kustomization.yaml: {len(resources)} resources, secret example left out")
+
+# Every SPEC §5 setting is configurable in both the base and the chart.
+SETTINGS = """DATABASE_URL REDIS_URL REDIS_KEY_PREFIX JWT_SECRET JWT_ISSUER JWT_AUDIENCE
+ACCESS_TOKEN_TTL LISTEN_ADDR METRICS_ADDR WS_PING_INTERVAL WS_IDLE_TIMEOUT WS_ACK_TIMEOUT
+WS_MAX_REDELIVERIES WS_MAX_FRAME WS_MAX_SOCKETS_PER_USER WS_DRAIN_PERIOD PAYMENT_TIMEOUT
+RIDER_MATCH_RADIUS_M WECHAT_APPID WECHAT_SECRET WECHAT_API_BASE WECHATPAY_MCHID
+WECHATPAY_APIV3_KEY WECHATPAY_PUBLIC_KEY_FILE WECHATPAY_PUBLIC_KEY_ID
+WECHATPAY_MERCHANT_PRIVATE_KEY_FILE WECHATPAY_MERCHANT_SERIAL WECHATPAY_API_BASE
+WECHATPAY_NOTIFY_URL LOG_FORMAT RUST_LOG DATABASE_POOL_SIZE""".split()
+with open(os.path.join(k8s_dir, "configmap.yaml")) as f:
+    base_keys = set(yaml.safe_load(f)["data"])
+with open(os.path.join(k8s_dir, "secret.example.yaml")) as f:
+    base_keys |= {k for d in yaml.safe_load_all(f) if d for k in d.get("stringData", {})}
+with open(os.path.join(chart_dir, "values.yaml")) as f:
+    chart_values = yaml.safe_load(f)
+chart_keys = set(chart_values["config"]) | set(chart_values["secret"]["values"])
+for where, keys in (("k8s/ (configmap + secret example)", base_keys),
+                    ("helm values (config + secret.values)", chart_keys)):
+    missing = [s for s in SETTINGS if s not in keys]
+    if missing:
+        fail(f"{where} lacks settings {missing}")
+    else:
+        print(f"ok   {where}: all {len(SETTINGS)} settings")
+
+# The dashboard is valid JSON with a Prometheus datasource variable.
+with open(os.path.join(chart_dir, "dashboards", "locallife.json")) as f:
+    dash = json.load(f)
+dsvars = [v for v in dash.get("templating", {}).get("list", [])
+          if v.get("type") == "datasource" and v.get("query") == "prometheus"]
+panels = [p for p in dash.get("panels", []) if p.get("type") != "row"]
+if not dsvars or not panels:
+    fail("dashboards/locallife.json: needs a prometheus datasource variable and panels")
+else:
+    print(f"ok   dashboards/locallife.json: schemaVersion {dash.get('schemaVersion')}, "
+          f"{len(panels)} panels")
+
+if failures:
+    print(f"\n{len(failures)} check(s) failed")
+    sys.exit(1)
+PY
+
+step "kubernetes-validate --strict (Kubernetes ${kube_versions// /, })"
+mapfile -t files <"$work/files.txt"
+kv_args=(--strict)
+for v in $kube_versions; do kv_args+=(-k "$v"); done
+rc=0
+(cd "$work/validate" && "$venv/bin/kubernetes-validate" "${kv_args[@]}" "${files[@]##*/}") \
+    >"$work/kv.log" 2>&1 || rc=$?
+# Show file names as the repository paths they came from.
+sed -e 's/k8s__/k8s\//g' "$work/kv.log"
+# A WARN means no schema for a document: a typo in kind/apiVersion, or a new custom
+# resource that belongs in the skip list above. Either way, not validated: fail.
+if grep -q '^WARN' "$work/kv.log"; then
+    echo "validate-deploy: error: documents without a schema (see WARN above)" >&2
+    rc=1
+fi
+if [[ $rc -ne 0 ]]; then
+    echo "validate-deploy: FAILED" >&2
+    exit "$rc"
+fi
+passed=$(grep -c '^INFO .* passed' "$work/kv.log" || true)
+echo "ok   $passed document validations passed (${#files[@]} files x versions $kube_versions)"
+
+step "deployment artifacts valid"
