@@ -175,8 +175,24 @@ ensure_redis_running() {
         || die "Redis did not answer PING on $REDIS_HOST:$REDIS_PORT within ${WAIT_SECS}s; see $log"
 }
 
+# ---------------------------------------------------------------- tools
+# curl: the README's examples and the commands `locallife demo` prints use it.
+# With --with-test-tools also promtool (Debian package prometheus), which the test
+# suite uses to lint the /metrics exposition.
+ensure_tools() {
+    local missing=()
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    if [ "${1:-}" = "--with-test-tools" ]; then
+        command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    fi
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 ensure_postgres_running
 ensure_app_role
 echo "postgres: ready at $PG_HOST:$PG_PORT (role/database $DB_ROLE)"
 ensure_redis_running
 echo "redis: ready at $REDIS_HOST:$REDIS_PORT"
+ensure_tools "${1:-}"

@@ -14,7 +14,9 @@ if ! cargo --version >/dev/null 2>&1; then
     exit 1
 fi
 
-scripts/services.sh
+scripts/services.sh --with-test-tools
+# The metrics test lints the exposition with promtool; services.sh installed it.
+export REQUIRE_PROMTOOL=1
 
 # The tests create and drop their own databases through this role (CREATEDB).
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}"

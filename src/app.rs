@@ -115,12 +115,14 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_addr: SocketAddr,
     state: AppState,
 }
 
 impl Application {
     /// Applies pending migrations, opens the pools and binds `LISTEN_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::telemetry::metrics();
         let applied = store::migrate::run(&config.database).await?;
         if !applied.is_empty() {
             tracing::info!(versions = ?applied, "applied migrations");
@@ -181,6 +183,10 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on LISTEN_ADDR {}", config.listen_addr))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let state = AppState(Arc::new(Inner {
             tokens: Tokens::new(&config.jwt),
             config,
@@ -194,15 +200,22 @@ impl Application {
             draining: AtomicBool::new(false),
         }));
         state.start_background();
+        tokio::spawn(serve_metrics(metrics_listener, state.0.background.clone()));
         Ok(Self {
             listener,
             local_addr,
+            metrics_addr,
             state,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn port(&self) -> u16 {
@@ -268,6 +281,27 @@ impl Application {
         state.db().close();
         served
     }
+}
+
+/// Serves Prometheus' text exposition on `METRICS_ADDR` until the replica stops.
+async fn serve_metrics(listener: TcpListener, stop: tokio_util::sync::CancellationToken) {
+    let handle = crate::telemetry::metrics();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            handle.run_upkeep();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+        }),
+    );
+    let _ = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
 }
 
 /// Closes every socket with 1001, spread evenly over `period`, then waits (briefly) for

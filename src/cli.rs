@@ -51,6 +51,34 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Migrate, seed a small world, print tokens and commands to try it, then serve.
+    Demo,
+    /// Connect to /v1/ws as a user and print every message (acking notifications).
+    Listen {
+        /// ws://host:port/v1/ws (or wss://).
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        /// Exit after this many notifications.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Do not ack notifications (they will be redelivered).
+        #[arg(long)]
+        no_ack: bool,
+    },
+    /// Send a signed WeChat Pay payment notification for an order (demo key files).
+    SimulatePayment {
+        /// The service's base URL, http://host:port.
+        #[arg(long)]
+        url: String,
+        /// The folder `locallife demo` printed, holding WeChat Pay's demo keys.
+        #[arg(long)]
+        keys: std::path::PathBuf,
+        /// The JSON that POST /v1/orders answered.
+        #[arg(long)]
+        order: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +166,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let minted = tokens.mint_with_ttl(user, ttl.unwrap_or(tokens.ttl()));
             println!("{}", minted.token);
             Ok(())
+        }
+        Command::Demo => {
+            let config = Config::from_env()?;
+            telemetry::init(config.log_format);
+            crate::demo::run(config, shutdown_signal()).await
+        }
+        Command::Listen {
+            url,
+            token,
+            count,
+            no_ack,
+        } => crate::client::listen(&url, &token, count, no_ack).await,
+        Command::SimulatePayment { url, keys, order } => {
+            crate::client::simulate_payment(&url, &keys, &order).await
         }
         Command::User {
             command: UserCommand::Create { openid, role },

@@ -106,10 +106,14 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Unavailable(cause) => {
+                metrics::counter!("locallife_postgres_errors_total").increment(1);
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::unavailable("database_unavailable", "the database is unavailable")
             }
-            crate::store::StoreError::Query(cause) => Self::internal(cause),
+            crate::store::StoreError::Query(cause) => {
+                metrics::counter!("locallife_postgres_errors_total").increment(1);
+                Self::internal(cause)
+            }
         }
     }
 }

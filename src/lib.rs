@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `locallife` commands (`serve`, `migrate`, `token`, `user create`).
+//! - [`cli`]: the `locallife` commands (`serve`, `migrate`, `token`, `user create`,
+//!   `demo`, `listen`, `simulate-payment`); [`demo`] and [`client`] implement the last three.
 //! - [`config`]: every setting of SPEC §5, read once, validated, secrets redacted.
 //! - [`app`]: [`app::Application`] builds a replica (migrations, pools, listener) and
 //!   runs it until shutdown; [`app::AppState`] is what handlers share.
@@ -27,7 +28,9 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod error;

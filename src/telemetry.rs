@@ -1,6 +1,21 @@
-//! Logging: tracing to stderr, human-readable or JSON (`LOG_FORMAT`), filtered by
-//! `RUST_LOG` (default `info`).
+//! Logs and metrics.
+//!
+//! **Logs**: tracing to stderr, human-readable or JSON (`LOG_FORMAT`), filtered by
+//! `RUST_LOG` (default `info`). Every line passes through [`Redact`] before it is
+//! written: anything shaped like an access token (`eyJ...` JWTs, the value after
+//! `token=`, after `Bearer `) is replaced by `[REDACTED]`. Our own code never logs a
+//! token, URI query or header; the redaction is for the lines we do not write
+//! ourselves (a dependency at trace level, a panic message).
+//!
+//! **Metrics**: one Prometheus recorder per process, every metric named `locallife_*`,
+//! with low-cardinality labels only (never a user, order or token); served as text on
+//! `METRICS_ADDR` `/metrics`.
 
+use std::io::{self, Write};
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -10,9 +25,252 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| Redact::new(io::stderr()));
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// A writer that holds one log event and writes it redacted when dropped (the
+/// subscriber makes one writer per event).
+pub struct Redact<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Redact<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl<W: Write> Write for Redact<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let line = redact(&String::from_utf8_lossy(&self.buf));
+            self.buf.clear();
+            self.inner.write_all(line.as_bytes())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Redact<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+fn token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '%' | '+' | '/' | '=')
+}
+
+/// Replaces token-shaped text with `[REDACTED]`.
+pub fn redact(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    loop {
+        // Where the earliest secret value starts: a JWT itself, or what follows
+        // `token=` or `Bearer `.
+        let value_start = [
+            rest.find("eyJ"),
+            rest.find("token=").map(|i| i + "token=".len()),
+            find_ignore_case(rest, "bearer ").map(|i| i + "bearer ".len()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(start) = value_start else {
+            out.push_str(rest);
+            return out;
+        };
+        let len = rest[start..]
+            .find(|c: char| !token_char(c))
+            .unwrap_or(rest.len() - start);
+        out.push_str(&rest[..start]);
+        if len > 0 {
+            out.push_str("[REDACTED]");
+        }
+        // Progress is certain: a marker is at least three bytes long.
+        rest = &rest[start + len..];
+    }
+}
+
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may exist already (a test harness); ours still renders.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+/// HELP text for every metric, so the exposition passes `promtool check metrics`.
+fn describe() {
+    describe_gauge!(
+        "locallife_ws_sockets",
+        "Open WebSocket sockets on this replica, by role."
+    );
+    describe_counter!(
+        "locallife_ws_connects_total",
+        "WebSocket connection attempts, by result (accepted or the refusal code)."
+    );
+    describe_counter!(
+        "locallife_ws_server_closes_total",
+        "Sockets closed by the server, by close code."
+    );
+    describe_counter!(
+        "locallife_ws_slow_disconnects_total",
+        "Sockets closed because they could not keep up."
+    );
+    describe_counter!(
+        "locallife_messages_sent_total",
+        "Messages written to sockets, by type."
+    );
+    describe_counter!(
+        "locallife_notifications_published_total",
+        "Notifications published, by event."
+    );
+    describe_counter!(
+        "locallife_notifications_lost_total",
+        "Notifications given up after retrying past their ttl."
+    );
+    describe_counter!("locallife_acks_total", "Acks received from clients.");
+    describe_counter!(
+        "locallife_redeliveries_total",
+        "Notifications sent again because no ack came in time."
+    );
+    describe_counter!(
+        "locallife_inbox_expired_total",
+        "Notifications dropped undelivered because their ttl passed."
+    );
+    describe_counter!(
+        "locallife_inbox_dropped_total",
+        "Notifications dropped because a user's inbox was full."
+    );
+    describe_histogram!(
+        "locallife_delivery_latency_seconds",
+        Unit::Seconds,
+        "Publish to socket write, for live notifications."
+    );
+    describe_histogram!(
+        "locallife_pubsub_lag_seconds",
+        Unit::Seconds,
+        "Publish to arrival on this replica."
+    );
+    describe_counter!(
+        "locallife_pubsub_dropped_total",
+        "Pub/sub messages lost because dispatch fell behind."
+    );
+    describe_counter!(
+        "locallife_http_requests_total",
+        "HTTP requests, by method, route template and status."
+    );
+    describe_histogram!(
+        "locallife_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request duration, by method and route template."
+    );
+    describe_counter!(
+        "locallife_redis_errors_total",
+        "Failed Redis operations and health checks."
+    );
+    describe_counter!(
+        "locallife_postgres_errors_total",
+        "Failed PostgreSQL operations and health checks."
+    );
+    describe_histogram!(
+        "locallife_drain_duration_seconds",
+        Unit::Seconds,
+        "Time to close every socket on shutdown."
+    );
+    describe_counter!(
+        "locallife_webhook_refused_total",
+        "Payment notifications refused, by reason."
+    );
+    describe_counter!(
+        "locallife_alerts_dropped_total",
+        "System alerts dropped because the alert queue was full."
+    );
+    describe_counter!(
+        "locallife_alerts_suppressed_total",
+        "System alerts suppressed by the per-kind rate limit."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI3In0.abc-_DEF123";
+
+    #[test]
+    fn tokens_are_redacted_wherever_they_appear() {
+        for line in [
+            format!("GET /v1/ws?token={JWT} HTTP/1.1"),
+            format!("uri=/v1/ws?x=1&token={JWT}&y=2"),
+            format!("authorization: Bearer {JWT}"),
+            "authorization: bearer opaque-token-value".to_string(),
+            format!("{{\"message\":\"{JWT}\"}}"),
+            "token=short".to_string(),
+        ] {
+            let out = redact(&line);
+            assert!(!out.contains(JWT), "{out}");
+            assert!(
+                !out.contains("opaque-token-value") && !out.contains("=short"),
+                "{out}"
+            );
+            assert!(out.contains("[REDACTED]"), "{out}");
+        }
+    }
+
+    #[test]
+    fn ordinary_lines_are_untouched() {
+        for line in [
+            "request method=GET route=/v1/ws status=101 latency_ms=0.4",
+            "the token is missing",
+            "token=",
+            "bearer ",
+            "",
+        ] {
+            assert_eq!(redact(line), line);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn redaction_never_panics_and_removes_embedded_jwts(prefix in ".{0,40}", suffix in "[ ,;\"}]{1}.{0,40}") {
+            let line = format!("{prefix}{JWT}{suffix}");
+            let out = redact(&line);
+            prop_assert!(!out.contains(JWT));
+        }
+    }
 }

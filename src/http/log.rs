@@ -23,7 +23,21 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
+    metrics::counter!(
+        "locallife_http_requests_total",
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "locallife_http_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route.clone()
+    )
+    .record(elapsed);
     if status >= 500 {
         tracing::warn!(%method, route, status, latency_ms, "request");
     } else {

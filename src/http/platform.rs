@@ -22,6 +22,7 @@ const MAX_DATA: usize = 4096;
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
+        metrics::counter!("locallife_redis_errors_total").increment(1);
         tracing::warn!(error = %e, "engine unavailable");
         ApiError::unavailable(
             "engine_unavailable",

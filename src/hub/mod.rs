@@ -279,6 +279,7 @@ impl Hub {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(socket.seq, socket.clone());
+                metrics::gauge!("locallife_ws_sockets", "role" => role.as_str()).increment(1.0);
             }
         }
         if queue && self.commands.send(socket.user).await.is_err() {
@@ -291,10 +292,13 @@ impl Hub {
     pub fn detach(&self, socket: &Socket) {
         for role in socket.roles.iter() {
             if let Some(i) = role_index(role) {
-                self.roles[i]
+                let removed = self.roles[i]
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&socket.seq);
+                if removed.is_some() {
+                    metrics::gauge!("locallife_ws_sockets", "role" => role.as_str()).decrement(1.0);
+                }
             }
         }
         let queue = {
@@ -378,6 +382,9 @@ impl Hub {
                     frame,
                 },
             ) => {
+                // The id is the inbox's clock at publish time.
+                let lag_ms = crate::time::unix_ms().saturating_sub(id.ms);
+                metrics::histogram!("locallife_pubsub_lag_seconds").record(lag_ms as f64 / 1000.0);
                 for socket in self.user_sockets(user) {
                     socket.push_tracked(frame.clone(), id, expires_ms);
                 }
@@ -608,7 +615,7 @@ async fn replay_inboxes(hub: Arc<Hub>, users: Vec<UserId>) {
             Ok(entries) => {
                 for socket in hub.user_sockets(user) {
                     for e in &entries {
-                        socket.push_tracked(e.frame.clone(), e.id, e.expires_ms);
+                        socket.push_replayed(e.frame.clone(), e.id, e.expires_ms);
                     }
                 }
             }

@@ -80,6 +80,8 @@ pub struct Tracked {
     pub id: MsgId,
     pub expires_ms: u64,
     pub redelivery: bool,
+    /// From the inbox rather than live: not counted in the delivery latency.
+    pub replay: bool,
 }
 
 /// What the session task must do next, taken from the socket in one go.
@@ -169,7 +171,7 @@ impl Socket {
         })
     }
 
-    /// Queues an inbox notification.
+    /// Queues an inbox notification that arrived live.
     pub fn push_tracked(&self, frame: Utf8Bytes, id: MsgId, expires_ms: u64) -> bool {
         self.enqueue(Outgoing {
             frame,
@@ -177,6 +179,20 @@ impl Socket {
                 id,
                 expires_ms,
                 redelivery: false,
+                replay: false,
+            }),
+        })
+    }
+
+    /// Queues an inbox notification read back from the inbox.
+    pub fn push_replayed(&self, frame: Utf8Bytes, id: MsgId, expires_ms: u64) -> bool {
+        self.enqueue(Outgoing {
+            frame,
+            tracked: Some(Tracked {
+                id,
+                expires_ms,
+                redelivery: false,
+                replay: true,
             }),
         })
     }
@@ -311,6 +327,7 @@ impl Socket {
                     id: p.id,
                     expires_ms: p.expires_ms,
                     redelivery: true,
+                    replay: false,
                 }),
             });
             true
@@ -384,6 +401,7 @@ mod tests {
             id: MsgId { ms: 1, seq },
             expires_ms: 10_000,
             redelivery,
+            replay: false,
         }
     }
 

@@ -115,6 +115,7 @@ pub async fn run(mut ws: WebSocket, state: AppState, socket: Arc<Socket>, lease:
                 state.config().ws.ping_interval.as_secs(),
                 state.config().ws.idle_timeout.as_secs(),
             );
+            metrics::counter!("locallife_messages_sent_total", "type" => "welcome").increment(1);
             if send(&mut ws, Message::Text(welcome.into())).await.is_ok()
                 && replay(&mut ws, &state, &socket).await.is_ok()
             {
@@ -175,6 +176,7 @@ async fn replay(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Result
                 id: e.id,
                 expires_ms: e.expires_ms,
                 redelivery: false,
+                replay: true,
             }),
         })
         .collect();
@@ -198,16 +200,33 @@ async fn write(
         if work.ping {
             ws.feed(Message::Ping(Default::default())).await?;
         }
+        let mut sent = 0u64;
+        let mut live = Vec::new();
         for message in work.messages {
             if let Some(tracked) = message.tracked {
                 let due = hub.now_ms() + ack_timeout;
                 if !socket.begin_send(tracked, &message.frame, due) {
                     continue;
                 }
+                if !tracked.redelivery && !tracked.replay {
+                    live.push(tracked.id.ms);
+                }
             }
             ws.feed(Message::Text(message.frame)).await?;
+            sent += 1;
         }
-        ws.flush().await
+        ws.flush().await?;
+        // Publish (the inbox id's clock) to the moment the frame is on the socket.
+        let now = crate::time::unix_ms();
+        for published in live {
+            metrics::histogram!("locallife_delivery_latency_seconds")
+                .record(now.saturating_sub(published) as f64 / 1000.0);
+        }
+        if sent > 0 {
+            metrics::counter!("locallife_messages_sent_total", "type" => "notification")
+                .increment(sent);
+        }
+        Ok::<(), axum::Error>(())
     })
     .await;
     match written {
@@ -246,10 +265,11 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                     Outcome::Message(message) => {
                         strikes = 0;
                         let reply = match handle(state, socket, message).await {
-                            Ok(reply) => reply,
-                            Err(e) => Some(protocol::error(&e)),
+                            Ok(reply) => reply.map(|r| ("pong", r)),
+                            Err(e) => Some(("error", protocol::error(&e))),
                         };
-                        if let Some(reply) = reply {
+                        if let Some((kind, reply)) = reply {
+                            metrics::counter!("locallife_messages_sent_total", "type" => kind).increment(1);
                             send(ws, Message::Text(reply.into())).await.ok()?;
                         }
                     }
@@ -258,6 +278,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                         if strikes >= MAX_STRIKES {
                             return Some(ABUSE);
                         }
+                        metrics::counter!("locallife_messages_sent_total", "type" => "error").increment(1);
                         send(ws, Message::Text(protocol::error(&e).into())).await.ok()?;
                     }
                     Outcome::Close(close) => return Some(close),

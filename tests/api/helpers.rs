@@ -160,6 +160,8 @@ pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, Strin
 
 pub struct TestApp {
     pub address: String,
+    /// Where `/metrics` is served.
+    pub metrics_address: String,
     pub http: reqwest::Client,
     pub wechat: FakeWechat,
     pub tokens: Tokens,
@@ -239,6 +241,7 @@ async fn start(env: HashMap<String, String>, db: Arc<TestDatabase>, wechat: Fake
         .await
         .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = format!("http://{}", app.metrics_addr());
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -246,6 +249,7 @@ async fn start(env: HashMap<String, String>, db: Arc<TestDatabase>, wechat: Fake
     }));
     TestApp {
         address,
+        metrics_address,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

@@ -12,6 +12,7 @@ mod helpers;
 mod login;
 mod me;
 mod migrations;
+mod ops;
 mod process;
 mod ws;
 mod ws_client;
