@@ -22,4 +22,13 @@ export REQUIRE_PROMTOOL=1
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}"
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
-cargo test --locked "$@"
+# Keep cargo's output, then close with the totals on one line.
+LOG=$(mktemp "${TMPDIR:-/tmp}/locallife-test.XXXXXX")
+trap 'rm -f "$LOG"' EXIT
+set +e
+cargo test --locked "$@" 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG" | tee "${TEST_SUMMARY_FILE:-/dev/null}"
+exit "$status"

@@ -27,6 +27,10 @@ const MAX_STRIKES: u8 = 10;
 /// Client messages: a burst of this many, refilled at this rate per second.
 const RATE_BURST: f32 = 30.0;
 const RATE_PER_S: f32 = 10.0;
+/// Acks have a bucket of their own: a client acks what the server sends, and a busy
+/// merchant or rider may be sent far more than ten notifications a second.
+const ACK_BURST: f32 = 1000.0;
+const ACK_PER_S: f32 = 500.0;
 
 const ABUSE: Close = Close {
     code: 1008,
@@ -53,20 +57,28 @@ const INTERNAL: Close = Close {
 struct RateLimit {
     tokens: f32,
     at: Instant,
+    burst: f32,
+    per_s: f32,
 }
 
 impl RateLimit {
     fn new() -> Self {
+        Self::with(RATE_BURST, RATE_PER_S)
+    }
+
+    fn with(burst: f32, per_s: f32) -> Self {
         Self {
-            tokens: RATE_BURST,
+            tokens: burst,
             at: Instant::now(),
+            burst,
+            per_s,
         }
     }
 
     fn allow(&mut self) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f32() * RATE_PER_S;
-        self.tokens = (self.tokens + refill).min(RATE_BURST);
+        let refill = now.duration_since(self.at).as_secs_f32() * self.per_s;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -106,7 +118,7 @@ pub fn classify(frame: Message) -> Outcome {
 
 pub async fn run(mut ws: WebSocket, state: AppState, socket: Arc<Socket>, lease: Lease) {
     let hub = state.hub().clone();
-    let close = match hub.attach(socket.clone()).await {
+    let close = match Box::pin(hub.attach(socket.clone())).await {
         Ok(()) => {
             let welcome = protocol::welcome(
                 &socket.conn_id,
@@ -116,8 +128,9 @@ pub async fn run(mut ws: WebSocket, state: AppState, socket: Arc<Socket>, lease:
                 state.config().ws.idle_timeout.as_secs(),
             );
             metrics::counter!("locallife_messages_sent_total", "type" => "welcome").increment(1);
-            if send(&mut ws, Message::Text(welcome.into())).await.is_ok()
-                && replay(&mut ws, &state, &socket).await.is_ok()
+            if Box::pin(send(&mut ws, Message::Text(welcome.into()))).await.is_ok()
+                // Boxed: one-off work must not size the long-lived socket future.
+                && Box::pin(replay(&mut ws, &state, &socket)).await.is_ok()
             {
                 serve(&mut ws, &state, &socket).await
             } else {
@@ -132,20 +145,24 @@ pub async fn run(mut ws: WebSocket, state: AppState, socket: Arc<Socket>, lease:
     hub.detach(&socket);
     drop(lease);
     if let Some(close) = close {
-        metrics::counter!("locallife_ws_server_closes_total", "code" => close.code.to_string())
-            .increment(1);
-        let frame = CloseFrame {
-            code: close.code,
-            reason: Utf8Bytes::from_static(close.reason),
-        };
-        if send(&mut ws, Message::Close(Some(frame))).await.is_ok() {
-            // Read until the client answers (or gives up), so the close frame is not
-            // lost to a reset while unread input is pending.
-            let _ = tokio::time::timeout(CLOSE_LINGER, async {
-                while let Some(Ok(_)) = ws.recv().await {}
-            })
-            .await;
-        }
+        Box::pin(close_with(&mut ws, close)).await;
+    }
+}
+
+/// Sends the close frame, then reads until the client answers (or gives up), so the
+/// frame is not lost to a reset while unread input is pending.
+async fn close_with(ws: &mut WebSocket, close: Close) {
+    metrics::counter!("locallife_ws_server_closes_total", "code" => close.code.to_string())
+        .increment(1);
+    let frame = CloseFrame {
+        code: close.code,
+        reason: Utf8Bytes::from_static(close.reason),
+    };
+    if send(ws, Message::Close(Some(frame))).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(_)) = ws.recv().await {}
+        })
+        .await;
     }
 }
 
@@ -239,12 +256,13 @@ async fn write(
 async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<Close> {
     let hub = state.hub();
     let mut rate = RateLimit::new();
+    let mut ack_rate = RateLimit::with(ACK_BURST, ACK_PER_S);
     let mut strikes: u8 = 0;
     loop {
         tokio::select! {
             work = socket.work() => {
                 let close = work.close;
-                write(ws, state, socket, work).await.ok()?;
+                Box::pin(write(ws, state, socket, work)).await.ok()?;
                 if close.is_some() {
                     return close;
                 }
@@ -258,19 +276,27 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                     None => return None,
                 };
                 socket.touch(hub.now_ms());
-                if matches!(frame, Message::Text(_)) && !rate.allow() {
+                let outcome = classify(frame);
+                let bucket = match &outcome {
+                    Outcome::Message(ClientMessage::Ack { .. }) => Some(&mut ack_rate),
+                    Outcome::Message(_) | Outcome::Refuse(_) => Some(&mut rate),
+                    _ => None,
+                };
+                if bucket.is_some_and(|b| !b.allow()) {
                     return Some(RATE_LIMITED);
                 }
-                match classify(frame) {
+                match outcome {
                     Outcome::Message(message) => {
                         strikes = 0;
-                        let reply = match handle(state, socket, message).await {
+                        // Boxed for the same reason: a location update holds a
+                        // database future, only while it runs.
+                        let reply = match Box::pin(handle(state, socket, message)).await {
                             Ok(reply) => reply.map(|r| ("pong", r)),
                             Err(e) => Some(("error", protocol::error(&e))),
                         };
                         if let Some((kind, reply)) = reply {
                             metrics::counter!("locallife_messages_sent_total", "type" => kind).increment(1);
-                            send(ws, Message::Text(reply.into())).await.ok()?;
+                            Box::pin(send(ws, Message::Text(reply.into()))).await.ok()?;
                         }
                     }
                     Outcome::Refuse(e) => {
@@ -279,7 +305,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                             return Some(ABUSE);
                         }
                         metrics::counter!("locallife_messages_sent_total", "type" => "error").increment(1);
-                        send(ws, Message::Text(protocol::error(&e).into())).await.ok()?;
+                        Box::pin(send(ws, Message::Text(protocol::error(&e).into()))).await.ok()?;
                     }
                     Outcome::Close(close) => return Some(close),
                     Outcome::Nothing => {}

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: locallife and a Socket.IO peer doing the same job, driven by
+# the same generator (loadgen). Writes loadtest/results/latest.json and prints a table.
+#
+#   loadtest/bench.sh           full size (19,000 idle sockets on one replica)
+#   loadtest/bench.sh --quick   the same scenarios, smaller (a few minutes)
+#
+# Needs what scripts/services.sh sets up (PostgreSQL, Redis), node + npm (the peer),
+# and builds the release binaries first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+if [ "$QUICK" -eq 1 ]; then
+    IDLE=2000 GEN_MAX=2000 PERSONAL_SOCKETS=500 PERSONAL_SECS=5 BCAST=2000 ROUNDS=5 STORM=1000 HOLD=12
+else
+    IDLE=19000 GEN_MAX=9500 PERSONAL_SOCKETS=2000 PERSONAL_SECS=15 BCAST=9000 ROUNDS=10 STORM=9000 HOLD=14
+fi
+SEED=$((IDLE > BCAST ? IDLE : BCAST))
+SRC_IPS=(127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7 127.0.0.8 127.0.0.9)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    redis-cli --scan --pattern "bench-$$*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
+    redis-cli del "sio-bench-$$" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+log() { printf '==> %s\n' "$*" >&2; }
+
+scripts/services.sh >&2
+log "building release binaries"
+cargo build --release --locked --bins >&2
+BIN=target/release/locallife
+GEN=target/release/loadgen
+command -v node >/dev/null || { echo "bench.sh: node is required for the Socket.IO peer" >&2; exit 1; }
+log "installing the Socket.IO peer (npm ci)"
+(cd loadtest/peers/socketio && npm ci --silent --no-audit --no-fund >&2)
+
+ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
+psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_bench WITH (FORCE)" -c "CREATE DATABASE locallife_bench" >&2
+export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_bench
+export JWT_SECRET=bench-secret-0123456789abcdef-0123456789
+export REDIS_URL=redis://127.0.0.1:6379
+export REDIS_KEY_PREFIX=bench-$$
+export LOG_FORMAT=json RUST_LOG=warn
+"$BIN" migrate >&2
+"$GEN" seed --riders "$SEED" --out "$WORK/users.json" >&2
+
+# Server ports come from below the ephemeral range (32768+), which the generators'
+# thousands of client sockets use: a port picked there could be taken meanwhile.
+free_port() {
+    python3 - <<'PY'
+import random, socket
+for _ in range(1000):
+    port = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+PY
+}
+wait_http() { # url
+    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "bench.sh: $1 never answered" >&2; return 1
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+
+# start SYSTEM NAME: starts one server, sets ${NAME}_PID and ${NAME}_PORT.
+start() {
+    local system=$1 name=$2 port
+    port=$(free_port)
+    if [ "$system" = locallife ]; then
+        LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:0 "$BIN" serve 2>>"$WORK/$name.log" &
+        PIDS+=($!); printf -v "${name}_PID" %s $!
+        wait_http "http://127.0.0.1:$port/readyz"
+    else
+        PORT=$port SIO_STREAM=sio-bench-$$ node loadtest/peers/socketio/server.js >>"$WORK/$name.log" 2>&1 &
+        PIDS+=($!); printf -v "${name}_PID" %s $!
+        wait_http "http://127.0.0.1:$port/healthz"
+    fi
+    printf -v "${name}_PORT" %s "$port"
+}
+
+# The idle scenario: IDLE sockets on one server, from several generator processes.
+idle() { # system -> JSON
+    local system=$1 a rss0 rss1 cpu0 cpu1 n from=0 i=0 files=()
+    start "$system" IDLE
+    a=$IDLE_PID
+    sleep 1
+    rss0=$(rss_kb "$a")
+    while [ "$from" -lt "$IDLE" ]; do
+        n=$(( IDLE - from < GEN_MAX ? IDLE - from : GEN_MAX ))
+        "$GEN" connect --proto "$system" --server "127.0.0.1:$IDLE_PORT" --users "$WORK/users.json" \
+            --from "$from" --count "$n" --src "${SRC_IPS[$((i % 8))]},${SRC_IPS[$(((i + 4) % 8))]}" \
+            --hold-secs "$HOLD" >"$WORK/idle-$system-$i.json" 2>>"$WORK/gen.log" &
+        PIDS+=($!); files+=("$WORK/idle-$system-$i.json")
+        from=$((from + n)); i=$((i + 1))
+    done
+    for f in "${files[@]}"; do
+        for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
+    done
+    sleep 2
+    rss1=$(rss_kb "$a"); cpu0=$(cpu_ticks "$a")
+    sleep 8
+    cpu1=$(cpu_ticks "$a")
+    wait_files "${files[@]}"
+    kill -9 "$a" 2>/dev/null || true
+    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$TICKS" "$IDLE" "${files[@]}" <<'PY'
+import json, sys
+rss0, rss1, cpu0, cpu1, ticks, n = map(float, sys.argv[1:7])
+runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[7:]]
+connect_s = max(r["connect_s"] for r in runs)
+print(json.dumps({
+    "idle_sockets": int(n),
+    "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / n),
+    "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / ticks / 8 * 10000 / n, 4),
+    "connect_rate_per_s": round(n / connect_s),
+}))
+PY
+}
+
+wait_files() { # wait until each generator wrote its final line
+    for f in "$@"; do
+        for _ in $(seq 1 1200); do [ "$(wc -l <"$f")" -ge 2 ] && break; sleep 0.1; done
+    done
+}
+
+# The throughput scenarios: sockets on A, publishing through B.
+traffic() { # system -> JSON
+    local system=$1 max half
+    start "$system" A
+    start "$system" B
+    "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
+        --users "$WORK/users.json" --count "$PERSONAL_SOCKETS" --src 127.0.0.2,127.0.0.3 \
+        --duration-secs "$PERSONAL_SECS" >"$WORK/personal-$system.json" 2>>"$WORK/gen.log"
+    max=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["acked_per_s"]))' "$WORK/personal-$system.json")
+    half=$(( max / 2 > 1 ? max / 2 : 1 ))
+    "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
+        --users "$WORK/users.json" --from "$PERSONAL_SOCKETS" --count "$PERSONAL_SOCKETS" --src 127.0.0.4 \
+        --duration-secs "$PERSONAL_SECS" --rate "$half" >"$WORK/half-$system.json" 2>>"$WORK/gen.log"
+    "$GEN" broadcast --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
+        --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 \
+        --rounds "$ROUNDS" >"$WORK/broadcast-$system.json" 2>>"$WORK/gen.log"
+    start "$system" C
+    "$GEN" storm --proto "$system" --server "127.0.0.1:$C_PORT" --publish "http://127.0.0.1:$B_PORT" \
+        --users "$WORK/users.json" --count "$STORM" --src 127.0.0.7,127.0.0.8 \
+        --kill-pid "$C_PID" --fallback "127.0.0.1:$A_PORT" >"$WORK/storm-$system.json" 2>>"$WORK/gen.log"
+    kill -9 "$A_PID" "$B_PID" 2>/dev/null || true
+    python3 - "$WORK" "$system" <<'PY'
+import json, sys
+work, system = sys.argv[1:]
+load = lambda name: json.loads(open(f"{work}/{name}-{system}.json").read().strip().splitlines()[-1])
+p, h, b, s = load("personal"), load("half"), load("broadcast"), load("storm")
+print(json.dumps({
+    "personal_acked_per_s": round(p["acked_per_s"]),
+    "latency_p50_ms": h["latency_p50_ms"],
+    "latency_p99_ms": h["latency_p99_ms"],
+    "broadcast_deliveries_per_s": round(b["broadcast_deliveries_per_s"]),
+    "reconnect_storm_sockets": s["sockets"],
+    "reconnect_storm_s": round(s["reconnect_storm_s"], 2),
+    "reconnect_only_s": round(s["reconnect_s"], 2),
+    "lost": p["lost"] + h["lost"] + s["lost"],
+}))
+PY
+}
+
+results=()
+for system in locallife socketio; do
+    log "$system: idle sockets"
+    idle "$system" >"$WORK/idle-$system.result"
+    log "$system: personal, broadcast, storm"
+    traffic "$system" >"$WORK/traffic-$system.result"
+    results+=("$system")
+done
+
+mkdir -p loadtest/results
+python3 - "$WORK" "$QUICK" <<'PY'
+import json, os, platform, subprocess, sys, datetime
+work, quick = sys.argv[1], sys.argv[2] == "1"
+def merged(system):
+    out = {}
+    for part in ("idle", "traffic"):
+        out.update(json.loads(open(f"{work}/{part}-{system}.result").read().strip().splitlines()[-1]))
+    return out
+ours, theirs = merged("locallife"), merged("socketio")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+report = {
+    "mode": "quick" if quick else "full",
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "machine": {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 2**20, 1), "kernel": platform.release()},
+    "locallife": ours,
+    "socketio": theirs,
+}
+json.dump(report, open("loadtest/results/latest.json", "w"), indent=2)
+rows = [
+    ("idle_rss_bytes_per_conn", "lower"), ("idle_cpu_cores_per_10k", "lower"),
+    ("connect_rate_per_s", "higher"), ("personal_acked_per_s", "higher"),
+    ("broadcast_deliveries_per_s", "higher"), ("latency_p50_ms", "lower"),
+    ("latency_p99_ms", "lower"), ("reconnect_storm_s", "lower"), ("reconnect_only_s", "lower"),
+    ("lost", "lower"),
+]
+print(f"\n{'figure':30} {'locallife':>14} {'socketio':>14} {'ratio':>10}")
+for key, better in rows:
+    a, b = ours.get(key), theirs.get(key)
+    ratio = "" if not a or not b else (f"{b / a:.1f}x" if better == "lower" else f"{a / b:.1f}x")
+    print(f"{key:30} {a!s:>14} {b!s:>14} {ratio:>10}")
+print(f"\n(ratio: how many times better locallife is; {report['mode']} run, "
+      f"{ours['idle_sockets']} idle sockets, storm of {ours['reconnect_storm_sockets']}; "
+      "reconnect_storm_s waits for every unacked notification to be redelivered, at most 30 s: "
+      "Socket.IO has no redelivery, so its figure is the wait and its storm notifications are lost)")
+print("written: loadtest/results/latest.json")
+PY
