@@ -14,3 +14,8 @@ impl std::fmt::Display for UserId {
         self.0.fmt(f)
     }
 }
+
+/// Whether `lat`, `lng` is a WGS-84 coordinate (NaN is not).
+pub fn valid_position(lat: f64, lng: f64) -> bool {
+    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng)
+}

@@ -81,7 +81,7 @@ pub async fn create(
     ApiJson(body): ApiJson<NewMerchant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_name(&body.name)?;
-    if !(-90.0..=90.0).contains(&body.lat) || !(-180.0..=180.0).contains(&body.lng) {
+    if !crate::domain::valid_position(body.lat, body.lng) {
         return Err(ApiError::unprocessable(
             "invalid_position",
             "lat must be within ±90 and lng within ±180",

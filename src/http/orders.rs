@@ -93,7 +93,7 @@ pub async fn create(
         ));
     }
     let a = &body.address;
-    if !(-90.0..=90.0).contains(&a.lat) || !(-180.0..=180.0).contains(&a.lng) {
+    if !crate::domain::valid_position(a.lat, a.lng) {
         return Err(ApiError::unprocessable(
             "invalid_address",
             "lat must be within ±90 and lng within ±180",

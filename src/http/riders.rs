@@ -31,7 +31,7 @@ pub struct Position {
 
 impl Position {
     fn check(&self) -> Result<(), ApiError> {
-        if (-90.0..=90.0).contains(&self.lat) && (-180.0..=180.0).contains(&self.lng) {
+        if crate::domain::valid_position(self.lat, self.lng) {
             Ok(())
         } else {
             Err(ApiError::unprocessable(

@@ -80,7 +80,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
         "pong" => Ok(ClientMessage::Pong),
         "location" => {
             let LocationData { lat, lng } = data("location", incoming.data)?;
-            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lng) {
+            if !crate::domain::valid_position(lat, lng) {
                 return Err(ProtocolError::new(
                     "invalid_data",
                     "location: lat must be within ±90 and lng within ±180",

@@ -9,21 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
 
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn memory() {
-                super::$case(crate::helpers::EngineKind::Memory).await
-            }
-            #[tokio::test]
-            async fn redis() {
-                super::$case(crate::helpers::EngineKind::Redis).await
-            }
-        }
-    )*};
-}
-
 on_both_engines!(
     offline_notifications_arrive_on_connect_in_order,
     unacked_notifications_are_redelivered_with_the_same_id,

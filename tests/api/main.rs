@@ -1,6 +1,22 @@
 //! One integration-test binary: every test starts the real application on port 0 with
 //! a fresh PostgreSQL database of its own. See `helpers.rs`.
 
+/// Runs each behaviour test once per engine, as `case::memory` and `case::redis`.
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn memory() {
+                super::$case(crate::helpers::EngineKind::Memory).await
+            }
+            #[tokio::test]
+            async fn redis() {
+                super::$case(crate::helpers::EngineKind::Redis).await
+            }
+        }
+    )*};
+}
+
 mod cli;
 mod cluster;
 mod delivery;

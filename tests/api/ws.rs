@@ -10,22 +10,6 @@ use serde_json::json;
 use crate::helpers::{assert_error, spawn_app_on, spawn_app_with, use_engine, EngineKind};
 use crate::ws_client::{RawClient, WsClient};
 
-/// Runs `case` once per engine, as `case::memory` and `case::redis`.
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn memory() {
-                super::$case(crate::helpers::EngineKind::Memory).await
-            }
-            #[tokio::test]
-            async fn redis() {
-                super::$case(crate::helpers::EngineKind::Redis).await
-            }
-        }
-    )*};
-}
-
 on_both_engines!(
     bad_tokens_are_401,
     consumers_are_403,
