@@ -639,14 +639,9 @@ async fn orders_are_visible_to_their_parties_only_and_urged_once_per_five_minute
         )
         .await;
     assert_eq!(status, 202);
-    loop {
-        let n = merchant_socket.next_notification().await;
-        if n["data"]["event"] == "order.urged" {
-            assert_eq!(n["data"]["title"], "催单");
-            assert_eq!(n["data"]["order_id"], id);
-            break;
-        }
-    }
+    let n = merchant_socket.next_event("order.urged").await;
+    assert_eq!(n["data"]["title"], "催单");
+    assert_eq!(n["data"]["order_id"], id);
     assert_error(
         &w.a()
             .post_json(
@@ -707,14 +702,9 @@ async fn platform_dispatch_and_commands_reach_the_rider() {
         )
         .await;
     assert_eq!(status, 200, "{o}");
-    loop {
-        let n = socket.next_notification().await;
-        if n["data"]["event"] == "order.dispatched" {
-            assert_eq!(n["data"]["title"], "派单通知");
-            assert_eq!(n["data"]["order_id"], id);
-            break;
-        }
-    }
+    let n = socket.next_event("order.dispatched").await;
+    assert_eq!(n["data"]["title"], "派单通知");
+    assert_eq!(n["data"]["order_id"], id);
     assert_error(
         &w.b()
             .post_json(

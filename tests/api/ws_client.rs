@@ -177,6 +177,17 @@ impl WsClient {
         }
     }
 
+    /// The next notification of `event`, skipping any other (pending ones from earlier
+    /// steps, for instance).
+    pub async fn next_event(&mut self, event: &str) -> Value {
+        loop {
+            let n = self.next_notification().await;
+            if n["data"]["event"] == event {
+                return n;
+            }
+        }
+    }
+
     /// Whether a text message arrives within `within`.
     pub async fn nothing_within(&mut self, within: Duration) -> bool {
         loop {
