@@ -18,6 +18,7 @@
 //!   for `/v1/platform/connections`.
 
 pub mod socket;
+mod trim;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,8 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// How often live counts are reported at most, and at least (a heartbeat).
 const CENSUS_MIN: Duration = Duration::from_millis(500);
 const CENSUS_MAX: Duration = Duration::from_secs(10);
+/// At most how often freed memory is given back after sockets were opened.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// A replica whose census is older than this is gone.
 pub const CENSUS_STALE: Duration = Duration::from_secs(30);
 /// Subscription commands waiting for the manager; when full, attaching waits.
@@ -237,6 +240,11 @@ impl Hub {
     }
 
     /// A fresh id for a socket: (`seq`, `conn_id`).
+    /// How many sockets this replica has numbered (opened or tried to) so far.
+    pub fn opened(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
     pub fn next_id(&self) -> (u64, Arc<str>) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         (seq, Arc::from(format!("{}-{seq}", self.config.replica_id)))
@@ -337,6 +345,15 @@ impl Hub {
             .get(&user)
             .map(|e| e.sockets.clone())
             .unwrap_or_default()
+    }
+
+    /// Calls `f` on every socket of this replica, under the users lock: no copy of the
+    /// socket list (the sweeper visits every socket each second). `f` must be quick and
+    /// must not touch the hub's maps.
+    pub fn for_each_socket(&self, mut f: impl FnMut(&Arc<Socket>)) {
+        for entry in self.lock_users().values() {
+            entry.sockets.iter().for_each(&mut f);
+        }
     }
 
     /// Every socket on this replica.
@@ -641,6 +658,8 @@ async fn sweep(hub: std::sync::Weak<Hub>, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_renewal = Instant::now();
+    let mut last_trim = (Instant::now(), 0);
+    let mut opened_before = 0;
     let mut last_census: Option<(Census, Instant)> = None;
     loop {
         tokio::select! {
@@ -651,8 +670,8 @@ async fn sweep(hub: std::sync::Weak<Hub>, cancel: CancellationToken) {
         let now = hub.now_ms();
         let unix_ms = crate::time::unix_ms();
         let unix_now = unix_ms / 1000;
-        let sockets = hub.all_sockets();
-        for socket in &sockets {
+        let (mut redelivered, mut expired) = (0, 0);
+        hub.for_each_socket(|socket| {
             if now.saturating_sub(socket.last_seen()) >= idle_ms {
                 socket.close(Close {
                     code: 4000,
@@ -667,29 +686,36 @@ async fn sweep(hub: std::sync::Weak<Hub>, cancel: CancellationToken) {
                 socket.request_ping(now);
             }
             let sweep = socket.sweep_pending(now, unix_ms, ack_ms, config.max_redeliveries);
-            if sweep.redelivered > 0 {
-                metrics::counter!("locallife_redeliveries_total").increment(sweep.redelivered);
-            }
-            if sweep.expired > 0 {
-                metrics::counter!("locallife_inbox_expired_total").increment(sweep.expired);
-            }
+            redelivered += sweep.redelivered;
+            expired += sweep.expired;
+        });
+        if redelivered > 0 {
+            metrics::counter!("locallife_redeliveries_total").increment(redelivered);
+        }
+        if expired > 0 {
+            metrics::counter!("locallife_inbox_expired_total").increment(expired);
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(60) {
             last_housekeeping = Instant::now();
             hub.engine.housekeeping().await;
         }
-        if last_renewal.elapsed() >= LEASE / 3 && !sockets.is_empty() {
+        // After sockets were opened, once a tick has passed with none opened (the wave
+        // is over): their handshakes' freed buffers are given back (see `trim`).
+        let opened = hub.opened();
+        if opened == opened_before && opened != last_trim.1 && last_trim.0.elapsed() >= TRIM_EVERY {
+            last_trim = (Instant::now(), opened);
+            tokio::task::spawn_blocking(trim::release_free_memory);
+        }
+        opened_before = opened;
+        if last_renewal.elapsed() >= LEASE / 3 {
             last_renewal = Instant::now();
-            let places: Vec<(UserId, Arc<str>)> = sockets
-                .iter()
-                .map(|s| (s.user, s.conn_id.clone()))
-                .collect();
+            let mut places: Vec<(UserId, Arc<str>)> = Vec::new();
+            hub.for_each_socket(|s| places.push((s.user, s.conn_id.clone())));
             let until = crate::time::unix_ms() + LEASE.as_millis() as u64;
             if let Err(e) = hub.engine.renew_sockets(&places, until).await {
                 tracing::warn!(error = %e, "cannot renew socket leases");
             }
         }
-        drop(sockets);
         let census = hub.census();
         let due = match &last_census {
             None => true,
