@@ -93,6 +93,10 @@ enum Command {
         rate: u64,
         #[arg(long, default_value_t = 64)]
         publishers: usize,
+        /// Notifications per publish request (1: the single-notification endpoint;
+        /// more: the batch endpoint, `/publish-batch` on the peer).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
     /// One role announcement to every socket, several rounds.
     Broadcast {
@@ -357,6 +361,37 @@ async fn publish(
     matches!(req.send().await, Ok(r) if r.status().is_success())
 }
 
+/// Publishes one notification to each of `users` in one request (the batch endpoint).
+async fn publish_batch(
+    http: &reqwest::Client,
+    proto: Proto,
+    base: &str,
+    platform: &str,
+    users: &[(i64, String)],
+) -> bool {
+    let sent_at = now_us();
+    let req = match proto {
+        Proto::Locallife => {
+            let items: Vec<Value> = users
+                .iter()
+                .map(|(u, id)| json!({"user_id": u, "title": "bench", "content": id, "data": {"sent_at": sent_at}}))
+                .collect();
+            http.post(format!("{base}/v1/platform/notifications/batch"))
+                .bearer_auth(platform)
+                .json(&json!({ "notifications": items }))
+        }
+        Proto::Socketio => {
+            let items: Vec<Value> = users
+                .iter()
+                .map(|(u, id)| json!({"user": u.to_string(), "id": id, "sent_at": sent_at}))
+                .collect();
+            http.post(format!("{base}/publish-batch"))
+                .json(&json!({ "items": items }))
+        }
+    };
+    matches!(req.send().await, Ok(r) if r.status().is_success())
+}
+
 async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + deadline;
     while Instant::now() < until {
@@ -398,7 +433,9 @@ async fn main() -> anyhow::Result<()> {
             duration_secs,
             rate,
             publishers,
+            batch,
         } => {
+            let batch = batch.max(1) as u64;
             let (platform, users) = load_users(&common)?;
             let tally = Arc::new(Tally::default());
             connect_all(&common, common.server, &users, &tally, false).await?;
@@ -418,7 +455,7 @@ async fn main() -> anyhow::Result<()> {
                 let proto = common.proto;
                 workers.push(tokio::spawn(async move {
                     loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let n = next.fetch_add(batch, Ordering::Relaxed);
                         if rate > 0 {
                             let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
                             tokio::time::sleep_until(due.into()).await;
@@ -426,20 +463,27 @@ async fn main() -> anyhow::Result<()> {
                         if Instant::now() >= stop {
                             return;
                         }
-                        let user = &users[n as usize % users.len()];
-                        if publish(
-                            &http,
-                            proto,
-                            &base,
-                            &platform,
-                            Some(user.user_id),
-                            &format!("p{n}"),
-                        )
-                        .await
-                        {
-                            published.fetch_add(1, Ordering::Relaxed);
+                        let ok = if batch == 1 {
+                            let user = &users[n as usize % users.len()];
+                            publish(
+                                &http,
+                                proto,
+                                &base,
+                                &platform,
+                                Some(user.user_id),
+                                &format!("p{n}"),
+                            )
+                            .await
                         } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
+                            let items: Vec<(i64, String)> = (n..n + batch)
+                                .map(|k| (users[k as usize % users.len()].user_id, format!("p{k}")))
+                                .collect();
+                            publish_batch(&http, proto, &base, &platform, &items).await
+                        };
+                        if ok {
+                            published.fetch_add(batch, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(batch, Ordering::Relaxed);
                         }
                     }
                 }));

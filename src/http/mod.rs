@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(auth::me))
         .route("/ws", get(crate::ws::connect))
         .route("/platform/notifications", post(platform::send_notification))
+        .route("/platform/notifications/batch", post(platform::send_batch))
         .route("/platform/connections", get(platform::connections))
         .route(
             "/platform/riders/{user_id}/approve",

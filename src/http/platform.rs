@@ -114,6 +114,91 @@ pub async fn send_notification(
     ))
 }
 
+/// Most notifications one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Deserialize)]
+pub struct SendBatch {
+    notifications: Vec<SendNotification>,
+}
+
+/// `POST /v1/platform/notifications/batch`: up to [`MAX_BATCH`] personal notifications
+/// in one request, each exactly as `POST /v1/platform/notifications` with a `user_id`.
+/// One authorisation, one database query for the recipients and one round of Redis
+/// commands for the lot, where single requests pay all of that per notification.
+///
+/// The batch is checked whole before anything is sent: an invalid item (422, its index
+/// in the message) or an unknown user (404, the ids listed) sends nothing. 202
+/// `{"message_ids"}` in the order given. If Redis fails part-way, 503 with
+/// `message_ids` holding `null` for each notification that was not sent.
+pub async fn send_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<SendBatch>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Platform)?;
+    let items = &body.notifications;
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(
+            "invalid_batch",
+            format!("notifications must hold 1 to {MAX_BATCH} items"),
+        ));
+    }
+    let mut batch = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let (Some(user), None) = (item.user_id, item.role) else {
+            return Err(ApiError::unprocessable(
+                "invalid_target",
+                format!("notifications[{i}]: give a user_id (announcements are not batched)"),
+            ));
+        };
+        let n = parse(item, Kind::PlatformNotice).map_err(|e| ApiError {
+            message: format!("notifications[{i}]: {}", e.message).into(),
+            ..e
+        })?;
+        batch.push((UserId(user), n));
+    }
+    let ids: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
+    let missing = store::users::missing(state.db(), &ids).await?;
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+            format!("no such users: {missing:?}; nothing was sent"),
+        ));
+    }
+    let engine = state.hub().engine().clone();
+    // Concurrent sends share the engine's connection and go out as one pipeline.
+    let sent = futures::future::join_all(
+        batch
+            .iter()
+            .map(|(user, n)| notify::to_user(&*engine, *user, n)),
+    )
+    .await;
+    let failed = sent.iter().filter(|r| r.is_err()).count();
+    let message_ids: Vec<Option<String>> = sent.into_iter().map(Result::ok).collect();
+    if failed == 0 {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "message_ids": message_ids })),
+        ));
+    }
+    metrics::counter!("locallife_redis_errors_total").increment(1);
+    tracing::warn!(
+        failed,
+        of = message_ids.len(),
+        "a notification batch was partly sent"
+    );
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "code": "engine_unavailable",
+            "message": format!("{failed} of {} notifications were not sent (null in message_ids); retry those", message_ids.len()),
+            "message_ids": message_ids,
+        })),
+    ))
+}
+
 /// `GET /v1/platform/connections`: sockets by role, across replicas and per replica.
 pub async fn connections(
     State(state): State<AppState>,

@@ -24,7 +24,7 @@ pub async fn roles(
     let client = db.get().await?;
     let rows = client
         .query(
-            "SELECT r.role FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1",
+            &client.prepare_cached("SELECT r.role FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1").await?,
             &[&user.0],
         )
         .await?;
@@ -123,11 +123,38 @@ pub async fn exists(db: &deadpool_postgres::Pool, user: UserId) -> Result<bool, 
     let client = db.get().await?;
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)",
+            &client
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+                .await?,
             &[&user.0],
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Which of `users` do not exist, in the order given (each once).
+pub async fn missing(
+    db: &deadpool_postgres::Pool,
+    users: &[UserId],
+) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
+    let client = db.get().await?;
+    let found: std::collections::HashSet<i64> = client
+        .query(
+            &client
+                .prepare_cached("SELECT id FROM users WHERE id = ANY($1)")
+                .await?,
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    Ok(ids
+        .into_iter()
+        .filter(|id| !found.contains(id) && seen.insert(*id))
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,7 +248,9 @@ pub async fn admission(
     let client = db.get().await?;
     let row = client
         .query_opt(
-            "SELECT
+            &client
+                .prepare_cached(
+                    "SELECT
                 ARRAY(SELECT role FROM user_roles WHERE user_id = u.id) AS roles,
                 r.status AS rider_status,
                 COALESCE(r.online, false) AS rider_online,
@@ -230,6 +259,8 @@ pub async fn admission(
                         WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin
              FROM users u LEFT JOIN riders r ON r.user_id = u.id
              WHERE u.id = $1",
+                )
+                .await?,
             &[&user.0],
         )
         .await?;

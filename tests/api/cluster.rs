@@ -236,3 +236,100 @@ async fn an_ack_on_one_replica_stops_redelivery_on_another() {
     );
     assert!(on_a.nothing_within(Duration::from_millis(100)).await);
 }
+
+#[tokio::test]
+async fn a_batch_reaches_each_user_in_order_across_replicas() {
+    let apps = spawn_cluster(2).await;
+    let (_, staff) = apps[0].socket_user(Role::Platform).await;
+    let (r1, t1) = apps[0].socket_user(Role::Rider).await;
+    let (r2, t2) = apps[0].socket_user(Role::Rider).await;
+    let mut s1 = apps[0].ws_ok(&t1).await;
+    let mut s2 = apps[0].ws_ok(&t2).await;
+    let (status, body) = apps[1]
+        .post_json(
+            "/v1/platform/notifications/batch",
+            Some(&staff),
+            &json!({"notifications": [
+                {"user_id": r1.0, "title": "t", "content": "one"},
+                {"user_id": r2.0, "title": "t", "content": "two", "data": {"k": 1}},
+                {"user_id": r1.0, "title": "t", "content": "three"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let ids = body["message_ids"].as_array().expect("message_ids").clone();
+    assert_eq!(ids.len(), 3);
+    let first = s1.next_notification().await;
+    let third = s1.next_notification().await;
+    let second = s2.next_notification().await;
+    assert_eq!(
+        (&first["data"]["content"], &first["data"]["message_id"]),
+        (&json!("one"), &ids[0])
+    );
+    assert_eq!(
+        (&third["data"]["content"], &third["data"]["message_id"]),
+        (&json!("three"), &ids[2])
+    );
+    assert_eq!(second["data"]["message_id"], ids[1]);
+    assert_eq!(second["data"]["k"], 1, "{second}");
+    assert!(second["data"]["requires_ack"] == true);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
+    let apps = spawn_cluster(1).await;
+    let app = &apps[0];
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+    let url = "/v1/platform/notifications/batch";
+    let good = json!({"user_id": rider.0, "title": "t", "content": "c"});
+
+    let unknown = json!({"user_id": 999_999_999, "title": "t", "content": "c"});
+    let answer = app
+        .post_json(
+            url,
+            Some(&staff),
+            &json!({"notifications": [good, unknown]}),
+        )
+        .await;
+    crate::helpers::assert_error(&answer, 404, "user_not_found");
+    assert!(answer.1["message"].as_str().unwrap().contains("999999999"));
+
+    let untitled = json!({"user_id": rider.0, "title": " ", "content": "c"});
+    let answer = app
+        .post_json(
+            url,
+            Some(&staff),
+            &json!({"notifications": [good, untitled]}),
+        )
+        .await;
+    crate::helpers::assert_error(&answer, 422, "invalid_title");
+    assert!(answer.1["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("notifications[1]"));
+
+    let role = json!({"role": "rider", "title": "t", "content": "c"});
+    let answer = app
+        .post_json(url, Some(&staff), &json!({"notifications": [role]}))
+        .await;
+    crate::helpers::assert_error(&answer, 422, "invalid_target");
+
+    let answer = app
+        .post_json(url, Some(&staff), &json!({"notifications": []}))
+        .await;
+    crate::helpers::assert_error(&answer, 422, "invalid_batch");
+    let many: Vec<_> = (0..1001).map(|_| good.clone()).collect();
+    let answer = app
+        .post_json(url, Some(&staff), &json!({"notifications": many}))
+        .await;
+    crate::helpers::assert_error(&answer, 422, "invalid_batch");
+
+    let answer = app
+        .post_json(url, Some(&token), &json!({"notifications": [good]}))
+        .await;
+    assert_eq!(answer.0, 403, "{}", answer.1);
+
+    assert!(socket.nothing_within(Duration::from_millis(300)).await);
+}

@@ -39,7 +39,7 @@ const SIO_MAX_LEN = intEnv('SIO_MAX_LEN', 10000); // stream trimmed to ~this man
 const SIO_READ_COUNT = intEnv('SIO_READ_COUNT', 100); // entries per XREAD round trip
 
 const ROLES = new Set(['rider', 'merchant', 'platform']);
-const MAX_BODY = 64 * 1024;
+const MAX_BODY = 1024 * 1024; // a batch of 1,000 small notifications fits
 
 let acks = 0;
 
@@ -97,6 +97,23 @@ function onRequest(req, res) {
         return reply(res, 400, { error: 'user is required' });
       }
       io.to(`u:${body.user}`).emit('notification', { ...body, event: 'bench' });
+      reply(res, 202);
+    });
+  }
+  if (req.method === 'POST' && path === '/publish-batch') {
+    // The same as /publish for each item of {"items": [...]}: one HTTP request for many
+    // notifications, as the Rust service's /v1/platform/notifications/batch.
+    return readJson(req, res, (body) => {
+      const items = body.items;
+      if (!Array.isArray(items) || items.length === 0 || items.length > 1000) {
+        return reply(res, 400, { error: 'items must hold 1 to 1000 notifications' });
+      }
+      if (!items.every((i) => i && (typeof i.user === 'string' || typeof i.user === 'number'))) {
+        return reply(res, 400, { error: 'every item needs a user' });
+      }
+      for (const item of items) {
+        io.to(`u:${item.user}`).emit('notification', { ...item, event: 'bench' });
+      }
       reply(res, 202);
     });
   }
