@@ -13,10 +13,17 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" -eq 1 ]; then
-    IDLE=2000 GEN_MAX=2000 PERSONAL_SOCKETS=500 PERSONAL_SECS=5 BCAST=2000 ROUNDS=5 STORM=1000 HOLD=12
+    IDLE=2000 GEN_MAX=2000 PERSONAL_SOCKETS=500 PERSONAL_SECS=5 BCAST=2000 ROUNDS=5 STORM=1000 IDLE_CPU_SECS=15
 else
-    IDLE=19000 GEN_MAX=9500 PERSONAL_SOCKETS=2000 PERSONAL_SECS=15 BCAST=9000 ROUNDS=10 STORM=9000 HOLD=14
+    IDLE=19000 GEN_MAX=9500 PERSONAL_SOCKETS=2000 PERSONAL_SECS=15 BCAST=9000 ROUNDS=10 STORM=9000 IDLE_CPU_SECS=60
 fi
+# Idle CPU is measured over IDLE_CPU_SECS, from SETTLE_SECS after the last socket is up:
+# a full run's minute covers one round of keep-alive pings (54 s here, 25 s Socket.IO).
+SETTLE_SECS=5
+HOLD=$((SETTLE_SECS + IDLE_CPU_SECS + 5))
+# Personal notifications go out in batches of PUBLISH_BATCH per HTTP request, through
+# PUBLISHERS concurrent requests (both systems have a batch endpoint).
+PUBLISH_BATCH=100 PUBLISHERS=8
 SEED=$((IDLE > BCAST ? IDLE : BCAST))
 SRC_IPS=(127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7 127.0.0.8 127.0.0.9)
 
@@ -107,21 +114,21 @@ idle() { # system -> JSON
     for f in "${files[@]}"; do
         for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
     done
-    sleep 2
+    sleep "$SETTLE_SECS"
     rss1=$(rss_kb "$a"); cpu0=$(cpu_ticks "$a")
-    sleep 8
+    sleep "$IDLE_CPU_SECS"
     cpu1=$(cpu_ticks "$a")
     wait_files "${files[@]}"
     kill -9 "$a" 2>/dev/null || true
-    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$TICKS" "$IDLE" "${files[@]}" <<'PY'
+    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$TICKS" "$IDLE" "$IDLE_CPU_SECS" "${files[@]}" <<'PY'
 import json, sys
-rss0, rss1, cpu0, cpu1, ticks, n = map(float, sys.argv[1:7])
-runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[7:]]
+rss0, rss1, cpu0, cpu1, ticks, n, secs = map(float, sys.argv[1:8])
+runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[8:]]
 connect_s = max(r["connect_s"] for r in runs)
 print(json.dumps({
     "idle_sockets": int(n),
     "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / n),
-    "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / ticks / 8 * 10000 / n, 4),
+    "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / ticks / secs * 10000 / n, 4),
     "connect_rate_per_s": round(n / connect_s),
 }))
 PY
@@ -140,12 +147,14 @@ traffic() { # system -> JSON
     start "$system" B
     "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$PERSONAL_SOCKETS" --src 127.0.0.2,127.0.0.3 \
-        --duration-secs "$PERSONAL_SECS" >"$WORK/personal-$system.json" 2>>"$WORK/gen.log"
+        --duration-secs "$PERSONAL_SECS" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS" \
+        >"$WORK/personal-$system.json" 2>>"$WORK/gen.log"
     max=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["acked_per_s"]))' "$WORK/personal-$system.json")
     half=$(( max / 2 > 1 ? max / 2 : 1 ))
     "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --from "$PERSONAL_SOCKETS" --count "$PERSONAL_SOCKETS" --src 127.0.0.4 \
-        --duration-secs "$PERSONAL_SECS" --rate "$half" >"$WORK/half-$system.json" 2>>"$WORK/gen.log"
+        --duration-secs "$PERSONAL_SECS" --rate "$half" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS" \
+        >"$WORK/half-$system.json" 2>>"$WORK/gen.log"
     "$GEN" broadcast --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 \
         --rounds "$ROUNDS" >"$WORK/broadcast-$system.json" 2>>"$WORK/gen.log"
