@@ -22,8 +22,10 @@ fi
 SETTLE_SECS=5
 HOLD=$((SETTLE_SECS + IDLE_CPU_SECS + 5))
 # Personal notifications go out in batches of PUBLISH_BATCH per HTTP request, through
-# PUBLISHERS concurrent requests (both systems have a batch endpoint).
-PUBLISH_BATCH=100 PUBLISHERS=8
+# PUBLISHERS concurrent requests (both systems have a batch endpoint). The latency run,
+# at half the rate found, uses batches of LATENCY_BATCH: a notification's latency then
+# includes less waiting behind the rest of its batch.
+PUBLISH_BATCH=100 PUBLISHERS=8 LATENCY_BATCH=10
 SEED=$((IDLE > BCAST ? IDLE : BCAST))
 SRC_IPS=(127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7 127.0.0.8 127.0.0.9)
 
@@ -153,7 +155,7 @@ traffic() { # system -> JSON
     half=$(( max / 2 > 1 ? max / 2 : 1 ))
     "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --from "$PERSONAL_SOCKETS" --count "$PERSONAL_SOCKETS" --src 127.0.0.4 \
-        --duration-secs "$PERSONAL_SECS" --rate "$half" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS" \
+        --duration-secs "$PERSONAL_SECS" --rate "$half" --batch "$LATENCY_BATCH" --publishers 64 \
         >"$WORK/half-$system.json" 2>>"$WORK/gen.log"
     "$GEN" broadcast --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 \
