@@ -15,7 +15,7 @@ QUICK=0
 if [ "$QUICK" -eq 1 ]; then
     IDLE=2000 GEN_MAX=2000 PERSONAL_SOCKETS=500 PERSONAL_SECS=5 BCAST=2000 ROUNDS=5 STORM=1000 IDLE_CPU_SECS=15
 else
-    IDLE=19000 GEN_MAX=9500 PERSONAL_SOCKETS=2000 PERSONAL_SECS=15 BCAST=9000 ROUNDS=10 STORM=9000 IDLE_CPU_SECS=60
+    IDLE=19000 GEN_MAX=9500 PERSONAL_SOCKETS=2000 PERSONAL_SECS=15 BCAST=9000 ROUNDS=10 STORM=19000 IDLE_CPU_SECS=60
 fi
 # Idle CPU is measured over IDLE_CPU_SECS, from SETTLE_SECS after the last socket is up:
 # a full run's minute covers one round of keep-alive pings (54 s here, 25 s Socket.IO).
@@ -142,6 +142,41 @@ wait_files() { # wait until each generator wrote its final line
     done
 }
 
+# The storm: STORM sockets on C from several generator processes (GEN_MAX each), each
+# holding an unacked notification; once all are ready C is SIGKILLed, the kill's time
+# goes into a file the generators wait for, and they reconnect to A. Prints one JSON
+# line: the slowest generator's times, the sums of sockets and losses.
+storm() { # system -> JSON
+    local system=$1 from=0 i=0 n files=() go="$WORK/storm-go-$1"
+    start "$system" C
+    while [ "$from" -lt "$STORM" ]; do
+        n=$(( STORM - from < GEN_MAX ? STORM - from : GEN_MAX ))
+        "$GEN" storm --proto "$system" --server "127.0.0.1:$C_PORT" --publish "http://127.0.0.1:$B_PORT" \
+            --users "$WORK/users.json" --from "$from" --count "$n" \
+            --src "${SRC_IPS[$(((i * 2 + 6) % 8))]},${SRC_IPS[$(((i * 2 + 7) % 8))]}" \
+            --go-file "$go" --fallback "127.0.0.1:$A_PORT" >"$WORK/storm-$system-$i.json" 2>>"$WORK/gen.log" &
+        PIDS+=($!); files+=("$WORK/storm-$system-$i.json")
+        from=$((from + n)); i=$((i + 1))
+    done
+    for f in "${files[@]}"; do
+        for _ in $(seq 1 1800); do grep -q '"ready"' "$f" 2>/dev/null && break; sleep 0.1; done
+    done
+    kill -9 "$C_PID" 2>/dev/null || true
+    python3 -c 'import time; print(int(time.time() * 1e6))' >"$go.tmp" && mv "$go.tmp" "$go"
+    wait_files "${files[@]}"
+    python3 - "${files[@]}" <<'PY'
+import json, sys
+runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[1:]]
+print(json.dumps({
+    "sockets": sum(r["sockets"] for r in runs),
+    "generators": len(runs),
+    "reconnect_s": max(r["reconnect_s"] for r in runs),
+    "reconnect_storm_s": max(r["reconnect_storm_s"] for r in runs),
+    "lost": sum(r["lost"] for r in runs),
+}))
+PY
+}
+
 # The throughput scenarios: sockets on A, publishing through B.
 traffic() { # system -> JSON
     local system=$1 max half
@@ -160,10 +195,7 @@ traffic() { # system -> JSON
     "$GEN" broadcast --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 \
         --rounds "$ROUNDS" >"$WORK/broadcast-$system.json" 2>>"$WORK/gen.log"
-    start "$system" C
-    "$GEN" storm --proto "$system" --server "127.0.0.1:$C_PORT" --publish "http://127.0.0.1:$B_PORT" \
-        --users "$WORK/users.json" --count "$STORM" --src 127.0.0.7,127.0.0.8 \
-        --kill-pid "$C_PID" --fallback "127.0.0.1:$A_PORT" >"$WORK/storm-$system.json" 2>>"$WORK/gen.log"
+    storm "$system" >"$WORK/storm-$system.json"
     kill -9 "$A_PID" "$B_PID" 2>/dev/null || true
     python3 - "$WORK" "$system" <<'PY'
 import json, sys

@@ -114,8 +114,14 @@ enum Command {
         #[arg(long)]
         publish: String,
         /// The replica to kill (SIGKILL) once every socket holds an unacked notification.
+        #[arg(long, required_unless_present = "go_file")]
+        kill_pid: Option<u32>,
+        /// For a storm spread over several processes: instead of killing, print
+        /// `{"event":"ready"}` once every socket holds its notification, then wait for
+        /// this file to appear; it holds the kill's time (unix microseconds), written by
+        /// whoever killed the replica.
         #[arg(long)]
-        kill_pid: u32,
+        go_file: Option<std::path::PathBuf>,
         /// Where clients reconnect.
         #[arg(long)]
         fallback: SocketAddr,
@@ -565,6 +571,7 @@ async fn main() -> anyhow::Result<()> {
             common,
             publish: base,
             kill_pid,
+            go_file,
             fallback,
         } => {
             let (platform, users) = load_users(&common)?;
@@ -597,11 +604,31 @@ async fn main() -> anyhow::Result<()> {
             })
             .await;
             let before: HashSet<String> = tally.ids.lock().map(|i| i.clone()).unwrap_or_default();
-            let killed = Instant::now();
-            std::process::Command::new("kill")
-                .args(["-KILL", &kill_pid.to_string()])
-                .status()
-                .context("kill")?;
+            let killed = match (kill_pid, go_file) {
+                (Some(pid), _) => {
+                    let killed = Instant::now();
+                    std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status()
+                        .context("kill")?;
+                    killed
+                }
+                (None, Some(go)) => {
+                    println!("{}", json!({"event": "ready", "unacked": published}));
+                    let killed_us = loop {
+                        if let Some(us) = std::fs::read_to_string(&go)
+                            .ok()
+                            .and_then(|t| t.trim().parse::<u64>().ok())
+                        {
+                            break us;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    };
+                    let ago = Duration::from_micros(now_us().saturating_sub(killed_us));
+                    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+                }
+                (None, None) => anyhow::bail!("give --kill-pid or --go-file"),
+            };
             wait_until(Duration::from_secs(30), || {
                 tally.closed.load(Ordering::Relaxed) >= users.len()
             })
