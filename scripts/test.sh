@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README test command: bring up PostgreSQL/Redis, then run the test suite.
 # Extra arguments go straight to `cargo test` (e.g. scripts/test.sh -- --nocapture).
+# The whole workspace: locallife and the load generator (loadtest/loadgen).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +27,7 @@ export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 LOG=$(mktemp "${TMPDIR:-/tmp}/locallife-test.XXXXXX")
 trap 'rm -f "$LOG"' EXIT
 set +e
-cargo test --locked "$@" 2>&1 | tee "$LOG"
+cargo test --workspace --locked "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
