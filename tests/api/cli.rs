@@ -6,18 +6,11 @@ use std::process::Output;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::helpers::{spawn_app, TestDatabase, JWT_SECRET};
-
-const BIN: &str = env!("CARGO_BIN_EXE_locallife");
+use crate::helpers::{binary, free_port, spawn_app, TestDatabase};
 
 fn command(db_url: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db_url)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
+    let mut cmd = binary(db_url);
+    cmd.env("RUST_LOG", "warn");
     cmd
 }
 
@@ -160,10 +153,7 @@ async fn bad_configuration_stops_start_up_with_one_line() {
 #[tokio::test]
 async fn serve_migrates_then_answers_and_exits_zero_on_sigterm() {
     let db = TestDatabase::create().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut child = command(&db.url)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_ADDR", "127.0.0.1:0")

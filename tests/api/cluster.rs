@@ -18,9 +18,8 @@ async fn a_notification_published_on_one_replica_reaches_a_socket_on_another() {
     let (rider, token) = a.socket_user(Role::Rider).await;
     let mut socket = a.ws_ok(&token).await;
     let (status, body) = b
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"user_id": rider.0, "title": "跨副本", "content": "from b"}),
         )
         .await;
@@ -38,9 +37,8 @@ async fn two_sockets_of_one_user_on_two_replicas_both_receive() {
     let mut on_a = apps[0].ws_ok(&token).await;
     let mut on_c = apps[2].ws_ok(&token).await;
     let (status, body) = apps[1]
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"user_id": rider.0, "title": "t", "content": "both"}),
         )
         .await;
@@ -63,9 +61,8 @@ async fn an_announcement_reaches_the_role_on_every_replica() {
     let mut merchants = [apps[0].ws_ok(&m1).await, apps[2].ws_ok(&m2).await];
     let mut rider = apps[2].ws_ok(&rider).await;
     let (status, _) = apps[1]
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"role": "merchant", "title": "公告", "content": "系统维护"}),
         )
         .await;
@@ -84,9 +81,7 @@ async fn the_socket_limit_holds_across_replicas() {
     for i in 0..apps[0].config.ws.max_sockets_per_user {
         open.push(apps[i % 2].ws_ok(&token).await);
     }
-    let refused = apps[2].ws(&token).await.err().expect("refused");
-    assert_eq!(refused.status, 429);
-    assert_eq!(refused.body["code"], "too_many_sockets");
+    apps[2].ws_refused(&token, 429, "too_many_sockets").await;
 }
 
 #[tokio::test]
@@ -161,9 +156,8 @@ async fn a_dropped_subscriber_connection_resubscribes_on_its_own() {
     let delivered = tokio::time::timeout(WAIT, async {
         loop {
             let (status, _) = apps[1]
-                .post_json(
-                    "/v1/platform/notifications",
-                    Some(&staff),
+                .post_notification(
+                    &staff,
                     &json!({"user_id": rider.0, "title": "again", "content": ""}),
                 )
                 .await;
@@ -177,9 +171,8 @@ async fn a_dropped_subscriber_connection_resubscribes_on_its_own() {
     assert!(delivered.is_ok(), "user channel resubscribed");
     // Role channels too.
     let (status, _) = apps[1]
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"role": "rider", "title": "roles back", "content": ""}),
         )
         .await;

@@ -203,9 +203,8 @@ async fn announcements_are_live_only(engine: EngineKind) {
     let (_, staff) = app.socket_user(Role::Platform).await;
     let (_, token) = app.socket_user(Role::Rider).await;
     let (status, _) = app
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"role": "rider", "title": "nobody listening", "content": ""}),
         )
         .await;

@@ -45,24 +45,7 @@ impl World {
         let a = &apps[0];
         let (_, staff) = a.user_with_role("staff", Role::Platform).await;
         let owner = token(a.login("owner").await);
-        let (status, m) = a
-            .post_json(
-                "/v1/merchants",
-                Some(&owner),
-                &json!({"name": "老王面馆", "lat": SHOP.0, "lng": SHOP.1, "address": "南京路 1 号"}),
-            )
-            .await;
-        assert_eq!(status, 201, "{m}");
-        assert_eq!(m["status"], "pending");
-        let merchant = m["id"].as_i64().unwrap();
-        let (status, _) = a
-            .post_json(
-                &format!("/v1/platform/merchants/{merchant}/approve"),
-                Some(&staff),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, 200);
+        let merchant = a.approved_merchant(&owner, &staff, "老王面馆").await;
         let product = a.product(&owner, merchant, 1500, 100, 5).await;
         let consumer = token(a.login("consumer").await);
         World {
@@ -91,13 +74,7 @@ impl World {
         let login = a.login(name).await;
         let id = UserId(login.1["user"]["id"].as_i64().unwrap());
         let token = token(login);
-        let (status, body) = a
-            .post_json(
-                "/v1/rider/apply",
-                Some(&token),
-                &json!({"name": name, "phone": "13800000000"}),
-            )
-            .await;
+        let (status, body) = a.apply_as_rider(&token, name, "13800000000").await;
         assert_eq!(status, 201, "{body}");
         let (status, _) = a
             .post_json(
@@ -120,28 +97,71 @@ impl World {
 
     /// Places an order for `quantity` of the product on replica `app`.
     async fn order(&self, app: &TestApp, quantity: i32) -> (u16, Value) {
-        app.post_json(
-            "/v1/orders",
-            Some(&self.consumer),
-            &json!({
-                "merchant_id": self.merchant,
-                "items": [{"product_id": self.product, "quantity": quantity}],
-                "address": {"lat": 31.2400, "lng": 121.4800, "detail": "人民广场 2 号"},
-            }),
+        self.order_items(
+            app,
+            json!([{"product_id": self.product, "quantity": quantity}]),
         )
         .await
+    }
+
+    /// Places an order for `items` of the merchant on replica `app`.
+    async fn order_items(&self, app: &TestApp, items: Value) -> (u16, Value) {
+        app.place_order(&self.consumer, self.merchant, items).await
     }
 
     async fn paid_order(&self) -> Value {
         let (status, order) = self.order(self.b(), 1).await;
         assert_eq!(status, 201, "{order}");
-        let n = fake_pay::notification(&fake_pay::transaction(
-            order["out_trade_no"].as_str().unwrap(),
-            order["total_fen"].as_i64().unwrap(),
-        ));
+        let n = fake_pay::notification(&transaction_for(&order));
         assert_eq!(self.b().notify_payment(&n).await.0, 204);
         order
     }
+
+    /// The consumer urges order `id`.
+    async fn urge(&self, id: i64) -> (u16, Value) {
+        self.a()
+            .post_json(
+                &format!("/v1/orders/{id}/urge"),
+                Some(&self.consumer),
+                &json!({}),
+            )
+            .await
+    }
+
+    /// Staff dispatch order `id` to `rider`, on the last replica.
+    async fn dispatch(&self, id: i64, rider: UserId) -> (u16, Value) {
+        self.b()
+            .post_json(
+                &format!("/v1/platform/orders/{id}/dispatch"),
+                Some(&self.staff),
+                &json!({"rider_id": rider.0}),
+            )
+            .await
+    }
+
+    /// How many payments the database has recorded.
+    async fn payments(&self) -> i64 {
+        self.a()
+            .db
+            .scalar("SELECT count(*) FROM payments", &[])
+            .await
+    }
+
+    /// The stock of `product` as the database has it.
+    async fn stock(&self, product: i64) -> i32 {
+        self.a()
+            .db
+            .scalar("SELECT stock FROM products WHERE id = $1", &[&product])
+            .await
+    }
+}
+
+/// The successful WeChat Pay transaction that pays `order` in full.
+fn transaction_for(order: &Value) -> Value {
+    fake_pay::transaction(
+        order["out_trade_no"].as_str().unwrap(),
+        order["total_fen"].as_i64().unwrap(),
+    )
 }
 
 fn token(login: (u16, Value)) -> String {
@@ -150,6 +170,67 @@ fn token(login: (u16, Value)) -> String {
 }
 
 impl TestApp {
+    /// A merchant `owner` applied for at the shop; pending approval.
+    async fn apply_for_merchant(&self, owner: &str, name: &str) -> i64 {
+        let (status, m) = self
+            .post_json(
+                "/v1/merchants",
+                Some(owner),
+                &json!({"name": name, "lat": SHOP.0, "lng": SHOP.1, "address": "南京路 1 号"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{m}");
+        assert_eq!(m["status"], "pending");
+        m["id"].as_i64().unwrap()
+    }
+
+    /// A merchant `owner` applied for at the shop, approved by `staff`.
+    async fn approved_merchant(&self, owner: &str, staff: &str, name: &str) -> i64 {
+        let merchant = self.apply_for_merchant(owner, name).await;
+        let (status, body) = self
+            .post_json(
+                &format!("/v1/platform/merchants/{merchant}/approve"),
+                Some(staff),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        merchant
+    }
+
+    async fn apply_as_rider(&self, token: &str, name: &str, phone: &str) -> (u16, Value) {
+        self.post_json(
+            "/v1/rider/apply",
+            Some(token),
+            &json!({"name": name, "phone": phone}),
+        )
+        .await
+    }
+
+    /// The consumer orders `items` from `merchant`, delivered near the shop.
+    async fn place_order(&self, consumer: &str, merchant: i64, items: Value) -> (u16, Value) {
+        self.post_json(
+            "/v1/orders",
+            Some(consumer),
+            &json!({
+                "merchant_id": merchant,
+                "items": items,
+                "address": {"lat": 31.2400, "lng": 121.4800, "detail": "人民广场 2 号"},
+            }),
+        )
+        .await
+    }
+
+    /// The rider takes `step` (`accept`, `pickup`, `deliver`) on order `id`.
+    async fn rider_step(&self, rider: &str, id: i64, step: &str) -> (u16, Value) {
+        self.post_json(
+            &format!("/v1/rider/orders/{id}/{step}"),
+            Some(rider),
+            &json!({}),
+        )
+        .await
+    }
+
     async fn product(
         &self,
         owner: &str,
@@ -201,27 +282,13 @@ async fn seed_flow_rider_order_push() {
     assert!((200.0..250.0).contains(&distance), "{distance}");
     socket.ack(&n).await;
 
-    let (status, accepted) = w
-        .a()
-        .post_json(
-            &format!("/v1/rider/orders/{}/accept", order["id"]),
-            Some(&rider_token),
-            &json!({}),
-        )
-        .await;
+    let id = order["id"].as_i64().unwrap();
+    let (status, accepted) = w.a().rider_step(&rider_token, id, "accept").await;
     assert_eq!(status, 200, "{accepted}");
     assert_eq!(accepted["status"], "dispatched");
     assert_eq!(accepted["rider_id"], rider.0);
-    let id = order["id"].as_i64().unwrap();
     for step in ["pickup", "deliver"] {
-        let (status, o) = w
-            .b()
-            .post_json(
-                &format!("/v1/rider/orders/{id}/{step}"),
-                Some(&rider_token),
-                &json!({}),
-            )
-            .await;
+        let (status, o) = w.b().rider_step(&rider_token, id, step).await;
         assert_eq!(status, 200, "{o}");
     }
     assert_eq!(w.a().order_status(&w.consumer, id).await, "delivered");
@@ -286,9 +353,8 @@ async fn bad_payment_notifications_are_refused_and_change_nothing() {
     let w = World::new(1, &[]).await;
     let mut merchant_socket = w.a().ws_ok(&w.owner).await;
     let (_, order) = w.order(w.a(), 1).await;
-    let no = order["out_trade_no"].as_str().unwrap();
     let total = order["total_fen"].as_i64().unwrap();
-    let good = fake_pay::transaction(no, total);
+    let good = transaction_for(&order);
 
     let forged = fake_pay::forged(&good);
     let mut tampered = fake_pay::notification(&good);
@@ -335,15 +401,7 @@ async fn bad_payment_notifications_are_refused_and_change_nothing() {
             .await,
         "pending_payment"
     );
-    let payments = w
-        .a()
-        .db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM payments", &[])
-        .await
-        .unwrap();
-    assert_eq!(payments.get::<_, i64>(0), 0);
+    assert_eq!(w.payments().await, 0);
 }
 
 #[tokio::test]
@@ -351,10 +409,7 @@ async fn ten_copies_of_a_notification_pay_once_and_notify_once() {
     let w = World::new(2, &[]).await;
     let mut merchant_socket = w.a().ws_ok(&w.owner).await;
     let (_, order) = w.order(w.a(), 1).await;
-    let tx = fake_pay::transaction(
-        order["out_trade_no"].as_str().unwrap(),
-        order["total_fen"].as_i64().unwrap(),
-    );
+    let tx = transaction_for(&order);
     let copies: Vec<_> = (0..10).map(|_| fake_pay::notification(&tx)).collect();
     let answers = futures::future::join_all(
         copies
@@ -372,24 +427,15 @@ async fn ten_copies_of_a_notification_pay_once_and_notify_once() {
             .await,
         "one order.paid"
     );
-    let db = w.a().db.client().await;
-    let row = db
-        .query_one("SELECT count(*) FROM payments", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(w.payments().await, 1);
 }
 
 #[tokio::test]
 async fn concurrent_orders_never_oversell() {
     let w = World::new(2, &[]).await;
     let product = w.a().product(&w.owner, w.merchant, 100, 10, 0).await;
-    let body = json!({
-        "merchant_id": w.merchant,
-        "items": [{"product_id": product, "quantity": 1}],
-        "address": {"lat": 31.24, "lng": 121.48, "detail": "x"},
-    });
-    let attempts = (0..30).map(|i| w.apps[i % 2].post_json("/v1/orders", Some(&w.consumer), &body));
+    let items = json!([{"product_id": product, "quantity": 1}]);
+    let attempts = (0..30).map(|i| w.order_items(&w.apps[i % 2], items.clone()));
     let answers = futures::future::join_all(attempts).await;
     let created = answers.iter().filter(|(s, _)| *s == 201).count();
     let refused = answers
@@ -397,16 +443,7 @@ async fn concurrent_orders_never_oversell() {
         .filter(|(s, b)| *s == 409 && b["code"] == "insufficient_stock")
         .count();
     assert_eq!((created, refused), (10, 20), "{answers:?}");
-    let stock: i32 = w
-        .a()
-        .db
-        .client()
-        .await
-        .query_one("SELECT stock FROM products WHERE id = $1", &[&product])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stock, 0);
+    assert_eq!(w.stock(product).await, 0);
 }
 
 #[tokio::test]
@@ -414,32 +451,14 @@ async fn a_failed_order_reserves_nothing_and_low_stock_is_announced() {
     let w = World::new(1, &[]).await;
     let mut merchant_socket = w.a().ws_ok(&w.owner).await;
     let scarce = w.a().product(&w.owner, w.merchant, 100, 1, 0).await;
-    let (status, body) = w
-        .a()
-        .post_json(
-            "/v1/orders",
-            Some(&w.consumer),
-            &json!({
-                "merchant_id": w.merchant,
-                "items": [{"product_id": w.product, "quantity": 3}, {"product_id": scarce, "quantity": 2}],
-                "address": {"lat": 31.24, "lng": 121.48, "detail": "x"},
-            }),
+    let answer = w
+        .order_items(
+            w.a(),
+            json!([{"product_id": w.product, "quantity": 3}, {"product_id": scarce, "quantity": 2}]),
         )
         .await;
-    assert_error(&(status, body), 409, "insufficient_stock");
-    let stock = |id: i64| {
-        let app = w.a();
-        async move {
-            app.db
-                .client()
-                .await
-                .query_one("SELECT stock FROM products WHERE id = $1", &[&id])
-                .await
-                .unwrap()
-                .get::<_, i32>(0)
-        }
-    };
-    assert_eq!(stock(w.product).await, 100, "nothing reserved");
+    assert_error(&answer, 409, "insufficient_stock");
+    assert_eq!(w.stock(w.product).await, 100, "nothing reserved");
     assert!(
         merchant_socket
             .nothing_within(Duration::from_millis(200))
@@ -491,13 +510,11 @@ async fn the_first_rider_to_accept_wins_and_the_others_are_told() {
         "out of radius"
     );
 
-    let path = format!("/v1/rider/orders/{id}/accept");
-    let empty = json!({});
     let accepts = futures::future::join_all(
         riders
             .iter()
             .enumerate()
-            .map(|(i, (_, token, _))| w.apps[i % 2].post_json(&path, Some(token), &empty)),
+            .map(|(i, (_, token, _))| w.apps[i % 2].rider_step(token, id, "accept")),
     )
     .await;
     let winners: Vec<usize> = accepts
@@ -553,16 +570,7 @@ async fn unpaid_orders_close_once_with_one_alert_each_across_replicas() {
     for id in ids {
         assert_eq!(w.b().order_status(&w.consumer, id).await, "closed");
     }
-    let stock: i32 = w
-        .a()
-        .db
-        .client()
-        .await
-        .query_one("SELECT stock FROM products WHERE id = $1", &[&w.product])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stock, 100, "stock returned");
+    assert_eq!(w.stock(w.product).await, 100, "stock returned");
 }
 
 #[tokio::test]
@@ -572,10 +580,7 @@ async fn a_payment_for_a_closed_order_is_recorded_and_alerted_not_reopened() {
     let (_, order) = w.order(w.a(), 1).await;
     let id = order["id"].as_i64().unwrap();
     expect_event(&mut staff_socket, "alert.payment_timeout").await;
-    let n = fake_pay::notification(&fake_pay::transaction(
-        order["out_trade_no"].as_str().unwrap(),
-        order["total_fen"].as_i64().unwrap(),
-    ));
+    let n = fake_pay::notification(&transaction_for(&order));
     assert_eq!(w.a().notify_payment(&n).await.0, 204);
     let alert = expect_event(&mut staff_socket, "alert.system_error").await;
     assert_eq!(alert["data"]["kind"], "late_payment");
@@ -583,12 +588,8 @@ async fn a_payment_for_a_closed_order_is_recorded_and_alerted_not_reopened() {
     let outcome: String = w
         .a()
         .db
-        .client()
-        .await
-        .query_one("SELECT outcome FROM payments WHERE order_id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+        .scalar("SELECT outcome FROM payments WHERE order_id = $1", &[&id])
+        .await;
     assert_eq!(outcome, "late");
 }
 
@@ -599,17 +600,7 @@ async fn orders_are_visible_to_their_parties_only_and_urged_once_per_five_minute
     let stranger = token(w.a().login("stranger").await);
     let (_, unpaid) = w.order(w.a(), 1).await;
     let unpaid_id = unpaid["id"].as_i64().unwrap();
-    assert_error(
-        &w.a()
-            .post_json(
-                &format!("/v1/orders/{unpaid_id}/urge"),
-                Some(&w.consumer),
-                &json!({}),
-            )
-            .await,
-        409,
-        "order_not_urgeable",
-    );
+    assert_error(&w.urge(unpaid_id).await, 409, "order_not_urgeable");
     let order = w.paid_order().await;
     let id = order["id"].as_i64().unwrap();
     for t in [&w.consumer, &w.owner, &w.staff] {
@@ -630,29 +621,12 @@ async fn orders_are_visible_to_their_parties_only_and_urged_once_per_five_minute
 
     let mut merchant_socket = w.a().ws_ok(&w.owner).await;
     // The merchant may have order.paid pending from the payment: skip to the urge.
-    let (status, _) = w
-        .a()
-        .post_json(
-            &format!("/v1/orders/{id}/urge"),
-            Some(&w.consumer),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 202);
+    let (status, body) = w.urge(id).await;
+    assert_eq!(status, 202, "{body}");
     let n = merchant_socket.next_event("order.urged").await;
     assert_eq!(n["data"]["title"], "催单");
     assert_eq!(n["data"]["order_id"], id);
-    assert_error(
-        &w.a()
-            .post_json(
-                &format!("/v1/orders/{id}/urge"),
-                Some(&w.consumer),
-                &json!({}),
-            )
-            .await,
-        429,
-        "urge_too_frequent",
-    );
+    assert_error(&w.urge(id).await, 429, "urge_too_frequent");
 }
 
 #[tokio::test]
@@ -668,22 +642,18 @@ async fn going_offline_closes_every_socket_on_every_replica_with_4003() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(on_a.closed_with().await, 4003);
     assert_eq!(on_b.closed_with().await, 4003);
-    let refused = w.a().ws(&token).await.err().unwrap();
-    assert_eq!(refused.body["code"], "rider_offline");
+    w.a().ws_refused(&token, 403, "rider_offline").await;
     // And out of matching.
     let order = w.paid_order().await;
-    let recommended = w
+    let recommended: i64 = w
         .a()
         .db
-        .client()
-        .await
-        .query_one(
+        .scalar(
             "SELECT count(*) FROM order_recommendations WHERE order_id = $1",
             &[&order["id"].as_i64().unwrap()],
         )
-        .await
-        .unwrap();
-    assert_eq!(recommended.get::<_, i64>(0), 0);
+        .await;
+    assert_eq!(recommended, 0);
 }
 
 #[tokio::test]
@@ -693,29 +663,12 @@ async fn platform_dispatch_and_commands_reach_the_rider() {
     let mut socket = w.a().ws_ok(&token).await;
     let order = w.paid_order().await;
     let id = order["id"].as_i64().unwrap();
-    let (status, o) = w
-        .b()
-        .post_json(
-            &format!("/v1/platform/orders/{id}/dispatch"),
-            Some(&w.staff),
-            &json!({"rider_id": rider.0}),
-        )
-        .await;
+    let (status, o) = w.dispatch(id, rider).await;
     assert_eq!(status, 200, "{o}");
     let n = socket.next_event("order.dispatched").await;
     assert_eq!(n["data"]["title"], "派单通知");
     assert_eq!(n["data"]["order_id"], id);
-    assert_error(
-        &w.b()
-            .post_json(
-                &format!("/v1/platform/orders/{id}/dispatch"),
-                Some(&w.staff),
-                &json!({"rider_id": rider.0}),
-            )
-            .await,
-        409,
-        "order_not_dispatchable",
-    );
+    assert_error(&w.dispatch(id, rider).await, 409, "order_not_dispatchable");
     let (status, body) = w
         .b()
         .post_json(
@@ -747,21 +700,10 @@ async fn rider_and_merchant_rules() {
     let a = w.a();
     let someone = token(a.login("someone").await);
     // Not approved yet: cannot go online.
-    let (status, _) = a
-        .post_json(
-            "/v1/rider/apply",
-            Some(&someone),
-            &json!({"name": "张三", "phone": "13900000000"}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let (status, body) = a.apply_as_rider(&someone, "张三", "13900000000").await;
+    assert_eq!(status, 201, "{body}");
     assert_error(
-        &a.post_json(
-            "/v1/rider/apply",
-            Some(&someone),
-            &json!({"name": "张三", "phone": "13900000000"}),
-        )
-        .await,
+        &a.apply_as_rider(&someone, "张三", "13900000000").await,
         409,
         "already_applied",
     );
@@ -786,56 +728,37 @@ async fn rider_and_merchant_rules() {
         403,
         "not_merchant_admin",
     );
-    let resp = a
-        .http
-        .patch(a.url(&format!(
-            "/v1/merchants/{}/products/{}",
-            w.merchant, w.product
-        )))
-        .bearer_auth(&w.owner)
-        .json(&json!({"stock": 7, "price_fen": 1800}))
-        .send()
-        .await
-        .unwrap();
-    let (status, p) = crate::helpers::into_parts(resp).await;
+    let product = format!("/v1/merchants/{}/products/{}", w.merchant, w.product);
+    let (status, p) = a
+        .patch_json(
+            &product,
+            Some(&w.owner),
+            &json!({"stock": 7, "price_fen": 1800}),
+        )
+        .await;
     assert_eq!(status, 200, "{p}");
     assert_eq!(
         (p["stock"].as_i64(), p["price_fen"].as_i64()),
         (Some(7), Some(1800))
     );
-    let resp = a
-        .http
-        .patch(a.url(&format!(
-            "/v1/merchants/{}/products/{}",
-            w.merchant, w.product
-        )))
-        .bearer_auth(&w.owner)
-        .json(&json!({"stock": -1}))
-        .send()
-        .await
-        .unwrap();
     assert_error(
-        &crate::helpers::into_parts(resp).await,
+        &a.patch_json(&product, Some(&w.owner), &json!({"stock": -1}))
+            .await,
         422,
         "invalid_stock",
     );
     // A merchant that is not approved takes no orders.
-    let (_, m) = a
-        .post_json(
-            "/v1/merchants",
-            Some(&someone),
-            &json!({"name": "新店", "lat": 31.0, "lng": 121.0, "address": "a"}),
+    let pending = a.apply_for_merchant(&someone, "新店").await;
+    assert_error(
+        &a.place_order(
+            &w.consumer,
+            pending,
+            json!([{"product_id": w.product, "quantity": 1}]),
         )
-        .await;
-    let (status, body) = a
-        .post_json(
-            "/v1/orders",
-            Some(&w.consumer),
-            &json!({"merchant_id": m["id"], "items": [{"product_id": w.product, "quantity": 1}],
-                    "address": {"lat": 31.0, "lng": 121.0, "detail": "x"}}),
-        )
-        .await;
-    assert_error(&(status, body), 409, "merchant_unavailable");
+        .await,
+        409,
+        "merchant_unavailable",
+    );
 }
 
 #[tokio::test]
@@ -850,15 +773,11 @@ async fn a_location_over_the_socket_moves_the_rider() {
     let lat: f64 = w
         .a()
         .db
-        .client()
-        .await
-        .query_one(
+        .scalar(
             "SELECT last_lat FROM riders WHERE user_id = $1",
             &[&rider.0],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     assert!((lat - (SHOP.0 + 0.001)).abs() < 1e-9);
     // Now near enough to be recommended.
     w.paid_order().await;
@@ -870,28 +789,14 @@ async fn without_merchant_credentials_orders_carry_no_payment() {
     let app = crate::helpers::spawn_app().await;
     let (_, staff) = app.user_with_role("staff", Role::Platform).await;
     let owner = token(app.login("owner").await);
-    let (_, m) = app
-        .post_json(
-            "/v1/merchants",
-            Some(&owner),
-            &json!({"name": "店", "lat": 31.0, "lng": 121.0, "address": "a"}),
-        )
-        .await;
-    let merchant = m["id"].as_i64().unwrap();
-    app.post_json(
-        &format!("/v1/platform/merchants/{merchant}/approve"),
-        Some(&staff),
-        &json!({}),
-    )
-    .await;
+    let merchant = app.approved_merchant(&owner, &staff, "店").await;
     let product = app.product(&owner, merchant, 500, 3, 0).await;
     let consumer = token(app.login("c").await);
     let (status, order) = app
-        .post_json(
-            "/v1/orders",
-            Some(&consumer),
-            &json!({"merchant_id": merchant, "items": [{"product_id": product, "quantity": 2}],
-                    "address": {"lat": 31.0, "lng": 121.0, "detail": "x"}}),
+        .place_order(
+            &consumer,
+            merchant,
+            json!([{"product_id": product, "quantity": 2}]),
         )
         .await;
     assert_eq!(status, 201, "{order}");

@@ -1,6 +1,6 @@
 //! `/healthz`, `/readyz`, and the JSON answers for routes that do not exist.
 
-use crate::helpers::{assert_error, redis_url, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, free_port, redis_url, spawn_app, spawn_app_with};
 use locallife::domain::Role;
 
 #[tokio::test]
@@ -27,10 +27,7 @@ async fn readyz_checks_redis_when_it_is_configured() {
 
 #[tokio::test]
 async fn an_unreachable_redis_makes_the_replica_not_ready_but_alive() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let app = spawn_app_with(|env| {
         env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
     })

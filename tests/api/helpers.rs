@@ -12,6 +12,7 @@ use locallife::config::Config;
 use locallife::domain::{Role, UserId};
 use serde_json::Value;
 use tokio::sync::{oneshot, OnceCell};
+use tokio_postgres::types::{FromSqlOwned, ToSql};
 
 use crate::fake_wechat::{self, FakeWechat};
 
@@ -25,6 +26,36 @@ pub fn admin_database_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A port that was free a moment ago: for a process to listen on, or to find nothing
+/// listening there.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `locallife` binary with nothing in its environment but `PATH`, `DATABASE_URL` and
+/// `JWT_SECRET`; killed when dropped.
+pub fn binary(db_url: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_locallife"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("JWT_SECRET", JWT_SECRET)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// [`binary`] set to listen on `127.0.0.1:port`, with metrics on any free port.
+pub fn binary_listening(db_url: &str, port: u16) -> tokio::process::Command {
+    let mut cmd = binary(db_url);
+    cmd.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", "127.0.0.1:0");
+    cmd
 }
 
 async fn admin_client() -> tokio_postgres::Client {
@@ -101,6 +132,25 @@ impl TestDatabase {
             .unwrap();
         tokio::spawn(conn);
         client
+    }
+
+    /// The first column of the one row `sql` returns.
+    pub async fn scalar<T: FromSqlOwned>(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> T {
+        self.client()
+            .await
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// Runs one statement; how many rows it touched.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> u64 {
+        self.client()
+            .await
+            .execute(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Drops the database now, connections and all (to simulate losing it).
@@ -271,30 +321,36 @@ impl TestApp {
 
     /// GET with an optional bearer token; the status and the JSON body (Null if none).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        into_parts(req.send().await.unwrap()).await
+        send(self.http.get(self.url(path)), token).await
     }
 
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        let mut req = self.http.post(self.url(path)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        into_parts(req.send().await.unwrap()).await
+        send(self.http.post(self.url(path)).json(body), token).await
+    }
+
+    pub async fn patch_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        send(self.http.patch(self.url(path)).json(body), token).await
     }
 
     /// Logs in through the fake WeChat as `openid`.
     pub async fn login(&self, openid: &str) -> (u16, Value) {
-        let code = self.wechat.issue_code(openid);
+        self.login_with_code(&self.wechat.issue_code(openid)).await
+    }
+
+    /// `POST /v1/auth/wechat-login` with `code`, whether WeChat issued it or not.
+    pub async fn login_with_code(&self, code: &str) -> (u16, Value) {
         self.post_json(
             "/v1/auth/wechat-login",
             None,
             &serde_json::json!({ "code": code }),
         )
         .await
+    }
+
+    /// `POST /v1/platform/notifications` with `token` (platform staff's, to publish).
+    pub async fn post_notification(&self, token: &str, body: &Value) -> (u16, Value) {
+        self.post_json("/v1/platform/notifications", Some(token), body)
+            .await
     }
 
     /// A user with `role`, made as `locallife user create` makes one, and a token.
@@ -327,6 +383,14 @@ impl Drop for TestApp {
             server.abort();
         }
     }
+}
+
+/// Sends `req` with an optional bearer token; the status and the JSON body.
+async fn send(mut req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    into_parts(req.send().await.unwrap()).await
 }
 
 pub async fn into_parts(resp: reqwest::Response) -> (u16, Value) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fake_wechat::Forced;
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, free_port, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn first_login_creates_a_consumer_and_the_token_works() {
@@ -53,38 +53,25 @@ async fn concurrent_first_logins_of_one_openid_make_one_user() {
         })
         .collect();
     assert_eq!(ids.len(), 1);
-    let row = app
+    let users: i64 = app
         .db
-        .client()
-        .await
-        .query_one(
+        .scalar(
             "SELECT count(*) FROM users WHERE openid = 'openid-rush'",
             &[],
         )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 1);
+        .await;
+    assert_eq!(users, 1);
 }
 
 #[tokio::test]
 async fn invalid_and_reused_codes_are_401() {
     let app = spawn_app().await;
-    let answer = app
-        .post_json(
-            "/v1/auth/wechat-login",
-            None,
-            &json!({"code": "never-issued"}),
-        )
-        .await;
+    let answer = app.login_with_code("never-issued").await;
     assert_error(&answer, 401, "wechat_code_invalid");
 
     let code = app.wechat.issue_code("openid-dave");
-    let body = json!({ "code": code });
-    assert_eq!(
-        app.post_json("/v1/auth/wechat-login", None, &body).await.0,
-        200
-    );
-    let reused = app.post_json("/v1/auth/wechat-login", None, &body).await;
+    assert_eq!(app.login_with_code(&code).await.0, 200);
+    let reused = app.login_with_code(&code).await;
     assert_error(&reused, 401, "wechat_code_invalid");
 }
 
@@ -139,14 +126,8 @@ async fn broken_wechat_answers_are_502() {
         app.wechat.force_next(forced);
         assert_error(&app.login("openid-gina").await, 502, "wechat_unavailable");
     }
-    let users = app
-        .db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM users", &[])
-        .await
-        .unwrap();
-    assert_eq!(users.get::<_, i64>(0), 0, "a failed login creates no user");
+    let users: i64 = app.db.scalar("SELECT count(*) FROM users", &[]).await;
+    assert_eq!(users, 0, "a failed login creates no user");
 }
 
 #[tokio::test]
@@ -174,18 +155,12 @@ async fn a_stalled_wechat_times_out_as_502() {
 #[tokio::test]
 async fn an_unreachable_wechat_is_502() {
     // A port that was just free: nothing listens there.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let app = spawn_app_with(|env| {
         env.insert("WECHAT_API_BASE".into(), format!("http://127.0.0.1:{port}"));
     })
     .await;
-    let answer = app
-        .post_json("/v1/auth/wechat-login", None, &json!({"code": "abc"}))
-        .await;
-    assert_error(&answer, 502, "wechat_unavailable");
+    assert_error(&app.login_with_code("abc").await, 502, "wechat_unavailable");
 }
 
 #[tokio::test]
@@ -195,10 +170,11 @@ async fn without_wechat_settings_login_is_503() {
         env.remove("WECHAT_SECRET");
     })
     .await;
-    let answer = app
-        .post_json("/v1/auth/wechat-login", None, &json!({"code": "abc"}))
-        .await;
-    assert_error(&answer, 503, "wechat_not_configured");
+    assert_error(
+        &app.login_with_code("abc").await,
+        503,
+        "wechat_not_configured",
+    );
 }
 
 #[tokio::test]

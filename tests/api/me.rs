@@ -64,28 +64,13 @@ async fn roles_are_read_at_call_time_not_from_the_token() {
 async fn rider_and_merchant_records_are_shown() {
     let app = spawn_app().await;
     let (id, token) = app.user_with_role("rider-and-owner", Role::Rider).await;
-    let db = app.db.client().await;
-    db.execute(
-        "INSERT INTO riders (user_id, name, phone) VALUES ($1, 'Li Lei', '13800000000')",
-        &[&id.0],
-    )
-    .await
-    .unwrap();
-    let merchant: i64 = db
-        .query_one(
-            "INSERT INTO merchants (name, address, lat, lng, created_by)
-             VALUES ('Noodle Bar', '1 Road', 31.2, 121.4, $1) RETURNING id",
+    app.db
+        .execute(
+            "INSERT INTO riders (user_id, name, phone) VALUES ($1, 'Li Lei', '13800000000')",
             &[&id.0],
         )
-        .await
-        .unwrap()
-        .get(0);
-    db.execute(
-        "INSERT INTO merchant_admins (merchant_id, user_id) VALUES ($1, $2)",
-        &[&merchant, &id.0],
-    )
-    .await
-    .unwrap();
+        .await;
+    let merchant = app.merchant_of(id, "Noodle Bar", "pending").await;
     let (status, me) = app.get("/v1/me", Some(&token)).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["rider"]["status"], "pending");

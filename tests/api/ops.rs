@@ -9,15 +9,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::helpers::{spawn_app_on, EngineKind, TestDatabase, JWT_SECRET};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{
+    binary_listening, free_port, spawn_app_on, EngineKind, TestDatabase, JWT_SECRET,
+};
 
 #[tokio::test]
 async fn metrics_show_real_traffic_and_pass_promtool() {
@@ -27,9 +21,8 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
     let mut socket = app.ws_ok(&token).await;
     let _ = app.ws("not-a-token").await;
     let (status, _) = app
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"user_id": rider.0, "title": "t", "content": "c"}),
         )
         .await;
@@ -132,22 +125,15 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
 async fn no_token_appears_in_any_log_line() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_locallife"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("JWT_SECRET", JWT_SECRET)
+    let mut child = binary_listening(&db.url, port)
         .env("REDIS_URL", crate::helpers::redis_url())
         .env("REDIS_KEY_PREFIX", crate::helpers::unique_prefix())
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("WS_DRAIN_PERIOD", "200ms")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "trace")
         .arg("serve")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -241,18 +227,11 @@ async fn no_token_appears_in_any_log_line() {
 async fn demo_prints_commands_that_work_as_printed() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_locallife"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", "127.0.0.1:0")
+    let mut demo = binary_listening(&db.url, port)
         .env("RUST_LOG", "warn")
         .arg("demo")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();

@@ -9,16 +9,10 @@ use locallife::notify::{self, Kind, Notification};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{assert_error, spawn_app_with, spawn_cluster, TestApp, JWT_SECRET};
+use crate::helpers::{
+    assert_error, binary_listening, free_port, spawn_app_with, spawn_cluster, TestApp,
+};
 use crate::ws_client::{WsClient, WAIT};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `locallife serve` process sharing `peer`'s database, Redis and prefix.
 struct Replica {
@@ -29,18 +23,11 @@ struct Replica {
 impl Replica {
     async fn start(peer: &TestApp, extra: &[(&str, &str)]) -> Replica {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_locallife"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &peer.db.url)
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("REDIS_URL", crate::helpers::redis_url())
+        let mut cmd = binary_listening(&peer.db.url, port);
+        cmd.env("REDIS_URL", crate::helpers::redis_url())
             .env("REDIS_KEY_PREFIX", &peer.config.redis_key_prefix)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
-            .arg("serve")
-            .kill_on_drop(true);
+            .arg("serve");
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -232,12 +219,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     let mut socket = app.ws_ok(&token).await;
     let mut staff_socket = app.ws_ok(&staff).await;
     let body = serde_json::json!({"user_id": rider.0, "title": "before", "content": ""});
-    assert_eq!(
-        app.post_json("/v1/platform/notifications", Some(&staff), &body)
-            .await
-            .0,
-        202
-    );
+    assert_eq!(app.post_notification(&staff, &body).await.0, 202);
     let n = socket.next_notification().await;
     socket.ack(&n).await;
 
@@ -247,8 +229,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     assert_eq!(ready["checks"]["redis"], "unavailable");
     // Publishing refuses rather than losing anything.
     assert_error(
-        &app.post_json("/v1/platform/notifications", Some(&staff), &body)
-            .await,
+        &app.post_notification(&staff, &body).await,
         503,
         "engine_unavailable",
     );
@@ -261,9 +242,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     let resumed = tokio::time::timeout(WAIT, async {
         loop {
             let body = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
-            let (status, _) = app
-                .post_json("/v1/platform/notifications", Some(&staff), &body)
-                .await;
+            let (status, _) = app.post_notification(&staff, &body).await;
             if status == 202 && !socket.nothing_within(Duration::from_millis(200)).await {
                 return;
             }

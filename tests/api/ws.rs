@@ -7,7 +7,7 @@ use futures::SinkExt;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_on, spawn_app_with, use_engine, EngineKind};
+use crate::helpers::{assert_error, spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
 use crate::ws_client::{RawClient, WsClient};
 
 on_both_engines!(
@@ -39,6 +39,34 @@ on_both_engines!(
     connections_are_counted_by_role,
     stopping_the_replica_closes_sockets_1001,
 );
+
+/// An app on `engine` and a socket of a platform user's on it.
+async fn staff_socket(engine: EngineKind) -> (TestApp, WsClient) {
+    let app = spawn_app_on(engine).await;
+    let (_, token) = app.socket_user(Role::Platform).await;
+    let socket = app.ws_ok(&token).await;
+    (app, socket)
+}
+
+/// An app on `engine` with `WS_PING_INTERVAL` and `WS_IDLE_TIMEOUT` set.
+async fn spawn_with_keepalive(engine: EngineKind, ping: &str, idle: &str) -> TestApp {
+    spawn_app_with(|env| {
+        use_engine(env, engine);
+        env.insert("WS_PING_INTERVAL".into(), ping.into());
+        env.insert("WS_IDLE_TIMEOUT".into(), idle.into());
+    })
+    .await
+}
+
+/// Sends `text` up to `times` times, stopping once a send fails (the server closed).
+async fn flood(c: &mut WsClient, text: &str, times: usize) {
+    for _ in 0..times {
+        let frame = tokio_tungstenite::tungstenite::Message::text(text.to_owned());
+        if c.stream.send(frame).await.is_err() {
+            break;
+        }
+    }
+}
 
 async fn bad_tokens_are_401(engine: EngineKind) {
     let app = spawn_app_on(engine).await;
@@ -76,39 +104,24 @@ async fn bad_tokens_are_401(engine: EngineKind) {
 async fn consumers_are_403(engine: EngineKind) {
     let app = spawn_app_on(engine).await;
     let (_, token) = app.user_with_role("consumer-1", Role::Consumer).await;
-    let refused = app.ws(&token).await.err().unwrap();
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (403, Some("role_not_allowed"))
-    );
+    app.ws_refused(&token, 403, "role_not_allowed").await;
 }
 
 async fn riders_must_be_approved_and_online(engine: EngineKind) {
     let app = spawn_app_on(engine).await;
     let (_, pending) = app.rider("rider-pending", "pending").await;
-    let refused = app.ws(&pending).await.err().unwrap();
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (403, Some("rider_not_approved"))
-    );
+    app.ws_refused(&pending, 403, "rider_not_approved").await;
 
     let (id, offline) = app.rider("rider-offline", "approved").await;
-    let refused = app.ws(&offline).await.err().unwrap();
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (403, Some("rider_offline"))
-    );
+    app.ws_refused(&offline, 403, "rider_offline").await;
 
     // Decided at connect time from the database: the same token works once online.
     app.db
-        .client()
-        .await
         .execute(
             "UPDATE riders SET online = true, last_lat = 31.2, last_lng = 121.4 WHERE user_id = $1",
             &[&id.0],
         )
-        .await
-        .unwrap();
+        .await;
     let client = app.ws_ok(&offline).await;
     assert_eq!(client.welcome["data"]["roles"], json!(["rider"]));
 }
@@ -116,26 +129,16 @@ async fn riders_must_be_approved_and_online(engine: EngineKind) {
 async fn merchants_must_administer_an_approved_merchant(engine: EngineKind) {
     let app = spawn_app_on(engine).await;
     let ((_, token), merchant) = app.merchant_admin("owner-1", false).await;
-    let refused = app.ws(&token).await.err().unwrap();
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (403, Some("not_merchant_admin"))
-    );
+    app.ws_refused(&token, 403, "not_merchant_admin").await;
     let (_, no_shop) = app.user_with_role("owner-2", Role::Merchant).await;
-    assert_eq!(
-        app.ws(&no_shop).await.err().unwrap().body["code"],
-        "not_merchant_admin"
-    );
+    app.ws_refused(&no_shop, 403, "not_merchant_admin").await;
 
     app.db
-        .client()
-        .await
         .execute(
             "UPDATE merchants SET status = 'approved', approved_at = now() WHERE id = $1",
             &[&merchant],
         )
-        .await
-        .unwrap();
+        .await;
     let client = app.ws_ok(&token).await;
     assert_eq!(client.welcome["data"]["roles"], json!(["merchant"]));
 }
@@ -173,11 +176,7 @@ async fn too_many_sockets_is_429_until_one_closes(engine: EngineKind) {
     for _ in 0..app.config.ws.max_sockets_per_user {
         sockets.push(app.ws_ok(&token).await);
     }
-    let refused = app.ws(&token).await.err().unwrap();
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (429, Some("too_many_sockets"))
-    );
+    app.ws_refused(&token, 429, "too_many_sockets").await;
     // Another user is not affected.
     let (_, other) = app.socket_user(Role::Platform).await;
     app.ws_ok(&other).await;
@@ -208,11 +207,7 @@ async fn reconnecting_too_often_is_429(engine: EngineKind) {
     for _ in 0..locallife::engine::CONNECT_LIMIT {
         open.push(app.ws_ok(&token).await);
     }
-    let refused = app.ws(&token).await.err().expect("refused");
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (429, Some("connect_rate_limited"))
-    );
+    app.ws_refused(&token, 429, "connect_rate_limited").await;
     let (_, other) = app.socket_user(Role::Platform).await;
     app.ws_ok(&other).await;
 }
@@ -221,11 +216,7 @@ async fn a_draining_replica_refuses_sockets(engine: EngineKind) {
     let app = spawn_app_on(engine).await;
     let (_, token) = app.socket_user(Role::Platform).await;
     app.state.start_draining();
-    let refused = app.ws(&token).await.err().unwrap();
-    assert_eq!(
-        (refused.status, refused.body["code"].as_str()),
-        (503, Some("draining"))
-    );
+    app.ws_refused(&token, 503, "draining").await;
     assert_eq!(app.get("/readyz", None).await.0, 503);
 }
 
@@ -242,12 +233,7 @@ async fn a_plain_get_is_400(engine: EngineKind) {
 }
 
 async fn welcome_describes_the_connection(engine: EngineKind) {
-    let app = spawn_app_with(|env| {
-        use_engine(env, engine);
-        env.insert("WS_PING_INTERVAL".into(), "20s".into());
-        env.insert("WS_IDLE_TIMEOUT".into(), "45s".into());
-    })
-    .await;
+    let app = spawn_with_keepalive(engine, "20s", "45s").await;
     let (id, token) = app.socket_user(Role::Platform).await;
     let a = app.ws_ok(&token).await;
     let b = app.ws_ok(&token).await;
@@ -268,9 +254,7 @@ async fn welcome_describes_the_connection(engine: EngineKind) {
 }
 
 async fn ping_gets_pong(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
+    let (_app, mut c) = staff_socket(engine).await;
     c.send_json(json!({"type": "ping", "data": {}})).await;
     let pong = c.next_json().await;
     assert_eq!(pong["type"], "pong");
@@ -279,9 +263,7 @@ async fn ping_gets_pong(engine: EngineKind) {
 }
 
 async fn bad_messages_get_errors_and_the_socket_stays(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
+    let (_app, mut c) = staff_socket(engine).await;
     for (frame, code) in [
         ("{not json", "bad_json"),
         ("42", "bad_json"),
@@ -303,38 +285,19 @@ async fn bad_messages_get_errors_and_the_socket_stays(engine: EngineKind) {
 }
 
 async fn persistent_garbage_is_closed_1008(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
-    for _ in 0..20 {
-        if c.stream
-            .send(tokio_tungstenite::tungstenite::Message::text("garbage"))
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
+    let (_app, mut c) = staff_socket(engine).await;
+    flood(&mut c, "garbage", 20).await;
     assert_eq!(c.closed_with().await, 1008);
 }
 
 async fn flooding_is_closed_1008(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
-    for _ in 0..200 {
-        let ping = tokio_tungstenite::tungstenite::Message::text(r#"{"type":"ping"}"#);
-        if c.stream.send(ping).await.is_err() {
-            break;
-        }
-    }
+    let (_app, mut c) = staff_socket(engine).await;
+    flood(&mut c, r#"{"type":"ping"}"#, 200).await;
     assert_eq!(c.closed_with().await, 1008);
 }
 
 async fn oversize_frames_are_closed_1009(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
+    let (_app, mut c) = staff_socket(engine).await;
     // Just under the limit is fine.
     let fits = format!(
         r#"{{"type":"ping","data":{{"pad":"{}"}}}}"#,
@@ -354,9 +317,7 @@ async fn oversize_frames_are_closed_1009(engine: EngineKind) {
 }
 
 async fn binary_frames_are_closed_1003(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
+    let (_app, mut c) = staff_socket(engine).await;
     c.stream
         .send(tokio_tungstenite::tungstenite::Message::binary(vec![
             1u8, 2, 3,
@@ -390,12 +351,7 @@ async fn only_riders_send_location(engine: EngineKind) {
 }
 
 async fn pings_are_sent_and_silence_is_closed_4000(engine: EngineKind) {
-    let app = spawn_app_with(|env| {
-        use_engine(env, engine);
-        env.insert("WS_PING_INTERVAL".into(), "150ms".into());
-        env.insert("WS_IDLE_TIMEOUT".into(), "700ms".into());
-    })
-    .await;
+    let app = spawn_with_keepalive(engine, "150ms", "700ms").await;
     let (_, token) = app.socket_user(Role::Platform).await;
     let mut raw = RawClient::connect(&app, &token).await;
     let (code, pings) = raw.until_close().await;
@@ -404,12 +360,7 @@ async fn pings_are_sent_and_silence_is_closed_4000(engine: EngineKind) {
 }
 
 async fn app_level_pings_alone_keep_a_socket_alive(engine: EngineKind) {
-    let app = spawn_app_with(|env| {
-        use_engine(env, engine);
-        env.insert("WS_PING_INTERVAL".into(), "150ms".into());
-        env.insert("WS_IDLE_TIMEOUT".into(), "600ms".into());
-    })
-    .await;
+    let app = spawn_with_keepalive(engine, "150ms", "600ms").await;
     let (_, token) = app.socket_user(Role::Platform).await;
     // This client never answers Ping frames, like a mini-program may not.
     let mut raw = RawClient::connect(&app, &token).await;
@@ -450,9 +401,8 @@ async fn a_user_notification_reaches_every_socket_of_the_user(engine: EngineKind
     let mut other = app.ws_ok(&other_token).await;
 
     let (status, body) = app
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"user_id": rider.0, "title": "调度", "content": "请前往商家", "data": {"order_id": 7}}),
         )
         .await;
@@ -480,9 +430,8 @@ async fn announcements_reach_every_socket_of_the_role_only(engine: EngineKind) {
     let mut riders = [app.ws_ok(&r1).await, app.ws_ok(&r2).await];
     let mut merchant = app.ws_ok(&m).await;
     let (status, body) = app
-        .post_json(
-            "/v1/platform/notifications",
-            Some(&staff),
+        .post_notification(
+            &staff,
             &json!({"role": "rider", "title": "暴雨", "content": "注意安全"}),
         )
         .await;
@@ -503,9 +452,8 @@ async fn a_user_who_reconnects_is_subscribed_again(engine: EngineKind) {
     for round in 0..3 {
         let mut c = app.ws_ok(&token).await;
         let (status, _) = app
-            .post_json(
-                "/v1/platform/notifications",
-                Some(&staff),
+            .post_notification(
+                &staff,
                 &json!({"user_id": rider.0, "title": format!("round {round}"), "content": ""}),
             )
             .await;
@@ -524,8 +472,7 @@ async fn publishing_is_for_platform_staff_with_a_valid_target(engine: EngineKind
     let (rider, rider_token) = app.socket_user(Role::Rider).await;
     let body = json!({"user_id": rider.0, "title": "t", "content": "c"});
     assert_error(
-        &app.post_json("/v1/platform/notifications", Some(&rider_token), &body)
-            .await,
+        &app.post_notification(&rider_token, &body).await,
         403,
         "forbidden",
     );
@@ -535,49 +482,43 @@ async fn publishing_is_for_platform_staff_with_a_valid_target(engine: EngineKind
         401,
         "unauthorized",
     );
-    let post = |b: serde_json::Value| {
-        let app = &app;
-        let staff = staff.clone();
-        async move {
-            app.post_json("/v1/platform/notifications", Some(&staff), &b)
-                .await
-        }
-    };
-    assert_error(
-        &post(json!({"title": "t", "content": "c"})).await,
-        422,
-        "invalid_target",
-    );
-    assert_error(
-        &post(json!({"user_id": rider.0, "role": "rider", "title": "t", "content": "c"})).await,
-        422,
-        "invalid_target",
-    );
-    assert_error(
-        &post(json!({"role": "consumer", "title": "t", "content": "c"})).await,
-        422,
-        "invalid_role",
-    );
-    assert_error(
-        &post(json!({"role": "admin", "title": "t", "content": "c"})).await,
-        422,
-        "invalid_body",
-    );
-    assert_error(
-        &post(json!({"user_id": 999_999, "title": "t", "content": "c"})).await,
-        404,
-        "user_not_found",
-    );
-    assert_error(
-        &post(json!({"user_id": rider.0, "title": "", "content": "c"})).await,
-        422,
-        "invalid_title",
-    );
-    assert_error(
-        &post(json!({"user_id": rider.0, "title": "t", "content": "c", "data": [1]})).await,
-        422,
-        "invalid_body",
-    );
+    for (bad, status, code) in [
+        (json!({"title": "t", "content": "c"}), 422, "invalid_target"),
+        (
+            json!({"user_id": rider.0, "role": "rider", "title": "t", "content": "c"}),
+            422,
+            "invalid_target",
+        ),
+        (
+            json!({"role": "consumer", "title": "t", "content": "c"}),
+            422,
+            "invalid_role",
+        ),
+        (
+            json!({"role": "admin", "title": "t", "content": "c"}),
+            422,
+            "invalid_body",
+        ),
+        (
+            json!({"user_id": 999_999, "title": "t", "content": "c"}),
+            404,
+            "user_not_found",
+        ),
+        (
+            json!({"user_id": rider.0, "title": "", "content": "c"}),
+            422,
+            "invalid_title",
+        ),
+        (
+            json!({"user_id": rider.0, "title": "t", "content": "c", "data": [1]}),
+            422,
+            "invalid_body",
+        ),
+    ] {
+        let answer = app.post_notification(&staff, &bad).await;
+        assert_eq!(answer.0, status, "{bad}: {}", answer.1);
+        assert_error(&answer, status, code);
+    }
 }
 
 async fn connections_are_counted_by_role(engine: EngineKind) {
@@ -603,9 +544,7 @@ async fn connections_are_counted_by_role(engine: EngineKind) {
 }
 
 async fn stopping_the_replica_closes_sockets_1001(engine: EngineKind) {
-    let app = spawn_app_on(engine).await;
-    let (_, token) = app.socket_user(Role::Platform).await;
-    let mut c = app.ws_ok(&token).await;
+    let (app, mut c) = staff_socket(engine).await;
     let stopping = tokio::spawn(app.stop());
     assert_eq!(c.closed_with().await, 1001);
     stopping.await.unwrap().expect("stops cleanly");

@@ -52,6 +52,19 @@ impl TestApp {
             .unwrap_or_else(|r| panic!("socket refused: {r:?}"))
     }
 
+    /// Connects with `token`, expecting the handshake to be refused with `status` and
+    /// the error `code`.
+    pub async fn ws_refused(&self, token: &str, status: u16, code: &str) -> Refused {
+        let refused = self.ws(token).await.err().expect("the socket is refused");
+        assert_eq!(
+            (refused.status, refused.body["code"].as_str()),
+            (status, Some(code)),
+            "{:?}",
+            refused.body
+        );
+        refused
+    }
+
     /// A user who may connect as `role`, and their token.
     pub async fn socket_user(&self, role: Role) -> (UserId, String) {
         let openid = format!("{role}-{:x}", rand::random::<u64>());
@@ -66,15 +79,12 @@ impl TestApp {
     pub async fn online_rider(&self, openid: &str) -> (UserId, String) {
         let (id, token) = self.rider(openid, "approved").await;
         self.db
-            .client()
-            .await
             .execute(
                 "UPDATE riders SET online = true, last_lat = 31.23, last_lng = 121.47,
                  location_updated_at = now(), online_changed_at = now() WHERE user_id = $1",
                 &[&id.0],
             )
-            .await
-            .unwrap();
+            .await;
         (id, token)
     }
 
@@ -82,41 +92,43 @@ impl TestApp {
     pub async fn rider(&self, openid: &str, status: &str) -> (UserId, String) {
         let (id, token) = self.user_with_role(openid, Role::Rider).await;
         self.db
-            .client()
-            .await
             .execute(
                 "INSERT INTO riders (user_id, name, phone, status, approved_at)
                  VALUES ($1, 'Rider', '13800000000', $2,
                          CASE WHEN $2 = 'approved' THEN now() END)",
                 &[&id.0, &status],
             )
-            .await
-            .unwrap();
+            .await;
         (id, token)
     }
 
     /// A merchant admin; the merchant approved or not. Returns the merchant id too.
     pub async fn merchant_admin(&self, openid: &str, approved: bool) -> ((UserId, String), i64) {
         let (id, token) = self.user_with_role(openid, Role::Merchant).await;
-        let db = self.db.client().await;
         let status = if approved { "approved" } else { "pending" };
-        let merchant: i64 = db
-            .query_one(
-                "INSERT INTO merchants (name, address, lat, lng, status, approved_at, created_by)
-                 VALUES ('Shop', 'Road 1', 31.23, 121.47, $1,
-                         CASE WHEN $1 = 'approved' THEN now() END, $2) RETURNING id",
-                &[&status, &id.0],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        db.execute(
-            "INSERT INTO merchant_admins (merchant_id, user_id) VALUES ($1, $2)",
-            &[&merchant, &id.0],
-        )
-        .await
-        .unwrap();
+        let merchant = self.merchant_of(id, "Shop", status).await;
         ((id, token), merchant)
+    }
+
+    /// A merchant named `name` with `status` `pending` or `approved`, created by `owner`,
+    /// who administers it; its id.
+    pub async fn merchant_of(&self, owner: UserId, name: &str, status: &str) -> i64 {
+        let merchant: i64 = self
+            .db
+            .scalar(
+                "INSERT INTO merchants (name, address, lat, lng, status, approved_at, created_by)
+                 VALUES ($1, 'Road 1', 31.23, 121.47, $2,
+                         CASE WHEN $2 = 'approved' THEN now() END, $3) RETURNING id",
+                &[&name, &status, &owner.0],
+            )
+            .await;
+        self.db
+            .execute(
+                "INSERT INTO merchant_admins (merchant_id, user_id) VALUES ($1, $2)",
+                &[&merchant, &owner.0],
+            )
+            .await;
+        merchant
     }
 }
 
