@@ -4,15 +4,14 @@
 //! binding the listener) so that [`Application::run_until_stopped`] only serves. Tests
 //! build with `LISTEN_ADDR` port 0 and read the port back.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Tokens;
 use crate::config::Config;
@@ -20,95 +19,42 @@ use crate::engine::memory::MemoryEngine;
 use crate::engine::redis::RedisEngine;
 use crate::engine::{Engine, Keys};
 use crate::hub::{Close, Hub, HubConfig};
-use crate::service::alerts::{self, Alerts};
+use crate::notify::alerts::{self, Alerts};
+use crate::state::{AppState, Parts};
+use crate::tasks::Tasks;
 use crate::wechat::pay::{NotifyVerifier, Payer};
 use crate::wechat::WechatLogin;
-use crate::{http, store};
+use crate::{http, service, store};
 
-/// What every handler shares. Cheap to clone (one `Arc`).
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// How long the background tasks get to end once the replica stops.
+const TASKS_DEADLINE: Duration = Duration::from_secs(5);
+/// How long sessions get to end after their close frame was queued.
+const SESSIONS_DEADLINE: Duration = Duration::from_secs(3);
 
-struct Inner {
-    config: Config,
-    db: Pool,
-    hub: Arc<Hub>,
-    tokens: Tokens,
-    wechat: Option<WechatLogin>,
-    payer: Option<Payer>,
-    pay_verifier: Option<NotifyVerifier>,
-    alerts: Alerts,
-    /// Stops the background tasks (sweeper, dependency watcher, alerts).
-    background: tokio_util::sync::CancellationToken,
-    draining: AtomicBool,
-}
-
-impl AppState {
-    pub fn config(&self) -> &Config {
-        &self.0.config
+/// The replica-wide background tasks, supervised: restarted if they panic.
+fn start_background(state: &AppState) {
+    let tasks = state.tasks();
+    let cancel = tasks.cancel().clone();
+    {
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tasks.supervise("payment_timeout_sweeper", move || {
+            service::sweeper::run(state.clone(), cancel.clone())
+        });
     }
-
-    pub fn db(&self) -> &Pool {
-        &self.0.db
-    }
-
-    /// This replica's sockets, and through it the engine.
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.0.hub
-    }
-
-    pub fn tokens(&self) -> &Tokens {
-        &self.0.tokens
-    }
-
-    pub fn wechat(&self) -> Option<&WechatLogin> {
-        self.0.wechat.as_ref()
-    }
-
-    /// JSAPI prepay, when merchant credentials are configured.
-    pub fn payer(&self) -> Option<&Payer> {
-        self.0.payer.as_ref()
-    }
-
-    /// Payment-notification verification, when its settings are configured.
-    pub fn pay_verifier(&self) -> Option<&NotifyVerifier> {
-        self.0.pay_verifier.as_ref()
-    }
-
-    pub fn alerts(&self) -> &Alerts {
-        &self.0.alerts
-    }
-
-    /// True once shutdown has begun: `/readyz` answers 503 so the load balancer stops
-    /// sending new work here.
-    pub fn is_draining(&self) -> bool {
-        self.0.draining.load(Ordering::Relaxed)
-    }
-
-    pub fn start_draining(&self) {
-        self.0.draining.store(true, Ordering::Relaxed);
-    }
-
-    fn start_background(&self) {
-        let cancel = self.0.background.clone();
-        let alerts = self.alerts().clone();
-        alerts::supervise(
-            &alerts,
-            "payment_timeout_sweeper",
-            crate::service::sweeper::run(self.clone(), cancel.clone()),
-        );
-        alerts::supervise(
-            &alerts,
-            "dependency_watcher",
-            alerts::watch_dependencies(
-                self.db().clone(),
-                self.hub().engine().clone(),
-                alerts.clone(),
-                Duration::from_secs(1),
-                cancel,
-            ),
-        );
-    }
+    let (db, engine, alerts) = (
+        state.db().clone(),
+        state.engine().clone(),
+        state.alerts().clone(),
+    );
+    tasks.supervise("dependency_watcher", move || {
+        alerts::watch_dependencies(
+            db.clone(),
+            engine.clone(),
+            alerts.clone(),
+            Duration::from_secs(1),
+            cancel.clone(),
+        )
+    });
 }
 
 /// A built replica, bound and ready to serve.
@@ -128,10 +74,11 @@ impl Application {
             tracing::info!(versions = ?applied, "applied migrations");
         }
         let db = store::connect_pool(&config.database)?;
+        let tasks = Tasks::new();
         let engine: Arc<dyn Engine> = match &config.redis_url {
             Some(url) => {
                 let keys = Keys::new(&config.redis_key_prefix);
-                Arc::new(RedisEngine::connect(url, keys).await?)
+                Arc::new(RedisEngine::connect(url, keys, &tasks).await?)
             }
             None => {
                 tracing::info!("REDIS_URL not set: single-node mode with the in-process engine");
@@ -147,6 +94,7 @@ impl Application {
                 max_redeliveries: config.ws.max_redeliveries,
             },
             engine,
+            &tasks,
         )
         .await;
         let wechat = config.wechat.clone().map(WechatLogin::new);
@@ -167,13 +115,18 @@ impl Application {
         {
             let _ = hub.engine().geo_set(rider, lat, lng).await;
         }
-        let background = tokio_util::sync::CancellationToken::new();
-        let (alerts, _alerts_task) = Alerts::start(
+        let alerts = Alerts::start(
             db.clone(),
             hub.engine().clone(),
             hub.replica_id().clone(),
-            background.clone(),
+            &tasks,
         );
+        {
+            let alerts = alerts.clone();
+            tasks.on_panic(move |name| {
+                alerts.raise("task_panicked", format!("background task {name} panicked"));
+            });
+        }
         if wechat.is_none() {
             tracing::warn!(
                 "WECHAT_APPID and WECHAT_SECRET not set: /v1/auth/wechat-login answers 503"
@@ -187,7 +140,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
         let metrics_addr = metrics_listener.local_addr()?;
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Parts {
             tokens: Tokens::new(&config.jwt),
             config,
             db,
@@ -196,11 +149,14 @@ impl Application {
             payer,
             pay_verifier,
             alerts,
-            background,
-            draining: AtomicBool::new(false),
-        }));
-        state.start_background();
-        tokio::spawn(serve_metrics(metrics_listener, state.0.background.clone()));
+            tasks: tasks.clone(),
+            sessions: Tasks::new(),
+        });
+        start_background(&state);
+        tasks.spawn(
+            "metrics_server",
+            serve_metrics(metrics_listener, tasks.cancel().clone()),
+        );
         Ok(Self {
             listener,
             local_addr,
@@ -229,7 +185,8 @@ impl Application {
     /// Serves until `shutdown` completes, then drains: reports not ready, stops
     /// accepting, closes sockets with 1001 spread over `WS_DRAIN_PERIOD` (so their
     /// clients reconnect elsewhere without a thundering herd), lets in-flight requests
-    /// finish, and returns. Unacked notifications stay in the inboxes.
+    /// finish, stops every background task (waiting for them, with a deadline), and
+    /// returns. Unacked notifications stay in the inboxes.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -237,7 +194,7 @@ impl Application {
         let state = self.state.clone();
         let drain_period = state.config().ws.drain_period;
         let router = http::router(self.state);
-        let stopping = tokio_util::sync::CancellationToken::new();
+        let stopping = CancellationToken::new();
         let drain_state = state.clone();
         let signalled = stopping.clone();
         let serve = axum::serve(
@@ -249,32 +206,32 @@ impl Application {
             drain_state.start_draining();
             tracing::info!("draining: not ready, no new connections");
             signalled.cancel();
-        });
-        let mut serve = tokio::spawn(async move { serve.await });
-        let drain = tokio::spawn({
-            let state = state.clone();
-            let stopping = stopping.clone();
-            async move {
-                stopping.cancelled().await;
-                drain_sockets(&state, drain_period).await;
-            }
-        });
+        })
+        .into_future();
         // In-flight requests get the drain period and a little more; past it the
         // replica exits anyway so Kubernetes' own kill never has to.
         let grace = drain_period + Duration::from_secs(5);
-        let served = tokio::select! {
-            res = &mut serve => res.context("server task failed")?.context("server failed"),
-            _ = async {
-                stopping.cancelled().await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("in-flight requests still open after the grace period");
-                serve.abort();
-                Ok(())
-            }
+        let serving = async {
+            let served = tokio::select! {
+                res = serve => res.context("server failed"),
+                _ = async {
+                    stopping.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                } => {
+                    tracing::warn!("in-flight requests still open after the grace period");
+                    Ok(())
+                }
+            };
+            // A server that failed drains too.
+            stopping.cancel();
+            served
         };
-        let _ = tokio::time::timeout(grace, drain).await;
-        state.0.background.cancel();
+        let draining = async {
+            stopping.cancelled().await;
+            let _ = tokio::time::timeout(grace, drain_sockets(&state, drain_period)).await;
+        };
+        let (served, ()) = tokio::join!(serving, draining);
+        state.tasks().shutdown(TASKS_DEADLINE).await;
         let hub = state.hub().clone();
         hub.shutdown().await;
         hub.engine().shutdown().await;
@@ -284,7 +241,7 @@ impl Application {
 }
 
 /// Serves Prometheus' text exposition on `METRICS_ADDR` until the replica stops.
-async fn serve_metrics(listener: TcpListener, stop: tokio_util::sync::CancellationToken) {
+async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
     let handle = crate::telemetry::metrics();
     let router = axum::Router::new().route(
         "/metrics",
@@ -331,13 +288,9 @@ async fn drain_sockets(state: &AppState, period: Duration) {
             socket.close(close);
         }
     }
-    let hub = state.hub();
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while !hub.all_sockets().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    if !state.sessions().wait(SESSIONS_DEADLINE).await {
+        tracing::warn!("sockets still open after the drain");
+    }
     metrics::histogram!("locallife_drain_duration_seconds").record(started.elapsed().as_secs_f64());
 }
 

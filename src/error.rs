@@ -1,4 +1,6 @@
-//! The one error type HTTP handlers return, and its JSON shape `{"code", "message"}`.
+//! The one error type HTTP handlers return, its JSON shape `{"code", "message"}`, and
+//! every mapping into it: each layer below (store, engine, WeChat, the business flows)
+//! has its own error enum, and this file alone decides the status and code of each.
 //!
 //! Why a single struct rather than a variant per failure: every error the API answers is
 //! a status, a stable snake_case `code` that clients switch on, and a human message. The
@@ -12,6 +14,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+
+use crate::engine::EngineError;
+use crate::service::notifications::SendError;
+use crate::service::orders::{DispatchError, OrderError};
+use crate::service::riders::RiderError;
+use crate::store::orders::CreateError;
+use crate::store::StoreError;
+use crate::wechat::LoginError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -102,18 +112,139 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            crate::store::StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) => {
                 metrics::counter!("locallife_postgres_errors_total").increment(1);
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::unavailable("database_unavailable", "the database is unavailable")
             }
-            crate::store::StoreError::Query(cause) => {
+            StoreError::Query(cause) => {
                 metrics::counter!("locallife_postgres_errors_total").increment(1);
                 Self::internal(cause)
             }
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        metrics::counter!("locallife_redis_errors_total").increment(1);
+        tracing::warn!(error = %e, "engine unavailable");
+        ApiError::unavailable(
+            "engine_unavailable",
+            "notifications cannot be delivered right now; nothing was sent, try again",
+        )
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::CodeInvalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wechat_code_invalid",
+                "the login code is invalid or was already used",
+            ),
+            LoginError::UserBlocked => {
+                ApiError::forbidden("wechat_user_blocked", "this WeChat user is blocked")
+            }
+            LoginError::RateLimited => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "wechat_rate_limited",
+                "too many login attempts, try again later",
+            ),
+            LoginError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "WeChat code2Session failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechat_unavailable",
+                    "WeChat login is unavailable, try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Create(CreateError::MerchantUnavailable) => ApiError::new(
+                StatusCode::CONFLICT,
+                "merchant_unavailable",
+                "no such merchant, or it is not approved",
+            ),
+            OrderError::Create(CreateError::UnknownProduct(_)) => ApiError::unprocessable(
+                "invalid_items",
+                "every product must be this merchant's, and the total above zero",
+            ),
+            OrderError::Create(CreateError::InsufficientStock(p)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "insufficient_stock",
+                format!("not enough stock of product {p}; nothing was reserved"),
+            ),
+            OrderError::Create(CreateError::Store(e)) | OrderError::Store(e) => e.into(),
+            OrderError::Prepay(why) => {
+                tracing::warn!(reason = %why, "prepay failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechatpay_unavailable",
+                    "WeChat Pay is unavailable; nothing was ordered, try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<RiderError> for ApiError {
+    fn from(e: RiderError) -> Self {
+        let message = e.to_string();
+        match e {
+            RiderError::InvalidName => ApiError::unprocessable("invalid_name", message),
+            RiderError::InvalidPhone => ApiError::unprocessable("invalid_phone", message),
+            RiderError::InvalidPosition => ApiError::unprocessable("invalid_position", message),
+            RiderError::AlreadyApplied => {
+                ApiError::new(StatusCode::CONFLICT, "already_applied", message)
+            }
+            RiderError::NotApproved => ApiError::forbidden("rider_not_approved", message),
+            RiderError::Offline => ApiError::forbidden("rider_offline", message),
+            RiderError::LocationWhileOffline => {
+                ApiError::new(StatusCode::CONFLICT, "rider_offline", message)
+            }
+            RiderError::Store(e) => e.into(),
+            RiderError::Engine(e) => e.into(),
+        }
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::RiderNotApproved => {
+                ApiError::unprocessable("rider_not_approved", e.to_string())
+            }
+            DispatchError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::UnknownUser => {
+                ApiError::new(StatusCode::NOT_FOUND, "user_not_found", "no such user")
+            }
+            SendError::UnknownUsers(missing) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "user_not_found",
+                format!("no such users: {missing:?}; nothing was sent"),
+            ),
+            SendError::UnknownRider => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no approved rider")
+            }
+            SendError::Store(e) => e.into(),
+            SendError::Engine(e) => e.into(),
         }
     }
 }

@@ -3,27 +3,31 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `locallife` commands (`serve`, `migrate`, `token`, `user create`,
-//!   `demo`, `listen`, `simulate-payment`); [`demo`] and [`client`] implement the last three.
-//! - [`config`]: every setting of SPEC §5, read once, validated, secrets redacted.
-//! - [`app`]: [`app::Application`] builds a replica (migrations, pools, listener) and
-//!   runs it until shutdown; [`app::AppState`] is what handlers share.
-//! - [`http`]: routes and thin handlers; every error is JSON ([`error::ApiError`]).
-//! - [`auth`]: HS256 access tokens and the [`auth::Caller`] extractor that loads the
-//!   caller's roles from the database on each request.
-//! - [`wechat`]: clients of WeChat's servers (mini-program login).
-//! - [`store`]: PostgreSQL: pool, migrations (`migrations/*.sql`), queries.
-//! - [`engine`]: moves events between replicas: Redis pub/sub, or in-process for a
-//!   single node; all Redis key and channel names are built in [`engine::keys`].
-//! - [`hub`]: this replica's sockets by user and role, fan-out, subscriptions,
-//!   keep-alive sweeps.
-//! - [`ws`]: `GET /v1/ws`: admission, the message protocol, one session per socket.
-//! - [`notify`]: building and publishing notifications (the events of SPEC §3).
-//! - [`service`]: business flows (orders, payment, dispatch, alerts, the payment-timeout
-//!   sweeper) between handlers and the store.
-//! - [`domain`]: types valid by construction ([`domain::Role`], [`domain::UserId`]).
-//! - [`time`]: clock helpers.
-//! - [`telemetry`]: logging (stderr, pretty or JSON).
+//! Layers, lowest first. A module imports only from modules above it in this list
+//! (never from below), and no file imports a file that imports it back.
+//!
+//! 1. Foundations: [`config`] (every setting of SPEC §5, read once, validated, secrets
+//!    redacted), [`domain`] (types valid by construction: [`domain::UserId`],
+//!    [`domain::Role`], [`domain::OrderStatus`], [`domain::Approval`]), [`time`],
+//!    [`telemetry`] (logs and the metrics recorder), [`tasks`] (every background task
+//!    is spawned through one owner, cancelled and awaited on shutdown).
+//! 2. Outside systems: [`store`] (PostgreSQL: pool, migrations, one file of queries per
+//!    aggregate), [`engine`] (moves events between replicas: Redis, or in-process for a
+//!    single node; Redis keys in [`engine::keys`]; the one wire format of a notification
+//!    in [`engine::wire`]), [`wechat`] (code2Session, WeChat Pay), [`auth`] (HS256
+//!    tokens, and where a request carries one).
+//! 3. Real-time: [`hub`] (this replica's sockets: registry and fan-out, subscription
+//!    manager, sweeper), [`notify`] (publishing the notifications of SPEC §3, and the
+//!    system alerts a replica raises).
+//! 4. [`state`]: [`state::AppState`], what handlers, sessions and flows share.
+//! 5. [`service`]: business flows (orders, payments, riders, dispatch, platform
+//!    notices, the payment-timeout sweeper), called by handlers, sessions and timers.
+//! 6. [`error`]: [`error::ApiError`] and every mapping of a lower error into it.
+//! 7. Edges: [`ws`] (`GET /v1/ws`: admission, protocol, one session per socket),
+//!    [`http`] (routes and thin handlers, the [`http::Caller`] extractor).
+//! 8. [`app`] builds a replica and runs it until shutdown; [`cli`] is the `locallife`
+//!    command (`serve`, `migrate`, `token`, `user create`, `demo`, `listen`,
+//!    `simulate-payment`), with [`demo`] and [`client`] behind the last three.
 
 pub mod app;
 pub mod auth;
@@ -38,7 +42,9 @@ pub mod http;
 pub mod hub;
 pub mod notify;
 pub mod service;
+pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod time;
 pub mod wechat;

@@ -1,8 +1,9 @@
-//! Authentication: HS256 access tokens ([`jwt`]) and the extractors that make a handler
-//! unable to forget them ([`extract`]).
+//! Authentication: HS256 access tokens ([`jwt`]) and where a request carries one
+//! ([`bearer`]). The extractor that puts it in a handler's signature is
+//! [`crate::http::caller`].
 
-pub mod extract;
+pub mod bearer;
 pub mod jwt;
 
-pub use extract::{Caller, TokenSource};
+pub use bearer::{token_from, TokenSource};
 pub use jwt::{Claims, TokenError, Tokens};

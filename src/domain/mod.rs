@@ -1,8 +1,10 @@
 //! Domain types: values that are valid by construction once past the boundary.
 
 mod role;
+mod status;
 
 pub use role::{Role, RoleParseError};
+pub use status::{Approval, OrderStatus, StatusParseError};
 
 /// A user's id: the `users.id` primary key, and the `sub` of their access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

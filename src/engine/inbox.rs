@@ -1,18 +1,13 @@
-//! Inbox types shared by both engines: message ids and the frame layout that lets a
-//! notification be serialised once yet carry the id its inbox assigned.
+//! Inbox types shared by both engines: message ids, entries and bounds. (The frame an
+//! entry holds is built in [`super::wire`].)
 //!
 //! A message id is the inbox stream's entry id, `<unix ms>-<seq>`: unique per user,
-//! ordered by publish time, and directly what `XDEL` takes on ack. The frame is
-//! [`HEAD`] + id + tail, where the tail (everything after the id) is serialised by the
-//! publisher and stored in the stream; the engine splices the id in.
+//! ordered by publish time, and directly what `XDEL` takes on ack.
 
 use std::fmt;
 use std::str::FromStr;
 
 use axum::extract::ws::Utf8Bytes;
-
-/// The start of every notification frame, up to the message id.
-pub const HEAD: &str = r#"{"type":"notification","data":{"message_id":""#;
 
 /// How many notifications a user's inbox keeps; older ones are dropped (and counted).
 pub const INBOX_MAX: usize = 1000;
@@ -54,11 +49,6 @@ impl FromStr for MsgId {
     }
 }
 
-/// The whole frame for `id`.
-pub fn frame(id: MsgId, tail: &str) -> Utf8Bytes {
-    Utf8Bytes::from(format!("{HEAD}{id}{tail}"))
-}
-
 /// One notification waiting in an inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxEntry {
@@ -90,16 +80,5 @@ mod tests {
         ] {
             assert!(bad.parse::<MsgId>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn frames_splice_the_id() {
-        let f = frame(
-            MsgId { ms: 5, seq: 1 },
-            r#"","event":"x"},"timestamp":"t"}"#,
-        );
-        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
-        assert_eq!(v["data"]["message_id"], "5-1");
-        assert_eq!(v["data"]["event"], "x");
     }
 }

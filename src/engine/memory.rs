@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::inbox::{self, InboxEntry, MsgId, INBOX_IDLE_MS, INBOX_MAX};
+use super::inbox::{InboxEntry, MsgId, INBOX_IDLE_MS, INBOX_MAX};
+use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
 use crate::domain::UserId;
-use crate::hub::Event;
 
 #[derive(Default)]
 pub struct MemoryEngine {
@@ -128,7 +128,7 @@ impl Engine for MemoryEngine {
                 let event = Event::Notify {
                     id,
                     expires_ms,
-                    frame: inbox::frame(id, tail),
+                    frame: wire::frame(id, tail),
                 };
                 sink.deliver(Target::User(user), event.encode());
             }
@@ -179,7 +179,7 @@ impl Engine for MemoryEngine {
             .map(|(id, exp, tail)| InboxEntry {
                 id: *id,
                 expires_ms: *exp,
-                frame: inbox::frame(*id, tail),
+                frame: wire::frame(*id, tail),
             })
             .collect())
     }

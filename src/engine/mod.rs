@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use inbox::{InboxEntry, MsgId};
 pub use keys::{Keys, Target};
+pub use wire::Event;
 
 use crate::domain::UserId;
 
@@ -53,7 +55,7 @@ pub fn distance_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
     2.0 * EARTH_RADIUS_M * a.sqrt().asin()
 }
 
-/// Connect attempts one user may make per [`CONNECT_WINDOW`], across replicas; more are
+/// Connect attempts one user may make per [`CONNECT_WINDOW_MS`], across replicas; more are
 /// refused (429) so a client stuck in a reconnect loop cannot hammer admission.
 pub const CONNECT_LIMIT: u32 = 20;
 pub const CONNECT_WINDOW_MS: u64 = 10_000;
@@ -102,7 +104,7 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Writes a notification to `user`'s inbox, then publishes it on the user's channel,
     /// atomically: nothing can be live that is not in the inbox. `tail` is the frame
-    /// after the message id (see [`inbox`]). Returns the id the inbox gave it.
+    /// after the message id (see [`wire`]). Returns the id the inbox gave it.
     async fn push_inbox(
         &self,
         user: UserId,

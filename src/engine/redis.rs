@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,13 +23,15 @@ use fred::types::scripts::Script;
 use fred::types::Message;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::inbox::{self, InboxEntry, MsgId, HEAD, INBOX_IDLE_MS, INBOX_MAX};
+use super::inbox::{InboxEntry, MsgId, INBOX_IDLE_MS, INBOX_MAX};
+use super::wire::{self, Event, NotifyParts};
 use super::{
     Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
 use crate::domain::UserId;
+use crate::tasks::Tasks;
 
 /// How long a command waits (for a connection, then an answer) before the engine counts
 /// as unavailable and the caller answers 503.
@@ -56,8 +58,10 @@ return 1
 ";
 
 /// Adds a notification to an inbox, bounds and refreshes the inbox, and publishes the
-/// notification as a hub `N` event, in one step.
-/// KEYS[1] inbox; ARGV expires_ms, tail, max entries, idle ms, channel, frame head.
+/// notification's `N` event, in one step. The event is built in [`wire`]: the script
+/// only joins its [`NotifyParts`] around the id `XADD` picked.
+/// KEYS[1] inbox; ARGV expires_ms, tail, max entries, idle ms, channel, and the parts
+/// before, between and after the id.
 /// Returns {id, number dropped by the bound}.
 const PUSH_LUA: &str = r"
 local id = redis.call('XADD', KEYS[1], '*', 'exp', ARGV[1], 'tail', ARGV[2])
@@ -66,15 +70,15 @@ if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[3]) then
   dropped = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[5], 'N' .. id .. ' ' .. ARGV[1] .. '\n' .. ARGV[6] .. id .. ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7] .. id .. ARGV[8])
 return {id, dropped}
 ";
 
 /// Removes an acked notification and, if it was there, tells every replica.
-/// KEYS[1] inbox; ARGV id, channel.
+/// KEYS[1] inbox; ARGV id, channel, the `A` event ([`wire::Event::Acked`]).
 const ACK_LUA: &str = r"
 local n = redis.call('XDEL', KEYS[1], ARGV[1])
-if n == 1 then redis.call('PUBLISH', ARGV[2], 'A' .. ARGV[1]) end
+if n == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n
 ";
 
@@ -90,14 +94,14 @@ pub struct RedisEngine {
     push: Script,
     ack: Script,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl RedisEngine {
     /// Connects both connections, waiting a few seconds at most: a Redis that is down
     /// at start-up does not stop the replica (fred keeps reconnecting; `/readyz` says so).
-    pub async fn connect(url: &SecretString, keys: Keys) -> anyhow::Result<Self> {
+    /// Its two tasks (pub/sub dispatch, reconnect watch) run supervised on `tasks`.
+    pub async fn connect(url: &SecretString, keys: Keys, tasks: &Tasks) -> anyhow::Result<Self> {
         let config = fred::types::config::Config::from_url(url.expose_secret())
             .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid Redis URL"))?;
         let mut builder = Builder::from_config(config);
@@ -121,18 +125,36 @@ impl RedisEngine {
         let sink: Arc<OnceLock<Weak<dyn Sink>>> = Arc::new(OnceLock::new());
         let dropped = Arc::new(AtomicU64::new(0));
         // Receivers are taken before connecting, so neither the first connect event nor
-        // an early message can be missed.
-        let messages = subscriber.message_rx();
-        let reconnects = subscriber.reconnect_rx();
-        let tasks = vec![
-            tokio::spawn(dispatch(
-                messages,
+        // an early message can be missed (a restarted task takes new ones).
+        let messages = std::sync::Mutex::new(Some(subscriber.message_rx()));
+        let reconnects = std::sync::Mutex::new(Some(subscriber.reconnect_rx()));
+        let cancel = tasks.cancel().clone();
+        {
+            let (subscriber, keys, sink, dropped, cancel) = (
+                subscriber.clone(),
                 keys.clone(),
                 sink.clone(),
                 dropped.clone(),
-            )),
-            tokio::spawn(watch_reconnects(reconnects, sink.clone())),
-        ];
+                cancel.clone(),
+            );
+            tasks.supervise("redis_dispatch", move || {
+                let rx = take_or(&messages, || subscriber.message_rx());
+                dispatch(
+                    rx,
+                    keys.clone(),
+                    sink.clone(),
+                    dropped.clone(),
+                    cancel.clone(),
+                )
+            });
+        }
+        {
+            let (subscriber, sink) = (subscriber.clone(), sink.clone());
+            tasks.supervise("redis_reconnects", move || {
+                let rx = take_or(&reconnects, || subscriber.reconnect_rx());
+                watch_reconnects(rx, sink.clone(), cancel.clone())
+            });
+        }
         commands.connect();
         subscriber.connect();
         let waited = tokio::time::timeout(COMMAND_TIMEOUT, async {
@@ -152,7 +174,6 @@ impl RedisEngine {
             push: Script::from_lua(PUSH_LUA),
             ack: Script::from_lua(ACK_LUA),
             sink,
-            tasks: Mutex::new(tasks),
             dropped,
         })
     }
@@ -163,15 +184,26 @@ impl RedisEngine {
     }
 }
 
+/// The receiver taken before connecting, the first time; a fresh one after a restart.
+fn take_or<T>(first: &std::sync::Mutex<Option<T>>, fresh: impl FnOnce() -> T) -> T {
+    let taken = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+    taken.unwrap_or_else(fresh)
+}
+
 /// Hands every pub/sub message to the sink, zero-copy.
 async fn dispatch(
     mut messages: tokio::sync::broadcast::Receiver<Message>,
     keys: Keys,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     dropped: Arc<AtomicU64>,
+    cancel: CancellationToken,
 ) {
     loop {
-        match messages.recv().await {
+        let received = tokio::select! {
+            m = messages.recv() => m,
+            _ = cancel.cancelled() => return,
+        };
+        match received {
             Ok(message) => {
                 let Some(target) = keys.parse_channel(&message.channel) else {
                     continue;
@@ -199,9 +231,14 @@ async fn dispatch(
 async fn watch_reconnects(
     mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
+    cancel: CancellationToken,
 ) {
     loop {
-        match reconnects.recv().await {
+        let received = tokio::select! {
+            r = reconnects.recv() => r,
+            _ = cancel.cancelled() => return,
+        };
+        match received {
             Ok(_) | Err(RecvError::Lagged(_)) => {
                 tracing::info!("Redis subscriber connected; subscribing again");
                 if let Some(sink) = sink.get().and_then(Weak::upgrade) {
@@ -259,6 +296,7 @@ impl Engine for RedisEngine {
         tail: &str,
         expires_ms: u64,
     ) -> Result<MsgId, EngineError> {
+        let parts = NotifyParts::new(expires_ms, tail);
         let answer: Vec<Value> = self
             .push
             .evalsha_with_reload(
@@ -270,7 +308,9 @@ impl Engine for RedisEngine {
                     INBOX_MAX.to_string(),
                     INBOX_IDLE_MS.to_string(),
                     self.keys.channel(Target::User(user)),
-                    HEAD.to_owned(),
+                    parts.before,
+                    parts.between,
+                    parts.after,
                 ],
             )
             .await
@@ -293,7 +333,11 @@ impl Engine for RedisEngine {
             .evalsha_with_reload(
                 &self.commands,
                 vec![self.keys.inbox(user)],
-                vec![id.to_string(), self.keys.channel(Target::User(user))],
+                vec![
+                    Value::from(id.to_string()),
+                    Value::from(self.keys.channel(Target::User(user))),
+                    Value::Bytes(Event::Acked(id).encode()),
+                ],
             )
             .await
             .map_err(unavailable)?;
@@ -322,7 +366,7 @@ impl Engine for RedisEngine {
                 Some(tail) if exp > now => entries.push(InboxEntry {
                     id: msg_id,
                     expires_ms: exp,
-                    frame: inbox::frame(msg_id, tail),
+                    frame: wire::frame(msg_id, tail),
                 }),
                 _ => expired.push(id),
             }
@@ -527,9 +571,5 @@ impl Engine for RedisEngine {
     async fn shutdown(&self) {
         let _ = self.subscriber.quit().await;
         let _ = self.commands.quit().await;
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for task in tasks {
-            task.abort();
-        }
     }
 }

@@ -1,17 +1,15 @@
 //! `POST /v1/auth/wechat-login` and `GET /v1/me`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::ApiJson;
-use crate::app::AppState;
-use crate::auth::Caller;
+use super::caller::Caller;
+use super::json::ApiJson;
 use crate::domain::{Role, UserId};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store;
-use crate::wechat::LoginError;
 
 #[derive(Deserialize)]
 pub struct LoginRequest {
@@ -36,34 +34,6 @@ pub struct LoginResponse {
 /// reaches WeChat.
 fn valid_code(code: &str) -> bool {
     !code.is_empty() && code.len() <= 256 && code.chars().all(|c| c.is_ascii_graphic())
-}
-
-impl From<LoginError> for ApiError {
-    fn from(e: LoginError) -> Self {
-        match e {
-            LoginError::CodeInvalid => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "wechat_code_invalid",
-                "the login code is invalid or was already used",
-            ),
-            LoginError::UserBlocked => {
-                ApiError::forbidden("wechat_user_blocked", "this WeChat user is blocked")
-            }
-            LoginError::RateLimited => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "wechat_rate_limited",
-                "too many login attempts, try again later",
-            ),
-            LoginError::Unavailable(why) => {
-                tracing::warn!(reason = %why, "WeChat code2Session failed");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechat_unavailable",
-                    "WeChat login is unavailable, try again",
-                )
-            }
-        }
-    }
 }
 
 #[tracing::instrument(skip_all)]

@@ -6,11 +6,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::caller::Caller;
+use super::json::ApiJson;
 use super::path::ApiPath;
-use super::ApiJson;
-use crate::app::AppState;
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::merchants::{self, Product};
 
 #[derive(Deserialize)]

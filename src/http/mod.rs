@@ -5,6 +5,7 @@
 //! method, malformed body, a panic) is answered as JSON `{"code", "message"}`.
 
 mod auth;
+pub mod caller;
 mod health;
 mod json;
 mod log;
@@ -12,9 +13,10 @@ mod merchants;
 mod orders;
 mod path;
 mod platform;
-pub mod riders;
+mod riders;
 mod webhooks;
 
+pub use caller::Caller;
 pub use json::ApiJson;
 
 use std::time::Duration;
@@ -26,8 +28,8 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Request bodies are small JSON documents; anything larger is refused before parsing.
 const BODY_LIMIT: usize = 64 * 1024;

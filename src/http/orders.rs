@@ -6,14 +6,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::caller::Caller;
+use super::json::ApiJson;
 use super::path::ApiPath;
-use super::ApiJson;
-use crate::app::AppState;
-use crate::auth::Caller;
 use crate::domain::Role;
 use crate::error::ApiError;
-use crate::service::orders::{self as flows, OrderError};
-use crate::store::orders::{self, Address, CreateError, Order, UrgeOutcome};
+use crate::service::orders as flows;
+use crate::state::AppState;
+use crate::store::orders::{self, Address, Order, UrgeOutcome};
 use crate::wechat::pay::PayParams;
 
 const MAX_ITEMS: usize = 50;
@@ -43,36 +43,6 @@ pub struct Created {
     #[serde(flatten)]
     order: Order,
     payment: Option<PayParams>,
-}
-
-impl From<OrderError> for ApiError {
-    fn from(e: OrderError) -> Self {
-        match e {
-            OrderError::Create(CreateError::MerchantUnavailable) => ApiError::new(
-                StatusCode::CONFLICT,
-                "merchant_unavailable",
-                "no such merchant, or it is not approved",
-            ),
-            OrderError::Create(CreateError::UnknownProduct(_)) => ApiError::unprocessable(
-                "invalid_items",
-                "every product must be this merchant's, and the total above zero",
-            ),
-            OrderError::Create(CreateError::InsufficientStock(p)) => ApiError::new(
-                StatusCode::CONFLICT,
-                "insufficient_stock",
-                format!("not enough stock of product {p}; nothing was reserved"),
-            ),
-            OrderError::Create(CreateError::Store(e)) | OrderError::Store(e) => e.into(),
-            OrderError::Prepay(why) => {
-                tracing::warn!(reason = %why, "prepay failed");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechatpay_unavailable",
-                    "WeChat Pay is unavailable; nothing was ordered, try again",
-                )
-            }
-        }
-    }
 }
 
 pub async fn create(

@@ -6,30 +6,22 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::ApiJson;
-use crate::app::AppState;
-use crate::auth::Caller;
+use super::caller::Caller;
+use super::json::ApiJson;
+use super::path::ApiPath;
 use crate::domain::{Role, UserId};
-use crate::engine::EngineError;
 use crate::error::ApiError;
 use crate::hub::{CENSUS_STALE, SOCKET_ROLES};
-use crate::notify::{self, Kind, Notification};
+use crate::notify::{Kind, Notification};
+use crate::service::notifications as send;
+use crate::service::orders as flows;
+use crate::state::AppState;
 use crate::store;
+use crate::store::orders::{Order, Transition};
 
 const MAX_TITLE: usize = 100;
 const MAX_CONTENT: usize = 2000;
 const MAX_DATA: usize = 4096;
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        metrics::counter!("locallife_redis_errors_total").increment(1);
-        tracing::warn!(error = %e, "engine unavailable");
-        ApiError::unavailable(
-            "engine_unavailable",
-            "notifications cannot be delivered right now; nothing was sent, try again",
-        )
-    }
-}
 
 #[derive(Deserialize)]
 pub struct SendNotification {
@@ -77,23 +69,14 @@ pub async fn send_notification(
     ApiJson(body): ApiJson<SendNotification>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Platform)?;
-    let engine = state.hub().engine().clone();
     let message_id = match (body.user_id, body.role) {
         (Some(user), None) => {
             let n = parse(&body, Kind::PlatformNotice)?;
-            let user = UserId(user);
-            if !store::users::exists(state.db(), user).await? {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "user_not_found",
-                    "no such user",
-                ));
-            }
-            notify::to_user(&*engine, user, &n).await?
+            send::to_user(&state, UserId(user), &n).await?
         }
         (None, Some(role)) if SOCKET_ROLES.contains(&role) => {
             let n = parse(&body, Kind::Announcement)?;
-            notify::to_role(&*engine, role, &n).await?
+            send::to_role(&state, role, &n).await?
         }
         (None, Some(_)) => {
             return Err(ApiError::unprocessable(
@@ -158,25 +141,8 @@ pub async fn send_batch(
         })?;
         batch.push((UserId(user), n));
     }
-    let ids: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
-    let missing = store::users::missing(state.db(), &ids).await?;
-    if !missing.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "user_not_found",
-            format!("no such users: {missing:?}; nothing was sent"),
-        ));
-    }
-    let engine = state.hub().engine().clone();
-    // Concurrent sends share the engine's connection and go out as one pipeline.
-    let sent = futures::future::join_all(
-        batch
-            .iter()
-            .map(|(user, n)| notify::to_user(&*engine, *user, n)),
-    )
-    .await;
-    let failed = sent.iter().filter(|r| r.is_err()).count();
-    let message_ids: Vec<Option<String>> = sent.into_iter().map(Result::ok).collect();
+    let message_ids = send::batch(&state, &batch).await?;
+    let failed = message_ids.iter().filter(|id| id.is_none()).count();
     if failed == 0 {
         return Ok((
             StatusCode::ACCEPTED,
@@ -207,7 +173,7 @@ pub async fn connections(
     caller.require(Role::Platform)?;
     let hub = state.hub();
     let fresh_after = crate::time::unix_ms().saturating_sub(CENSUS_STALE.as_millis() as u64);
-    let mut replicas = hub.engine().censuses(fresh_after).await?;
+    let mut replicas = state.engine().censuses(fresh_after).await?;
     // This replica's own figures are read now rather than from its last report.
     replicas.retain(|r| *r.replica_id != **hub.replica_id());
     replicas.push(crate::engine::ReplicaCensus {
@@ -234,7 +200,7 @@ pub async fn connections(
 pub async fn approve_rider(
     State(state): State<AppState>,
     caller: Caller,
-    super::path::ApiPath(user): super::path::ApiPath<i64>,
+    ApiPath(user): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Platform)?;
     if !store::riders::approve(state.db(), UserId(user), caller.id).await? {
@@ -251,7 +217,7 @@ pub async fn approve_rider(
 pub async fn approve_merchant(
     State(state): State<AppState>,
     caller: Caller,
-    super::path::ApiPath(id): super::path::ApiPath<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Platform)?;
     if !store::merchants::approve(state.db(), id, caller.id).await? {
@@ -269,24 +235,14 @@ pub struct Dispatch {
 pub async fn dispatch(
     State(state): State<AppState>,
     caller: Caller,
-    super::path::ApiPath(order): super::path::ApiPath<i64>,
+    ApiPath(order): ApiPath<i64>,
     ApiJson(body): ApiJson<Dispatch>,
-) -> Result<Json<crate::store::orders::Order>, ApiError> {
+) -> Result<Json<Order>, ApiError> {
     caller.require(Role::Platform)?;
-    let rider = UserId(body.rider_id);
-    match store::riders::state(state.db(), rider).await? {
-        Some(s) if s.approved => {}
-        _ => {
-            return Err(ApiError::unprocessable(
-                "rider_not_approved",
-                "rider_id must be an approved rider",
-            ))
-        }
-    }
-    match crate::service::orders::assign(&state, order, rider, true).await? {
-        crate::store::orders::Transition::Done(o) => Ok(Json(*o)),
-        crate::store::orders::Transition::NotFound => Err(ApiError::not_found()),
-        crate::store::orders::Transition::Refused(status) => Err(ApiError::new(
+    match flows::dispatch(&state, order, UserId(body.rider_id)).await? {
+        Transition::Done(o) => Ok(Json(*o)),
+        Transition::NotFound => Err(ApiError::not_found()),
+        Transition::Refused(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "order_not_dispatchable",
             format!("the order is {status}; only a paid order waiting for a rider is dispatched"),
@@ -306,21 +262,10 @@ pub struct Command {
 pub async fn rider_command(
     State(state): State<AppState>,
     caller: Caller,
-    super::path::ApiPath(user): super::path::ApiPath<i64>,
+    ApiPath(user): ApiPath<i64>,
     ApiJson(body): ApiJson<Command>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Platform)?;
-    let rider = UserId(user);
-    match store::riders::state(state.db(), rider).await? {
-        Some(s) if s.approved => {}
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no approved rider",
-            ))
-        }
-    }
     let as_notification = SendNotification {
         user_id: Some(user),
         role: None,
@@ -329,8 +274,7 @@ pub async fn rider_command(
         data: body.data,
     };
     let n = parse(&as_notification, Kind::RiderCommand)?;
-    let engine = state.hub().engine().clone();
-    let message_id = notify::to_user(&*engine, rider, &n).await?;
+    let message_id = send::rider_command(&state, UserId(user), &n).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "message_id": message_id })),

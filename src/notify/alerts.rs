@@ -16,6 +16,7 @@ use crate::domain::UserId;
 use crate::engine::Engine;
 use crate::notify::{self, Kind, Notification};
 use crate::store;
+use crate::tasks::Tasks;
 
 /// At most one alert of a kind per this long, per replica.
 pub const PER_KIND: Duration = Duration::from_secs(60);
@@ -33,15 +34,27 @@ pub struct Alerts {
 }
 
 impl Alerts {
+    /// Starts the delivering task, supervised on `tasks`.
     pub fn start(
         db: deadpool_postgres::Pool,
         engine: Arc<dyn Engine>,
         replica: Arc<str>,
-        cancel: CancellationToken,
-    ) -> (Alerts, tokio::task::JoinHandle<()>) {
+        tasks: &Tasks,
+    ) -> Alerts {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(rx, db, engine, replica, cancel));
-        (Alerts { tx }, task)
+        // Shared so that a restarted task (after a panic) reads the same queue.
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let cancel = tasks.cancel().clone();
+        tasks.supervise("alerts", move || {
+            run(
+                rx.clone(),
+                db.clone(),
+                engine.clone(),
+                replica.clone(),
+                cancel.clone(),
+            )
+        });
+        Alerts { tx }
     }
 
     /// Raises an alert of `kind` (a short snake_case word: `redis_unreachable`).
@@ -59,12 +72,13 @@ impl Alerts {
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Alert>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Alert>>>,
     db: deadpool_postgres::Pool,
     engine: Arc<dyn Engine>,
     replica: Arc<str>,
     cancel: CancellationToken,
 ) {
+    let mut rx = rx.lock().await;
     let mut last: HashMap<&'static str, Instant> = HashMap::new();
     let staff_cache: Mutex<Vec<UserId>> = Mutex::new(Vec::new());
     loop {
@@ -113,22 +127,6 @@ async fn run(
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
-}
-
-/// Spawns `task`; if it panics, raises `task_panicked` naming it.
-pub fn supervise<F>(alerts: &Alerts, name: &'static str, task: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let handle = tokio::spawn(task);
-    let alerts = alerts.clone();
-    tokio::spawn(async move {
-        if let Err(e) = handle.await {
-            if e.is_panic() {
-                alerts.raise("task_panicked", format!("background task {name} panicked"));
-            }
-        }
-    });
 }
 
 /// Watches PostgreSQL and the engine; raises an alert when either becomes unreachable.

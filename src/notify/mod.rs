@@ -1,8 +1,11 @@
-//! Publishing notifications (SPEC §3): what handlers and business flows call.
+//! Publishing notifications (SPEC §3): what handlers and business flows call; and
+//! [`alerts`], the `alert.system_error` notifications a replica raises itself.
 //!
 //! A notification is serialised here, once, into the exact text frame the sockets will
-//! send, wrapped in a hub [`Event`], and published to the user's (or role's) channel;
+//! send (in the format of [`crate::engine::wire`]), wrapped in an [`Event`], and published to the user's (or role's) channel;
 //! every replica holding a socket of that user hands the same bytes to each of them.
+
+pub mod alerts;
 
 use std::time::Duration;
 
@@ -10,8 +13,8 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 
 use crate::domain::{Role, UserId};
-use crate::engine::{inbox, Engine, EngineError, Target};
-use crate::hub::Event;
+use crate::engine::wire::{self, Event};
+use crate::engine::{Engine, EngineError, Target};
 
 /// The events of SPEC §3, with whether they need an ack and how long they live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,23 +116,15 @@ impl Notification {
         data
     }
 
-    /// The frame after the message id: `","event":...},"timestamp":"..."}`. With
-    /// [`inbox::HEAD`] and the id in front, the whole `notification` text frame, so the
+    /// The frame after the message id ([`wire::tail`]), with the time of now: the
     /// notification is serialised once, before its inbox has given it an id.
     pub fn tail(&self) -> String {
-        // Serialising a map of JSON values cannot fail; its outer braces are dropped so
-        // the fields follow `message_id` inside one object.
-        let data = serde_json::to_string(&self.data()).unwrap_or_else(|_| "{}".into());
-        let inner = &data[1..data.len() - 1];
-        format!(
-            "\",{inner}}},\"timestamp\":\"{}\"}}",
-            crate::time::rfc3339_now()
-        )
+        wire::tail(&self.data(), &crate::time::rfc3339_now())
     }
 
     /// The whole text frame with `message_id` = `id`.
     pub fn frame(&self, id: &str) -> Utf8Bytes {
-        Utf8Bytes::from(format!("{}{id}{}", inbox::HEAD, self.tail()))
+        wire::frame(id, &self.tail())
     }
 }
 

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
+use super::riders::{self as rider_flows, RiderError};
 use super::send_to;
-use crate::app::AppState;
 use crate::domain::UserId;
 use crate::notify::{Kind, Notification};
+use crate::state::AppState;
 use crate::store::orders::{
     self, Address, CreateError, LowStock, Order, PaymentOutcome, Transition,
 };
@@ -16,6 +17,14 @@ use crate::wechat::pay::PayParams;
 
 /// Riders recommended per order at most (SPEC §3).
 pub const MAX_RECOMMENDED: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("rider_id must be an approved rider")]
+    RiderNotApproved,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -231,4 +240,45 @@ pub async fn urged(state: &AppState, order: &Order) -> Result<(), StoreError> {
         .with("merchant_id", order.merchant_id);
     send_to(state, admins, n);
     Ok(())
+}
+
+/// A rider takes a paid order: only an approved rider who is online.
+pub async fn accept(
+    state: &AppState,
+    order_id: i64,
+    rider: UserId,
+) -> Result<Transition, RiderError> {
+    rider_flows::require_online(state, rider).await?;
+    Ok(assign(state, order_id, rider, false).await?)
+}
+
+/// Platform staff give a paid order to an approved rider (online or not).
+pub async fn dispatch(
+    state: &AppState,
+    order_id: i64,
+    rider: UserId,
+) -> Result<Transition, DispatchError> {
+    match riders::state(state.db(), rider).await? {
+        Some(s) if s.approved => {}
+        _ => return Err(DispatchError::RiderNotApproved),
+    }
+    Ok(assign(state, order_id, rider, true).await?)
+}
+
+/// The assigned rider picked the order up at the merchant.
+pub async fn pick_up(
+    state: &AppState,
+    order_id: i64,
+    rider: UserId,
+) -> Result<Transition, StoreError> {
+    orders::pick_up(state.db(), order_id, rider).await
+}
+
+/// The assigned rider delivered it.
+pub async fn deliver(
+    state: &AppState,
+    order_id: i64,
+    rider: UserId,
+) -> Result<Transition, StoreError> {
+    orders::deliver(state.db(), order_id, rider).await
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::send_to;
-use crate::app::AppState;
 use crate::notify::{Kind, Notification};
+use crate::state::AppState;
 use crate::store::{orders, users};
 
 const BATCH: i64 = 100;

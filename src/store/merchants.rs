@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::StoreError;
-use crate::domain::{Role, UserId};
+use crate::domain::{Approval, Role, UserId};
 
 type Pool = deadpool_postgres::Pool;
 
@@ -11,7 +11,7 @@ type Pool = deadpool_postgres::Pool;
 pub struct Merchant {
     pub id: i64,
     pub name: String,
-    pub status: String,
+    pub status: Approval,
     pub lat: f64,
     pub lng: f64,
 }

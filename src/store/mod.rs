@@ -24,7 +24,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No connection could be had: the server is down, unreachable, or the pool is
-    /// exhausted for longer than [`POOL_TIMEOUT`].
+    /// exhausted for longer than `POOL_TIMEOUT`.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// The statement itself failed.
@@ -49,6 +49,30 @@ impl From<tokio_postgres::Error> for StoreError {
         }
     }
 }
+
+/// Domain states are read from their text columns here, at the boundary: a value the
+/// database's CHECK constraint would not allow is a query error, not a string that
+/// travels up.
+macro_rules! text_column {
+    ($t:ty) => {
+        impl<'a> tokio_postgres::types::FromSql<'a> for $t {
+            fn from_sql(
+                ty: &tokio_postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let text = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+                Ok(text.parse::<$t>()?)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::FromSql>::accepts(ty)
+            }
+        }
+    };
+}
+
+text_column!(crate::domain::OrderStatus);
+text_column!(crate::domain::Approval);
 
 impl StoreError {
     /// The SQLSTATE of a failed statement, to map constraint violations.

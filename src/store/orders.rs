@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
 use super::StoreError;
-use crate::domain::UserId;
+use crate::domain::{OrderStatus, UserId};
 
 type Pool = deadpool_postgres::Pool;
 
@@ -33,7 +33,7 @@ pub struct Address {
 pub struct Order {
     pub id: i64,
     pub out_trade_no: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub consumer_id: i64,
     pub merchant_id: i64,
     pub rider_id: Option<i64>,
@@ -334,7 +334,7 @@ pub async fn record_payment(
     };
     let order_id: i64 = row.get("id");
     let total: i64 = row.get("total_fen");
-    let status: String = row.get("status");
+    let status: OrderStatus = row.get("status");
     if total != p.amount_total_fen {
         return Ok(PaymentOutcome::AmountMismatch);
     }
@@ -347,9 +347,9 @@ pub async fn record_payment(
     if seen.is_some() {
         return Ok(PaymentOutcome::Duplicate);
     }
-    let outcome = match status.as_str() {
-        "pending_payment" => "applied",
-        "closed" => "late",
+    let outcome = match status {
+        OrderStatus::PendingPayment => "applied",
+        OrderStatus::Closed => "late",
         _ => "mismatch",
     };
     let inserted = tx
@@ -436,7 +436,7 @@ pub enum Transition {
     Done(Box<Order>),
     NotFound,
     /// The order is not in a state that allows this (taken by another rider, not paid...).
-    Refused(String),
+    Refused(OrderStatus),
 }
 
 /// Assigns a paid order to a rider: the first of concurrent calls wins.

@@ -1,7 +1,7 @@
 //! Riders: application, approval, online state, position.
 
 use super::StoreError;
-use crate::domain::{Role, UserId};
+use crate::domain::{Approval, Role, UserId};
 
 type Pool = deadpool_postgres::Pool;
 
@@ -33,7 +33,7 @@ pub async fn state(db: &Pool, user: UserId) -> Result<Option<RiderState>, StoreE
         )
         .await?
         .map(|r| RiderState {
-            approved: r.get::<_, &str>(0) == "approved",
+            approved: r.get::<_, Approval>(0) == Approval::Approved,
             online: r.get(1),
         }))
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::StoreError;
-use crate::domain::{Role, UserId};
+use crate::domain::{Approval, Role, UserId};
 
 /// Rows of `user_roles` to [`Role`]s; an unknown value (impossible while the CHECK
 /// constraint holds) is skipped rather than failing the request.
@@ -159,7 +159,7 @@ pub async fn missing(
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RiderView {
-    pub status: String,
+    pub status: Approval,
     pub online: bool,
     pub name: String,
     pub phone: String,
@@ -171,7 +171,7 @@ pub struct RiderView {
 pub struct MerchantView {
     pub id: i64,
     pub name: String,
-    pub status: String,
+    pub status: Approval,
 }
 
 /// `GET /v1/me`.
@@ -232,7 +232,7 @@ pub async fn me(
 pub struct AdmissionFacts {
     pub roles: Vec<Role>,
     /// `riders.status`, when the user applied as a rider.
-    pub rider_status: Option<String>,
+    pub rider_status: Option<Approval>,
     pub rider_online: bool,
     /// Admin of any merchant at all.
     pub merchant_admin: bool,

@@ -5,8 +5,11 @@
 //! (403), the per-user socket limit across replicas (429). Only then is the connection
 //! upgraded, with buffers sized for small JSON messages.
 
+mod lease;
 pub mod protocol;
 pub mod session;
+
+pub use lease::Lease;
 
 use std::sync::Arc;
 
@@ -15,12 +18,12 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
-use crate::auth::extract::{token_from, TokenSource};
-use crate::domain::{Role, UserId};
-use crate::engine::{Engine, Place};
+use crate::auth::{token_from, TokenSource};
+use crate::domain::{Approval, Role};
+use crate::engine::Place;
 use crate::error::ApiError;
 use crate::hub::{RoleSet, Socket, LEASE};
+use crate::state::AppState;
 use crate::store::users::AdmissionFacts;
 
 /// tungstenite zero-fills its read buffer and keeps it for the socket's life, so it is
@@ -61,7 +64,7 @@ impl Denied {
 /// passes; with none, the most specific refusal.
 pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
     let mut roles = RoleSet::default();
-    if facts.rider_status.as_deref() == Some("approved") && facts.rider_online {
+    if facts.rider_status == Some(Approval::Approved) && facts.rider_online {
         roles.insert(Role::Rider);
     }
     if facts.admin_of_approved_merchant {
@@ -73,8 +76,8 @@ pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
     if !roles.is_empty() {
         return Ok(roles);
     }
-    match facts.rider_status.as_deref() {
-        Some("approved") => return Err(Denied::RiderOffline),
+    match facts.rider_status {
+        Some(Approval::Approved) => return Err(Denied::RiderOffline),
         Some(_) => return Err(Denied::RiderNotApproved),
         None => {}
     }
@@ -85,28 +88,6 @@ pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
         return Err(Denied::RiderNotApproved);
     }
     Err(Denied::RoleNotAllowed)
-}
-
-/// A socket place taken in the engine; released when dropped (also when the upgrade
-/// never happens and the session closure is dropped unrun).
-pub struct Lease {
-    engine: Arc<dyn Engine>,
-    user: UserId,
-    conn_id: Arc<str>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let engine = self.engine.clone();
-        let user = self.user;
-        let conn_id = self.conn_id.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                // If this fails the lease runs out on its own.
-                let _ = engine.release_socket(user, &conn_id).await;
-            });
-        }
-    }
 }
 
 #[tracing::instrument(skip_all)]
@@ -130,8 +111,9 @@ pub async fn connect(
                     .on_upgrade(move |ws| async move {
                         // A task of its own: the upgrade's task (hyper's upgrade
                         // future plus axum's wrapper, ~1.7 KB) ends here instead of
-                        // living as long as the socket.
-                        tokio::spawn(session::run(ws, state, socket, lease));
+                        // living as long as the socket. Tracked: a drain waits for it.
+                        let sessions = state.sessions().clone();
+                        sessions.spawn_quiet(session::run(ws, state, socket, lease));
                     })
             }
             Err(_) => ApiError::bad_request(
@@ -199,11 +181,7 @@ async fn admit_socket(
             ))
         }
     }
-    let lease = Lease {
-        engine: hub.engine().clone(),
-        user,
-        conn_id: conn_id.clone(),
-    };
+    let lease = Lease::new(hub.clone(), user, conn_id.clone());
     let socket = Arc::new(Socket::new(
         seq,
         conn_id,
@@ -230,9 +208,9 @@ mod tests {
         assert_eq!(admit(&f), Err(Denied::RoleNotAllowed));
 
         let mut f = facts();
-        f.rider_status = Some("pending".into());
+        f.rider_status = Some(Approval::Pending);
         assert_eq!(admit(&f), Err(Denied::RiderNotApproved));
-        f.rider_status = Some("approved".into());
+        f.rider_status = Some(Approval::Approved);
         assert_eq!(admit(&f), Err(Denied::RiderOffline));
         f.rider_online = true;
         assert_eq!(admit(&f).map(|r| r.contains(Role::Rider)), Ok(true));
@@ -254,7 +232,7 @@ mod tests {
     fn several_roles_get_every_role_that_passes() {
         let f = AdmissionFacts {
             roles: vec![Role::Platform, Role::Merchant, Role::Rider],
-            rider_status: Some("approved".into()),
+            rider_status: Some(Approval::Approved),
             rider_online: false,
             merchant_admin: true,
             admin_of_approved_merchant: true,

@@ -6,17 +6,18 @@
 //! happened before the upgrade, so it is not part of this long-lived future.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
+use tokio::time::Instant;
 
+use super::lease::Lease;
 use super::protocol::{self, ClientMessage, ProtocolError};
-use super::Lease;
-use crate::app::AppState;
 use crate::domain::Role;
 use crate::engine::MsgId;
 use crate::hub::{Close, Outgoing, Socket, Work};
+use crate::state::AppState;
 
 /// A write that cannot finish in this long means the client stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,7 +199,7 @@ async fn send(ws: &mut WebSocket, message: Message) -> Result<(), ()> {
 /// notifications that arrive meanwhile wait in the socket's queue and are skipped as
 /// copies if the replay already sent them: no gap, and no duplicate on this socket.
 async fn replay(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Result<(), ()> {
-    let entries = match state.hub().engine().inbox(socket.user).await {
+    let entries = match state.engine().inbox(socket.user).await {
         Ok(entries) => entries,
         Err(e) => {
             // The socket still works live; what waits is redelivered on the next connect.
@@ -353,7 +354,7 @@ async fn handle(
             };
             socket.acked(id);
             metrics::counter!("locallife_acks_total").increment(1);
-            if let Err(e) = state.hub().engine().ack(socket.user, id).await {
+            if let Err(e) = state.engine().ack(socket.user, id).await {
                 // The notification stays in the inbox and is delivered again later.
                 tracing::warn!(error = %e, "ack not recorded");
             }
@@ -366,11 +367,12 @@ async fn handle(
             })
         }
         ClientMessage::Location { lat, lng } => {
-            match crate::http::riders::update_location(state, socket.user, lat, lng).await {
+            match crate::service::riders::update_location(state, socket.user, lat, lng).await {
                 Ok(()) => Ok(None),
                 Err(e) => Err(ProtocolError {
                     code: "location_refused",
-                    message: e.message.into_owned(),
+                    // The client-facing message: never an internal cause.
+                    message: crate::error::ApiError::from(e).message.into_owned(),
                 }),
             }
         }
@@ -415,14 +417,17 @@ mod tests {
         assert_eq!(classify(Message::Close(None)), Outcome::Gone);
     }
 
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_refuses() {
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_allows_a_burst_then_refuses_until_refilled() {
         let mut r = RateLimit::new();
         let allowed = (0..100).filter(|_| r.allow()).count();
-        assert!(
-            (RATE_BURST as usize..RATE_BURST as usize + 3).contains(&allowed),
-            "{allowed}"
-        );
+        assert_eq!(allowed, RATE_BURST as usize);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let refilled = (0..100).filter(|_| r.allow()).count();
+        assert_eq!(refilled, RATE_PER_S as usize, "one second refills the rate");
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let capped = (0..100).filter(|_| r.allow()).count();
+        assert_eq!(capped, RATE_BURST as usize, "never more than the burst");
     }
 
     proptest! {

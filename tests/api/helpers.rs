@@ -6,10 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use locallife::app::{AppState, Application};
+use locallife::app::Application;
 use locallife::auth::Tokens;
 use locallife::config::Config;
 use locallife::domain::{Role, UserId};
+use locallife::state::AppState;
 use serde_json::Value;
 use tokio::sync::{oneshot, OnceCell};
 use tokio_postgres::types::{FromSqlOwned, ToSql};

@@ -1,0 +1,118 @@
+//! WeChat Pay notifications, from the verified body to the paid order and its
+//! announcements. The webhook handler only reads headers and maps the outcome.
+//!
+//! Repeats are normal (WeChat Pay retries until it gets a success) and succeed with no
+//! side effect. The body and the decrypted transaction are never logged.
+
+use crate::state::AppState;
+use crate::store::orders::{self, PaymentOutcome, PaymentRecord};
+use crate::store::StoreError;
+use crate::wechat::pay::{NotifyError, NotifyHeaders};
+
+use super::orders as flows;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// Our configuration lacks the verification key: staff are alerted.
+    #[error("WeChat Pay notifications are not configured")]
+    NotConfigured,
+    #[error("verification failed: {0}")]
+    Refused(NotifyError),
+    #[error("notification for another merchant id")]
+    WrongMchid,
+    #[error("unknown out_trade_no")]
+    UnknownOrder,
+    #[error("amount mismatch")]
+    AmountMismatch,
+    /// Not recorded: WeChat Pay must retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Verifies, decrypts and records one notification; `Ok` once the payment is recorded
+/// (or was before, or is authentic but not a success).
+pub async fn on_notification(
+    state: &AppState,
+    signed: &NotifyHeaders<'_>,
+    body: &[u8],
+) -> Result<(), PaymentError> {
+    let Some(verifier) = state.pay_verifier() else {
+        // A configuration fault, not the caller's: staff must hear of it.
+        state.alerts().raise(
+            "wechatpay_not_configured",
+            "a WeChat Pay notification arrived but its verification key is not configured",
+        );
+        return Err(PaymentError::NotConfigured);
+    };
+    let now = chrono::Utc::now().timestamp();
+    let tx = match verifier.open(signed, body, now) {
+        Ok(tx) => tx,
+        Err(e) => {
+            metrics::counter!("locallife_webhook_refused_total", "reason" => refusal_label(&e))
+                .increment(1);
+            tracing::warn!(reason = %e, "payment notification refused");
+            if e == NotifyError::UnknownSerial {
+                // WeChat Pay rotated its key, or ours is stale: configuration again.
+                state.alerts().raise(
+                    "wechatpay_unknown_serial",
+                    "a payment notification was signed with an unknown WeChat Pay key id",
+                );
+            }
+            return Err(PaymentError::Refused(e));
+        }
+    };
+    if tx.mchid != verifier.mchid {
+        tracing::warn!("payment notification for another merchant id refused");
+        return Err(PaymentError::WrongMchid);
+    }
+    if tx.trade_state != "SUCCESS" {
+        // Authentic but not a success (closed, refunded...): nothing to do.
+        return Ok(());
+    }
+    let success_time = tx
+        .success_time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    let record = PaymentRecord {
+        transaction_id: &tx.transaction_id,
+        out_trade_no: &tx.out_trade_no,
+        mchid: &tx.mchid,
+        amount_total_fen: tx.amount.total,
+        trade_state: &tx.trade_state,
+        success_time,
+    };
+    let outcome = orders::record_payment(state.db(), &record)
+        .await
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "payment not recorded; WeChat Pay will retry"),
+        )?;
+    match &outcome {
+        PaymentOutcome::UnknownOrder => return Err(PaymentError::UnknownOrder),
+        PaymentOutcome::AmountMismatch => {
+            tracing::warn!("payment notification with a wrong amount refused");
+            return Err(PaymentError::AmountMismatch);
+        }
+        _ => {}
+    }
+    if let Err(e) = flows::on_payment(state, &outcome).await {
+        // Recorded and paid; only the announcements failed. Say so to staff.
+        tracing::warn!(error = %e, "after-payment notifications failed");
+        state.alerts().raise(
+            "after_payment_failed",
+            "a paid order's notifications could not be sent",
+        );
+    }
+    Ok(())
+}
+
+fn refusal_label(e: &NotifyError) -> &'static str {
+    match e {
+        NotifyError::MissingHeader(_) => "missing_header",
+        NotifyError::UnknownSerial => "unknown_serial",
+        NotifyError::BadSignature => "bad_signature",
+        NotifyError::Stale => "stale",
+        NotifyError::Malformed => "malformed",
+        NotifyError::Undecryptable => "undecryptable",
+    }
+}

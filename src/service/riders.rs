@@ -1,0 +1,117 @@
+//! Riders: applying, going online and offline, moving. Called by the HTTP handlers
+//! and by the socket's `location` message alike.
+
+use crate::domain::{valid_position, UserId};
+use crate::engine::EngineError;
+use crate::notify;
+use crate::state::AppState;
+use crate::store::{riders, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RiderError {
+    #[error("name must be 1 to 50 characters")]
+    InvalidName,
+    #[error("phone must be 5 to 20 digits")]
+    InvalidPhone,
+    #[error("lat must be within ±90 and lng within ±180")]
+    InvalidPosition,
+    #[error("this user has applied already")]
+    AlreadyApplied,
+    #[error("the rider is not approved by the platform")]
+    NotApproved,
+    /// Taking an order needs the rider online.
+    #[error("the rider is offline")]
+    Offline,
+    /// A position is only recorded for an online rider.
+    #[error("go online before sending a location")]
+    LocationWhileOffline,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// A position as a client sent it, checked before anything is written.
+pub fn check_position(lat: f64, lng: f64) -> Result<(), RiderError> {
+    if valid_position(lat, lng) {
+        Ok(())
+    } else {
+        Err(RiderError::InvalidPosition)
+    }
+}
+
+/// Applies as a rider (pending until the platform approves).
+pub async fn apply(
+    state: &AppState,
+    user: UserId,
+    name: &str,
+    phone: &str,
+) -> Result<(), RiderError> {
+    let name = name.trim();
+    let phone = phone.trim();
+    if name.is_empty() || name.chars().count() > 50 {
+        return Err(RiderError::InvalidName);
+    }
+    if !(5..=20).contains(&phone.len()) || !phone.chars().all(|c| c.is_ascii_digit() || c == '+') {
+        return Err(RiderError::InvalidPhone);
+    }
+    if !riders::apply(state.db(), user, name, phone).await? {
+        return Err(RiderError::AlreadyApplied);
+    }
+    Ok(())
+}
+
+/// Online at a position: recorded in PostgreSQL, then in the geo index for matching.
+pub async fn go_online(
+    state: &AppState,
+    rider: UserId,
+    lat: f64,
+    lng: f64,
+) -> Result<(), RiderError> {
+    check_position(lat, lng)?;
+    riders::go_online(state.db(), rider, lat, lng)
+        .await?
+        .ok_or(RiderError::NotApproved)?;
+    state.engine().geo_set(rider, lat, lng).await?;
+    Ok(())
+}
+
+/// Offline: out of matching, and every socket of the rider, on every replica, closed
+/// with 4003.
+pub async fn go_offline(state: &AppState, rider: UserId) -> Result<(), RiderError> {
+    if !riders::go_offline(state.db(), rider).await? {
+        return Err(RiderError::NotApproved);
+    }
+    let engine = state.engine();
+    engine.geo_remove(rider).await?;
+    notify::close_user(&**engine, rider, 4003, "rider offline").await?;
+    Ok(())
+}
+
+/// A new position of an online rider (`POST /v1/rider/location` and the socket's
+/// `location` message).
+pub async fn update_location(
+    state: &AppState,
+    rider: UserId,
+    lat: f64,
+    lng: f64,
+) -> Result<(), RiderError> {
+    check_position(lat, lng)?;
+    if !riders::set_location(state.db(), rider, lat, lng).await? {
+        return Err(match riders::state(state.db(), rider).await? {
+            Some(s) if s.approved => RiderError::LocationWhileOffline,
+            _ => RiderError::NotApproved,
+        });
+    }
+    state.engine().geo_set(rider, lat, lng).await?;
+    Ok(())
+}
+
+/// The rider must be approved and online to take orders.
+pub async fn require_online(state: &AppState, rider: UserId) -> Result<(), RiderError> {
+    match riders::state(state.db(), rider).await? {
+        Some(s) if s.approved && s.online => Ok(()),
+        Some(s) if s.approved => Err(RiderError::Offline),
+        _ => Err(RiderError::NotApproved),
+    }
+}

@@ -1,0 +1,112 @@
+//! [`AppState`]: what every handler, session and business flow shares.
+//!
+//! It sits below every layer that uses it and imports only downward (configuration,
+//! pools, the hub, clients, tasks), so `http`, `ws` and `service` depend on it and it on
+//! none of them; [`crate::app`] builds it and runs the replica.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::hub::Hub;
+use crate::notify::alerts::Alerts;
+use crate::tasks::Tasks;
+use crate::wechat::pay::{NotifyVerifier, Payer};
+use crate::wechat::WechatLogin;
+
+/// Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// Everything an [`AppState`] is made of, built by the application.
+pub struct Parts {
+    pub config: Config,
+    pub db: Pool,
+    pub hub: Arc<Hub>,
+    pub tokens: Tokens,
+    pub wechat: Option<WechatLogin>,
+    pub payer: Option<Payer>,
+    pub pay_verifier: Option<NotifyVerifier>,
+    pub alerts: Alerts,
+    pub tasks: Tasks,
+    pub sessions: Tasks,
+}
+
+struct Inner {
+    parts: Parts,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(Inner {
+            parts,
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.parts.config
+    }
+
+    pub fn db(&self) -> &Pool {
+        &self.0.parts.db
+    }
+
+    /// This replica's sockets.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.0.parts.hub
+    }
+
+    /// The engine that moves events between replicas.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        self.0.parts.hub.engine()
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.parts.tokens
+    }
+
+    pub fn wechat(&self) -> Option<&WechatLogin> {
+        self.0.parts.wechat.as_ref()
+    }
+
+    /// JSAPI prepay, when merchant credentials are configured.
+    pub fn payer(&self) -> Option<&Payer> {
+        self.0.parts.payer.as_ref()
+    }
+
+    /// Payment-notification verification, when its settings are configured.
+    pub fn pay_verifier(&self) -> Option<&NotifyVerifier> {
+        self.0.parts.pay_verifier.as_ref()
+    }
+
+    pub fn alerts(&self) -> &Alerts {
+        &self.0.parts.alerts
+    }
+
+    /// The replica's background tasks: everything spawned goes through here.
+    pub fn tasks(&self) -> &Tasks {
+        &self.0.parts.tasks
+    }
+
+    /// The socket sessions, tracked apart so that a drain can wait for them before the
+    /// background tasks stop.
+    pub fn sessions(&self) -> &Tasks {
+        &self.0.parts.sessions
+    }
+
+    /// True once shutdown has begun: `/readyz` answers 503 so the load balancer stops
+    /// sending new work here.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+}
