@@ -24,6 +24,8 @@ pub async fn run(config: &DatabaseConfig) -> anyhow::Result<Vec<i64>> {
     let (mut client, connection) = tokio_postgres::connect(config.url.expose_secret(), NoTls)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    // The one spawn outside `Tasks`: it runs before a replica (and its tasks) exists,
+    // also under `locallife migrate`, and it is joined below before returning.
     let conn_task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection closed with an error");
