@@ -1,8 +1,15 @@
 //! Inbox types shared by both engines: message ids, entries and bounds. (The frame an
 //! entry holds is built in [`super::wire`].)
 //!
-//! A message id is the inbox stream's entry id, `<unix ms>-<seq>`: unique per user,
-//! ordered by publish time, and directly what `XDEL` takes on ack.
+//! A message id is `<unix ms>-<n>`, chosen once when a notification is decided (the
+//! outbox row is written, or the platform API accepts it): the same for every
+//! recipient and every redelivery, at most 41 characters, and ordered by decision time.
+//! `n` always has 20 digits (so ids of one millisecond sort as text as they do as
+//! numbers): a random 28-bit prefix per process and a per-process counter, unique
+//! across replicas unless two draw the same prefix (about 1 in 2^28) and then meet on
+//! the same millisecond and counter. Inbox writes are idempotent per id: a
+//! second write of an id that is waiting, or was acked in the last [`DONE_KEEP_MS`],
+//! changes nothing and publishes nothing.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,10 +23,41 @@ pub const INBOX_MAX: usize = 1000;
 /// notification ttl (24 h), so only expired entries can go with it.
 pub const INBOX_IDLE_MS: u64 = 25 * 3600 * 1000;
 
+/// How long an acked id is remembered, so that a late or repeated write of it (a relay
+/// retried after a crash, a retried API call) delivers nothing again: longer than any
+/// ttl, so a notification can never come back once acked.
+pub const DONE_KEEP_MS: u64 = INBOX_IDLE_MS;
+/// At most this many acked ids are remembered per user (the newest).
+pub const DONE_MAX: usize = 10 * INBOX_MAX;
+
+/// Whether an inbox write added the notification, or found it there (or acked) already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    New,
+    Duplicate,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId {
     pub ms: u64,
     pub seq: u64,
+}
+
+impl MsgId {
+    /// A fresh id, decided now; later than every id this process decided before in the
+    /// same millisecond.
+    pub fn generate() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::OnceLock;
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let prefix = *PREFIX.get_or_init(|| rand::random::<u64>() & 0x0fff_ffff);
+        let count = u64::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+        Self {
+            ms: crate::time::unix_ms(),
+            seq: 10_000_000_000_000_000_000 + ((prefix << 32) | count),
+        }
+    }
 }
 
 impl fmt::Display for MsgId {
@@ -61,6 +99,17 @@ pub struct InboxEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_sort_the_same_as_text_and_as_numbers() {
+        let ids: Vec<MsgId> = (0..1000).map(|_| MsgId::generate()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(pair[0].to_string() < pair[1].to_string() || pair[0].ms < pair[1].ms);
+            assert_eq!(pair[1].to_string().parse::<MsgId>(), Ok(pair[1]));
+        }
+        assert!(ids.iter().all(|id| id.seq.to_string().len() == 20));
+    }
 
     #[test]
     fn ids_round_trip_and_order() {

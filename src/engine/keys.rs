@@ -5,7 +5,9 @@
 //! | name | type | what |
 //! |---|---|---|
 //! | `ll:{u:42}:live` | channel | live events for user 42 |
-//! | `ll:{u:42}:inbox` | stream | user 42's unacked notifications (fields `exp`, `tail`), bounded, expires when idle |
+//! | `ll:{u:42}:inbox` | sorted set | user 42's unacked notification ids, scored by decision time (ms); bounded, expires when idle |
+//! | `ll:{u:42}:msgs` | hash | id → `<expiry ms> <frame tail>` for each id in the inbox |
+//! | `ll:{u:42}:done` | sorted set | ids user 42 acked, scored by ack time, kept a day: a late write of one delivers nothing |
 //! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
 //! | `ll:{u:42}:connects` | counter | user 42's connect attempts in the current rate window |
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
@@ -57,8 +59,14 @@ impl Keys {
         id.parse().ok().map(|id| Target::User(UserId(id)))
     }
 
-    pub fn inbox(&self, user: UserId) -> String {
-        format!("{}:{{u:{}}}:inbox", self.prefix, user.0)
+    /// The inbox's keys: pending ids, their frames, recently acked ids.
+    pub fn inbox(&self, user: UserId) -> [String; 3] {
+        let base = format!("{}:{{u:{}}}", self.prefix, user.0);
+        [
+            format!("{base}:inbox"),
+            format!("{base}:msgs"),
+            format!("{base}:done"),
+        ]
     }
 
     pub fn user_sockets(&self, user: UserId) -> String {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::inbox::{InboxEntry, MsgId, INBOX_IDLE_MS, INBOX_MAX};
+use super::inbox::{InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX};
 use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
@@ -31,14 +31,28 @@ struct State {
     censuses: HashMap<String, ReplicaCensus>,
     inboxes: HashMap<UserId, Inbox>,
     positions: HashMap<UserId, (f64, f64)>,
-    /// The last id handed out: ids are `<ms>-<seq>` and increase, like a stream's.
-    last_id: MsgId,
 }
 
 #[derive(Default)]
 struct Inbox {
     entries: VecDeque<(MsgId, u64, Arc<str>)>,
+    /// Acked ids and when, remembered for [`DONE_KEEP_MS`] (at most [`DONE_MAX`]).
+    done: HashMap<MsgId, u64>,
     touched_ms: u64,
+}
+
+impl Inbox {
+    fn forget_done(&mut self, now: u64) {
+        self.done
+            .retain(|_, at| now.saturating_sub(*at) < DONE_KEEP_MS);
+        if self.done.len() > DONE_MAX {
+            let mut by_age: Vec<(u64, MsgId)> = self.done.iter().map(|(i, t)| (*t, *i)).collect();
+            by_age.sort_unstable();
+            for (_, id) in &by_age[..self.done.len() - DONE_MAX] {
+                self.done.remove(id);
+            }
+        }
+    }
 }
 
 impl MemoryEngine {
@@ -95,23 +109,21 @@ impl Engine for MemoryEngine {
     async fn push_inbox(
         &self,
         user: UserId,
+        id: MsgId,
         tail: &str,
         expires_ms: u64,
-    ) -> Result<MsgId, EngineError> {
+    ) -> Result<Pushed, EngineError> {
         let now = now_ms();
-        let (id, deliver) = {
+        let deliver = {
             let mut s = self.lock();
-            let id = if now > s.last_id.ms {
-                MsgId { ms: now, seq: 0 }
-            } else {
-                MsgId {
-                    ms: s.last_id.ms,
-                    seq: s.last_id.seq + 1,
-                }
-            };
-            s.last_id = id;
             let inbox = s.inboxes.entry(user).or_default();
-            inbox.entries.push_back((id, expires_ms, Arc::from(tail)));
+            inbox.forget_done(now);
+            if inbox.done.contains_key(&id) || inbox.entries.iter().any(|(i, _, _)| *i == id) {
+                return Ok(Pushed::Duplicate);
+            }
+            // Ordered by decision time, as the Redis sorted set is.
+            let at = inbox.entries.partition_point(|(i, _, _)| *i <= id);
+            inbox.entries.insert(at, (id, expires_ms, Arc::from(tail)));
             inbox.touched_ms = now;
             let mut dropped = 0;
             while inbox.entries.len() > INBOX_MAX {
@@ -121,7 +133,7 @@ impl Engine for MemoryEngine {
             if dropped > 0 {
                 metrics::counter!("locallife_inbox_dropped_total").increment(dropped);
             }
-            (id, s.subscribed.contains(&Target::User(user)))
+            s.subscribed.contains(&Target::User(user))
         };
         if deliver {
             if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
@@ -133,7 +145,7 @@ impl Engine for MemoryEngine {
                 sink.deliver(Target::User(user), event.encode());
             }
         }
-        Ok(id)
+        Ok(Pushed::New)
     }
 
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
@@ -143,8 +155,14 @@ impl Engine for MemoryEngine {
                 Some(inbox) => {
                     let before = inbox.entries.len();
                     inbox.entries.retain(|(i, _, _)| *i != id);
-                    inbox.touched_ms = now_ms();
-                    inbox.entries.len() < before
+                    let now = now_ms();
+                    inbox.touched_ms = now;
+                    let removed = inbox.entries.len() < before;
+                    if removed {
+                        inbox.done.insert(id, now);
+                        inbox.forget_done(now);
+                    }
+                    removed
                 }
                 None => false,
             };

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use inbox::{InboxEntry, MsgId};
+pub use inbox::{InboxEntry, MsgId, Pushed};
 pub use keys::{Keys, Target};
 pub use wire::Event;
 
@@ -102,18 +102,21 @@ pub trait Engine: Send + Sync + 'static {
 
     async fn unsubscribe(&self, targets: &[Target]) -> Result<(), EngineError>;
 
-    /// Writes a notification to `user`'s inbox, then publishes it on the user's channel,
-    /// atomically: nothing can be live that is not in the inbox. `tail` is the frame
-    /// after the message id (see [`wire`]). Returns the id the inbox gave it.
+    /// Writes notification `id` to `user`'s inbox, then publishes it on the user's
+    /// channel, atomically: nothing can be live that is not in the inbox. Idempotent per
+    /// id: an id already waiting, or acked lately, is neither written nor published
+    /// again ([`Pushed::Duplicate`]). `tail` is the frame after the message id (see
+    /// [`wire`]).
     async fn push_inbox(
         &self,
         user: UserId,
+        id: MsgId,
         tail: &str,
         expires_ms: u64,
-    ) -> Result<MsgId, EngineError>;
+    ) -> Result<Pushed, EngineError>;
 
-    /// Removes `id` from `user`'s inbox and, if it was there, tells every replica so
-    /// their sockets stop redelivering it. Whether it was there.
+    /// Removes `id` from `user`'s inbox and, if it was there, remembers it as acked and
+    /// tells every replica so their sockets stop redelivering it. Whether it was there.
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError>;
 
     /// Every unexpired notification in `user`'s inbox, oldest first. Expired ones are

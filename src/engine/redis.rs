@@ -25,8 +25,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::inbox::{InboxEntry, MsgId, INBOX_IDLE_MS, INBOX_MAX};
-use super::wire::{self, Event, NotifyParts};
+use super::inbox::{InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX};
+use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
@@ -57,29 +57,69 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// Adds a notification to an inbox, bounds and refreshes the inbox, and publishes the
-/// notification's `N` event, in one step. The event is built in [`wire`]: the script
-/// only joins its [`NotifyParts`] around the id `XADD` picked.
-/// KEYS[1] inbox; ARGV expires_ms, tail, max entries, idle ms, channel, and the parts
-/// before, between and after the id.
-/// Returns {id, number dropped by the bound}.
+/// Adds notification `id` to an inbox unless it is there or was acked lately, bounds
+/// and refreshes the inbox, and publishes the notification's `N` event (built in
+/// [`wire`]), in one step.
+/// KEYS pending zset, frames hash, acked zset; ARGV id, decision ms, expires_ms, tail,
+/// max entries, idle ms, channel, event.
+/// Returns {1 added or 0 duplicate, number dropped by the bound}.
 const PUSH_LUA: &str = r"
-local id = redis.call('XADD', KEYS[1], '*', 'exp', ARGV[1], 'tail', ARGV[2])
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return {0, 0} end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3] .. ' ' .. ARGV[4]) == 0 then return {0, 0} end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local dropped = 0
-if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[3]) then
-  dropped = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #old, 2 do redis.call('HDEL', KEYS[2], old[i]) end
+  dropped = over
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7] .. id .. ARGV[8])
-return {id, dropped}
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return {1, dropped}
 ";
 
-/// Removes an acked notification and, if it was there, tells every replica.
-/// KEYS[1] inbox; ARGV id, channel, the `A` event ([`wire::Event::Acked`]).
+/// Removes an acked notification and, if it was there, remembers the ack and tells
+/// every replica.
+/// KEYS pending zset, frames hash, acked zset; ARGV id, channel, the `A` event
+/// ([`wire::Event::Acked`]), now ms, keep ms, keep count, idle ms.
 const ACK_LUA: &str = r"
-local n = redis.call('XDEL', KEYS[1], ARGV[1])
-if n == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+local n = redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if n == 1 then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
 return n
+";
+
+/// Reads an inbox, oldest first, removing expired entries (and ids whose frame is
+/// gone) on the way.
+/// KEYS pending zset, frames hash; ARGV now ms, max entries.
+/// Returns {expired count, id, `<exp> <tail>`, id, ...}.
+const READ_LUA: &str = r"
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local out = {0}
+local now = tonumber(ARGV[1])
+for _, id in ipairs(ids) do
+  local v = redis.call('HGET', KEYS[2], id)
+  local exp = v and tonumber(string.sub(v, 1, (string.find(v, ' ', 1, true) or 1) - 1))
+  if exp and exp > now then
+    table.insert(out, id)
+    table.insert(out, v)
+  else
+    redis.call('ZREM', KEYS[1], id)
+    if v then
+      redis.call('HDEL', KEYS[2], id)
+      out[1] = out[1] + 1
+    end
+  end
+end
+return out
 ";
 
 fn unavailable(e: fred::error::Error) -> EngineError {
@@ -93,6 +133,7 @@ pub struct RedisEngine {
     acquire: Script,
     push: Script,
     ack: Script,
+    read: Script,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     dropped: Arc<AtomicU64>,
 }
@@ -173,6 +214,7 @@ impl RedisEngine {
             acquire: Script::from_lua(ACQUIRE_LUA),
             push: Script::from_lua(PUSH_LUA),
             ack: Script::from_lua(ACK_LUA),
+            read: Script::from_lua(READ_LUA),
             sink,
             dropped,
         })
@@ -293,38 +335,45 @@ impl Engine for RedisEngine {
     async fn push_inbox(
         &self,
         user: UserId,
+        id: MsgId,
         tail: &str,
         expires_ms: u64,
-    ) -> Result<MsgId, EngineError> {
-        let parts = NotifyParts::new(expires_ms, tail);
+    ) -> Result<Pushed, EngineError> {
+        let event = Event::Notify {
+            id,
+            expires_ms,
+            frame: wire::frame(id, tail),
+        };
         let answer: Vec<Value> = self
             .push
             .evalsha_with_reload(
                 &self.commands,
-                vec![self.keys.inbox(user)],
+                Vec::from(self.keys.inbox(user)),
                 vec![
-                    expires_ms.to_string(),
-                    tail.to_owned(),
-                    INBOX_MAX.to_string(),
-                    INBOX_IDLE_MS.to_string(),
-                    self.keys.channel(Target::User(user)),
-                    parts.before,
-                    parts.between,
-                    parts.after,
+                    Value::from(id.to_string()),
+                    Value::from(id.ms.to_string()),
+                    Value::from(expires_ms.to_string()),
+                    Value::from(tail),
+                    Value::from(INBOX_MAX.to_string()),
+                    Value::from(INBOX_IDLE_MS.to_string()),
+                    Value::from(self.keys.channel(Target::User(user))),
+                    Value::Bytes(event.encode()),
                 ],
             )
             .await
             .map_err(unavailable)?;
-        let id = answer
-            .first()
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse::<MsgId>().ok())
-            .ok_or_else(|| EngineError::Unavailable("unexpected answer to XADD".into()))?;
+        let added = answer.first().and_then(|v| v.as_i64());
         let dropped = answer.get(1).and_then(|v| v.as_i64()).unwrap_or(0);
         if dropped > 0 {
             metrics::counter!("locallife_inbox_dropped_total").increment(dropped as u64);
         }
-        Ok(id)
+        match added {
+            Some(1) => Ok(Pushed::New),
+            Some(0) => Ok(Pushed::Duplicate),
+            _ => Err(EngineError::Unavailable(
+                "unexpected answer to the inbox script".into(),
+            )),
+        }
     }
 
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
@@ -332,11 +381,15 @@ impl Engine for RedisEngine {
             .ack
             .evalsha_with_reload(
                 &self.commands,
-                vec![self.keys.inbox(user)],
+                Vec::from(self.keys.inbox(user)),
                 vec![
                     Value::from(id.to_string()),
                     Value::from(self.keys.channel(Target::User(user))),
                     Value::Bytes(Event::Acked(id).encode()),
+                    Value::from(crate::time::unix_ms().to_string()),
+                    Value::from(DONE_KEEP_MS.to_string()),
+                    Value::from(DONE_MAX.to_string()),
+                    Value::from(INBOX_IDLE_MS.to_string()),
                 ],
             )
             .await
@@ -345,35 +398,40 @@ impl Engine for RedisEngine {
     }
 
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {
-        let key = self.keys.inbox(user);
-        let raw: Vec<(String, HashMap<String, String>)> = self
-            .commands
-            .xrange_values(&key, "-", "+", Some(INBOX_MAX as u64))
+        let [pending, frames, _] = self.keys.inbox(user);
+        let raw: Vec<Value> = self
+            .read
+            .evalsha_with_reload(
+                &self.commands,
+                vec![pending, frames],
+                vec![crate::time::unix_ms().to_string(), INBOX_MAX.to_string()],
+            )
             .await
             .map_err(unavailable)?;
-        let now = crate::time::unix_ms();
-        let mut entries = Vec::with_capacity(raw.len());
-        let mut expired = Vec::new();
-        for (id, fields) in raw {
-            let Ok(msg_id) = id.parse::<MsgId>() else {
+        let mut raw = raw.into_iter();
+        let expired = raw.next().and_then(|v| v.as_i64()).unwrap_or(0);
+        if expired > 0 {
+            metrics::counter!("locallife_inbox_expired_total").increment(expired as u64);
+        }
+        let mut entries = Vec::new();
+        while let (Some(id), Some(value)) = (raw.next(), raw.next()) {
+            let (Some(id), Some(value)) = (id.as_str(), value.as_str()) else {
                 continue;
             };
-            let exp = fields
-                .get("exp")
-                .and_then(|e| e.parse::<u64>().ok())
-                .unwrap_or(0);
-            match fields.get("tail") {
-                Some(tail) if exp > now => entries.push(InboxEntry {
-                    id: msg_id,
-                    expires_ms: exp,
-                    frame: wire::frame(msg_id, tail),
-                }),
-                _ => expired.push(id),
-            }
-        }
-        if !expired.is_empty() {
-            metrics::counter!("locallife_inbox_expired_total").increment(expired.len() as u64);
-            let _ = self.commands.xdel::<i64, _, _>(&key, expired).await;
+            let Ok(id) = id.parse::<MsgId>() else {
+                continue;
+            };
+            let Some((exp, tail)) = value.split_once(' ') else {
+                continue;
+            };
+            let Ok(expires_ms) = exp.parse::<u64>() else {
+                continue;
+            };
+            entries.push(InboxEntry {
+                id,
+                expires_ms,
+                frame: wire::frame(id, tail),
+            });
         }
         Ok(entries)
     }

@@ -14,8 +14,8 @@
 //! - `A` + id: that notification was acked, stop redelivering it;
 //! - `C` + close code (2 bytes, big-endian) + reason: close the user's sockets.
 //!
-//! The Redis push script cannot call Rust after `XADD` picks the id, so it receives the
-//! `N` payload as [`NotifyParts`]: three strings it joins around the id twice.
+//! Ids are decided before anything is written, so the engines' scripts receive finished
+//! payloads and build nothing themselves.
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -60,33 +60,6 @@ pub enum Event {
         code: u16,
         reason: String,
     },
-}
-
-/// The `N` payload of a notification whose id is not known yet, as the three strings
-/// around the id: `before` + id + `between` + id + `after` == `Event::Notify.encode()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyParts {
-    pub before: String,
-    pub between: String,
-    pub after: String,
-}
-
-impl NotifyParts {
-    pub fn new(expires_ms: u64, tail: &str) -> Self {
-        Self {
-            before: "N".into(),
-            between: format!(" {expires_ms}\n{HEAD}"),
-            after: tail.to_owned(),
-        }
-    }
-
-    /// The payload for `id`, as the script builds it.
-    pub fn join(&self, id: MsgId) -> Bytes {
-        Bytes::from(format!(
-            "{}{id}{}{id}{}",
-            self.before, self.between, self.after
-        ))
-    }
 }
 
 impl Event {
@@ -173,10 +146,10 @@ mod tests {
             prop_assert_eq!(Event::decode(e.encode()), Some(e));
         }
 
-        /// What the Redis script joins is exactly what the hub decodes, and the frame in
-        /// it is the inbox's frame for that id: one format, whoever writes it.
+        /// A notification's frame carries its id and every field, and survives the
+        /// `N` event unchanged: one format, whoever writes it.
         #[test]
-        fn the_script_parts_make_the_notify_event(
+        fn frames_carry_every_field_through_the_notify_event(
             id in msg_id(),
             expires_ms in any::<u64>(),
             fields in proptest::collection::btree_map("[a-z_]{1,8}", ".{0,20}", 0..5),
@@ -185,10 +158,8 @@ mod tests {
             let data: Map<String, Value> =
                 fields.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
             let tail = tail(&data, &timestamp);
-            let joined = NotifyParts::new(expires_ms, &tail).join(id);
-            let expected = Event::Notify { id, expires_ms, frame: frame(id, &tail) };
-            prop_assert_eq!(&joined, &expected.encode());
-            let Some(Event::Notify { frame: f, .. }) = Event::decode(joined) else {
+            let event = Event::Notify { id, expires_ms, frame: frame(id, &tail) };
+            let Some(Event::Notify { frame: f, .. }) = Event::decode(event.encode()) else {
                 return Err(TestCaseError::fail("not a notify event"));
             };
             let v: Value = serde_json::from_str(&f).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::{Role, UserId};
 use crate::engine::wire::{self, Event};
-use crate::engine::{Engine, EngineError, Target};
+use crate::engine::{Engine, EngineError, MsgId, Pushed, Target};
 
 /// The events of SPEC §3, with whether they need an ack and how long they live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,31 +133,45 @@ pub fn new_message_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Sends to one user's sockets on every replica; returns the message id.
-///
-/// A notification that needs an ack goes into the user's inbox first (the engine
-/// publishes it live in the same step) and stays until acked or expired; one that does
-/// not is published live only.
+/// Sends to one user's sockets on every replica under a fresh id; returns the id.
 pub async fn to_user(
     engine: &dyn Engine,
     user: UserId,
     notification: &Notification,
 ) -> Result<String, EngineError> {
-    let id = if notification.kind.requires_ack() {
-        let expires = crate::time::unix_ms() + notification.ttl.as_millis() as u64;
+    let id = MsgId::generate();
+    to_user_as(engine, user, id, notification).await?;
+    Ok(id.to_string())
+}
+
+/// Sends notification `id` (decided earlier: one id for every recipient and every
+/// retry) to one user's sockets on every replica.
+///
+/// A notification that needs an ack goes into the user's inbox first (the engine
+/// publishes it live in the same step) and stays until acked or expired, its ttl
+/// counted from the decision (`id`'s time); writing it again is a no-op. One that does
+/// not need an ack is published live only.
+pub async fn to_user_as(
+    engine: &dyn Engine,
+    user: UserId,
+    id: MsgId,
+    notification: &Notification,
+) -> Result<Pushed, EngineError> {
+    let pushed = if notification.kind.requires_ack() {
+        let expires = id.ms + notification.ttl.as_millis() as u64;
         engine
-            .push_inbox(user, &notification.tail(), expires)
+            .push_inbox(user, id, &notification.tail(), expires)
             .await?
-            .to_string()
     } else {
-        let id = new_message_id();
-        let event = Event::Message(notification.frame(&id));
+        let event = Event::Message(notification.frame(&id.to_string()));
         engine.publish(Target::User(user), event.encode()).await?;
-        id
+        Pushed::New
     };
-    metrics::counter!("locallife_notifications_published_total", "event" => notification.kind.event())
-        .increment(1);
-    Ok(id)
+    if pushed == Pushed::New {
+        metrics::counter!("locallife_notifications_published_total", "event" => notification.kind.event())
+            .increment(1);
+    }
+    Ok(pushed)
 }
 
 /// Publishes to every connected socket of `role`, live only; returns the message id.

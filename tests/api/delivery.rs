@@ -246,7 +246,13 @@ async fn the_redis_inbox_expires_when_idle() {
         ttl_ms > 24 * 3600 * 1000,
         "an idle inbox expires after a day and more: {ttl_ms}"
     );
-    let len: i64 = client.xlen(&key).await.unwrap();
+    let len: i64 = client.zcard(&key).await.unwrap();
     assert_eq!(len, 1);
+    let frames = format!("{}:{{u:{}}}:msgs", app.config.redis_key_prefix, rider.0);
+    let ttl_ms: i64 = client.pttl(&frames).await.unwrap();
+    assert!(
+        ttl_ms > 24 * 3600 * 1000,
+        "the frames expire with the inbox: {ttl_ms}"
+    );
     let _ = client.quit().await;
 }
