@@ -31,6 +31,18 @@ const TASKS_DEADLINE: Duration = Duration::from_secs(5);
 /// How long sessions get to end after their close frame was queued.
 const SESSIONS_DEADLINE: Duration = Duration::from_secs(3);
 
+/// Runs `job(state, cancel)` supervised on the replica's tasks.
+fn supervise<J, F>(state: &AppState, name: &'static str, job: J)
+where
+    J: Fn(AppState, CancellationToken) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (s, cancel) = (state.clone(), state.tasks().cancel().clone());
+    state
+        .tasks()
+        .supervise(name, move || job(s.clone(), cancel.clone()));
+}
+
 /// The replica-wide background tasks, supervised: restarted if they panic.
 fn start_background(state: &AppState) {
     let tasks = state.tasks();
@@ -41,6 +53,10 @@ fn start_background(state: &AppState) {
             service::sweeper::run(state.clone(), cancel.clone())
         });
     }
+    supervise(state, "outbox_relay", service::relay::run);
+    supervise(state, "outbox_listener", service::relay::listen);
+    supervise(state, "outbox_upkeep", service::relay::upkeep);
+    supervise(state, "geo_index", service::riders::keep_geo_index);
     let (db, engine, alerts) = (
         state.db().clone(),
         state.engine().clone(),

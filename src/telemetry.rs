@@ -158,10 +158,6 @@ fn describe() {
         "locallife_notifications_published_total",
         "Notifications published, by event."
     );
-    describe_counter!(
-        "locallife_notifications_lost_total",
-        "Notifications given up after retrying past their ttl."
-    );
     describe_counter!("locallife_acks_total", "Acks received from clients.");
     describe_counter!(
         "locallife_redeliveries_total",
@@ -222,6 +218,40 @@ fn describe() {
     describe_counter!(
         "locallife_alerts_suppressed_total",
         "System alerts suppressed by the per-kind rate limit."
+    );
+    describe_gauge!(
+        "locallife_outbox_pending",
+        "Outbox rows decided but not yet published (all replicas)."
+    );
+    describe_gauge!(
+        "locallife_outbox_oldest_seconds",
+        Unit::Seconds,
+        "Age of the oldest unpublished outbox row (0 when none)."
+    );
+    describe_histogram!(
+        "locallife_outbox_lag_seconds",
+        Unit::Seconds,
+        "From an outbox row's commit to its publication."
+    );
+    describe_counter!(
+        "locallife_outbox_retries_total",
+        "Outbox rows put back because Redis refused them."
+    );
+    describe_counter!(
+        "locallife_outbox_failed_total",
+        "Outbox rows that can never be published (marked failed with a reason)."
+    );
+    describe_counter!(
+        "locallife_outbox_expired_total",
+        "Outbox rows whose ttl passed before they could be published."
+    );
+    describe_counter!(
+        "locallife_task_panics_total",
+        "Background tasks that panicked, by task."
+    );
+    describe_counter!(
+        "locallife_task_restarts_total",
+        "Supervised background tasks restarted after a panic, by task."
     );
 }
 

@@ -123,11 +123,8 @@ pub async fn urge(
             "only the consumer urges an order",
         ));
     }
-    match orders::urge(state.db(), id, caller.id).await? {
-        UrgeOutcome::Urged => {
-            flows::urged(&state, &order).await?;
-            Ok((StatusCode::ACCEPTED, Json(json!({ "order_id": id }))))
-        }
+    match flows::urge(&state, id, caller.id).await? {
+        UrgeOutcome::Urged => Ok((StatusCode::ACCEPTED, Json(json!({ "order_id": id })))),
         UrgeOutcome::NotFound => Err(ApiError::not_found()),
         UrgeOutcome::TooSoon => Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

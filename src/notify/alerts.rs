@@ -2,8 +2,9 @@
 //!
 //! Raising never blocks and never fails: alerts go through a bounded queue (full: the
 //! alert is dropped and counted) to one task that rate-limits per kind (one per
-//! [`PER_KIND`]) and delivers each alert once it can be delivered — while Redis is down
-//! it waits and retries; while PostgreSQL is down it uses the last known staff list.
+//! [`PER_KIND`]) and writes each alert into the outbox (so it survives this replica and
+//! a Redis outage); while PostgreSQL is down it sends straight to the last known staff
+//! list, retrying until one of the two works.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::UserId;
 use crate::engine::Engine;
+use crate::engine::MsgId;
 use crate::notify::{self, Kind, Notification};
 use crate::store;
+use crate::store::outbox::{Audience, NewRow};
 use crate::tasks::Tasks;
 
 /// At most one alert of a kind per this long, per replica.
@@ -80,7 +83,8 @@ async fn run(
 ) {
     let mut rx = rx.lock().await;
     let mut last: HashMap<&'static str, Instant> = HashMap::new();
-    let staff_cache: Mutex<Vec<UserId>> = Mutex::new(Vec::new());
+    let staff_cache: Mutex<Vec<UserId>> =
+        Mutex::new(store::users::platform_staff(&db).await.unwrap_or_default());
     loop {
         let alert = tokio::select! {
             a = rx.recv() => match a { Some(a) => a, None => return },
@@ -94,39 +98,47 @@ async fn run(
         let n = Notification::new(Kind::SystemError, "系统错误", alert.detail.clone())
             .with("kind", alert.kind)
             .with("replica", replica.as_ref());
+        // Durable first: an outbox row, sent by any replica's relay, also after this one
+        // died and once Redis is back. While PostgreSQL is down (no row can be written)
+        // the alert goes straight to the staff last seen, under the same id, so a row
+        // written later and the direct send are one notification.
+        let row = n.outbox(Audience::PlatformStaff, None);
+        let Ok(id) = row.message_id.parse::<MsgId>() else {
+            continue;
+        };
         let mut backoff = Duration::from_millis(200);
-        let mut pending: Option<Vec<UserId>> = None;
         while !cancel.is_cancelled() {
-            let staff = match pending.take() {
-                Some(s) => s,
-                None => match store::users::platform_staff(&db).await {
-                    Ok(s) => {
-                        *staff_cache.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
-                        s
-                    }
-                    Err(_) => staff_cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone(),
-                },
-            };
-            let mut failed = Vec::new();
-            for user in staff {
-                if notify::to_user(&*engine, user, &n).await.is_err() {
-                    failed.push(user);
-                }
-            }
-            if failed.is_empty() {
+            if write_row(&db, &row).await.is_ok() {
                 break;
             }
-            pending = Some(failed);
+            let staff = staff_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if !staff.is_empty() {
+                let mut sent = true;
+                for user in staff {
+                    sent &= notify::to_user_as(&*engine, user, id, &n).await.is_ok();
+                }
+                if sent {
+                    break;
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = cancel.cancelled() => return,
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
+        if let Ok(staff) = store::users::platform_staff(&db).await {
+            *staff_cache.lock().unwrap_or_else(|e| e.into_inner()) = staff;
+        }
     }
+}
+
+async fn write_row(db: &deadpool_postgres::Pool, row: &NewRow) -> Result<(), store::StoreError> {
+    let client = db.get().await?;
+    store::outbox::insert(&client, std::slice::from_ref(row)).await
 }
 
 /// Watches PostgreSQL and the engine; raises an alert when either becomes unreachable.

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::domain::{Role, UserId};
 use crate::engine::wire::{self, Event};
 use crate::engine::{Engine, EngineError, MsgId, Pushed, Target};
+use crate::store::outbox::{Audience, NewRow};
 
 /// The events of SPEC §3, with whether they need an ack and how long they live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,25 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::OrderRecommend,
+        Kind::OrderDispatched,
+        Kind::OrderTaken,
+        Kind::RiderCommand,
+        Kind::OrderPaid,
+        Kind::OrderUrged,
+        Kind::InventoryLow,
+        Kind::PaymentTimeout,
+        Kind::SystemError,
+        Kind::PlatformNotice,
+        Kind::Announcement,
+    ];
+
+    /// The kind whose [`Kind::event`] is `event`.
+    pub fn from_event(event: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.event() == event)
+    }
+
     pub fn event(self) -> &'static str {
         match self {
             Kind::OrderRecommend => "order.recommend",
@@ -99,6 +119,35 @@ impl Notification {
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
+    }
+
+    /// The outbox row that sends this notification to `audience` once the caller's
+    /// transaction commits, under a message id decided now.
+    pub fn outbox(&self, audience: Audience, order_id: Option<i64>) -> NewRow {
+        NewRow {
+            message_id: MsgId::generate().to_string(),
+            event: self.kind.event(),
+            audience,
+            payload: serde_json::json!({
+                "title": self.title,
+                "content": self.content,
+                "fields": self.fields,
+            }),
+            ttl: self.ttl,
+            order_id,
+        }
+    }
+
+    /// The notification an outbox row holds; `None` for a row this version cannot read.
+    pub fn from_outbox(event: &str, payload: &Value, ttl: Duration) -> Option<Self> {
+        let kind = Kind::from_event(event)?;
+        let title = payload.get("title")?.as_str()?;
+        let content = payload.get("content")?.as_str()?;
+        let mut n = Notification::new(kind, title, content).with_ttl(ttl);
+        if let Some(fields) = payload.get("fields").and_then(Value::as_object) {
+            n.fields = fields.clone();
+        }
+        Some(n)
     }
 
     /// The `data` object of the `notification` message, but for `message_id`.
@@ -222,6 +271,22 @@ mod tests {
         assert_eq!(data["event"], "order.paid");
         assert_eq!(data["title"], "新订单通知");
         assert!(chrono::DateTime::parse_from_rfc3339(frame["timestamp"].as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_notification_survives_its_outbox_row() {
+        let n = Notification::new(Kind::OrderPaid, "新订单通知", "x")
+            .with("order_id", 7)
+            .with_ttl(Duration::from_secs(5));
+        let row = n.outbox(Audience::MerchantAdmins(3), Some(7));
+        assert!(row.message_id.parse::<MsgId>().is_ok());
+        let back = Notification::from_outbox(row.event, &row.payload, row.ttl).unwrap();
+        assert_eq!(back.data(), n.data());
+        assert_eq!(back.ttl, n.ttl);
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_event(kind.event()), Some(kind));
+        }
+        assert!(Notification::from_outbox("no.such", &row.payload, row.ttl).is_none());
     }
 
     #[test]

@@ -1,22 +1,21 @@
-//! Orders from creation to delivery, and the notifications each step sends.
+//! Orders from creation to delivery, and the notifications each step decides. Every
+//! notification is an outbox row written in the step's own transaction
+//! ([`crate::store::outbox`]); the relay ([`super::relay`]) sends it.
 
 use std::collections::BTreeMap;
 
 use chrono::Utc;
 
 use super::riders::{self as rider_flows, RiderError};
-use super::send_to;
 use crate::domain::UserId;
 use crate::notify::{Kind, Notification};
 use crate::state::AppState;
 use crate::store::orders::{
-    self, Address, CreateError, LowStock, Order, PaymentOutcome, Transition,
+    self, Address, CreateError, LowStock, NewOrder, Order, PaymentOutcome, Transition, UrgeOutcome,
 };
-use crate::store::{merchants, riders, users, StoreError};
+use crate::store::outbox::{Audience, NewRow};
+use crate::store::{riders, users, StoreError};
 use crate::wechat::pay::PayParams;
-
-/// Riders recommended per order at most (SPEC §3).
-pub const MAX_RECOMMENDED: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -62,17 +61,16 @@ pub async fn create(
     let deadline = Utc::now()
         + chrono::Duration::from_std(state.config().payment_timeout)
             .unwrap_or(chrono::Duration::minutes(15));
-    let (order, low) = orders::create(
-        state.db(),
+    let new = NewOrder {
         consumer,
         merchant,
-        &items,
+        items: &items,
         address,
-        deadline,
-        &out_trade_no(),
-    )
-    .await?;
-    notify_low_stock(state, merchant, low).await;
+        pay_deadline: deadline,
+        out_trade_no: &out_trade_no(),
+    };
+    let (order, _low) = orders::create(state.db(), &new, |_, low| low_stock(merchant, low)).await?;
+    state.wake_relay();
 
     let Some(payer) = state.payer() else {
         return Ok((order, None));
@@ -101,38 +99,33 @@ pub async fn create(
     }
 }
 
-async fn notify_low_stock(state: &AppState, merchant: i64, low: Vec<LowStock>) {
-    if low.is_empty() {
-        return;
-    }
-    let admins = match merchants::admins(state.db(), merchant).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot load merchant admins for a low-stock alert");
-            return;
-        }
-    };
-    for p in low {
-        let n = Notification::new(
-            Kind::InventoryLow,
-            "库存预警",
-            format!("{} 库存仅剩 {}", p.name, p.stock),
-        )
-        .with("merchant_id", merchant)
-        .with("product_id", p.product_id)
-        .with("product_name", p.name.clone())
-        .with("stock", p.stock)
-        .with("low_stock_threshold", p.threshold);
-        send_to(state, admins.clone(), n);
-    }
+/// `inventory.low` to the merchant's admins, for each product this order brought to
+/// or below its threshold.
+fn low_stock(merchant: i64, low: &[LowStock]) -> Vec<NewRow> {
+    low.iter()
+        .map(|p| {
+            Notification::new(
+                Kind::InventoryLow,
+                "库存预警",
+                format!("{} 库存仅剩 {}", p.name, p.stock),
+            )
+            .with("merchant_id", merchant)
+            .with("product_id", p.product_id)
+            .with("product_name", p.name.clone())
+            .with("stock", p.stock)
+            .with("low_stock_threshold", p.threshold)
+            .outbox(Audience::MerchantAdmins(merchant), None)
+        })
+        .collect()
 }
 
-/// After a verified payment notification: what the outcome sends.
-pub async fn on_payment(state: &AppState, outcome: &PaymentOutcome) -> Result<(), StoreError> {
+/// What a recorded payment decides: `order.paid` to the merchant's admins and the
+/// riders' recommendation for a newly paid order; an alert to staff for a payment
+/// that came too late or twice. Written with the payment, in its transaction.
+pub fn after_payment(outcome: &PaymentOutcome) -> Vec<NewRow> {
     match outcome {
-        PaymentOutcome::Applied(order) => {
-            let admins = merchants::admins(state.db(), order.merchant_id).await?;
-            let n = Notification::new(
+        PaymentOutcome::Applied(order) => vec![
+            Notification::new(
                 Kind::OrderPaid,
                 "新订单通知",
                 "您有新的已支付订单，请及时处理",
@@ -140,106 +133,92 @@ pub async fn on_payment(state: &AppState, outcome: &PaymentOutcome) -> Result<()
             .with("order_id", order.id)
             .with("out_trade_no", order.out_trade_no.clone())
             .with("merchant_id", order.merchant_id)
-            .with("total_fen", order.total_fen);
-            send_to(state, admins, n);
-            recommend(state, order).await?;
-        }
-        PaymentOutcome::Late(order) => state.alerts().raise(
+            .with("total_fen", order.total_fen)
+            .outbox(Audience::MerchantAdmins(order.merchant_id), Some(order.id)),
+            // Matched and filled in by the relay (merchant name, distance per rider).
+            Notification::new(Kind::OrderRecommend, "新订单推荐", "您有新的推荐订单")
+                .with("order_id", order.id)
+                .with("merchant_id", order.merchant_id)
+                .with("total_fen", order.total_fen)
+                .outbox(Audience::RidersNearOrder(order.id), Some(order.id)),
+        ],
+        PaymentOutcome::Late(order) => vec![system_alert(
             "late_payment",
             format!("order {} was paid after it was closed; refund it", order.id),
-        ),
-        PaymentOutcome::Conflict(order) => state.alerts().raise(
+            order.id,
+        )],
+        PaymentOutcome::Conflict(order) => vec![system_alert(
             "duplicate_payment",
             format!(
                 "order {} was paid by a second transaction; refund one",
                 order.id
             ),
-        ),
-        _ => {}
+            order.id,
+        )],
+        _ => Vec::new(),
     }
-    Ok(())
 }
 
-/// Recommends a paid order to the nearest online approved riders.
-async fn recommend(state: &AppState, order: &Order) -> Result<(), StoreError> {
-    let Some(merchant) = merchants::get(state.db(), order.merchant_id).await? else {
-        return Ok(());
-    };
-    let radius = f64::from(state.config().rider_match_radius_m);
-    // Ask the geo index for more than needed: it may lag behind who is online.
-    let near = match state
-        .hub()
-        .engine()
-        .geo_near(merchant.lat, merchant.lng, radius, MAX_RECOMMENDED * 2)
-        .await
-    {
-        Ok(near) => near,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot match riders; the platform can dispatch by hand");
-            return Ok(());
-        }
-    };
-    let ids: Vec<i64> = near.iter().map(|(u, _)| u.0).collect();
-    let online = riders::online_among(state.db(), &ids).await?;
-    let chosen: Vec<(UserId, f64)> = near
-        .into_iter()
-        .filter(|(u, _)| online.contains(&u.0))
-        .take(MAX_RECOMMENDED)
-        .collect();
-    orders::record_recommendations(state.db(), order.id, &chosen).await?;
-    for (rider, distance) in chosen {
-        let n = Notification::new(Kind::OrderRecommend, "新订单推荐", "您有新的推荐订单")
-            .with("order_id", order.id)
-            .with("merchant_id", merchant.id)
-            .with("merchant_name", merchant.name.clone())
-            .with("distance_m", distance.round())
-            .with("total_fen", order.total_fen);
-        send_to(state, vec![rider], n);
-    }
-    Ok(())
+fn system_alert(kind: &'static str, detail: String, order_id: i64) -> NewRow {
+    Notification::new(Kind::SystemError, "系统错误", detail)
+        .with("kind", kind)
+        .with("order_id", order_id)
+        .outbox(Audience::PlatformStaff, Some(order_id))
 }
 
-/// A rider accepts, or the platform dispatches: assigns the order and tells the others.
+/// A rider accepts, or the platform dispatches: assigns the order; the other
+/// recommended riders hear it is taken, and a dispatched rider hears of it.
 pub async fn assign(
     state: &AppState,
     order_id: i64,
     rider: UserId,
     by_platform: bool,
 ) -> Result<Transition, StoreError> {
-    let t = orders::assign(state.db(), order_id, rider).await?;
-    if let Transition::Done(order) = &t {
-        let others: Vec<UserId> = orders::recommended(state.db(), order.id)
-            .await?
-            .into_iter()
-            .filter(|r| *r != rider)
-            .collect();
-        let taken = Notification::new(Kind::OrderTaken, "订单已被接走", "该订单已由其他骑手接单")
-            .with("order_id", order.id);
-        send_to(state, others, taken);
+    let t = orders::assign(state.db(), order_id, rider, |order| {
+        let mut rows =
+            vec![
+                Notification::new(Kind::OrderTaken, "订单已被接走", "该订单已由其他骑手接单")
+                    .with("order_id", order.id)
+                    .outbox(Audience::RecommendedRiders(order.id), Some(order.id)),
+            ];
         if by_platform {
-            let merchant = merchants::get(state.db(), order.merchant_id).await?;
-            let n = Notification::new(Kind::OrderDispatched, "派单通知", "平台为您指派了新订单")
-                .with("order_id", order.id)
-                .with("merchant_id", order.merchant_id)
-                .with(
-                    "merchant_name",
-                    merchant.map(|m| m.name).unwrap_or_default(),
-                )
-                .with("address", order.address.detail.clone());
-            send_to(state, vec![rider], n);
+            // The merchant's name is filled in by the relay.
+            rows.push(
+                Notification::new(Kind::OrderDispatched, "派单通知", "平台为您指派了新订单")
+                    .with("order_id", order.id)
+                    .with("merchant_id", order.merchant_id)
+                    .with("address", order.address.detail.clone())
+                    .outbox(Audience::Users(vec![rider]), Some(order.id)),
+            );
         }
+        rows
+    })
+    .await?;
+    if matches!(t, Transition::Done(_)) {
+        state.wake_relay();
     }
     Ok(t)
 }
 
 /// The consumer urges a paid order: its merchant's admins hear of it.
-pub async fn urged(state: &AppState, order: &Order) -> Result<(), StoreError> {
-    let admins = merchants::admins(state.db(), order.merchant_id).await?;
-    let n = Notification::new(Kind::OrderUrged, "催单", "顾客正在催单，请尽快处理")
-        .with("order_id", order.id)
-        .with("merchant_id", order.merchant_id);
-    send_to(state, admins, n);
-    Ok(())
+pub async fn urge(
+    state: &AppState,
+    order_id: i64,
+    consumer: UserId,
+) -> Result<UrgeOutcome, StoreError> {
+    let outcome = orders::urge(state.db(), order_id, consumer, |merchant| {
+        vec![
+            Notification::new(Kind::OrderUrged, "催单", "顾客正在催单，请尽快处理")
+                .with("order_id", order_id)
+                .with("merchant_id", merchant)
+                .outbox(Audience::MerchantAdmins(merchant), Some(order_id)),
+        ]
+    })
+    .await?;
+    if outcome == UrgeOutcome::Urged {
+        state.wake_relay();
+    }
+    Ok(outcome)
 }
 
 /// A rider takes a paid order: only an approved rider who is online.

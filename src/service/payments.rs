@@ -82,7 +82,9 @@ pub async fn on_notification(
         trade_state: &tx.trade_state,
         success_time,
     };
-    let outcome = orders::record_payment(state.db(), &record)
+    // The notifications the payment decides commit with it: once this answers, they
+    // are durable even if this replica dies and Redis is down.
+    let outcome = orders::record_payment(state.db(), &record, flows::after_payment)
         .await
         .inspect_err(
             |e| tracing::warn!(error = %e, "payment not recorded; WeChat Pay will retry"),
@@ -95,14 +97,7 @@ pub async fn on_notification(
         }
         _ => {}
     }
-    if let Err(e) = flows::on_payment(state, &outcome).await {
-        // Recorded and paid; only the announcements failed. Say so to staff.
-        tracing::warn!(error = %e, "after-payment notifications failed");
-        state.alerts().raise(
-            "after_payment_failed",
-            "a paid order's notifications could not be sent",
-        );
-    }
+    state.wake_relay();
     Ok(())
 }
 

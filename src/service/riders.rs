@@ -115,3 +115,44 @@ pub async fn require_online(state: &AppState, rider: UserId) -> Result<(), Rider
         _ => Err(RiderError::NotApproved),
     }
 }
+
+/// Puts every rider who is online in PostgreSQL into the engine's rider index.
+pub async fn rebuild_geo_index(state: &AppState) -> Result<usize, RiderError> {
+    let positions = riders::online_positions(state.db()).await?;
+    let engine = state.engine();
+    let results = futures::future::join_all(
+        positions
+            .iter()
+            .map(|(rider, lat, lng)| engine.geo_set(*rider, *lat, *lng)),
+    )
+    .await;
+    for r in results {
+        r?;
+    }
+    Ok(positions.len())
+}
+
+/// Keeps the rider index whole: after every (re)connect of the broker (a Redis that
+/// restarted has lost it), it is refilled from PostgreSQL, retried until it takes.
+/// Matching waits for it ([`AppState::geo_index_ready`]).
+pub async fn keep_geo_index(state: AppState, cancel: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let generation = state.hub().connections();
+        if state.geo_index_ready() {
+            continue;
+        }
+        match rebuild_geo_index(&state).await {
+            Ok(n) => {
+                tracing::info!(riders = n, "rider index rebuilt");
+                state.set_geo_synced(generation);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot rebuild the rider index yet"),
+        }
+    }
+}

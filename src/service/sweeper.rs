@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::send_to;
 use crate::notify::{Kind, Notification};
 use crate::state::AppState;
-use crate::store::{orders, users};
+use crate::store::orders;
+use crate::store::outbox::Audience;
 
 const BATCH: i64 = 100;
 
@@ -31,26 +31,27 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     }
 }
 
-/// One sweep: close everything due, in batches.
+/// One sweep: close everything due, in batches; each closed order's alert commits with
+/// its closing.
 pub async fn sweep_once(state: &AppState) -> Result<usize, crate::store::StoreError> {
     let mut total = 0;
     loop {
-        let closed = orders::close_expired(state.db(), BATCH).await?;
+        let closed = orders::close_expired(state.db(), BATCH, |order| {
+            vec![Notification::new(
+                Kind::PaymentTimeout,
+                "支付超时",
+                format!("订单 {} 超时未支付，已关闭", order.id),
+            )
+            .with("order_id", order.id)
+            .with("out_trade_no", order.out_trade_no.clone())
+            .with("merchant_id", order.merchant_id)
+            .with("total_fen", order.total_fen)
+            .outbox(Audience::PlatformStaff, Some(order.id))]
+        })
+        .await?;
         total += closed.len();
         if !closed.is_empty() {
-            let staff = users::platform_staff(state.db()).await?;
-            for order in &closed {
-                let n = Notification::new(
-                    Kind::PaymentTimeout,
-                    "支付超时",
-                    format!("订单 {} 超时未支付，已关闭", order.id),
-                )
-                .with("order_id", order.id)
-                .with("out_trade_no", order.out_trade_no.clone())
-                .with("merchant_id", order.merchant_id)
-                .with("total_fen", order.total_fen);
-                send_to(state, staff.clone(), n);
-            }
+            state.wake_relay();
         }
         if (closed.len() as i64) < BATCH {
             return Ok(total);

@@ -7,6 +7,7 @@
 pub mod merchants;
 pub mod migrate;
 pub mod orders;
+pub mod outbox;
 pub mod riders;
 pub mod users;
 

@@ -9,6 +9,7 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
+use super::outbox::{self, NewRow};
 use super::StoreError;
 use crate::domain::{OrderStatus, UserId};
 
@@ -136,17 +137,34 @@ impl From<tokio_postgres::Error> for CreateError {
     }
 }
 
-/// Creates an order and reserves its stock in one transaction: all of it, or none.
-/// `items` must hold each product once (quantities merged by the caller).
+/// An order to create.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub consumer: UserId,
+    pub merchant: i64,
+    /// (product, quantity), each product once.
+    pub items: &'a [(i64, i32)],
+    pub address: &'a Address,
+    pub pay_deadline: DateTime<Utc>,
+    pub out_trade_no: &'a str,
+}
+
+/// Creates an order and reserves its stock in one transaction: all of it, or none. The
+/// outbox rows `notes` builds from it (and the products it brought low) are written in
+/// the same transaction.
 pub async fn create(
     db: &Pool,
-    consumer: UserId,
-    merchant: i64,
-    items: &[(i64, i32)],
-    address: &Address,
-    pay_deadline: DateTime<Utc>,
-    out_trade_no: &str,
+    new: &NewOrder<'_>,
+    notes: impl FnOnce(&Order, &[LowStock]) -> Vec<NewRow>,
 ) -> Result<(Order, Vec<LowStock>), CreateError> {
+    let NewOrder {
+        consumer,
+        merchant,
+        items,
+        address,
+        pay_deadline,
+        out_trade_no,
+    } = *new;
     let mut client = db.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
     let approved = tx
@@ -231,6 +249,7 @@ pub async fn create(
         .await?;
     }
     let order = load(&tx, &row).await?;
+    outbox::insert(&tx, &notes(&order, &low)).await?;
     tx.commit().await?;
     Ok((order, low))
 }
@@ -260,29 +279,40 @@ pub enum UrgeOutcome {
     TooSoon,
 }
 
-/// Records an urge by the order's consumer, at most once per 5 minutes.
-pub async fn urge(db: &Pool, order: i64, consumer: UserId) -> Result<UrgeOutcome, StoreError> {
-    let client = db.get().await?;
-    let n = client
-        .execute(
+/// Records an urge by the order's consumer, at most once per 5 minutes, with the
+/// outbox rows `notes` builds from the order's merchant id.
+pub async fn urge(
+    db: &Pool,
+    order: i64,
+    consumer: UserId,
+    notes: impl FnOnce(i64) -> Vec<NewRow>,
+) -> Result<UrgeOutcome, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let urged = tx
+        .query_opt(
             "UPDATE orders SET last_urged_at = now(), updated_at = now()
              WHERE id = $1 AND consumer_id = $2 AND status IN ('paid', 'dispatched', 'picked_up')
-               AND (last_urged_at IS NULL OR last_urged_at <= now() - interval '5 minutes')",
+               AND (last_urged_at IS NULL OR last_urged_at <= now() - interval '5 minutes')
+             RETURNING merchant_id",
             &[&order, &consumer.0],
         )
         .await?;
-    if n == 1 {
+    if let Some(row) = urged {
+        outbox::insert(&tx, &notes(row.get(0))).await?;
+        tx.commit().await?;
         return Ok(UrgeOutcome::Urged);
     }
+    drop(tx);
     let row = client
         .query_opt(
             "SELECT status FROM orders WHERE id = $1 AND consumer_id = $2",
             &[&order, &consumer.0],
         )
         .await?;
-    Ok(match row.map(|r| r.get::<_, String>(0)) {
+    Ok(match row.map(|r| r.get::<_, OrderStatus>(0)) {
         None => UrgeOutcome::NotFound,
-        Some(s) if matches!(s.as_str(), "paid" | "dispatched" | "picked_up") => {
+        Some(OrderStatus::Paid | OrderStatus::Dispatched | OrderStatus::PickedUp) => {
             UrgeOutcome::TooSoon
         }
         Some(_) => UrgeOutcome::NotUrgeable,
@@ -317,9 +347,11 @@ pub enum PaymentOutcome {
 }
 
 /// Records a successful payment and marks the order paid, exactly once.
+/// With the outbox rows `notes` builds from the outcome, in the same transaction.
 pub async fn record_payment(
     db: &Pool,
     p: &PaymentRecord<'_>,
+    notes: impl FnOnce(&PaymentOutcome) -> Vec<NewRow>,
 ) -> Result<PaymentOutcome, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
@@ -392,12 +424,14 @@ pub async fn record_payment(
     } else {
         load(&tx, &row).await?
     };
-    tx.commit().await?;
-    Ok(match outcome {
+    let outcome = match outcome {
         "applied" => PaymentOutcome::Applied(order),
         "late" => PaymentOutcome::Late(order),
         _ => PaymentOutcome::Conflict(order),
-    })
+    };
+    outbox::insert(&tx, &notes(&outcome)).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 pub async fn record_recommendations(
@@ -418,16 +452,18 @@ pub async fn record_recommendations(
     Ok(())
 }
 
-pub async fn recommended(db: &Pool, order: i64) -> Result<Vec<UserId>, StoreError> {
+/// The riders recommended `order`, nearest first, with their distance in metres.
+pub async fn recommended(db: &Pool, order: i64) -> Result<Vec<(UserId, f64)>, StoreError> {
     let client = db.get().await?;
     Ok(client
         .query(
-            "SELECT rider_id FROM order_recommendations WHERE order_id = $1 ORDER BY distance_m",
+            "SELECT rider_id, distance_m FROM order_recommendations WHERE order_id = $1
+             ORDER BY distance_m",
             &[&order],
         )
         .await?
         .iter()
-        .map(|r| UserId(r.get(0)))
+        .map(|r| (UserId(r.get(0)), r.get(1)))
         .collect())
 }
 
@@ -440,7 +476,14 @@ pub enum Transition {
 }
 
 /// Assigns a paid order to a rider: the first of concurrent calls wins.
-pub async fn assign(db: &Pool, order: i64, rider: UserId) -> Result<Transition, StoreError> {
+/// Gives a paid order to `rider`; the outbox rows `notes` builds from the assigned
+/// order are written in the same transaction.
+pub async fn assign(
+    db: &Pool,
+    order: i64,
+    rider: UserId,
+    notes: impl FnOnce(&Order) -> Vec<NewRow>,
+) -> Result<Transition, StoreError> {
     transition(
         db,
         order,
@@ -449,6 +492,7 @@ pub async fn assign(db: &Pool, order: i64, rider: UserId) -> Result<Transition, 
          WHERE id = $1 AND status = 'paid'",
         rider,
         false,
+        notes,
     )
     .await
 }
@@ -461,6 +505,7 @@ pub async fn pick_up(db: &Pool, order: i64, rider: UserId) -> Result<Transition,
          WHERE id = $1 AND status = 'dispatched' AND rider_id = $2",
         rider,
         true,
+        |_| Vec::new(),
     )
     .await
 }
@@ -473,6 +518,7 @@ pub async fn deliver(db: &Pool, order: i64, rider: UserId) -> Result<Transition,
          WHERE id = $1 AND status = 'picked_up' AND rider_id = $2",
         rider,
         true,
+        |_| Vec::new(),
     )
     .await
 }
@@ -485,12 +531,18 @@ async fn transition(
     update: &str,
     rider: UserId,
     assigned_only: bool,
+    notes: impl FnOnce(&Order) -> Vec<NewRow>,
 ) -> Result<Transition, StoreError> {
-    let client = db.get().await?;
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
     let sql = format!("{update} RETURNING {ORDER_COLUMNS}");
-    if let Some(row) = client.query_opt(&sql, &[&order, &rider.0]).await? {
-        return Ok(Transition::Done(Box::new(load(&client, &row).await?)));
+    if let Some(row) = tx.query_opt(&sql, &[&order, &rider.0]).await? {
+        let order = load(&tx, &row).await?;
+        outbox::insert(&tx, &notes(&order)).await?;
+        tx.commit().await?;
+        return Ok(Transition::Done(Box::new(order)));
     }
+    drop(tx);
     let status = client
         .query_opt(
             "SELECT status, rider_id FROM orders WHERE id = $1",
@@ -518,7 +570,12 @@ pub struct Closed {
 /// Closes up to `limit` unpaid orders past their deadline and returns their stock.
 /// `FOR UPDATE SKIP LOCKED`: replicas sweeping at once each close different orders,
 /// so every order is closed (and alerted) exactly once.
-pub async fn close_expired(db: &Pool, limit: i64) -> Result<Vec<Closed>, StoreError> {
+/// Each closed order's outbox rows (`notes`) are written in the same transaction.
+pub async fn close_expired(
+    db: &Pool,
+    limit: i64,
+    notes: impl Fn(&Closed) -> Vec<NewRow>,
+) -> Result<Vec<Closed>, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
@@ -554,6 +611,8 @@ pub async fn close_expired(db: &Pool, limit: i64) -> Result<Vec<Closed>, StoreEr
             &[&ids],
         )
         .await?;
+        let rows: Vec<NewRow> = closed.iter().flat_map(&notes).collect();
+        outbox::insert(&tx, &rows).await?;
     }
     tx.commit().await?;
     Ok(closed)
