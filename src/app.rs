@@ -123,14 +123,6 @@ impl Application {
                  _PUBLIC_KEY_FILE, _PUBLIC_KEY_ID): payment notifications will be refused"
             );
         }
-        // The geo index follows who is online in PostgreSQL (it is empty after a
-        // single-node restart, or a Redis without persistence).
-        for (rider, lat, lng) in store::riders::online_positions(&db)
-            .await
-            .unwrap_or_default()
-        {
-            let _ = hub.engine().geo_set(rider, lat, lng).await;
-        }
         let alerts = Alerts::start(
             db.clone(),
             hub.engine().clone(),

@@ -4,7 +4,7 @@
 //! pools, the hub, clients, tasks), so `http`, `ws` and `service` depend on it and it on
 //! none of them; [`crate::app`] builds it and runs the replica.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -41,8 +41,6 @@ struct Inner {
     draining: AtomicBool,
     /// Wakes this replica's outbox relay after a commit here.
     relay: tokio::sync::Notify,
-    /// The broker (re)connection the rider index was last rebuilt for.
-    geo_synced: AtomicU64,
 }
 
 impl AppState {
@@ -51,7 +49,6 @@ impl AppState {
             parts,
             draining: AtomicBool::new(false),
             relay: tokio::sync::Notify::new(),
-            geo_synced: AtomicU64::new(0),
         }))
     }
 
@@ -115,17 +112,6 @@ impl AppState {
     /// What the relay waits on.
     pub fn relay_wakeup(&self) -> &tokio::sync::Notify {
         &self.0.relay
-    }
-
-    /// Whether the rider index holds every online rider since the broker's latest
-    /// (re)connect: a Redis that restarted empty is refilled from PostgreSQL first.
-    pub fn geo_index_ready(&self) -> bool {
-        self.0.geo_synced.load(Ordering::Acquire) >= self.hub().connections()
-    }
-
-    /// The rider index was rebuilt for broker connection number `generation`.
-    pub fn set_geo_synced(&self, generation: u64) {
-        self.0.geo_synced.fetch_max(generation, Ordering::AcqRel);
     }
 
     /// True once shutdown has begun: `/readyz` answers 503 so the load balancer stops

@@ -11,7 +11,7 @@
 //! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
 //! | `ll:{u:42}:connects` | counter | user 42's connect attempts in the current rate window |
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
-//! | `ll:riders:geo` | geo set | online riders' positions, for matching |
+//! | `ll:riders:geo` | geo set | online riders' positions, for matching, and the member `ready` while it is whole |
 //! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
 //!
 //! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one

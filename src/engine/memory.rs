@@ -31,6 +31,7 @@ struct State {
     censuses: HashMap<String, ReplicaCensus>,
     inboxes: HashMap<UserId, Inbox>,
     positions: HashMap<UserId, (f64, f64)>,
+    geo_ready: bool,
 }
 
 #[derive(Default)]
@@ -204,6 +205,15 @@ impl Engine for MemoryEngine {
 
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
         self.lock().positions.insert(rider, (lat, lng));
+        Ok(())
+    }
+
+    async fn geo_ready(&self) -> Result<bool, EngineError> {
+        Ok(self.lock().geo_ready)
+    }
+
+    async fn geo_mark_ready(&self) -> Result<(), EngineError> {
+        self.lock().geo_ready = true;
         Ok(())
     }
 

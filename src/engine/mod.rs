@@ -126,6 +126,14 @@ pub trait Engine: Send + Sync + 'static {
     /// Records an online rider's position for matching.
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError>;
 
+    /// Whether the rider index is whole: marked by [`Engine::geo_mark_ready`] after a
+    /// rebuild, and gone with the data when the broker loses it (a Redis restarted
+    /// without persistence, a failover to an empty replica).
+    async fn geo_ready(&self) -> Result<bool, EngineError>;
+
+    /// Marks the rider index whole (after filling it from PostgreSQL).
+    async fn geo_mark_ready(&self) -> Result<(), EngineError>;
+
     /// Removes a rider from matching (offline).
     async fn geo_remove(&self, rider: UserId) -> Result<(), EngineError>;
 

@@ -122,6 +122,10 @@ end
 return out
 ";
 
+/// A member of the rider index that is no rider: present while the index is whole. It
+/// sits at 0°, 0° and is not a number, so no search returns it as a rider.
+const GEO_READY: &str = "ready";
+
 fn unavailable(e: fred::error::Error) -> EngineError {
     EngineError::Unavailable(e.to_string())
 }
@@ -443,6 +447,30 @@ impl Engine for RedisEngine {
                 latitude: lat,
             },
             member: Value::from(rider.0),
+        };
+        self.commands
+            .geoadd::<i64, _, _>(self.keys.riders_geo(), None, false, value)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn geo_ready(&self) -> Result<bool, EngineError> {
+        let score: Option<f64> = self
+            .commands
+            .zscore(self.keys.riders_geo(), GEO_READY)
+            .await
+            .map_err(unavailable)?;
+        Ok(score.is_some())
+    }
+
+    async fn geo_mark_ready(&self) -> Result<(), EngineError> {
+        let value = fred::types::geo::GeoValue {
+            coordinates: fred::types::geo::GeoPosition {
+                longitude: 0.0,
+                latitude: 0.0,
+            },
+            member: Value::from(GEO_READY),
         };
         self.commands
             .geoadd::<i64, _, _>(self.keys.riders_geo(), None, false, value)

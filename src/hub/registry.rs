@@ -78,8 +78,6 @@ pub struct Hub {
     pub(super) resync: Mutex<std::collections::HashSet<UserId>>,
     /// The replica's tasks: the hub's own, and the one-off ones it starts.
     pub(super) tasks: Tasks,
-    /// How many times the broker connection was (re-)established.
-    connections: AtomicU64,
 }
 
 fn role_index(role: Role) -> Option<usize> {
@@ -105,7 +103,6 @@ impl Hub {
             commands,
             resync: Mutex::new(Default::default()),
             tasks: tasks.clone(),
-            connections: AtomicU64::new(0),
         });
         (hub, queue)
     }
@@ -113,13 +110,6 @@ impl Hub {
     pub(super) fn lock_users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, UserEntry>> {
         // Critical sections are map edits with no await inside; poisoning cannot tear them.
         self.users.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How many times the broker connection was (re-)established (0 for the in-process
-    /// engine, which never disconnects): state kept in the broker, such as the rider
-    /// index, is rebuilt after each.
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Ordering::Acquire)
     }
 
     pub fn replica_id(&self) -> &Arc<str> {
@@ -373,7 +363,6 @@ impl Sink for Hub {
     }
 
     fn reconnected(&self) {
-        self.connections.fetch_add(1, Ordering::AcqRel);
         // Mark every live user pending again and queue them; their sockets keep
         // working meanwhile (they are not waiting on anything).
         let users: Vec<UserId> = {

@@ -295,7 +295,7 @@ async fn match_riders(state: &AppState, order: i64) -> Result<Vec<(UserId, f64)>
     let Some(merchant) = merchants::get(state.db(), order.merchant_id).await? else {
         return Ok(Vec::new());
     };
-    if !state.geo_index_ready() {
+    if !state.engine().geo_ready().await? {
         return Err(RowError::NotYet("the rider index is being rebuilt"));
     }
     let radius = f64::from(state.config().rider_match_radius_m);

@@ -116,7 +116,8 @@ pub async fn require_online(state: &AppState, rider: UserId) -> Result<(), Rider
     }
 }
 
-/// Puts every rider who is online in PostgreSQL into the engine's rider index.
+/// Puts every rider who is online in PostgreSQL into the engine's rider index, then
+/// marks it whole.
 pub async fn rebuild_geo_index(state: &AppState) -> Result<usize, RiderError> {
     let positions = riders::online_positions(state.db()).await?;
     let engine = state.engine();
@@ -129,29 +130,26 @@ pub async fn rebuild_geo_index(state: &AppState) -> Result<usize, RiderError> {
     for r in results {
         r?;
     }
+    engine.geo_mark_ready().await?;
     Ok(positions.len())
 }
 
-/// Keeps the rider index whole: after every (re)connect of the broker (a Redis that
-/// restarted has lost it), it is refilled from PostgreSQL, retried until it takes.
-/// Matching waits for it ([`AppState::geo_index_ready`]).
+/// Keeps the rider index whole: whenever it is not (at start, after Redis lost its
+/// data), it is refilled from PostgreSQL, retried until it takes. Matching waits for
+/// it.
 pub async fn keep_geo_index(state: AppState, cancel: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let generation = state.hub().connections();
-        if state.geo_index_ready() {
+        if state.engine().geo_ready().await.unwrap_or(true) {
             continue;
         }
         match rebuild_geo_index(&state).await {
-            Ok(n) => {
-                tracing::info!(riders = n, "rider index rebuilt");
-                state.set_geo_synced(generation);
-            }
+            Ok(n) => tracing::info!(riders = n, "rider index rebuilt"),
             Err(e) => tracing::warn!(error = %e, "cannot rebuild the rider index yet"),
         }
     }

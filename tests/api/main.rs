@@ -30,5 +30,6 @@ mod me;
 mod migrations;
 mod ops;
 mod process;
+mod procs;
 mod ws;
 mod ws_client;

@@ -4,76 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::helpers::{assert_error, free_port, spawn_app_with, spawn_cluster, TestApp};
+use crate::procs::{OwnRedis, Replica};
+use crate::ws_client::WAIT;
 use locallife::domain::{Role, UserId};
 use locallife::notify::{self, Kind, Notification};
-use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-use crate::helpers::{
-    assert_error, binary_listening, free_port, spawn_app_with, spawn_cluster, TestApp,
-};
-use crate::ws_client::{WsClient, WAIT};
-
-/// A `locallife serve` process sharing `peer`'s database, Redis and prefix.
-struct Replica {
-    child: Child,
-    address: String,
-}
-
-impl Replica {
-    async fn start(peer: &TestApp, extra: &[(&str, &str)]) -> Replica {
-        let port = free_port();
-        let mut cmd = binary_listening(&peer.db.url, port);
-        cmd.env("REDIS_URL", crate::helpers::redis_url())
-            .env("REDIS_KEY_PREFIX", &peer.config.redis_key_prefix)
-            .env("RUST_LOG", "warn")
-            .arg("serve");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("the binary starts");
-        let replica = Replica {
-            child,
-            address: format!("127.0.0.1:{port}"),
-        };
-        replica.wait_ready().await;
-        replica
-    }
-
-    async fn wait_ready(&self) {
-        let url = format!("http://{}/readyz", self.address);
-        let http = reqwest::Client::new();
-        tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Ok(r) = http.get(&url).send().await {
-                    if r.status() == 200 {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("the replica becomes ready");
-    }
-
-    async fn ws(&self, token: &str) -> WsClient {
-        let url = format!("ws://{}/v1/ws?token={token}", self.address);
-        WsClient::connect(url.into_client_request().unwrap())
-            .await
-            .unwrap_or_else(|r| panic!("refused: {r:?}"))
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid}");
-    }
-}
 
 async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
     let n = Notification::new(Kind::OrderDispatched, title, "go").with("order_id", 1);
@@ -160,40 +95,6 @@ async fn sigterm_drains_sockets_with_1001_spread_out_and_exits_zero() {
         again.next_notification().await["data"]["message_id"],
         unacked.as_str()
     );
-}
-
-/// A redis-server of this test's own, on its own port, with nothing on disk.
-struct OwnRedis {
-    child: Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (scripts/services.sh installs it)");
-        let redis = OwnRedis { child };
-        tokio::time::timeout(WAIT, async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("redis-server listens");
-        redis
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = self.child.wait().await;
-    }
 }
 
 async fn wait_for_readyz(app: &TestApp, status: u16) {
