@@ -134,7 +134,8 @@ impl From<EngineError> for ApiError {
         tracing::warn!(error = %e, "engine unavailable");
         ApiError::unavailable(
             "engine_unavailable",
-            "notifications cannot be delivered right now; nothing was sent, try again",
+            "Redis did not answer in time and the outcome is unknown; retry (a publish \
+             retried with the same Idempotency-Key never delivers twice)",
         )
     }
 }
@@ -239,6 +240,10 @@ impl From<SendError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "user_not_found",
                 format!("no such users: {missing:?}; nothing was sent"),
+            ),
+            SendError::KeyReused => ApiError::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
             ),
             SendError::UnknownRider => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no approved rider")

@@ -13,6 +13,7 @@
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
 //! | `ll:riders:geo` | geo set | online riders' positions, for matching, and the member `ready` while it is whole |
 //! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
+//! | `ll:idem:7:<sha256>` | string | user 7's `Idempotency-Key` (hashed): the request's fingerprint and answer, for 24 h |
 //!
 //! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one
 //! slot, so the multi-key scripts a user's delivery needs stay legal.
@@ -24,6 +25,14 @@ use crate::domain::{Role, UserId};
 pub enum Target {
     User(UserId),
     Role(Role),
+}
+
+/// An `Idempotency-Key` of one caller, as stored: the caller and a hash of the key (a
+/// client's key is arbitrary text; the stored name is not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub caller: UserId,
+    pub key_sha256: String,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +84,10 @@ impl Keys {
 
     pub fn user_connects(&self, user: UserId) -> String {
         format!("{}:{{u:{}}}:connects", self.prefix, user.0)
+    }
+
+    pub fn idempotency(&self, key: &IdempotencyKey) -> String {
+        format!("{}:idem:{}:{}", self.prefix, key.caller.0, key.key_sha256)
     }
 
     pub fn riders_geo(&self) -> String {

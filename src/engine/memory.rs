@@ -32,6 +32,8 @@ struct State {
     inboxes: HashMap<UserId, Inbox>,
     positions: HashMap<UserId, (f64, f64)>,
     geo_ready: bool,
+    /// Idempotency keys: value and expiry (unix ms).
+    once: HashMap<super::IdempotencyKey, (String, u64)>,
 }
 
 #[derive(Default)]
@@ -205,6 +207,28 @@ impl Engine for MemoryEngine {
 
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
         self.lock().positions.insert(rider, (lat, lng));
+        Ok(())
+    }
+
+    async fn claim_once(
+        &self,
+        key: &super::IdempotencyKey,
+        value: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<String>, EngineError> {
+        let now = now_ms();
+        let mut s = self.lock();
+        s.once.retain(|_, (_, until)| *until > now);
+        if let Some((existing, _)) = s.once.get(key) {
+            return Ok(Some(existing.clone()));
+        }
+        s.once
+            .insert(key.clone(), (value.to_owned(), now.saturating_add(ttl_ms)));
+        Ok(None)
+    }
+
+    async fn release_once(&self, key: &super::IdempotencyKey) -> Result<(), EngineError> {
+        self.lock().once.remove(key);
         Ok(())
     }
 

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use inbox::{InboxEntry, MsgId, Pushed};
-pub use keys::{Keys, Target};
+pub use keys::{IdempotencyKey, Keys, Target};
 pub use wire::Event;
 
 use crate::domain::UserId;
@@ -122,6 +122,18 @@ pub trait Engine: Send + Sync + 'static {
     /// Every unexpired notification in `user`'s inbox, oldest first. Expired ones are
     /// removed (and counted) on the way.
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError>;
+
+    /// Stores `value` under idempotency key `key` for `ttl_ms` unless something is
+    /// stored there already; `None` when this call stored it, else what was there.
+    async fn claim_once(
+        &self,
+        key: &IdempotencyKey,
+        value: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<String>, EngineError>;
+
+    /// Forgets idempotency key `key` (its request failed before doing anything).
+    async fn release_once(&self, key: &IdempotencyKey) -> Result<(), EngineError>;
 
     /// Records an online rider's position for matching.
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError>;

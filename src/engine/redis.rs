@@ -455,6 +455,33 @@ impl Engine for RedisEngine {
             .map_err(unavailable)
     }
 
+    async fn claim_once(
+        &self,
+        key: &super::IdempotencyKey,
+        value: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<String>, EngineError> {
+        // SET NX GET: stores unless present, and answers what was there (Redis 7).
+        self.commands
+            .set(
+                self.keys.idempotency(key),
+                value,
+                Some(Expiration::PX(ttl_ms as i64)),
+                Some(SetOptions::NX),
+                true,
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn release_once(&self, key: &super::IdempotencyKey) -> Result<(), EngineError> {
+        self.commands
+            .del::<i64, _>(self.keys.idempotency(key))
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     async fn geo_ready(&self) -> Result<bool, EngineError> {
         let score: Option<f64> = self
             .commands

@@ -1,9 +1,10 @@
 //! Platform staff endpoints (role `platform`).
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::caller::Caller;
@@ -13,17 +14,47 @@ use crate::domain::{Role, UserId};
 use crate::error::ApiError;
 use crate::hub::{CENSUS_STALE, SOCKET_ROLES};
 use crate::notify::{Kind, Notification};
-use crate::service::notifications as send;
+use crate::service::notifications::{self as send, Idempotency};
 use crate::service::orders as flows;
 use crate::state::AppState;
 use crate::store;
 use crate::store::orders::{Order, Transition};
 
 const MAX_TITLE: usize = 100;
+/// The longest `Idempotency-Key` accepted.
+const MAX_KEY: usize = 255;
+
+/// The request's `Idempotency-Key`, if any, bound to `caller` and to the request itself
+/// (`route` and the parsed body): the same key with another body is refused (422).
+fn idempotency(
+    headers: &HeaderMap,
+    caller: &Caller,
+    route: &str,
+    body: &impl Serialize,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_KEY} visible ASCII characters"),
+            )
+        })?;
+    let mut what = route.as_bytes().to_vec();
+    what.push(b'\n');
+    // Serialising a parsed body cannot fail; object keys come out sorted.
+    what.extend(serde_json::to_vec(body).unwrap_or_default());
+    Ok(Some(Idempotency::new(caller.id, key, &what)))
+}
 const MAX_CONTENT: usize = 2000;
 const MAX_DATA: usize = 4096;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct SendNotification {
     user_id: Option<i64>,
     role: Option<Role>,
@@ -66,17 +97,19 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
 pub async fn send_notification(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<SendNotification>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Platform)?;
+    let once = idempotency(&headers, &caller, "notifications", &body)?;
     let message_id = match (body.user_id, body.role) {
         (Some(user), None) => {
             let n = parse(&body, Kind::PlatformNotice)?;
-            send::to_user(&state, UserId(user), &n).await?
+            send::to_user(&state, UserId(user), &n, once.as_ref()).await?
         }
         (None, Some(role)) if SOCKET_ROLES.contains(&role) => {
             let n = parse(&body, Kind::Announcement)?;
-            send::to_role(&state, role, &n).await?
+            send::to_role(&state, role, &n, once.as_ref()).await?
         }
         (None, Some(_)) => {
             return Err(ApiError::unprocessable(
@@ -100,7 +133,7 @@ pub async fn send_notification(
 /// Most notifications one batch may carry.
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct SendBatch {
     notifications: Vec<SendNotification>,
 }
@@ -117,9 +150,11 @@ pub struct SendBatch {
 pub async fn send_batch(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<SendBatch>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Platform)?;
+    let once = idempotency(&headers, &caller, "notifications/batch", &body)?;
     let items = &body.notifications;
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::unprocessable(
@@ -141,7 +176,7 @@ pub async fn send_batch(
         })?;
         batch.push((UserId(user), n));
     }
-    let message_ids = send::batch(&state, &batch).await?;
+    let message_ids = send::batch(&state, &batch, once.as_ref()).await?;
     let failed = message_ids.iter().filter(|id| id.is_none()).count();
     if failed == 0 {
         return Ok((
@@ -159,7 +194,7 @@ pub async fn send_batch(
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
             "code": "engine_unavailable",
-            "message": format!("{failed} of {} notifications were not sent (null in message_ids); retry those", message_ids.len()),
+            "message": format!("Redis did not answer for {failed} of {} notifications (null in message_ids) and their outcome is unknown; retry the batch with the same Idempotency-Key, which never delivers twice", message_ids.len()),
             "message_ids": message_ids,
         })),
     ))
@@ -250,7 +285,7 @@ pub async fn dispatch(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct Command {
     title: String,
     content: String,
@@ -263,9 +298,11 @@ pub async fn rider_command(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(user): ApiPath<i64>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Command>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Platform)?;
+    let once = idempotency(&headers, &caller, &format!("riders/{user}/commands"), &body)?;
     let as_notification = SendNotification {
         user_id: Some(user),
         role: None,
@@ -274,7 +311,7 @@ pub async fn rider_command(
         data: body.data,
     };
     let n = parse(&as_notification, Kind::RiderCommand)?;
-    let message_id = send::rider_command(&state, UserId(user), &n).await?;
+    let message_id = send::rider_command(&state, UserId(user), &n, once.as_ref()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "message_id": message_id })),

@@ -230,11 +230,22 @@ pub async fn to_role(
     notification: &Notification,
 ) -> Result<String, EngineError> {
     let id = new_message_id();
-    let event = Event::Message(notification.frame(&id));
+    to_role_as(engine, role, &id, notification).await?;
+    Ok(id)
+}
+
+/// [`to_role`] under an id decided earlier.
+pub async fn to_role_as(
+    engine: &dyn Engine,
+    role: Role,
+    id: &str,
+    notification: &Notification,
+) -> Result<(), EngineError> {
+    let event = Event::Message(notification.frame(id));
     engine.publish(Target::Role(role), event.encode()).await?;
     metrics::counter!("locallife_notifications_published_total", "event" => notification.kind.event())
         .increment(1);
-    Ok(id)
+    Ok(())
 }
 
 /// Closes every socket of `user`, on every replica, with `code` (4003 when a rider goes

@@ -1,11 +1,22 @@
 //! What platform staff send by hand: a notice to one user, a batch of them, an
 //! announcement to a role, a command to a rider.
+//!
+//! These are durable in Redis (the recipient's inbox) before the 202. When Redis does
+//! not answer in time the outcome is unknown (the command may still run): the answer
+//! says so, and a retry under the same `Idempotency-Key` reuses the message ids decided
+//! the first time, so a late command and the retry are one notification (inbox writes
+//! are idempotent per id).
+
+use sha2::{Digest, Sha256};
 
 use crate::domain::{Role, UserId};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, IdempotencyKey, MsgId};
 use crate::notify::{self, Notification};
 use crate::state::AppState;
 use crate::store::{self, StoreError};
+
+/// How long a key is remembered (SPEC §4: a repeat within 24 h).
+pub const KEY_TTL_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -15,10 +26,72 @@ pub enum SendError {
     UnknownUsers(Vec<i64>),
     #[error("no approved rider")]
     UnknownRider,
+    #[error("this Idempotency-Key was used for a different request")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// A request's `Idempotency-Key`, and what makes two requests "the same".
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    key: IdempotencyKey,
+    fingerprint: String,
+}
+
+impl Idempotency {
+    /// `key` as the client sent it, for `caller`'s request `what` (method, path and
+    /// body, as bytes that are equal exactly when the requests are).
+    pub fn new(caller: UserId, key: &str, what: &[u8]) -> Self {
+        Self {
+            key: IdempotencyKey {
+                caller,
+                key_sha256: hex(&Sha256::digest(key.as_bytes())),
+            },
+            fingerprint: hex(&Sha256::digest(what)),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ids of a request's `count` notifications: fresh ones, or, for a repeat under the
+/// same key, those decided the first time (and `true`).
+async fn decide(
+    state: &AppState,
+    once: Option<&Idempotency>,
+    count: usize,
+) -> Result<(Vec<MsgId>, bool), SendError> {
+    let proposed: Vec<MsgId> = (0..count).map(|_| MsgId::generate()).collect();
+    let Some(once) = once else {
+        return Ok((proposed, false));
+    };
+    let ids: Vec<String> = proposed.iter().map(MsgId::to_string).collect();
+    let value = format!("{}\n{}", once.fingerprint, ids.join(","));
+    let Some(existing) = state
+        .engine()
+        .claim_once(&once.key, &value, KEY_TTL_MS)
+        .await?
+    else {
+        return Ok((proposed, false));
+    };
+    let (fingerprint, ids) = existing.split_once('\n').ok_or(SendError::KeyReused)?;
+    if fingerprint != once.fingerprint {
+        return Err(SendError::KeyReused);
+    }
+    let ids: Vec<MsgId> = ids
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| SendError::KeyReused)?;
+    if ids.len() != count {
+        return Err(SendError::KeyReused);
+    }
+    Ok((ids, true))
 }
 
 /// To one existing user, kept in their inbox until acked; the message id.
@@ -26,39 +99,67 @@ pub async fn to_user(
     state: &AppState,
     user: UserId,
     n: &Notification,
+    once: Option<&Idempotency>,
 ) -> Result<String, SendError> {
     if !store::users::exists(state.db(), user).await? {
         return Err(SendError::UnknownUser);
     }
-    Ok(notify::to_user(&**state.engine(), user, n).await?)
+    let (ids, _) = decide(state, once, 1).await?;
+    notify::to_user_as(&**state.engine(), user, ids[0], n).await?;
+    Ok(ids[0].to_string())
 }
 
-/// To every connected socket of `role`, live only; the message id.
-pub async fn to_role(state: &AppState, role: Role, n: &Notification) -> Result<String, SendError> {
-    Ok(notify::to_role(&**state.engine(), role, n).await?)
+/// To every connected socket of `role`, live only; the message id. A repeat under the
+/// same key sends nothing (a live message cannot be recognised as a copy).
+pub async fn to_role(
+    state: &AppState,
+    role: Role,
+    n: &Notification,
+    once: Option<&Idempotency>,
+) -> Result<String, SendError> {
+    let (ids, repeat) = decide(state, once, 1).await?;
+    let id = ids[0].to_string();
+    if repeat {
+        return Ok(id);
+    }
+    if let Err(e) = notify::to_role_as(&**state.engine(), role, &id, n).await {
+        if let Some(once) = once {
+            // Let a retry send it (best effort: Redis may be the very thing failing).
+            let _ = state.engine().release_once(&once.key).await;
+        }
+        return Err(e.into());
+    }
+    Ok(id)
 }
 
 /// Every notification of a batch, after checking that every recipient exists (one
 /// query; an unknown one sends nothing). The message ids in order, `None` for each one
-/// the engine did not take.
+/// whose outcome is unknown (the engine did not answer).
 pub async fn batch(
     state: &AppState,
     batch: &[(UserId, Notification)],
+    once: Option<&Idempotency>,
 ) -> Result<Vec<Option<String>>, SendError> {
-    let ids: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
-    let missing = store::users::missing(state.db(), &ids).await?;
+    let users: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
+    let missing = store::users::missing(state.db(), &users).await?;
     if !missing.is_empty() {
         return Err(SendError::UnknownUsers(missing));
     }
+    let (ids, _) = decide(state, once, batch.len()).await?;
     let engine = state.engine();
     // Concurrent sends share the engine's connection and go out as one pipeline.
     let sent = futures::future::join_all(
         batch
             .iter()
-            .map(|(user, n)| notify::to_user(&**engine, *user, n)),
+            .zip(&ids)
+            .map(|((user, n), id)| notify::to_user_as(&**engine, *user, *id, n)),
     )
     .await;
-    Ok(sent.into_iter().map(Result::ok).collect())
+    Ok(sent
+        .into_iter()
+        .zip(ids)
+        .map(|(r, id)| r.ok().map(|_| id.to_string()))
+        .collect())
 }
 
 /// A `rider.command` to an approved rider; the message id.
@@ -66,10 +167,13 @@ pub async fn rider_command(
     state: &AppState,
     rider: UserId,
     n: &Notification,
+    once: Option<&Idempotency>,
 ) -> Result<String, SendError> {
     match store::riders::state(state.db(), rider).await? {
         Some(s) if s.approved => {}
         _ => return Err(SendError::UnknownRider),
     }
-    Ok(notify::to_user(&**state.engine(), rider, n).await?)
+    let (ids, _) = decide(state, once, 1).await?;
+    notify::to_user_as(&**state.engine(), rider, ids[0], n).await?;
+    Ok(ids[0].to_string())
 }

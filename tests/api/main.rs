@@ -25,6 +25,7 @@ mod fake_wechat;
 mod flows;
 mod health;
 mod helpers;
+mod idempotency;
 mod login;
 mod me;
 mod migrations;

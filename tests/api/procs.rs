@@ -75,6 +75,19 @@ pub struct OwnRedis {
 }
 
 impl OwnRedis {
+    /// Sends `signal` (`-STOP`, `-CONT`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pid}");
+    }
+}
+
+impl OwnRedis {
     pub async fn start(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
