@@ -41,6 +41,9 @@ pub trait Sink: Send + Sync + 'static {
     fn deliver(&self, target: Target, payload: Bytes);
     /// The broker connection was (re-)established: subscriptions must be made again.
     fn reconnected(&self);
+    /// Payloads were lost on the way (the dispatch fell behind): whatever they carried
+    /// must be found again in the inboxes.
+    fn missed(&self);
 }
 
 /// The earth radius Redis uses for GEO distances, so both engines agree to the metre.

@@ -266,7 +266,10 @@ async fn dispatch(
             Err(RecvError::Lagged(n)) => {
                 dropped.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!("locallife_pubsub_dropped_total").increment(n);
-                tracing::warn!(lost = n, "pub/sub dispatch fell behind; messages dropped");
+                tracing::warn!(lost = n, "pub/sub dispatch fell behind; replaying inboxes");
+                if let Some(sink) = sink.get().and_then(Weak::upgrade) {
+                    sink.missed();
+                }
             }
             Err(RecvError::Closed) => return,
         }

@@ -362,6 +362,32 @@ impl Sink for Hub {
         }
     }
 
+    fn missed(&self) {
+        // Every user here gets their inbox again (copies are suppressed by id), so a
+        // notification whose live copy was dropped still reaches the open sockets.
+        let users: Vec<(UserId, Vec<Arc<Socket>>)> = self
+            .lock_users()
+            .iter()
+            .filter(|(_, e)| !e.sockets.is_empty())
+            .map(|(u, e)| (*u, e.sockets.clone()))
+            .collect();
+        let engine = self.engine.clone();
+        self.tasks.spawn("hub_replay_missed", async move {
+            for (user, sockets) in users {
+                match engine.inbox(user).await {
+                    Ok(entries) => {
+                        for socket in &sockets {
+                            for e in &entries {
+                                socket.push_replayed(e.frame.clone(), e.id, e.expires_ms);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot replay an inbox after a loss"),
+                }
+            }
+        });
+    }
+
     fn reconnected(&self) {
         // Mark every live user pending again and queue them; their sockets keep
         // working meanwhile (they are not waiting on anything).

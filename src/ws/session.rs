@@ -53,6 +53,10 @@ const INTERNAL: Close = Close {
     code: 1011,
     reason: "internal error",
 };
+const TRY_LATER: Close = Close {
+    code: 1013,
+    reason: "try again later",
+};
 
 /// A token bucket: small enough to live in every socket's future.
 struct RateLimit {
@@ -140,8 +144,19 @@ async fn live(
     lease: &mut Option<Lease>,
 ) {
     let hub = state.hub();
-    let close = match Box::pin(hub.attach(socket.clone())).await {
-        Ok(()) => {
+    // Subscribed first, then the inbox read, then `welcome`: whatever is published at
+    // any moment around the connect is in the inbox read or arrives live after it
+    // (copies are suppressed by id). Boxed: one-off work must not size the long-lived
+    // socket future.
+    let attached = match Box::pin(hub.attach(socket.clone())).await {
+        Ok(()) => Box::pin(pending(state, socket)).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "socket could not be attached");
+            Err(INTERNAL)
+        }
+    };
+    let close = match attached {
+        Ok(inbox) => {
             let welcome = protocol::welcome(
                 &socket.conn_id,
                 socket.user,
@@ -150,19 +165,17 @@ async fn live(
                 state.config().ws.idle_timeout.as_secs(),
             );
             metrics::counter!("locallife_messages_sent_total", "type" => "welcome").increment(1);
-            if Box::pin(send(ws, Message::Text(welcome.into()))).await.is_ok()
-                // Boxed: one-off work must not size the long-lived socket future.
-                && Box::pin(replay(ws, state, socket)).await.is_ok()
+            if Box::pin(send(ws, Message::Text(welcome.into())))
+                .await
+                .is_ok()
+                && Box::pin(write(ws, state, socket, inbox)).await.is_ok()
             {
                 serve(ws, state, socket).await
             } else {
                 None
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "socket could not be attached");
-            Some(INTERNAL)
-        }
+        Err(close) => Some(close),
     };
     hub.detach(socket);
     drop(lease.take());
@@ -195,16 +208,17 @@ async fn send(ws: &mut WebSocket, message: Message) -> Result<(), ()> {
     }
 }
 
-/// Sends what the user's inbox holds, oldest first, before anything live. Live
-/// notifications that arrive meanwhile wait in the socket's queue and are skipped as
-/// copies if the replay already sent them: no gap, and no duplicate on this socket.
-async fn replay(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Result<(), ()> {
+/// What the user's inbox holds, oldest first, to send right after `welcome` and
+/// before anything live. Live notifications that arrive meanwhile wait in the socket's
+/// queue and are skipped as copies if the replay already sent them: no gap, and no
+/// duplicate on this socket. An inbox that cannot be read closes the socket (1013)
+/// before `welcome`: a welcomed socket has always been given its inbox.
+async fn pending(state: &AppState, socket: &Socket) -> Result<Work, Close> {
     let entries = match state.engine().inbox(socket.user).await {
         Ok(entries) => entries,
         Err(e) => {
-            // The socket still works live; what waits is redelivered on the next connect.
-            tracing::warn!(error = %e, "cannot read the inbox to replay it");
-            return Ok(());
+            tracing::warn!(error = %e, "cannot read the inbox; the client will reconnect");
+            return Err(TRY_LATER);
         }
     };
     let messages = entries
@@ -219,11 +233,10 @@ async fn replay(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Result
             }),
         })
         .collect();
-    let work = Work {
+    Ok(Work {
         messages,
         ..Work::default()
-    };
-    write(ws, state, socket, work).await
+    })
 }
 
 /// Writes queued work; `Err` when the client is gone or stopped reading.

@@ -326,3 +326,96 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
 
     assert!(socket.nothing_within(Duration::from_millis(300)).await);
 }
+
+/// SPEC §2: nothing published after `welcome` can be missed. Riders connect to either
+/// of two replicas, stay a moment and leave, over and over, while notifications are
+/// published to them from both replicas in a tight loop. Every notification whose
+/// publishing began after a connection's `welcome`, and finished well before that
+/// connection closed, arrived on that connection.
+#[tokio::test]
+async fn a_welcomed_socket_misses_nothing_under_reconnect_churn() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use locallife::notify::{self, Kind, Notification};
+
+    const RUN: Duration = Duration::from_secs(4);
+    const GRACE: Duration = Duration::from_millis(300);
+    let apps = Arc::new(spawn_cluster(2).await);
+    let mut riders = Vec::new();
+    for _ in 0..6 {
+        riders.push(apps[0].socket_user(Role::Rider).await);
+    }
+    let start = Instant::now();
+    // (rider, id, publish began, publish returned)
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let publisher = {
+        let (apps, published) = (apps.clone(), published.clone());
+        let users: Vec<_> = riders.iter().map(|(u, _)| *u).collect();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while start.elapsed() < RUN {
+                let user = users[(i as usize) % users.len()];
+                let engine = apps[(i % 2) as usize].state.hub().engine().clone();
+                let n = Notification::new(Kind::PlatformNotice, format!("n{i}"), "");
+                let began = start.elapsed();
+                let id = notify::to_user(&*engine, user, &n).await.unwrap();
+                published
+                    .lock()
+                    .unwrap()
+                    .push((user, id, began, start.elapsed()));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // (rider, welcome, close, ids received)
+    let mut clients = Vec::new();
+    for (k, (user, token)) in riders.iter().cloned().enumerate() {
+        let apps = apps.clone();
+        clients.push(tokio::spawn(async move {
+            let mut connections = Vec::new();
+            let mut round = k;
+            while start.elapsed() < RUN {
+                let mut socket = apps[round % 2].ws_ok(&token).await;
+                let welcome = start.elapsed();
+                let hold = Duration::from_millis(250 + (rand::random::<u64>() % 250));
+                let close_at = welcome + hold;
+                let mut got = Vec::new();
+                while start.elapsed() < close_at {
+                    let left = close_at.saturating_sub(start.elapsed());
+                    if let Some(n) = socket.notification_within(left).await {
+                        got.push(n["data"]["message_id"].as_str().unwrap().to_owned());
+                        socket.ack(&n).await;
+                    }
+                }
+                connections.push((user, welcome, start.elapsed(), got));
+                drop(socket);
+                round += 1;
+            }
+            connections
+        }));
+    }
+    publisher.await.unwrap();
+    let published = published.lock().unwrap().clone();
+    let mut checked = 0;
+    for client in clients {
+        for (user, welcome, closed, got) in client.await.unwrap() {
+            for (to, id, began, returned) in &published {
+                if *to == user && *began > welcome && *returned + GRACE < closed {
+                    checked += 1;
+                    assert!(
+                        got.contains(id),
+                        "{id} published at {began:?}..{returned:?} missed by the connection \
+                         welcomed at {welcome:?} and closed at {closed:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "too few notifications fell inside a connection: {checked}"
+    );
+    eprintln!("churn: {} published, {checked} checked", published.len());
+}

@@ -200,6 +200,24 @@ impl WsClient {
         }
     }
 
+    /// The next notification if one arrives within `within` (other messages skipped);
+    /// `None` on timeout or when the socket ends.
+    pub async fn notification_within(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).ok()?;
+                if v["type"] == "notification" {
+                    return Some(v);
+                }
+            }
+        }
+    }
+
     /// Whether a text message arrives within `within`.
     pub async fn nothing_within(&mut self, within: Duration) -> bool {
         loop {
