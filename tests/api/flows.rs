@@ -185,7 +185,7 @@ impl TestApp {
     }
 
     /// A merchant `owner` applied for at the shop, approved by `staff`.
-    async fn approved_merchant(&self, owner: &str, staff: &str, name: &str) -> i64 {
+    pub(crate) async fn approved_merchant(&self, owner: &str, staff: &str, name: &str) -> i64 {
         let merchant = self.apply_for_merchant(owner, name).await;
         let (status, body) = self
             .post_json(
@@ -231,7 +231,7 @@ impl TestApp {
         .await
     }
 
-    async fn product(
+    pub(crate) async fn product(
         &self,
         owner: &str,
         merchant: i64,

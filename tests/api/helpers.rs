@@ -29,6 +29,18 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up): for a server that is
+/// restarted on the same port while clients come and go, whose outgoing connections
+/// could otherwise take that port in between.
+pub fn stable_port() -> u16 {
+    loop {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A port that was free a moment ago: for a process to listen on, or to find nothing
 /// listening there.
 pub fn free_port() -> u16 {

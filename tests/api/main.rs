@@ -17,6 +17,7 @@ macro_rules! on_both_engines {
     )*};
 }
 
+mod chaos;
 mod cli;
 mod cluster;
 mod delivery;

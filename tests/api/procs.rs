@@ -16,22 +16,32 @@ pub struct Replica {
 
 impl Replica {
     pub async fn start(peer: &TestApp, extra: &[(&str, &str)]) -> Replica {
-        let port = free_port();
-        let mut cmd = binary_listening(&peer.db.url, port);
+        let replica = Self::spawn(
+            &peer.db.url,
+            &peer.config.redis_key_prefix,
+            free_port(),
+            extra,
+        );
+        replica.wait_ready().await;
+        replica
+    }
+
+    /// A replica on `port` of database `db_url` and Redis prefix `prefix`, started but
+    /// not waited for (`REDIS_URL` in `extra` overrides the shared Redis).
+    pub fn spawn(db_url: &str, prefix: &str, port: u16, extra: &[(&str, &str)]) -> Replica {
+        let mut cmd = binary_listening(db_url, port);
         cmd.env("REDIS_URL", crate::helpers::redis_url())
-            .env("REDIS_KEY_PREFIX", &peer.config.redis_key_prefix)
+            .env("REDIS_KEY_PREFIX", prefix)
             .env("RUST_LOG", "warn")
             .arg("serve");
         for (k, v) in extra {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("the binary starts");
-        let replica = Replica {
+        Replica {
             child,
             address: format!("127.0.0.1:{port}"),
-        };
-        replica.wait_ready().await;
-        replica
+        }
     }
 
     pub async fn wait_ready(&self) {
@@ -88,10 +98,26 @@ impl OwnRedis {
 }
 
 impl OwnRedis {
+    /// A server with nothing on disk: a restart starts empty.
     pub async fn start(port: u16) -> OwnRedis {
+        Self::start_with(port, &["--save", "", "--appendonly", "no"]).await
+    }
+
+    /// A server that logs every write to an append-only file in `dir` (written on each
+    /// write, fsynced every second): a restart after kill -9 loses nothing written.
+    pub async fn start_aof(port: u16, dir: &std::path::Path) -> OwnRedis {
+        let dir = dir.display().to_string();
+        Self::start_with(
+            port,
+            &["--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", &dir],
+        )
+        .await
+    }
+
+    async fn start_with(port: u16, options: &[&str]) -> OwnRedis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(options)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
