@@ -40,6 +40,10 @@ impl World {
             for (k, v) in &extra {
                 env.insert(k.clone(), v.clone());
             }
+            // An empty REDIS_URL asks for the in-process engine.
+            if env.get("REDIS_URL").is_some_and(String::is_empty) {
+                env.remove("REDIS_URL");
+            }
         })
         .await;
         let a = &apps[0];
@@ -1004,4 +1008,60 @@ async fn nothing_decided_is_lost_when_the_replica_dies_during_a_redis_outage() {
         ],
     )
     .await;
+}
+
+/// The in-process engine has no Redis to lose, but its notifications take the same
+/// path: outbox rows committed with each change, published by the relay.
+#[tokio::test]
+async fn business_notifications_go_through_the_outbox_on_the_in_process_engine() {
+    let w = World::new(1, &[("REDIS_URL", "")]).await;
+    let a = w.a();
+    assert_eq!(a.state.engine().kind(), "memory");
+    let (rider, rider_token) = w.rider("rider", 0.001).await;
+    let scarce = a.product(&w.owner, w.merchant, 800, 6, 5).await;
+    let mut owner = a.ws_ok(&w.owner).await;
+    let mut staff = a.ws_ok(&w.staff).await;
+    let mut rider_socket = a.ws_ok(&rider_token).await;
+    let (_, to_expire) = w.order(a, 1).await;
+    let paid = w.paid_order().await;
+    let id = |o: &Value| o["id"].as_i64().unwrap();
+    assert_eq!(w.urge(id(&paid)).await.0, 202);
+    let (_, low) = w
+        .order_items(a, json!([{"product_id": scarce, "quantity": 1}]))
+        .await;
+    assert!(low["id"].is_i64(), "{low}");
+    let second = w.paid_order().await;
+    assert_eq!(w.dispatch(id(&second), rider).await.0, 200);
+    a.db.execute(
+        "UPDATE orders SET pay_deadline = now() - interval '1 second' WHERE id = $1",
+        &[&id(&to_expire)],
+    )
+    .await;
+    expect_all(
+        &mut owner,
+        &[
+            ("order.paid", "order_id", json!(id(&paid))),
+            ("order.urged", "order_id", json!(id(&paid))),
+            ("inventory.low", "product_id", json!(scarce)),
+        ],
+    )
+    .await;
+    expect_all(
+        &mut rider_socket,
+        &[
+            ("order.recommend", "order_id", json!(id(&paid))),
+            ("order.dispatched", "order_id", json!(id(&second))),
+        ],
+    )
+    .await;
+    expect_all(
+        &mut staff,
+        &[("alert.payment_timeout", "order_id", json!(id(&to_expire)))],
+    )
+    .await;
+    let done: i64 = a
+        .db
+        .scalar("SELECT count(*) FROM outbox WHERE state = 'done'", &[])
+        .await;
+    assert!(done >= 6, "every notification went through the outbox: {done}");
 }
