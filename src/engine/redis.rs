@@ -147,8 +147,12 @@ impl RedisEngine {
     /// at start-up does not stop the replica (fred keeps reconnecting; `/readyz` says so).
     /// Its two tasks (pub/sub dispatch, reconnect watch) run supervised on `tasks`.
     pub async fn connect(url: &SecretString, keys: Keys, tasks: &Tasks) -> anyhow::Result<Self> {
-        let config = fred::types::config::Config::from_url(url.expose_secret())
+        let mut config = fred::types::config::Config::from_url(url.expose_secret())
             .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid Redis URL"))?;
+        // fred's default gives up for good when the first connection fails: a replica
+        // started while Redis was down, or not yet answering (stopped, loading its
+        // data), would never connect. The reconnect policy applies from the start.
+        config.fail_fast = false;
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {

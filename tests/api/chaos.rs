@@ -52,6 +52,9 @@ struct Report {
     lost: Vec<String>,
     duplicates: Vec<String>,
     after_refusal: Vec<String>,
+    /// Notifications a connected, welcomed socket did not get.
+    missed: Vec<String>,
+    connections: usize,
     unknown: usize,
     latencies_ms: Vec<u64>,
     faults: BTreeMap<&'static str, usize>,
@@ -70,13 +73,16 @@ impl Report {
     fn print(&self) {
         println!(
             "chaos seed={}: accepted={} delivered={} lost={} duplicates={} after_refusal={} \
-             unknown_outcome={} latency_ms p50={} p99={} max={} faults={:?}",
+             missed_by_connected={} (of {} connections) unknown_outcome={} \
+             latency_ms p50={} p99={} max={} faults={:?}",
             self.seed,
             self.accepted,
             self.delivered,
             self.lost.len(),
             self.duplicates.len(),
             self.after_refusal.len(),
+            self.missed.len(),
+            self.connections,
             self.unknown,
             self.percentile(0.5),
             self.percentile(0.99),
@@ -160,12 +166,19 @@ impl Cluster {
     }
 
     fn addresses(&self) -> Vec<String> {
-        self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
     }
 }
 
 /// The nemesis: one fault every `plan.fault_every`, drawn with the plan's seed.
-async fn nemesis(cluster: &mut Cluster, plan: &Plan, until: Instant) -> BTreeMap<&'static str, usize> {
+async fn nemesis(
+    cluster: &mut Cluster,
+    plan: &Plan,
+    until: Instant,
+) -> BTreeMap<&'static str, usize> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut faults = BTreeMap::new();
     loop {
@@ -211,9 +224,27 @@ async fn nemesis(cluster: &mut Cluster, plan: &Plan, until: Instant) -> BTreeMap
                 "replica_killed_during_redis_outage"
             }
         };
+        eprintln!(
+            "chaos: fault {kind} (replica {r}) done at {:?}",
+            chrono_now()
+        );
         *faults.entry(kind).or_default() += 1;
     }
     faults
+}
+
+/// One connection as its client saw it: when `welcome` came, when it ended, and the
+/// titles it received.
+#[derive(Debug, Clone)]
+struct Connection {
+    user: UserId,
+    welcome: Instant,
+    closed: Instant,
+    titles: HashSet<String>,
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().format("%H:%M:%S%.3f").to_string()
 }
 
 /// A user who acks everything, reconnecting with jitter to any replica, until `stop`.
@@ -222,6 +253,7 @@ async fn client(
     token: String,
     addresses: Vec<String>,
     got: Arc<Mutex<Vec<Got>>>,
+    connections: Arc<Mutex<Vec<Connection>>>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut rng = StdRng::from_entropy();
@@ -236,6 +268,8 @@ async fn client(
         if let Ok(Ok((mut ws, _))) = connected {
             // Now and then a client leaves on its own too.
             let leave_at = Instant::now() + Duration::from_millis(rng.gen_range(2000..8000));
+            let mut welcome = None;
+            let mut titles = HashSet::new();
             loop {
                 let left = leave_at.saturating_duration_since(Instant::now());
                 let msg = tokio::select! {
@@ -244,11 +278,17 @@ async fn client(
                 };
                 let Ok(Some(Ok(msg))) = msg else { break };
                 let Message::Text(text) = msg else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if v["type"] == "welcome" {
+                    welcome = Some(Instant::now());
+                }
                 if v["type"] != "notification" {
                     continue;
                 }
                 let data = &v["data"];
+                titles.insert(data["title"].as_str().unwrap_or_default().to_owned());
                 let id = data["message_id"].as_str().unwrap_or_default().to_owned();
                 got.lock().unwrap().push(Got {
                     user,
@@ -263,7 +303,16 @@ async fn client(
                     break;
                 }
             }
+            let closed = Instant::now();
             let _ = ws.close(None).await;
+            if let Some(welcome) = welcome {
+                connections.lock().unwrap().push(Connection {
+                    user,
+                    welcome,
+                    closed,
+                    titles,
+                });
+            }
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
     }
@@ -306,8 +355,8 @@ async fn until_answered(
 /// What the publisher had accepted.
 #[derive(Default)]
 struct Ledger {
-    /// Platform notices: (rider, title) → first attempt.
-    notices: Vec<(UserId, String, Instant)>,
+    /// Platform notices: rider, title, first attempt, accepted (202 received).
+    notices: Vec<(UserId, String, Instant, Instant)>,
     refused: Vec<String>,
     unknown: usize,
     /// Orders whose payment notification was answered 2xx.
@@ -339,8 +388,12 @@ async fn publisher(
         k += 1;
         let rider = riders[(k as usize) % riders.len()];
         let title = format!("s{}-n{k}", plan.seed);
-        let (h, addrs, staff, l) =
-            (http.clone(), addresses.clone(), staff.clone(), ledger.clone());
+        let (h, addrs, staff, l) = (
+            http.clone(),
+            addresses.clone(),
+            staff.clone(),
+            ledger.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let (http, addresses, ledger) = (h, addrs, l);
             let started = Instant::now();
@@ -359,15 +412,19 @@ async fn publisher(
             .await;
             let mut l = ledger.lock().unwrap();
             match outcome {
-                Outcome::Accepted(_) => l.notices.push((rider, title, started)),
+                Outcome::Accepted(_) => l.notices.push((rider, title, started, Instant::now())),
                 Outcome::Refused => l.refused.push(title),
                 Outcome::Unknown => l.unknown += 1,
             }
         }));
         // An order a second: created, paid through WeChat Pay, and urged.
         if k % plan.rate.max(1) == 0 {
-            let (h, addrs, consumer, l) =
-                (http.clone(), addresses.clone(), consumer.clone(), ledger.clone());
+            let (h, addrs, consumer, l) = (
+                http.clone(),
+                addresses.clone(),
+                consumer.clone(),
+                ledger.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let (http, addresses, ledger) = (h, addrs, l);
                 let order = json!({"merchant_id": merchant,
@@ -468,7 +525,9 @@ async fn chaos(plan: Plan) -> Report {
         .to_owned();
     let mut riders = Vec::new();
     for i in 0..plan.riders {
-        let (id, token) = setup.user_with_role(&format!("rider{i}"), Role::Rider).await;
+        let (id, token) = setup
+            .user_with_role(&format!("rider{i}"), Role::Rider)
+            .await;
         db.execute(
             "INSERT INTO riders (user_id, name, phone, status, approved_at)
              VALUES ($1, 'r', '13800000000', 'approved', now())",
@@ -510,6 +569,7 @@ async fn chaos(plan: Plan) -> Report {
     let addresses = cluster.addresses();
 
     let got = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(Mutex::new(Vec::new()));
     let stop = tokio_util::sync::CancellationToken::new();
     let mut clients = Vec::new();
     for (id, token) in riders
@@ -522,6 +582,7 @@ async fn chaos(plan: Plan) -> Report {
             token,
             addresses.clone(),
             got.clone(),
+            connections.clone(),
             stop.clone(),
         )));
     }
@@ -551,7 +612,24 @@ async fn chaos(plan: Plan) -> Report {
         }
     }
     for r in cluster.replicas.iter().flatten() {
-        r.wait_ready().await;
+        if !r.ready_within(Duration::from_secs(30)).await {
+            let body = reqwest::get(format!("http://{}/readyz", r.address))
+                .await
+                .ok();
+            let body = match body {
+                Some(b) => b.text().await.unwrap_or_default(),
+                None => "no answer".into(),
+            };
+            let ping = std::process::Command::new("redis-cli")
+                .args(["-p", &cluster.redis_port.to_string(), "ping"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            panic!(
+                "replica {} not ready at {}: {body}; redis-cli ping: {ping:?}",
+                r.address,
+                chrono_now()
+            );
+        }
     }
     let quiet = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -570,7 +648,7 @@ async fn chaos(plan: Plan) -> Report {
     let expected_notices: HashSet<(UserId, String)> = ledger
         .notices
         .iter()
-        .map(|(u, t, _)| (*u, t.clone()))
+        .map(|(u, t, _, _)| (*u, t.clone()))
         .collect();
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -623,7 +701,7 @@ async fn chaos(plan: Plan) -> Report {
                 .push(format!("{what} to {user} under {} ids", set.len()));
         }
     }
-    for (user, title, started) in &ledger.notices {
+    for (user, title, started, _) in &ledger.notices {
         report.accepted += 1;
         match first.get(&(*user, title.clone())) {
             Some(at) => report
@@ -631,6 +709,24 @@ async fn chaos(plan: Plan) -> Report {
                 .push(at.saturating_duration_since(*started).as_millis() as u64),
             None => report.lost.push(format!("{title} to {user}")),
         }
+    }
+    // A connection misses nothing published after its `welcome`: every notice whose
+    // first attempt began after the welcome and was accepted a while before the
+    // connection ended arrived on it.
+    const GRACE: Duration = Duration::from_millis(500);
+    for c in connections.lock().unwrap().iter() {
+        for (user, title, started, accepted) in &ledger.notices {
+            if *user == c.user
+                && *started > c.welcome
+                && *accepted + GRACE < c.closed
+                && !c.titles.contains(title)
+            {
+                report
+                    .missed
+                    .push(format!("{title} by a connection of {user}"));
+            }
+        }
+        report.connections += 1;
     }
     for title in &ledger.refused {
         if got.iter().any(|g| &g.title == title) {
@@ -658,7 +754,9 @@ async fn chaos(plan: Plan) -> Report {
         for rider in recommended {
             report.accepted += 1;
             if !first.contains_key(&(UserId(rider), format!("order.recommend#{order}"))) {
-                report.lost.push(format!("order.recommend#{order} to {rider}"));
+                report
+                    .lost
+                    .push(format!("order.recommend#{order} to {rider}"));
             }
         }
     }
@@ -688,11 +786,20 @@ async fn chaos(plan: Plan) -> Report {
 
 fn assert_clean(report: &Report) {
     assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
-    assert!(report.duplicates.is_empty(), "duplicates: {:?}", report.duplicates);
+    assert!(
+        report.duplicates.is_empty(),
+        "duplicates: {:?}",
+        report.duplicates
+    );
     assert!(
         report.after_refusal.is_empty(),
         "delivered after a refusal: {:?}",
         report.after_refusal
+    );
+    assert!(
+        report.missed.is_empty(),
+        "missed by a connected socket: {:?}",
+        report.missed
     );
     assert!(report.accepted > 0);
 }
@@ -713,7 +820,11 @@ async fn chaos_short() {
     })
     .await;
     assert_clean(&report);
-    assert!(report.faults.values().sum::<usize>() >= 3, "{:?}", report.faults);
+    assert!(
+        report.faults.values().sum::<usize>() >= 3,
+        "{:?}",
+        report.faults
+    );
 }
 
 /// The full run, on demand (`loadtest/chaos/run.sh`).

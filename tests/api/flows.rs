@@ -1059,9 +1059,11 @@ async fn business_notifications_go_through_the_outbox_on_the_in_process_engine()
         &[("alert.payment_timeout", "order_id", json!(id(&to_expire)))],
     )
     .await;
-    let done: i64 = a
-        .db
-        .scalar("SELECT count(*) FROM outbox WHERE state = 'done'", &[])
-        .await;
-    assert!(done >= 6, "every notification went through the outbox: {done}");
+    let done: i64 =
+        a.db.scalar("SELECT count(*) FROM outbox WHERE state = 'done'", &[])
+            .await;
+    assert!(
+        done >= 6,
+        "every notification went through the outbox: {done}"
+    );
 }

@@ -156,3 +156,29 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     assert_eq!(alert["data"]["event"], "alert.system_error");
     assert_eq!(alert["data"]["kind"], "redis_unreachable");
 }
+
+/// A replica that starts while its Redis answers nothing (stopped, or still loading
+/// its data) becomes ready once Redis does: no connection is left wedged.
+#[tokio::test]
+async fn a_replica_started_while_redis_is_stalled_becomes_ready() {
+    let port = crate::helpers::stable_port();
+    let redis = OwnRedis::start(port).await;
+    let peer = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+    })
+    .await;
+    redis.signal("-STOP");
+    let url = format!("redis://127.0.0.1:{port}");
+    let replica = Replica::spawn(
+        &peer.db.url,
+        &peer.config.redis_key_prefix,
+        crate::helpers::stable_port(),
+        &[("REDIS_URL", &url)],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.signal("-CONT");
+    assert!(
+        replica.ready_within(Duration::from_secs(15)).await,
+        "ready once Redis answers"
+    );
+}

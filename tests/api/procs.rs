@@ -45,9 +45,18 @@ impl Replica {
     }
 
     pub async fn wait_ready(&self) {
+        assert!(
+            self.ready_within(Duration::from_secs(30)).await,
+            "the replica at {} becomes ready",
+            self.address
+        );
+    }
+
+    /// Whether `/readyz` answers 200 within `within`.
+    pub async fn ready_within(&self, within: Duration) -> bool {
         let url = format!("http://{}/readyz", self.address);
         let http = reqwest::Client::new();
-        tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::time::timeout(within, async {
             loop {
                 if let Ok(r) = http.get(&url).send().await {
                     if r.status() == 200 {
@@ -58,7 +67,7 @@ impl Replica {
             }
         })
         .await
-        .expect("the replica becomes ready");
+        .is_ok()
     }
 
     pub async fn ws(&self, token: &str) -> WsClient {
@@ -109,7 +118,16 @@ impl OwnRedis {
         let dir = dir.display().to_string();
         Self::start_with(
             port,
-            &["--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", &dir],
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                &dir,
+            ],
         )
         .await
     }
