@@ -845,7 +845,7 @@ async fn chaos_full() {
         let report = chaos(Plan {
             seed,
             run: Duration::from_secs(seconds),
-            fault_every: (4000, 7000),
+            fault_every: (2500, 4000),
             rate: 50,
             riders: 20,
         })
@@ -854,4 +854,5 @@ async fn chaos_full() {
         faults += report.faults.values().sum::<usize>();
     }
     println!("chaos: {faults} faults injected in all");
+    assert!(faults >= 10, "too few faults to mean anything: {faults}");
 }
