@@ -246,6 +246,11 @@ fn describe() {
         "Outbox rows whose ttl passed before they could be published."
     );
     describe_counter!(
+        "locallife_confirmations_total",
+        "Notifications confirmed by clients, by protocol and kind (ping: a Pong to a \
+         Ping written after them, protocol 1; ack)."
+    );
+    describe_counter!(
         "locallife_task_panics_total",
         "Background tasks that panicked, by task."
     );

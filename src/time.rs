@@ -19,3 +19,10 @@ pub fn unix_secs() -> u64 {
 pub fn rfc3339_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// Unix seconds as RFC 3339 UTC (`1970-01-01T00:00:00Z` for anything unrepresentable).
+pub fn rfc3339(unix_secs: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(unix_secs).unwrap_or(0), 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -23,7 +23,7 @@ mod trim;
 use std::sync::Arc;
 
 pub use registry::{Hub, HubConfig, HubError, CENSUS_STALE, LEASE, SOCKET_ROLES};
-pub use socket::{Close, Outgoing, RoleSet, Socket, Work};
+pub use socket::{Close, Outgoing, Protocol, RoleSet, Socket, Work};
 
 use crate::engine::{Engine, Sink};
 use crate::tasks::Tasks;

@@ -92,14 +92,48 @@ pub struct Work {
     pub close: Option<Close>,
 }
 
-/// A notification sent on this socket and not acked yet.
+/// How a socket's client confirms delivery (SPEC §2.3), chosen with `?protocol=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// The seed's clients, which never ack: a notification is confirmed by the Pong to
+    /// a Ping the server sent after writing it (or by an ack), and is never written
+    /// twice on one socket.
+    #[default]
+    V1,
+    /// The SDK: explicit acks, redelivery on the live socket after `WS_ACK_TIMEOUT`.
+    V2,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::V1 => 1,
+            Protocol::V2 => 2,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::V1 => "1",
+            Protocol::V2 => "2",
+        }
+    }
+}
+
+/// A notification sent on this socket and not confirmed yet.
 struct Pending {
     id: MsgId,
     frame: Utf8Bytes,
     expires_ms: u64,
-    /// Hub clock: when to send it again.
+    /// Hub clock: when to send it again (protocol 2).
     due_ms: u64,
     redeliveries: u32,
+    /// The payload of the first Ping written after it (protocol 1): a Pong carrying
+    /// this or a later one confirms it.
+    epoch: u32,
+    /// Confirmed by a Pong; kept (so a late copy is still recognised) until the inbox
+    /// has been told.
+    confirmed: bool,
 }
 
 /// What one redelivery sweep did.
@@ -117,6 +151,11 @@ struct Outbox {
     close: Option<Close>,
     /// Empty (unallocated) until the first tracked notification is sent.
     pending: Vec<Pending>,
+    /// The payload of the next Ping (protocol 1 confirmation).
+    epoch: u32,
+    /// A Ping that would confirm pending notifications is written and unanswered: no
+    /// second one until it is (one Ping per burst).
+    confirming: bool,
 }
 
 pub struct Socket {
@@ -126,6 +165,7 @@ pub struct Socket {
     pub conn_id: Arc<str>,
     pub user: UserId,
     pub roles: RoleSet,
+    pub protocol: Protocol,
     /// When the access token expires (unix seconds): the socket is closed with 4001.
     pub token_exp: u64,
     outbox: Mutex<Outbox>,
@@ -141,6 +181,7 @@ impl Socket {
         conn_id: Arc<str>,
         user: UserId,
         roles: RoleSet,
+        protocol: Protocol,
         token_exp: u64,
         now_ms: u64,
     ) -> Self {
@@ -149,6 +190,7 @@ impl Socket {
             conn_id,
             user,
             roles,
+            protocol,
             token_exp,
             outbox: Mutex::new(Outbox::default()),
             notify: Notify::new(),
@@ -266,14 +308,77 @@ impl Socket {
         if known {
             return false;
         }
+        let epoch = out.epoch;
         out.pending.push(Pending {
             id: tracked.id,
             frame: frame.clone(),
             expires_ms: tracked.expires_ms,
             due_ms,
             redeliveries: 0,
+            epoch,
+            confirmed: false,
         });
         true
+    }
+
+    /// The payload of a Ping about to be written, if the session should write one after
+    /// the notifications it just wrote (protocol 1: some are unconfirmed and no
+    /// confirming Ping is out). `keepalive`: a Ping is written anyway; it confirms too.
+    pub fn confirmation_ping(&self, keepalive: bool) -> Option<u32> {
+        let mut out = self.outbox();
+        let unconfirmed = self.protocol == Protocol::V1
+            && out
+                .pending
+                .iter()
+                .any(|p| !p.confirmed && p.epoch == out.epoch);
+        if !(keepalive || (unconfirmed && !out.confirming)) {
+            return None;
+        }
+        let epoch = out.epoch;
+        out.epoch = out.epoch.wrapping_add(1);
+        if unconfirmed {
+            out.confirming = true;
+        }
+        Some(epoch)
+    }
+
+    /// A Pong carrying `payload` arrived (protocol 1): the ids it confirms (written
+    /// before that Ping), to remove from the inbox. They stay known until
+    /// [`Socket::forget`]. If newer ones wait unconfirmed, another Ping is requested.
+    pub fn pong(&self, payload: &[u8]) -> Vec<MsgId> {
+        if self.protocol != Protocol::V1 {
+            return Vec::new();
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(payload) else {
+            return Vec::new();
+        };
+        let epoch = u32::from_be_bytes(bytes);
+        let mut out = self.outbox();
+        let mut confirmed = Vec::new();
+        for p in out.pending.iter_mut() {
+            // Epochs wrap: "before" is within half the range.
+            if !p.confirmed && epoch.wrapping_sub(p.epoch) < u32::MAX / 2 {
+                p.confirmed = true;
+                confirmed.push(p.id);
+            }
+        }
+        out.confirming = false;
+        let more = out.pending.iter().any(|p| !p.confirmed);
+        drop(out);
+        if more {
+            self.outbox().ping = true;
+            self.notify.notify_one();
+        }
+        confirmed
+    }
+
+    /// Stops tracking confirmed ids once the inbox knows.
+    pub fn forget(&self, ids: &[MsgId]) {
+        let mut out = self.outbox();
+        out.pending.retain(|p| !ids.contains(&p.id));
+        if out.pending.is_empty() {
+            out.pending = Vec::new();
+        }
     }
 
     /// The client (on this socket or another, on any replica) acked `id`.
@@ -307,6 +412,7 @@ impl Socket {
             return sweep;
         }
         let mut again = Vec::new();
+        let protocol = self.protocol;
         out.pending.retain_mut(|p| {
             if p.due_ms > now_ms {
                 return true;
@@ -314,6 +420,11 @@ impl Socket {
             if p.expires_ms <= unix_now_ms {
                 sweep.expired += 1;
                 return false;
+            }
+            if protocol == Protocol::V1 {
+                // Never written twice on a live protocol-1 socket: an unconfirmed one
+                // waits for a Pong, or for the next connect.
+                return true;
             }
             if p.redeliveries >= max_redeliveries {
                 sweep.given_up += 1;
@@ -364,6 +475,7 @@ mod tests {
             Arc::from("r-1"),
             UserId(1),
             RoleSet::default(),
+            Protocol::V2,
             u64::MAX,
             0,
         )

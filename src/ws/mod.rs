@@ -22,7 +22,7 @@ use crate::auth::{token_from, TokenSource};
 use crate::domain::{Approval, Role};
 use crate::engine::Place;
 use crate::error::ApiError;
-use crate::hub::{RoleSet, Socket, LEASE};
+use crate::hub::{Protocol, RoleSet, Socket, LEASE};
 use crate::state::AppState;
 use crate::store::users::AdmissionFacts;
 
@@ -130,6 +130,23 @@ pub async fn connect(
     }
 }
 
+/// `?protocol=`: absent or `1` is protocol 1 (the seed's clients), `2` the SDK's.
+pub fn protocol_of(uri: &Uri) -> Result<Protocol, ApiError> {
+    let asked = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "protocol")
+            .map(|(_, v)| v.into_owned())
+    });
+    match asked.as_deref() {
+        None | Some("1") => Ok(Protocol::V1),
+        Some("2") => Ok(Protocol::V2),
+        Some(_) => Err(ApiError::bad_request(
+            "unsupported_protocol",
+            "protocol must be 1 or 2",
+        )),
+    }
+}
+
 async fn admit_socket(
     state: &AppState,
     headers: &HeaderMap,
@@ -141,6 +158,7 @@ async fn admit_socket(
             "this replica is shutting down; reconnect",
         ));
     }
+    let protocol = protocol_of(uri)?;
     let token =
         token_from(headers, uri, TokenSource::HeaderOrQuery).ok_or_else(ApiError::unauthorized)?;
     let (user, claims) = state
@@ -187,6 +205,7 @@ async fn admit_socket(
         conn_id,
         user,
         roles,
+        protocol,
         claims.exp,
         hub.now_ms(),
     ));

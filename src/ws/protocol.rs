@@ -114,31 +114,20 @@ fn envelope<T: Serialize>(kind: &str, data: T) -> String {
 }
 
 #[derive(Serialize)]
-struct Welcome<'a> {
-    connection_id: &'a str,
-    user_id: UserId,
-    roles: Vec<Role>,
-    ping_interval_s: u64,
-    idle_timeout_s: u64,
+pub struct Welcome<'a> {
+    pub connection_id: &'a str,
+    pub user_id: UserId,
+    pub roles: Vec<Role>,
+    pub ping_interval_s: u64,
+    pub idle_timeout_s: u64,
+    /// 1 or 2 (SPEC §2.3).
+    pub protocol: u8,
+    /// When the socket's token expires (RFC 3339 UTC): refresh before it.
+    pub token_expires_at: String,
 }
 
-pub fn welcome(
-    connection_id: &str,
-    user_id: UserId,
-    roles: Vec<Role>,
-    ping_interval_s: u64,
-    idle_timeout_s: u64,
-) -> String {
-    envelope(
-        "welcome",
-        Welcome {
-            connection_id,
-            user_id,
-            roles,
-            ping_interval_s,
-            idle_timeout_s,
-        },
-    )
+pub fn welcome(welcome: Welcome<'_>) -> String {
+    envelope("welcome", welcome)
 }
 
 pub fn pong() -> String {
@@ -213,9 +202,19 @@ mod tests {
 
     #[test]
     fn server_messages_have_the_envelope() {
-        let w: serde_json::Value =
-            serde_json::from_str(&welcome("r-1", UserId(3), vec![Role::Rider], 54, 60)).unwrap();
+        let w: serde_json::Value = serde_json::from_str(&welcome(Welcome {
+            connection_id: "r-1",
+            user_id: UserId(3),
+            roles: vec![Role::Rider],
+            ping_interval_s: 54,
+            idle_timeout_s: 60,
+            protocol: 2,
+            token_expires_at: "2026-01-01T00:00:00Z".into(),
+        }))
+        .unwrap();
         assert_eq!(w["type"], "welcome");
+        assert_eq!(w["data"]["protocol"], 2);
+        assert_eq!(w["data"]["token_expires_at"], "2026-01-01T00:00:00Z");
         assert_eq!(w["data"]["roles"], serde_json::json!(["rider"]));
         assert_eq!(w["data"]["ping_interval_s"], 54);
         let ts = w["timestamp"].as_str().unwrap();

@@ -102,7 +102,9 @@ pub enum Outcome {
     Refuse(ProtocolError),
     /// Close the socket with this code.
     Close(Close),
-    /// Control frames: activity, nothing else.
+    /// A Pong, with its payload: activity, and (protocol 1) a confirmation.
+    Pong(axum::body::Bytes),
+    /// Other control frames: activity, nothing else.
     Nothing,
     /// The client closed.
     Gone,
@@ -116,7 +118,8 @@ pub fn classify(frame: Message) -> Outcome {
             Err(e) => Outcome::Refuse(e),
         },
         Message::Binary(_) => Outcome::Close(BINARY),
-        Message::Ping(_) | Message::Pong(_) => Outcome::Nothing,
+        Message::Pong(payload) => Outcome::Pong(payload),
+        Message::Ping(_) => Outcome::Nothing,
         Message::Close(_) => Outcome::Gone,
     }
 }
@@ -157,13 +160,15 @@ async fn live(
     };
     let close = match attached {
         Ok(inbox) => {
-            let welcome = protocol::welcome(
-                &socket.conn_id,
-                socket.user,
-                socket.roles.iter().collect(),
-                state.config().ws.ping_interval.as_secs(),
-                state.config().ws.idle_timeout.as_secs(),
-            );
+            let welcome = protocol::welcome(protocol::Welcome {
+                connection_id: &socket.conn_id,
+                user_id: socket.user,
+                roles: socket.roles.iter().collect(),
+                ping_interval_s: state.config().ws.ping_interval.as_secs(),
+                idle_timeout_s: state.config().ws.idle_timeout.as_secs(),
+                protocol: socket.protocol.number(),
+                token_expires_at: crate::time::rfc3339(socket.token_exp),
+            });
             metrics::counter!("locallife_messages_sent_total", "type" => "welcome").increment(1);
             if Box::pin(send(ws, Message::Text(welcome.into())))
                 .await
@@ -249,9 +254,6 @@ async fn write(
     let hub = state.hub();
     let ack_timeout = state.config().ws.ack_timeout.as_millis() as u64;
     let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-        if work.ping {
-            ws.feed(Message::Ping(Default::default())).await?;
-        }
         let mut sent = 0u64;
         let mut live = Vec::new();
         for message in work.messages {
@@ -266,6 +268,11 @@ async fn write(
             }
             ws.feed(Message::Text(message.frame)).await?;
             sent += 1;
+        }
+        // After the notifications: its Pong confirms them (protocol 1).
+        if let Some(epoch) = socket.confirmation_ping(work.ping) {
+            ws.feed(Message::Ping(epoch.to_be_bytes().to_vec().into()))
+                .await?;
         }
         ws.flush().await?;
         // Publish (the inbox id's clock) to the moment the frame is on the socket.
@@ -343,8 +350,20 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                         Box::pin(send(ws, Message::Text(protocol::error(&e).into()))).await.ok()?;
                     }
                     Outcome::Close(close) => return Some(close),
+                    Outcome::Pong(payload) => {
+                        let confirmed = socket.pong(&payload);
+                        if !confirmed.is_empty() {
+                            Box::pin(confirm(state, socket, confirmed)).await;
+                        }
+                    }
                     Outcome::Nothing => {}
-                    Outcome::Gone => return None,
+                    Outcome::Gone => {
+                        // The close frame tungstenite queued in answer (RFC 6455
+                        // §5.5.1) goes out with a flush: the client sees its own code,
+                        // not 1006.
+                        let _ = tokio::time::timeout(CLOSE_LINGER, ws.flush()).await;
+                        return None;
+                    }
                 }
             }
         }
@@ -367,6 +386,8 @@ async fn handle(
             };
             socket.acked(id);
             metrics::counter!("locallife_acks_total").increment(1);
+            metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
+                .increment(1);
             if let Err(e) = state.engine().ack(socket.user, id).await {
                 // The notification stays in the inbox and is delivered again later.
                 tracing::warn!(error = %e, "ack not recorded");
@@ -390,6 +411,21 @@ async fn handle(
             }
         }
     }
+}
+
+/// Notifications confirmed by a Pong leave the inbox as if acked (on every replica), in
+/// one pipelined round of engine calls for the lot.
+async fn confirm(state: &AppState, socket: &Socket, ids: Vec<MsgId>) {
+    metrics::counter!("locallife_confirmations_total", "protocol" => "1", "kind" => "ping")
+        .increment(ids.len() as u64);
+    let engine = state.engine();
+    let results =
+        futures::future::join_all(ids.iter().map(|id| engine.ack(socket.user, *id))).await;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        // Still in the inbox: delivered again on the next connect, never on this socket.
+        tracing::warn!(error = %e, "confirmation not recorded");
+    }
+    socket.forget(&ids);
 }
 
 fn is_capacity_error(e: &axum::Error) -> bool {
@@ -459,7 +495,7 @@ mod tests {
                 Outcome::Message(_) => prop_assert!(is_text),
                 Outcome::Refuse(e) => prop_assert!(is_text && !e.code.is_empty()),
                 Outcome::Close(c) => prop_assert!(!is_text && c.code == 1003),
-                Outcome::Nothing | Outcome::Gone => prop_assert!(false, "data frames always get an answer"),
+                Outcome::Nothing | Outcome::Pong(_) | Outcome::Gone => prop_assert!(false, "data frames always get an answer"),
             }
         }
     }

@@ -33,5 +33,6 @@ mod migrations;
 mod ops;
 mod process;
 mod procs;
+mod protocols;
 mod ws;
 mod ws_client;

@@ -76,7 +76,7 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
             assert!(
                 [
                     "role", "result", "type", "event", "code", "method", "route", "status",
-                    "reason", "le", "task"
+                    "reason", "le", "task", "protocol", "kind"
                 ]
                 .contains(&key),
                 "unexpected label {key:?} in {line}"

@@ -71,7 +71,7 @@ impl Replica {
     }
 
     pub async fn ws(&self, token: &str) -> WsClient {
-        let url = format!("ws://{}/v1/ws?token={token}", self.address);
+        let url = format!("ws://{}/v1/ws?token={token}&protocol=2", self.address);
         WsClient::connect(url.into_client_request().unwrap())
             .await
             .unwrap_or_else(|r| panic!("refused: {r:?}"))

@@ -33,11 +33,26 @@ pub struct Refused {
 }
 
 impl TestApp {
+    /// The socket URL for `token`, protocol 2 (explicit acks): the test client acks
+    /// what it means to, and tokio-tungstenite answers every Ping, which under protocol
+    /// 1 would confirm everything written.
     pub fn ws_url(&self, token: &str) -> String {
         format!(
-            "{}/v1/ws?token={token}",
+            "{}/v1/ws?token={token}&protocol=2",
             self.address.replace("http://", "ws://")
         )
+    }
+
+    /// Connects with protocol 1 (the seed's clients: no `protocol` parameter); the
+    /// client answers Pings.
+    pub async fn ws_v1(&self, token: &str) -> WsClient {
+        let url = format!(
+            "{}/v1/ws?token={token}",
+            self.address.replace("http://", "ws://")
+        );
+        WsClient::connect(url.into_client_request().unwrap())
+            .await
+            .unwrap_or_else(|r| panic!("socket refused: {r:?}"))
     }
 
     /// Connects with `?token=` and waits for `welcome`.

@@ -1,0 +1,153 @@
+//! The two protocol versions of SPEC §2.3. Protocol 1 (the seed's clients, which never
+//! ack): a notification is confirmed by the Pong to a Ping written after it, leaves the
+//! inbox then, and is never written twice on a live socket; one not confirmed when the
+//! socket closes comes again on the next connect. Protocol 2: explicit acks (the rest
+//! of the suite connects with it). Also: `?protocol=` values, `welcome`, and the close
+//! handshake.
+
+use std::time::Duration;
+
+use locallife::domain::{Role, UserId};
+use locallife::notify::{self, Kind, Notification};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use futures::{SinkExt, StreamExt};
+
+use crate::helpers::{assert_error, spawn_app_with, use_engine, EngineKind, TestApp};
+use crate::ws_client::{RawClient, WAIT};
+
+async fn app(engine: EngineKind) -> TestApp {
+    spawn_app_with(|env| {
+        use_engine(env, engine);
+        // Redelivery would be due at once, were it to happen on protocol 1.
+        env.insert("WS_ACK_TIMEOUT".into(), "200ms".into());
+    })
+    .await
+}
+
+async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
+    let n = Notification::new(Kind::PlatformNotice, title, "");
+    notify::to_user(&**app.state.engine(), user, &n)
+        .await
+        .unwrap()
+}
+
+/// Waits until `user`'s inbox holds `n` notifications.
+async fn inbox_len(app: &TestApp, user: UserId, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        while app.state.engine().inbox(user).await.unwrap().len() != n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the inbox never held {n}"));
+}
+
+on_both_engines!(
+    protocol_1_confirms_by_pong_and_never_repeats,
+    protocol_1_without_pongs_delivers_again_on_the_next_connect,
+);
+
+async fn protocol_1_confirms_by_pong_and_never_repeats(engine: EngineKind) {
+    let app = app(engine).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut c = app.ws_v1(&token).await;
+    assert_eq!(c.welcome["data"]["protocol"], 1);
+    let ids = [
+        publish(&app, rider, "a").await,
+        publish(&app, rider, "b").await,
+    ];
+    for id in &ids {
+        assert_eq!(
+            c.next_notification().await["data"]["message_id"],
+            id.as_str()
+        );
+    }
+    // No ack. Reading on, the client answers the Ping written after them; nothing is
+    // written twice (redelivery would have been due after 200 ms).
+    assert!(
+        c.nothing_within(Duration::from_millis(800)).await,
+        "never written twice on a live protocol-1 socket"
+    );
+    // The Pong confirmed both: they left the inbox.
+    inbox_len(&app, rider, 0).await;
+    drop(c);
+    let mut again = app.ws_v1(&token).await;
+    assert!(
+        again.nothing_within(Duration::from_millis(300)).await,
+        "nor after a reconnect"
+    );
+}
+
+async fn protocol_1_without_pongs_delivers_again_on_the_next_connect(engine: EngineKind) {
+    let app = app(engine).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    // Connected (and welcomed) without `protocol`: protocol 1.
+    let mut raw = RawClient::connect(&app, &token).await;
+    let id = publish(&app, rider, "unconfirmed").await;
+    // The notification, then the confirming Ping, which this client never answers.
+    let mut saw_ping = false;
+    while !saw_ping {
+        let frame = raw.next_frame().await.expect("a frame");
+        saw_ping = frame.opcode == 9;
+    }
+    inbox_len(&app, rider, 1).await;
+    drop(raw);
+    let mut c = app.ws_v1(&token).await;
+    let n = c.next_notification().await;
+    assert_eq!(n["data"]["message_id"], id.as_str(), "delivered once more");
+    // This client answers the Ping: confirmed now.
+    assert!(c.nothing_within(Duration::from_millis(300)).await);
+    inbox_len(&app, rider, 0).await;
+}
+
+#[tokio::test]
+async fn other_protocol_values_are_refused_before_the_upgrade() {
+    let app = app(EngineKind::Memory).await;
+    let (_, token) = app.socket_user(Role::Rider).await;
+    for bad in ["3", "0", "v2", ""] {
+        let url = format!(
+            "{}/v1/ws?token={token}&protocol={bad}",
+            app.address.replace("http://", "ws://")
+        );
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let refused = crate::ws_client::WsClient::connect(url.into_client_request().unwrap())
+            .await
+            .err()
+            .expect("refused");
+        assert_error(&(refused.status, refused.body), 400, "unsupported_protocol");
+    }
+    let c = app.ws_ok(&token).await;
+    assert_eq!(c.welcome["data"]["protocol"], 2);
+    let expires = c.welcome["data"]["token_expires_at"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(expires).unwrap() > chrono::Utc::now());
+}
+
+/// RFC 6455 §5.5.1: a client that closes with 1000 gets a close frame back, not 1006.
+#[tokio::test]
+async fn a_client_close_is_answered() {
+    let app = app(EngineKind::Memory).await;
+    let (_, token) = app.socket_user(Role::Merchant).await;
+    let mut c = app.ws_v1(&token).await;
+    c.stream
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            match c.stream.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("answered in time");
+    assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
+}
