@@ -246,6 +246,10 @@ fn describe() {
         "Outbox rows whose ttl passed before they could be published."
     );
     describe_counter!(
+        "locallife_offers_withdrawn_total",
+        "Order recommendations taken back from riders who did not take the order."
+    );
+    describe_counter!(
         "locallife_confirmations_total",
         "Notifications confirmed by clients, by protocol and kind (ping: a Pong to a \
          Ping written after them, protocol 1; ack)."

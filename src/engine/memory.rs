@@ -63,6 +63,34 @@ impl MemoryEngine {
         Self::default()
     }
 
+    /// Removes `id` from `user`'s inbox, remembering it as done when it was there (or
+    /// `always`), and tells the sink if it was there. Whether it was.
+    fn remove(&self, user: UserId, id: MsgId, always: bool) -> bool {
+        let (removed, deliver) = {
+            let mut s = self.lock();
+            let inbox = s.inboxes.entry(user).or_default();
+            let before = inbox.entries.len();
+            inbox.entries.retain(|(i, _, _)| *i != id);
+            let now = now_ms();
+            inbox.touched_ms = now;
+            let removed = inbox.entries.len() < before;
+            if removed || always {
+                inbox.done.insert(id, now);
+                inbox.forget_done(now);
+            }
+            (
+                removed,
+                removed && s.subscribed.contains(&Target::User(user)),
+            )
+        };
+        if deliver {
+            if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+                sink.deliver(Target::User(user), Event::Acked(id).encode());
+            }
+        }
+        removed
+    }
+
     /// The state; a panic while it was held cannot leave it half-updated in a way that
     /// matters here (each critical section is a single map operation), so poisoning is
     /// ignored rather than turned into an outage.
@@ -152,34 +180,12 @@ impl Engine for MemoryEngine {
     }
 
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
-        let (removed, deliver) = {
-            let mut s = self.lock();
-            let removed = match s.inboxes.get_mut(&user) {
-                Some(inbox) => {
-                    let before = inbox.entries.len();
-                    inbox.entries.retain(|(i, _, _)| *i != id);
-                    let now = now_ms();
-                    inbox.touched_ms = now;
-                    let removed = inbox.entries.len() < before;
-                    if removed {
-                        inbox.done.insert(id, now);
-                        inbox.forget_done(now);
-                    }
-                    removed
-                }
-                None => false,
-            };
-            (
-                removed,
-                removed && s.subscribed.contains(&Target::User(user)),
-            )
-        };
-        if deliver {
-            if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
-                sink.deliver(Target::User(user), Event::Acked(id).encode());
-            }
-        }
-        Ok(removed)
+        Ok(self.remove(user, id, false))
+    }
+
+    async fn withdraw(&self, user: UserId, id: MsgId) -> Result<(), EngineError> {
+        self.remove(user, id, true);
+        Ok(())
     }
 
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {

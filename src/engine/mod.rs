@@ -122,6 +122,11 @@ pub trait Engine: Send + Sync + 'static {
     /// tells every replica so their sockets stop redelivering it. Whether it was there.
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError>;
 
+    /// Takes notification `id` back from `user` (an offer someone else took): removed
+    /// from the inbox if there, remembered as done even if not there yet (so a late
+    /// write cannot bring it back), and sockets stop redelivering it.
+    async fn withdraw(&self, user: UserId, id: MsgId) -> Result<(), EngineError>;
+
     /// Every unexpired notification in `user`'s inbox, oldest first. Expired ones are
     /// removed (and counted) on the way.
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError>;

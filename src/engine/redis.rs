@@ -97,6 +97,19 @@ end
 return n
 ";
 
+/// Withdraws a notification: removed if there, remembered as done either way, and every
+/// replica told if it was there. KEYS and ARGV as [`ACK_LUA`].
+const WITHDRAW_LUA: &str = r"
+local n = redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+if n == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return n
+";
+
 /// Reads an inbox, oldest first, removing expired entries (and ids whose frame is
 /// gone) on the way.
 /// KEYS pending zset, frames hash; ARGV now ms, max entries.
@@ -137,6 +150,7 @@ pub struct RedisEngine {
     acquire: Script,
     push: Script,
     ack: Script,
+    withdraw: Script,
     read: Script,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     dropped: Arc<AtomicU64>,
@@ -223,6 +237,7 @@ impl RedisEngine {
             push: Script::from_lua(PUSH_LUA),
             ack: Script::from_lua(ACK_LUA),
             read: Script::from_lua(READ_LUA),
+            withdraw: Script::from_lua(WITHDRAW_LUA),
             sink,
             dropped,
         })
@@ -238,6 +253,59 @@ impl RedisEngine {
 fn take_or<T>(first: &std::sync::Mutex<Option<T>>, fresh: impl FnOnce() -> T) -> T {
     let taken = first.lock().unwrap_or_else(|e| e.into_inner()).take();
     taken.unwrap_or_else(fresh)
+}
+
+impl RedisEngine {
+    /// Runs the ack or withdraw script for `id`; whether it was in the inbox.
+    async fn remove(&self, script: &Script, user: UserId, id: MsgId) -> Result<bool, EngineError> {
+        let removed: i64 = script
+            .evalsha_with_reload(
+                &self.commands,
+                Vec::from(self.keys.inbox(user)),
+                vec![
+                    Value::from(id.to_string()),
+                    Value::from(self.keys.channel(Target::User(user))),
+                    Value::Bytes(Event::Acked(id).encode()),
+                    Value::from(crate::time::unix_ms().to_string()),
+                    Value::from(DONE_KEEP_MS.to_string()),
+                    Value::from(DONE_MAX.to_string()),
+                    Value::from(INBOX_IDLE_MS.to_string()),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(removed == 1)
+    }
+}
+
+/// The read script's answer as entries: `{expired count, id, "<exp> <tail>", ...}`.
+fn parse_inbox(raw: Vec<Value>) -> Result<Vec<InboxEntry>, EngineError> {
+    let mut raw = raw.into_iter();
+    let expired = raw.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    if expired > 0 {
+        metrics::counter!("locallife_inbox_expired_total").increment(expired as u64);
+    }
+    let mut entries = Vec::new();
+    while let (Some(id), Some(value)) = (raw.next(), raw.next()) {
+        let (Some(id), Some(value)) = (id.as_str(), value.as_str()) else {
+            continue;
+        };
+        let Ok(id) = id.parse::<MsgId>() else {
+            continue;
+        };
+        let Some((exp, tail)) = value.split_once(' ') else {
+            continue;
+        };
+        let Ok(expires_ms) = exp.parse::<u64>() else {
+            continue;
+        };
+        entries.push(InboxEntry {
+            id,
+            expires_ms,
+            frame: wire::frame(id, tail),
+        });
+    }
+    Ok(entries)
 }
 
 /// Hands every pub/sub message to the sink, zero-copy.
@@ -388,24 +456,11 @@ impl Engine for RedisEngine {
     }
 
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
-        let removed: i64 = self
-            .ack
-            .evalsha_with_reload(
-                &self.commands,
-                Vec::from(self.keys.inbox(user)),
-                vec![
-                    Value::from(id.to_string()),
-                    Value::from(self.keys.channel(Target::User(user))),
-                    Value::Bytes(Event::Acked(id).encode()),
-                    Value::from(crate::time::unix_ms().to_string()),
-                    Value::from(DONE_KEEP_MS.to_string()),
-                    Value::from(DONE_MAX.to_string()),
-                    Value::from(INBOX_IDLE_MS.to_string()),
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(removed == 1)
+        self.remove(&self.ack, user, id).await
+    }
+
+    async fn withdraw(&self, user: UserId, id: MsgId) -> Result<(), EngineError> {
+        self.remove(&self.withdraw, user, id).await.map(|_| ())
     }
 
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {
@@ -419,32 +474,7 @@ impl Engine for RedisEngine {
             )
             .await
             .map_err(unavailable)?;
-        let mut raw = raw.into_iter();
-        let expired = raw.next().and_then(|v| v.as_i64()).unwrap_or(0);
-        if expired > 0 {
-            metrics::counter!("locallife_inbox_expired_total").increment(expired as u64);
-        }
-        let mut entries = Vec::new();
-        while let (Some(id), Some(value)) = (raw.next(), raw.next()) {
-            let (Some(id), Some(value)) = (id.as_str(), value.as_str()) else {
-                continue;
-            };
-            let Ok(id) = id.parse::<MsgId>() else {
-                continue;
-            };
-            let Some((exp, tail)) = value.split_once(' ') else {
-                continue;
-            };
-            let Ok(expires_ms) = exp.parse::<u64>() else {
-                continue;
-            };
-            entries.push(InboxEntry {
-                id,
-                expires_ms,
-                frame: wire::frame(id, tail),
-            });
-        }
-        Ok(entries)
+        parse_inbox(raw)
     }
 
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {

@@ -177,6 +177,11 @@ async fn publish(
     if crate::time::unix_ms() >= expires_ms {
         return Ok(Published::Expired);
     }
+    if let Audience::RidersNearOrder(order) | Audience::RecommendedRiders(order) = audience {
+        if !outbox::try_lock_order(tx, *order).await? {
+            return Err(RowError::NotYet("the order's offer is being published"));
+        }
+    }
     let sends = match &row.recipients {
         Some(users) => personalise(state, audience, users, &notification).await?,
         None => {
@@ -187,6 +192,9 @@ async fn publish(
         }
     };
     let engine = state.engine();
+    if let Audience::RecommendedRiders(order) = audience {
+        withdraw_offer(state, *order).await?;
+    }
     let results = join_all(
         sends
             .iter()
@@ -199,6 +207,31 @@ async fn publish(
     let lag_ms = crate::time::unix_ms().saturating_sub(row.created_ms.max(0) as u64);
     metrics::histogram!("locallife_outbox_lag_seconds").record(lag_ms as f64 / 1000.0);
     Ok(Published::Sent)
+}
+
+/// Offers are withdrawn (SPEC §3): the order's `order.recommend` leaves the inbox of
+/// every rider it was offered to (the one who has the order too), so one who connects
+/// later never sees a stale offer; those connected get `order.taken`.
+async fn withdraw_offer(state: &AppState, order: i64) -> Result<(), RowError> {
+    let Some(offer) = outbox::message_id_for_order(state.db(), order, Kind::OrderRecommend.event())
+        .await?
+        .and_then(|id| id.parse::<MsgId>().ok())
+    else {
+        return Ok(());
+    };
+    let riders = orders::recommended(state.db(), order).await?;
+    let engine = state.engine();
+    let results = join_all(
+        riders
+            .iter()
+            .map(|(rider, _)| engine.withdraw(*rider, offer)),
+    )
+    .await;
+    for result in results {
+        result?;
+    }
+    metrics::counter!("locallife_offers_withdrawn_total").increment(riders.len() as u64);
+    Ok(())
 }
 
 /// Who gets the row's notification, each with the notification as they get it.

@@ -231,3 +231,34 @@ pub async fn state_of(db: &Pool, message_id: &str) -> Result<Option<String>, Sto
         .await?
         .map(|r| r.get(0)))
 }
+
+/// The message id of the order's notification of `event` (its recommendation, say).
+pub async fn message_id_for_order(
+    db: &Pool,
+    order: i64,
+    event: &str,
+) -> Result<Option<String>, StoreError> {
+    let client = db.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT message_id FROM outbox WHERE order_id = $1 AND event = $2
+             ORDER BY id LIMIT 1",
+            &[&order, &event],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Takes the order's offer lock for the rest of the caller's transaction, if free: the
+/// relay publishes an order's recommendation and its withdrawal one at a time, so a
+/// withdrawal always sees every rider the order was offered to. `false` when another
+/// relay holds it (try again shortly; never waiting, so two relays cannot deadlock).
+pub async fn try_lock_order<C: GenericClient>(c: &C, order: i64) -> Result<bool, StoreError> {
+    // The two-key form: 7 marks offer locks; the order id folded into 32 bits (a
+    // collision only makes two orders take turns).
+    let folded = (order.rem_euclid(i64::from(i32::MAX))) as i32;
+    let row = c
+        .query_one("SELECT pg_try_advisory_xact_lock(7, $1)", &[&folded])
+        .await?;
+    Ok(row.get(0))
+}

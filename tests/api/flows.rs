@@ -682,7 +682,9 @@ async fn platform_dispatch_and_commands_reach_the_rider() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    let n = expect_event(&mut socket, "rider.command").await;
+    // The order's recommendation may land around the dispatch: the relays publish
+    // independent rows independently.
+    let n = socket.next_event("rider.command").await;
     assert_eq!(n["data"]["message_id"], body["message_id"]);
     assert_eq!(n["data"]["zone"], "A");
     assert_error(
@@ -1065,5 +1067,44 @@ async fn business_notifications_go_through_the_outbox_on_the_in_process_engine()
     assert!(
         done >= 6,
         "every notification went through the outbox: {done}"
+    );
+}
+
+/// SPEC §3, offers are withdrawn: a rider recommended an order while away (no socket)
+/// connects after another rider took it, and is not offered it.
+#[tokio::test]
+async fn a_taken_order_is_no_longer_offered_to_riders_who_connect_later() {
+    let w = World::new(2, &[]).await;
+    let (_, taker_token) = w.rider("taker", 0.001).await;
+    let (away, away_token) = w.rider("away", 0.002).await;
+    let mut taker = w.a().ws_ok(&taker_token).await;
+    let order = w.paid_order().await;
+    let id = order["id"].as_i64().unwrap();
+    expect_event(&mut taker, "order.recommend").await;
+    // The offer waits in the away rider's inbox...
+    let waiting = |app: &TestApp| {
+        let engine = app.state.engine().clone();
+        async move { engine.inbox(away).await.unwrap().len() }
+    };
+    tokio::time::timeout(crate::ws_client::WAIT, async {
+        while waiting(w.b()).await != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the offer reaches the away rider's inbox");
+    // ...until the order is taken.
+    assert_eq!(w.b().rider_step(&taker_token, id, "accept").await.0, 200);
+    tokio::time::timeout(crate::ws_client::WAIT, async {
+        while waiting(w.a()).await != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the offer is withdrawn");
+    let mut late = w.b().ws_ok(&away_token).await;
+    assert!(
+        late.nothing_within(Duration::from_millis(500)).await,
+        "no stale offer, and no order.taken for an offer never seen"
     );
 }
