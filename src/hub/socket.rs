@@ -167,7 +167,8 @@ pub struct Socket {
     pub roles: RoleSet,
     pub protocol: Protocol,
     /// When the access token expires (unix seconds): the socket is closed with 4001.
-    pub token_exp: u64,
+    /// A protocol-2 `auth` with a fresh token moves it.
+    token_exp: AtomicU64,
     outbox: Mutex<Outbox>,
     notify: Notify,
     /// Milliseconds since the hub's epoch.
@@ -191,7 +192,7 @@ impl Socket {
             user,
             roles,
             protocol,
-            token_exp,
+            token_exp: AtomicU64::new(token_exp),
             outbox: Mutex::new(Outbox::default()),
             notify: Notify::new(),
             last_seen: AtomicU64::new(now_ms),
@@ -450,6 +451,16 @@ impl Socket {
             self.notify.notify_one();
         }
         sweep
+    }
+
+    /// When the socket's token expires (unix seconds).
+    pub fn token_exp(&self) -> u64 {
+        self.token_exp.load(Ordering::Relaxed)
+    }
+
+    /// A fresh token of the same user: the socket lives until `exp` (never shortened).
+    pub fn extend_token(&self, exp: u64) -> u64 {
+        self.token_exp.fetch_max(exp, Ordering::Relaxed).max(exp)
     }
 
     pub fn touch(&self, now_ms: u64) {

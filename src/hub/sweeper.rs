@@ -108,7 +108,7 @@ fn keep_alive(hub: &Hub, config: &HubConfig) {
                 code: 4000,
                 reason: "idle timeout",
             });
-        } else if unix_now >= socket.token_exp {
+        } else if unix_now >= socket.token_exp() {
             socket.close(Close {
                 code: 4001,
                 reason: "token expired",

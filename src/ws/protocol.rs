@@ -12,10 +12,19 @@ use crate::domain::{Role, UserId};
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
-    Ack { message_id: String },
+    Ack {
+        message_id: String,
+    },
     Ping,
     Pong,
-    Location { lat: f64, lng: f64 },
+    Location {
+        lat: f64,
+        lng: f64,
+    },
+    /// Protocol 2: a fresh token of the same user, to live past the current one.
+    Auth {
+        token: String,
+    },
 }
 
 /// Why a client frame was refused; sent back as an `error` message.
@@ -51,6 +60,14 @@ struct AckData {
 }
 
 #[derive(Deserialize)]
+struct AuthData {
+    token: String,
+}
+
+/// Longest token accepted in an `auth` (the server's are a few hundred bytes).
+const MAX_TOKEN: usize = 2048;
+
+#[derive(Deserialize)]
 struct LocationData {
     lat: f64,
     lng: f64,
@@ -76,6 +93,13 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
             }
             Ok(ClientMessage::Ack { message_id })
         }
+        "auth" => {
+            let AuthData { token } = data("auth", incoming.data)?;
+            if token.is_empty() || token.len() > MAX_TOKEN {
+                return Err(ProtocolError::new("invalid_data", "auth: bad token"));
+            }
+            Ok(ClientMessage::Auth { token })
+        }
         "ping" => Ok(ClientMessage::Ping),
         "pong" => Ok(ClientMessage::Pong),
         "location" => {
@@ -90,7 +114,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
         }
         _ => Err(ProtocolError::new(
             "unknown_type",
-            "type must be ack, ping, pong or location",
+            "type must be ack, ping, pong, location or auth",
         )),
     }
 }
@@ -128,6 +152,11 @@ pub struct Welcome<'a> {
 
 pub fn welcome(welcome: Welcome<'_>) -> String {
     envelope("welcome", welcome)
+}
+
+/// Protocol 2: the socket now lives until `expires_at` (RFC 3339 UTC).
+pub fn auth_ok(expires_at: &str) -> String {
+    envelope("auth_ok", serde_json::json!({ "expires_at": expires_at }))
 }
 
 pub fn pong() -> String {

@@ -16,7 +16,7 @@ use super::lease::Lease;
 use super::protocol::{self, ClientMessage, ProtocolError};
 use crate::domain::Role;
 use crate::engine::MsgId;
-use crate::hub::{Close, Outgoing, Socket, Work};
+use crate::hub::{Close, Outgoing, Protocol, Socket, Work};
 use crate::state::AppState;
 
 /// A write that cannot finish in this long means the client stopped reading.
@@ -167,7 +167,7 @@ async fn live(
                 ping_interval_s: state.config().ws.ping_interval.as_secs(),
                 idle_timeout_s: state.config().ws.idle_timeout.as_secs(),
                 protocol: socket.protocol.number(),
-                token_expires_at: crate::time::rfc3339(socket.token_exp),
+                token_expires_at: crate::time::rfc3339(socket.token_exp()),
             });
             metrics::counter!("locallife_messages_sent_total", "type" => "welcome").increment(1);
             if Box::pin(send(ws, Message::Text(welcome.into())))
@@ -333,7 +333,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                         // Boxed for the same reason: a location update holds a
                         // database future, only while it runs.
                         let reply = match Box::pin(handle(state, socket, message)).await {
-                            Ok(reply) => reply.map(|r| ("pong", r)),
+                            Ok(reply) => reply,
                             Err(e) => Some(("error", protocol::error(&e))),
                         };
                         if let Some((kind, reply)) = reply {
@@ -370,14 +370,14 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
     }
 }
 
-/// Acts on a valid client message; the reply to send, if any.
+/// Acts on a valid client message; the reply to send (its type, and the frame), if any.
 async fn handle(
     state: &AppState,
     socket: &Socket,
     message: ClientMessage,
-) -> Result<Option<String>, ProtocolError> {
+) -> Result<Option<(&'static str, String)>, ProtocolError> {
     match message {
-        ClientMessage::Ping => Ok(Some(protocol::pong())),
+        ClientMessage::Ping => Ok(Some(("pong", protocol::pong()))),
         ClientMessage::Pong => Ok(None),
         ClientMessage::Ack { message_id } => {
             // Ids of live-only messages (announcements) are not inbox ids: nothing to do.
@@ -394,6 +394,24 @@ async fn handle(
             }
             Ok(None)
         }
+        ClientMessage::Auth { .. } if socket.protocol != Protocol::V2 => Err(ProtocolError {
+            code: "unsupported",
+            message: "auth needs protocol 2 (?protocol=2)".into(),
+        }),
+        ClientMessage::Auth { token } => match state.tokens().verify(&token) {
+            Ok((user, claims)) if user == socket.user => {
+                let exp = socket.extend_token(claims.exp);
+                Ok(Some((
+                    "auth_ok",
+                    protocol::auth_ok(&crate::time::rfc3339(exp)),
+                )))
+            }
+            // The socket still closes (4001) when its current token expires.
+            _ => Err(ProtocolError {
+                code: "invalid_token",
+                message: "not a valid token of this user".into(),
+            }),
+        },
         ClientMessage::Location { .. } if !socket.roles.contains(Role::Rider) => {
             Err(ProtocolError {
                 code: "not_rider",

@@ -151,3 +151,49 @@ async fn a_client_close_is_answered() {
     .expect("answered in time");
     assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
 }
+
+on_both_engines!(protocol_2_auth_extends_the_socket_past_its_first_token);
+
+/// Protocol 2's in-band `auth`: a fresh token of the same user moves the socket's end
+/// (answered `auth_ok`); anything else is an `error`, and the socket still closes with
+/// 4001 when its token expires.
+async fn protocol_2_auth_extends_the_socket_past_its_first_token(engine: EngineKind) {
+    let app = app(engine).await;
+    let (user, _) = app.socket_user(Role::Merchant).await;
+    let short = app.tokens.mint_with_ttl(user, Duration::from_secs(2));
+    let mut c = app.ws_ok(&short.token).await;
+    let fresh = app.tokens.mint_with_ttl(user, Duration::from_secs(600));
+    c.send_json(serde_json::json!({"type": "auth", "data": {"token": fresh.token}}))
+        .await;
+    let ok = c.next_json().await;
+    assert_eq!(ok["type"], "auth_ok", "{ok}");
+    let until =
+        chrono::DateTime::parse_from_rfc3339(ok["data"]["expires_at"].as_str().unwrap()).unwrap();
+    assert!(until > chrono::Utc::now() + chrono::Duration::seconds(500));
+    // Past the first token's expiry, the socket is still there.
+    assert!(c.nothing_within(Duration::from_secs(4)).await);
+    c.roundtrip().await;
+
+    let short = app.tokens.mint_with_ttl(user, Duration::from_secs(2));
+    let mut refused = app.ws_ok(&short.token).await;
+    let (other, _) = app.socket_user(Role::Merchant).await;
+    let theirs = app.tokens.mint(other);
+    refused
+        .send_json(serde_json::json!({"type": "auth", "data": {"token": theirs.token}}))
+        .await;
+    let e = refused.next_json().await;
+    assert_eq!(
+        (e["type"].as_str(), e["data"]["code"].as_str()),
+        (Some("error"), Some("invalid_token"))
+    );
+    assert_eq!(
+        refused.closed_with().await,
+        4001,
+        "at the first token's expiry"
+    );
+
+    let mut v1 = app.ws_v1(&app.tokens.mint(user).token).await;
+    v1.send_json(serde_json::json!({"type": "auth", "data": {"token": fresh.token}}))
+        .await;
+    assert_eq!(v1.next_json().await["data"]["code"], "unsupported");
+}
