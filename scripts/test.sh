@@ -16,6 +16,13 @@ if ! cargo --version >/dev/null 2>&1; then
 fi
 
 scripts/services.sh --with-test-tools
+
+# The seed's reference mini-program client runs in Node (tests/seed-client).
+if ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: installing Node.js and npm (Debian packages)" >&2
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+npm ci --prefix tests/seed-client --no-audit --no-fund --loglevel=error
 # The metrics test lints the exposition with promtool; services.sh installed it.
 export REQUIRE_PROMTOOL=1
 

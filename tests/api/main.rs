@@ -34,5 +34,6 @@ mod ops;
 mod process;
 mod procs;
 mod protocols;
+mod seed_client;
 mod ws;
 mod ws_client;
