@@ -44,7 +44,7 @@ async fn the_seed_reference_client_shows_each_notification_once_across_a_redeplo
     );
     let apps = spawn_cluster(1).await;
     let peer = &apps[0];
-    let mut replicas = vec![
+    let mut replicas = [
         Replica::start(peer, &[]).await,
         Replica::start(peer, &[]).await,
     ];
