@@ -20,6 +20,7 @@ use crate::engine::redis::RedisEngine;
 use crate::engine::{Engine, Keys};
 use crate::hub::{Close, Hub, HubConfig};
 use crate::notify::alerts::{self, Alerts};
+use crate::notify::receipts::Receipts;
 use crate::state::{AppState, Parts};
 use crate::tasks::Tasks;
 use crate::wechat::pay::{NotifyVerifier, Payer};
@@ -148,6 +149,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
         let metrics_addr = metrics_listener.local_addr()?;
+        let db_for_receipts = db.clone();
         let state = AppState::new(Parts {
             tokens: Tokens::new(&config.jwt),
             config,
@@ -157,6 +159,7 @@ impl Application {
             payer,
             pay_verifier,
             alerts,
+            receipts: Receipts::start(db_for_receipts, &tasks),
             tasks: tasks.clone(),
             sessions: Tasks::new(),
         });

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::hub::Hub;
 use crate::notify::alerts::Alerts;
+use crate::notify::receipts::Receipts;
 use crate::tasks::Tasks;
 use crate::wechat::pay::{NotifyVerifier, Payer};
 use crate::wechat::WechatLogin;
@@ -32,6 +33,7 @@ pub struct Parts {
     pub payer: Option<Payer>,
     pub pay_verifier: Option<NotifyVerifier>,
     pub alerts: Alerts,
+    pub receipts: Receipts,
     pub tasks: Tasks,
     pub sessions: Tasks,
 }
@@ -90,6 +92,11 @@ impl AppState {
 
     pub fn alerts(&self) -> &Alerts {
         &self.0.parts.alerts
+    }
+
+    /// Where delivery and ack marks go (written in batches).
+    pub fn receipts(&self) -> &Receipts {
+        &self.0.parts.receipts
     }
 
     /// The replica's background tasks: everything spawned goes through here.

@@ -246,6 +246,14 @@ fn describe() {
         "Outbox rows whose ttl passed before they could be published."
     );
     describe_counter!(
+        "locallife_receipts_written_total",
+        "Receipt marks (delivered, acked, withdrawn) written, in batches."
+    );
+    describe_counter!(
+        "locallife_receipts_dropped_total",
+        "Receipt marks or rows lost (queue full, or PostgreSQL refused the batch)."
+    );
+    describe_counter!(
         "locallife_offers_withdrawn_total",
         "Order recommendations taken back from riders who did not take the order."
     );

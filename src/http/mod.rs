@@ -45,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(crate::ws::connect))
         .route("/platform/notifications", post(platform::send_notification))
         .route("/platform/notifications/batch", post(platform::send_batch))
+        .route(
+            "/platform/notifications/{message_id}",
+            get(platform::receipt),
+        )
         .route("/platform/connections", get(platform::connections))
         .route(
             "/platform/riders/{user_id}/approve",
@@ -75,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/urge", post(orders::urge))
+        .route("/orders/{id}/notifications", get(orders::receipts))
         .route(
             "/webhooks/wechat-pay/notify",
             post(webhooks::wechat_pay_notify),

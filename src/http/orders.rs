@@ -138,3 +138,26 @@ pub async fn urge(
         )),
     }
 }
+
+/// `GET /v1/orders/{id}/notifications`: the receipts of the order's notifications, for
+/// its merchant's admins and platform staff (404 for anyone else).
+pub async fn receipts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let order = orders::get(state.db(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let allowed = caller.has(Role::Platform)
+        || crate::store::merchants::admins(state.db(), order.merchant_id)
+            .await?
+            .contains(&caller.id);
+    if !allowed {
+        return Err(ApiError::not_found());
+    }
+    let notifications = crate::store::receipts::of_order(state.db(), id).await?;
+    Ok(Json(
+        json!({ "order_id": id, "notifications": notifications }),
+    ))
+}

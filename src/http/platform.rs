@@ -317,3 +317,20 @@ pub async fn rider_command(
         Json(json!({ "message_id": message_id })),
     ))
 }
+
+/// `GET /v1/platform/notifications/{message_id}`: the notification's receipt, per
+/// recipient (`pending`, `delivered`, `acked`, `expired`, `withdrawn`).
+pub async fn receipt(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(message_id): ApiPath<String>,
+) -> Result<Json<store::receipts::Receipt>, ApiError> {
+    caller.require(Role::Platform)?;
+    if message_id.len() > 64 {
+        return Err(ApiError::not_found());
+    }
+    store::receipts::of_message(state.db(), &message_id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}

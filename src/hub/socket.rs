@@ -343,13 +343,11 @@ impl Socket {
         Some(epoch)
     }
 
-    /// A Pong carrying `payload` arrived (protocol 1): the ids it confirms (written
-    /// before that Ping), to remove from the inbox. They stay known until
-    /// [`Socket::forget`]. If newer ones wait unconfirmed, another Ping is requested.
+    /// A Pong carrying `payload` arrived: the ids it proves delivered (written before
+    /// that Ping), each once. Under protocol 1 they are confirmed: to remove from the
+    /// inbox, and known until [`Socket::forget`]; if newer ones wait unconfirmed,
+    /// another Ping is requested. Under protocol 2 they still wait for their ack.
     pub fn pong(&self, payload: &[u8]) -> Vec<MsgId> {
-        if self.protocol != Protocol::V1 {
-            return Vec::new();
-        }
         let Ok(bytes) = <[u8; 4]>::try_from(payload) else {
             return Vec::new();
         };
@@ -364,7 +362,7 @@ impl Socket {
             }
         }
         out.confirming = false;
-        let more = out.pending.iter().any(|p| !p.confirmed);
+        let more = self.protocol == Protocol::V1 && out.pending.iter().any(|p| !p.confirmed);
         drop(out);
         if more {
             self.outbox().ping = true;

@@ -6,6 +6,7 @@
 //! every replica holding a socket of that user hands the same bytes to each of them.
 
 pub mod alerts;
+pub mod receipts;
 
 use std::time::Duration;
 

@@ -27,6 +27,7 @@ use crate::engine::{EngineError, MsgId};
 use crate::notify::{self, Kind, Notification};
 use crate::state::AppState;
 use crate::store::outbox::{self, Audience, Row};
+use crate::store::receipts::{self, Mark, NewReceipt};
 use crate::store::{merchants, orders, riders, users, StoreError};
 
 /// Rows claimed per transaction.
@@ -191,6 +192,21 @@ async fn publish(
             sends
         }
     };
+    if notification.kind.requires_ack() {
+        let order_id = notification.fields.get("order_id").and_then(|v| v.as_i64());
+        let rows: Vec<NewReceipt<'_>> = sends
+            .iter()
+            .map(|(user, _)| NewReceipt {
+                message_id: &row.message_id,
+                user: *user,
+                event: &row.event,
+                order_id,
+                created_ms: id.ms as i64,
+                expires_ms: expires_ms as i64,
+            })
+            .collect();
+        receipts::insert(tx, &rows).await?;
+    }
     let engine = state.engine();
     if let Audience::RecommendedRiders(order) = audience {
         withdraw_offer(state, *order).await?;
@@ -231,6 +247,12 @@ async fn withdraw_offer(state: &AppState, order: i64) -> Result<(), RowError> {
         result?;
     }
     metrics::counter!("locallife_offers_withdrawn_total").increment(riders.len() as u64);
+    let now = crate::time::unix_ms() as i64;
+    let marks: Vec<(String, UserId, i64)> = riders
+        .iter()
+        .map(|(rider, _)| (offer.to_string(), *rider, now))
+        .collect();
+    receipts::mark(state.db(), Mark::Withdrawn, &marks).await?;
     Ok(())
 }
 
@@ -418,6 +440,10 @@ pub async fn upkeep(state: AppState, cancel: CancellationToken) {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "pruned finished outbox rows"),
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "outbox prune failed"),
+            }
+            // Receipts are kept at least 7 days (SPEC §3).
+            if let Err(e) = receipts::prune(state.db(), 8).await {
+                tracing::debug!(error = %e, "receipts prune failed");
             }
         }
     }

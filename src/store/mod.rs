@@ -8,6 +8,7 @@ pub mod merchants;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+pub mod receipts;
 pub mod riders;
 pub mod users;
 

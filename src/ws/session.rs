@@ -18,6 +18,7 @@ use crate::domain::Role;
 use crate::engine::MsgId;
 use crate::hub::{Close, Outgoing, Protocol, Socket, Work};
 use crate::state::AppState;
+use crate::store::receipts::Mark;
 
 /// A write that cannot finish in this long means the client stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -351,9 +352,12 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                     }
                     Outcome::Close(close) => return Some(close),
                     Outcome::Pong(payload) => {
-                        let confirmed = socket.pong(&payload);
-                        if !confirmed.is_empty() {
-                            Box::pin(confirm(state, socket, confirmed)).await;
+                        let delivered = socket.pong(&payload);
+                        for id in &delivered {
+                            state.receipts().record(Mark::Delivered, *id, socket.user);
+                        }
+                        if socket.protocol == Protocol::V1 && !delivered.is_empty() {
+                            Box::pin(confirm(state, socket, delivered)).await;
                         }
                     }
                     Outcome::Nothing => {}
@@ -385,6 +389,7 @@ async fn handle(
                 return Ok(None);
             };
             socket.acked(id);
+            state.receipts().record(Mark::Acked, id, socket.user);
             metrics::counter!("locallife_acks_total").increment(1);
             metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
                 .increment(1);

@@ -34,6 +34,7 @@ mod ops;
 mod process;
 mod procs;
 mod protocols;
+mod receipts;
 mod seed_client;
 mod ws;
 mod ws_client;

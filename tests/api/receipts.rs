@@ -1,0 +1,121 @@
+//! Receipts (SPEC §3, §4): per notification and recipient, pending → delivered (a Pong
+//! to a Ping written after it) → acked, or expired; served to platform staff, and an
+//! order's to its merchant's admins.
+
+use std::time::Duration;
+
+use locallife::domain::Role;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
+use crate::ws_client::WAIT;
+
+/// Polls the receipt until `user`'s state is `state`.
+async fn until_state(app: &TestApp, staff: &str, id: &str, user: i64, state: &str) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, body) = app
+                .get(&format!("/v1/platform/notifications/{id}"), Some(staff))
+                .await;
+            if status == 200 {
+                let r = body["recipients"]
+                    .as_array()
+                    .and_then(|r| r.iter().find(|r| r["user_id"] == user).cloned());
+                if r.as_ref().is_some_and(|r| r["state"] == state) {
+                    return body;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{id} never {state} for {user}"))
+}
+
+#[tokio::test]
+async fn a_notice_goes_pending_delivered_acked_across_replicas() {
+    let apps = spawn_cluster_with(2, |env| {
+        // Pings come often, so a protocol-2 socket proves delivery quickly too.
+        env.insert("WS_PING_INTERVAL".into(), "1s".into());
+        env.insert("WS_IDLE_TIMEOUT".into(), "10s".into());
+    })
+    .await;
+    let (a, b) = (&apps[0], &apps[1]);
+    let (_, staff) = a.user_with_role("staff", Role::Platform).await;
+    let (merchant, token) = a.socket_user(Role::Merchant).await;
+    let (status, sent) = a
+        .post_notification(
+            &staff,
+            &json!({"user_id": merchant.0, "title": "新订单", "content": ""}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let id = sent["message_id"].as_str().unwrap();
+    let r = until_state(a, &staff, id, merchant.0, "pending").await;
+    assert_eq!(r["event"], "platform.notice");
+    assert!(r["recipients"][0]["delivered_at"].is_null());
+
+    let mut socket = b.ws_ok(&token).await;
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["message_id"], id);
+    // Reading on, the client answers the server's next Ping: delivered.
+    let delivered = tokio::time::timeout(WAIT, async {
+        loop {
+            let _ = socket.nothing_within(Duration::from_millis(200)).await;
+            let (_, body) = a
+                .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+                .await;
+            if body["recipients"][0]["state"] == "delivered" {
+                return body;
+            }
+        }
+    })
+    .await
+    .expect("delivered once the client answered a Ping");
+    assert!(delivered["recipients"][0]["delivered_at"].is_string());
+    socket.ack(&n).await;
+    let acked = until_state(a, &staff, id, merchant.0, "acked").await;
+    assert!(acked["recipients"][0]["acked_at"].is_string());
+    assert!(acked["recipients"][0]["delivered_at"].is_string());
+}
+
+#[tokio::test]
+async fn expiry_unknown_ids_and_who_may_read_receipts() {
+    let apps = spawn_cluster_with(1, |_| {}).await;
+    let a = &apps[0];
+    let (_, staff) = a.user_with_role("staff", Role::Platform).await;
+    let (rider, rider_token) = a.socket_user(Role::Rider).await;
+    let (_, sent) = a
+        .post_notification(
+            &staff,
+            &json!({"user_id": rider.0, "title": "t", "content": ""}),
+        )
+        .await;
+    let id = sent["message_id"].as_str().unwrap();
+    until_state(a, &staff, id, rider.0, "pending").await;
+    a.db.execute(
+        "UPDATE receipts SET expires_at = now() - interval '1 second' WHERE message_id = $1",
+        &[&id],
+    )
+    .await;
+    until_state(a, &staff, id, rider.0, "expired").await;
+    assert_error(
+        &a.get("/v1/platform/notifications/1-1", Some(&staff)).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &a.get(
+            &format!("/v1/platform/notifications/{id}"),
+            Some(&rider_token),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &a.get("/v1/orders/999999/notifications", Some(&staff)).await,
+        404,
+        "not_found",
+    );
+}
