@@ -181,7 +181,8 @@ async fn open(
     let tcp = socket.connect(server).await?;
     tcp.set_nodelay(true)?;
     let url = match common.proto {
-        Proto::Locallife => format!("ws://{server}/v1/ws?token={}", user.token),
+        // Protocol 2: this client acks (as the SDK does).
+        Proto::Locallife => format!("ws://{server}/v1/ws?token={}&protocol=2", user.token),
         Proto::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
     };
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await?;
