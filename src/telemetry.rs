@@ -161,7 +161,7 @@ fn describe() {
     describe_counter!("locallife_acks_total", "Acks received from clients.");
     describe_counter!(
         "locallife_redeliveries_total",
-        "Notifications sent again because no ack came in time."
+        "Notifications sent again on a live socket because no ack came in time, by protocol (only protocol 2 redelivers)."
     );
     describe_counter!(
         "locallife_inbox_expired_total",

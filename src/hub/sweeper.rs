@@ -121,7 +121,8 @@ fn keep_alive(hub: &Hub, config: &HubConfig) {
         expired += sweep.expired;
     });
     if redelivered > 0 {
-        metrics::counter!("locallife_redeliveries_total").increment(redelivered);
+        // Only protocol-2 sockets redeliver on the live socket (SPEC §2.3).
+        metrics::counter!("locallife_redeliveries_total", "protocol" => "2").increment(redelivered);
     }
     if expired > 0 {
         metrics::counter!("locallife_inbox_expired_total").increment(expired);
