@@ -8,7 +8,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app_on, spawn_app_with, EngineKind, TestApp};
+use crate::helpers::{assert_error, spawn_app_on, EngineKind, TestApp};
 use crate::procs::OwnRedis;
 
 async fn post_with_key(
@@ -149,12 +149,7 @@ async fn batches_and_commands_are_idempotent_too(engine: EngineKind) {
 /// with its key: one notification, under one id.
 #[tokio::test]
 async fn a_retry_after_an_unknown_outcome_never_delivers_twice() {
-    let port = crate::helpers::free_port();
-    let redis = OwnRedis::start(port).await;
-    let app = spawn_app_with(|env| {
-        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
-    })
-    .await;
+    let (redis, app, _) = OwnRedis::with_app().await;
     let (_, staff) = app.socket_user(Role::Platform).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut socket = app.ws_ok(&token).await;

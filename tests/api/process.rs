@@ -161,12 +161,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
 /// its data) becomes ready once Redis does: no connection is left wedged.
 #[tokio::test]
 async fn a_replica_started_while_redis_is_stalled_becomes_ready() {
-    let port = crate::helpers::stable_port();
-    let redis = OwnRedis::start(port).await;
-    let peer = spawn_app_with(|env| {
-        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
-    })
-    .await;
+    let (redis, peer, port) = OwnRedis::with_app().await;
     redis.signal("-STOP");
     let url = format!("redis://127.0.0.1:{port}");
     let replica = Replica::spawn(

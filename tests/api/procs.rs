@@ -78,14 +78,19 @@ impl Replica {
     }
 
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid}");
+        send_signal(&self.child, signal);
     }
+}
+
+/// Sends `signal` (`-KILL`, `-TERM`, `-STOP`, `-CONT`) to a running child.
+fn send_signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal} {pid}");
 }
 
 /// A redis-server of this test's own, on its own port, with nothing on disk.
@@ -96,13 +101,18 @@ pub struct OwnRedis {
 impl OwnRedis {
     /// Sends `signal` (`-STOP`, `-CONT`) to the server.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid}");
+        send_signal(&self.child, signal);
+    }
+
+    /// A server of its own and an app using it; the server's port.
+    pub async fn with_app() -> (OwnRedis, TestApp, u16) {
+        let port = crate::helpers::stable_port();
+        let redis = OwnRedis::start(port).await;
+        let app = crate::helpers::spawn_app_with(|env| {
+            env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+        })
+        .await;
+        (redis, app, port)
     }
 }
 
