@@ -256,6 +256,22 @@ fn take_or<T>(first: &std::sync::Mutex<Option<T>>, fresh: impl FnOnce() -> T) ->
 }
 
 impl RedisEngine {
+    /// Puts `member` into the rider index at `lat`, `lng`.
+    async fn geo_add(&self, member: Value, lat: f64, lng: f64) -> Result<(), EngineError> {
+        let value = fred::types::geo::GeoValue {
+            coordinates: fred::types::geo::GeoPosition {
+                longitude: lng,
+                latitude: lat,
+            },
+            member,
+        };
+        self.commands
+            .geoadd::<i64, _, _>(self.keys.riders_geo(), None, false, value)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     /// Runs the ack or withdraw script for `id`; whether it was in the inbox.
     async fn remove(&self, script: &Script, user: UserId, id: MsgId) -> Result<bool, EngineError> {
         let removed: i64 = script
@@ -478,18 +494,7 @@ impl Engine for RedisEngine {
     }
 
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
-        let value = fred::types::geo::GeoValue {
-            coordinates: fred::types::geo::GeoPosition {
-                longitude: lng,
-                latitude: lat,
-            },
-            member: Value::from(rider.0),
-        };
-        self.commands
-            .geoadd::<i64, _, _>(self.keys.riders_geo(), None, false, value)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        self.geo_add(Value::from(rider.0), lat, lng).await
     }
 
     async fn claim_once(
@@ -529,18 +534,7 @@ impl Engine for RedisEngine {
     }
 
     async fn geo_mark_ready(&self) -> Result<(), EngineError> {
-        let value = fred::types::geo::GeoValue {
-            coordinates: fred::types::geo::GeoPosition {
-                longitude: 0.0,
-                latitude: 0.0,
-            },
-            member: Value::from(GEO_READY),
-        };
-        self.commands
-            .geoadd::<i64, _, _>(self.keys.riders_geo(), None, false, value)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        self.geo_add(Value::from(GEO_READY), 0.0, 0.0).await
     }
 
     async fn geo_remove(&self, rider: UserId) -> Result<(), EngineError> {

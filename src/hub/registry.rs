@@ -227,7 +227,7 @@ impl Hub {
     pub(super) fn requeue(&self, user: UserId) {
         if self.commands.try_send(user).is_err() {
             let commands = self.commands.clone();
-            self.tasks.spawn("hub_requeue", async move {
+            self.tasks.spawn_quiet(async move {
                 let _ = commands.send(user).await;
             });
         }
@@ -237,7 +237,9 @@ impl Hub {
     /// if this fails the lease runs out on its own).
     pub fn release_place(&self, user: UserId, conn_id: Arc<str>) {
         let engine = self.engine.clone();
-        self.tasks.spawn("release_place", async move {
+        // One per closing socket: tracked, but with no panic watcher (a second task)
+        // for a single await that cannot panic.
+        self.tasks.spawn_quiet(async move {
             let _ = engine.release_socket(user, &conn_id).await;
         });
     }
