@@ -1,7 +1,8 @@
 //! Recording what became of each notification (SPEC §3 receipts) without costing the
-//! delivery path a database write: sessions hand marks to a bounded queue (full: the
-//! mark is dropped and counted, `locallife_receipts_dropped_total`), and one task per
-//! replica writes them in batches, one statement per kind, every 200 ms at most.
+//! sending or delivery path a database write: senders hand pending receipts, and
+//! sessions deliveries and acks, to a bounded queue (full: dropped and counted,
+//! `locallife_receipts_dropped_total`); one task per replica merges what it took per
+//! message and recipient and writes it as one statement, every 200 ms at most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::UserId;
 use crate::engine::MsgId;
-use crate::store::receipts::{self, Mark};
+use crate::store::receipts::{self, Mark, Update};
 use crate::tasks::Tasks;
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 5_000;
 const EVERY: Duration = Duration::from_millis(200);
 
-type Item = (Mark, String, UserId, i64);
+type Item = Update;
 
 #[derive(Clone)]
 pub struct Receipts {
@@ -37,10 +38,16 @@ impl Receipts {
         Receipts { tx }
     }
 
-    /// `user` was delivered `id` (a Pong to a Ping written after it), or acked it.
+    /// `user` was delivered `id` (a Pong to a Ping written after it), acked it, or
+    /// had it withdrawn.
     pub fn record(&self, kind: Mark, id: MsgId, user: UserId) {
         let at = crate::time::unix_ms() as i64;
-        if self.tx.try_send((kind, id.to_string(), user, at)).is_err() {
+        self.queue(Update::mark(kind, id.to_string(), user, at));
+    }
+
+    /// A receipt's pending row (or any other part of it).
+    pub fn queue(&self, update: Update) {
+        if self.tx.try_send(update).is_err() {
             metrics::counter!("locallife_receipts_dropped_total").increment(1);
         }
     }
@@ -82,23 +89,16 @@ async fn run(
 }
 
 async fn write(db: &deadpool_postgres::Pool, batch: &mut Vec<Item>) {
-    for kind in [Mark::Delivered, Mark::Acked, Mark::Withdrawn] {
-        let of_kind: Vec<(String, UserId, i64)> = batch
-            .iter()
-            .filter(|(k, ..)| *k == kind)
-            .map(|(_, m, u, t)| (m.clone(), *u, *t))
-            .collect();
-        if of_kind.is_empty() {
-            continue;
-        }
-        match receipts::mark(db, kind, &of_kind).await {
-            Ok(n) => metrics::counter!("locallife_receipts_written_total").increment(n),
-            Err(e) => {
-                metrics::counter!("locallife_receipts_dropped_total")
-                    .increment(of_kind.len() as u64);
-                tracing::warn!(error = %e, marks = of_kind.len(), "receipts not recorded");
-            }
+    let rows = receipts::merged(batch.drain(..));
+    let written = async {
+        let client = db.get().await?;
+        receipts::write(&client, &rows).await
+    };
+    match written.await {
+        Ok(n) => metrics::counter!("locallife_receipts_written_total").increment(n),
+        Err(e) => {
+            metrics::counter!("locallife_receipts_dropped_total").increment(rows.len() as u64);
+            tracing::warn!(error = %e, receipts = rows.len(), "receipts not recorded");
         }
     }
-    batch.clear();
 }

@@ -13,7 +13,7 @@ use crate::domain::{Role, UserId};
 use crate::engine::{EngineError, IdempotencyKey, MsgId};
 use crate::notify::{self, Notification};
 use crate::state::AppState;
-use crate::store::receipts::NewReceipt;
+use crate::store::receipts::Update;
 use crate::store::{self, StoreError};
 
 /// How long a key is remembered (SPEC §4: a repeat within 24 h).
@@ -95,30 +95,18 @@ async fn decide(
     Ok((ids, true))
 }
 
-/// Writes the pending receipts of what was just sent (`(recipient, id, notification)`).
-/// A failure here loses a receipt, never the notification: logged and counted.
-async fn receipts_for(state: &AppState, sent: &[(UserId, MsgId, &Notification)]) {
-    let ids: Vec<String> = sent.iter().map(|(_, id, _)| id.to_string()).collect();
-    let rows: Vec<NewReceipt<'_>> = sent
-        .iter()
-        .zip(&ids)
-        .filter(|((_, _, n), _)| n.kind.requires_ack())
-        .map(|((user, id, n), text)| NewReceipt {
-            message_id: text,
-            user: *user,
-            event: n.kind.event(),
-            order_id: n.fields.get("order_id").and_then(|v| v.as_i64()),
-            created_ms: id.ms as i64,
-            expires_ms: (id.ms + n.ttl.as_millis() as u64) as i64,
-        })
-        .collect();
-    let written = async {
-        let client = state.db().get().await?;
-        store::receipts::insert(&client, &rows).await
-    };
-    if let Err(e) = written.await {
-        metrics::counter!("locallife_receipts_dropped_total").increment(rows.len() as u64);
-        tracing::warn!(error = %e, "receipts not written");
+/// Queues the pending receipts of what was just sent (`(recipient, id, notification)`),
+/// written in the next batch: never a database write on the sending path.
+fn receipts_for(state: &AppState, sent: &[(UserId, MsgId, &Notification)]) {
+    for (user, id, n) in sent.iter().filter(|(_, _, n)| n.kind.requires_ack()) {
+        state.receipts().queue(Update::pending(
+            id.to_string(),
+            *user,
+            n.kind.event(),
+            n.fields.get("order_id").and_then(|v| v.as_i64()),
+            id.ms as i64,
+            (id.ms + n.ttl.as_millis() as u64) as i64,
+        ));
     }
 }
 
@@ -134,7 +122,7 @@ pub async fn to_user(
     }
     let (ids, _) = decide(state, once, 1).await?;
     notify::to_user_as(&**state.engine(), user, ids[0], n).await?;
-    receipts_for(state, &[(user, ids[0], n)]).await;
+    receipts_for(state, &[(user, ids[0], n)]);
     Ok(ids[0].to_string())
 }
 
@@ -191,7 +179,7 @@ pub async fn batch(
         .filter(|(_, r)| r.is_ok())
         .map(|(((user, n), id), _)| (*user, *id, n))
         .collect();
-    receipts_for(state, &delivered).await;
+    receipts_for(state, &delivered);
     Ok(sent
         .into_iter()
         .zip(ids)
@@ -212,6 +200,6 @@ pub async fn rider_command(
     }
     let (ids, _) = decide(state, once, 1).await?;
     notify::to_user_as(&**state.engine(), rider, ids[0], n).await?;
-    receipts_for(state, &[(rider, ids[0], n)]).await;
+    receipts_for(state, &[(rider, ids[0], n)]);
     Ok(ids[0].to_string())
 }

@@ -27,7 +27,7 @@ use crate::engine::{EngineError, MsgId};
 use crate::notify::{self, Kind, Notification};
 use crate::state::AppState;
 use crate::store::outbox::{self, Audience, Row};
-use crate::store::receipts::{self, Mark, NewReceipt};
+use crate::store::receipts::{self, Mark, Update};
 use crate::store::{merchants, orders, riders, users, StoreError};
 
 /// Rows claimed per transaction.
@@ -194,18 +194,20 @@ async fn publish(
     };
     if notification.kind.requires_ack() {
         let order_id = notification.fields.get("order_id").and_then(|v| v.as_i64());
-        let rows: Vec<NewReceipt<'_>> = sends
+        let rows: Vec<Update> = sends
             .iter()
-            .map(|(user, _)| NewReceipt {
-                message_id: &row.message_id,
-                user: *user,
-                event: &row.event,
-                order_id,
-                created_ms: id.ms as i64,
-                expires_ms: expires_ms as i64,
+            .map(|(user, _)| {
+                Update::pending(
+                    row.message_id.clone(),
+                    *user,
+                    &row.event,
+                    order_id,
+                    id.ms as i64,
+                    expires_ms as i64,
+                )
             })
             .collect();
-        receipts::insert(tx, &rows).await?;
+        receipts::write(tx, &rows).await?;
     }
     let engine = state.engine();
     if let Audience::RecommendedRiders(order) = audience {
@@ -247,12 +249,9 @@ async fn withdraw_offer(state: &AppState, order: i64) -> Result<(), RowError> {
         result?;
     }
     metrics::counter!("locallife_offers_withdrawn_total").increment(riders.len() as u64);
-    let now = crate::time::unix_ms() as i64;
-    let marks: Vec<(String, UserId, i64)> = riders
-        .iter()
-        .map(|(rider, _)| (offer.to_string(), *rider, now))
-        .collect();
-    receipts::mark(state.db(), Mark::Withdrawn, &marks).await?;
+    for (rider, _) in &riders {
+        state.receipts().record(Mark::Withdrawn, offer, *rider);
+    }
     Ok(())
 }
 

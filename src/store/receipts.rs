@@ -1,5 +1,6 @@
 //! Receipts: per notification and recipient, `pending`, `delivered`, `acked`, `expired`
-//! or `withdrawn` (SPEC §3). Written when published, updated in batches.
+//! or `withdrawn` (SPEC §3). Written in merged batches, each write filling in what
+//! its row lacks.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -10,40 +11,6 @@ use crate::domain::UserId;
 
 type Pool = deadpool_postgres::Pool;
 
-/// One recipient's receipt, to write.
-#[derive(Debug, Clone)]
-pub struct NewReceipt<'a> {
-    pub message_id: &'a str,
-    pub user: UserId,
-    pub event: &'a str,
-    pub order_id: Option<i64>,
-    pub created_ms: i64,
-    pub expires_ms: i64,
-}
-
-/// Writes receipts (pending), once per message and recipient.
-pub async fn insert<C: GenericClient>(c: &C, rows: &[NewReceipt<'_>]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = rows.iter().map(|r| r.message_id).collect();
-    let users: Vec<i64> = rows.iter().map(|r| r.user.0).collect();
-    let events: Vec<&str> = rows.iter().map(|r| r.event).collect();
-    let orders: Vec<Option<i64>> = rows.iter().map(|r| r.order_id).collect();
-    let created: Vec<i64> = rows.iter().map(|r| r.created_ms).collect();
-    let expires: Vec<i64> = rows.iter().map(|r| r.expires_ms).collect();
-    c.execute(
-        "INSERT INTO receipts (message_id, user_id, event, order_id, created_at, expires_at)
-         SELECT m, u, e, o, to_timestamp(c / 1000.0), to_timestamp(x / 1000.0)
-         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
-              AS t(m, u, e, o, c, x)
-         ON CONFLICT DO NOTHING",
-        &[&ids, &users, &events, &orders, &created, &expires],
-    )
-    .await?;
-    Ok(())
-}
-
 /// What happened to a message for a recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -52,38 +19,141 @@ pub enum Mark {
     Withdrawn,
 }
 
-/// Records a batch of `(message, recipient, unix ms)` of one kind. The first time
-/// counts; an ack implies delivery.
-pub async fn mark(
-    db: &Pool,
-    kind: Mark,
-    batch: &[(String, UserId, i64)],
-) -> Result<u64, StoreError> {
-    if batch.is_empty() {
+/// What is known of one recipient's receipt: the notification's own columns (from
+/// its pending row), a mark, or both. Writes fill in what is missing; the first value
+/// of each column stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub message_id: String,
+    pub user: UserId,
+    pub event: Option<String>,
+    pub order_id: Option<i64>,
+    pub created_ms: Option<i64>,
+    pub expires_ms: Option<i64>,
+    pub delivered_ms: Option<i64>,
+    pub acked_ms: Option<i64>,
+    pub withdrawn_ms: Option<i64>,
+}
+
+impl Update {
+    /// A pending receipt: the notification `message_id` (of `event`, about `order_id`,
+    /// created and expiring at these unix ms) was sent to `user`.
+    pub fn pending(
+        message_id: String,
+        user: UserId,
+        event: &str,
+        order_id: Option<i64>,
+        created_ms: i64,
+        expires_ms: i64,
+    ) -> Self {
+        Self {
+            event: Some(event.to_owned()),
+            order_id,
+            created_ms: Some(created_ms),
+            expires_ms: Some(expires_ms),
+            ..Self::bare(message_id, user)
+        }
+    }
+
+    /// `kind` happened to `message_id` for `user` at `at_ms`. An ack implies delivery.
+    pub fn mark(kind: Mark, message_id: String, user: UserId, at_ms: i64) -> Self {
+        let mut u = Self::bare(message_id, user);
+        match kind {
+            Mark::Delivered => u.delivered_ms = Some(at_ms),
+            Mark::Acked => {
+                u.delivered_ms = Some(at_ms);
+                u.acked_ms = Some(at_ms);
+            }
+            Mark::Withdrawn => u.withdrawn_ms = Some(at_ms),
+        }
+        u
+    }
+
+    fn bare(message_id: String, user: UserId) -> Self {
+        Self {
+            message_id,
+            user,
+            event: None,
+            order_id: None,
+            created_ms: None,
+            expires_ms: None,
+            delivered_ms: None,
+            acked_ms: None,
+            withdrawn_ms: None,
+        }
+    }
+
+    /// Fills what `self` lacks from `later` (same message and recipient).
+    pub fn merge(&mut self, later: Update) {
+        fn fill<T>(a: &mut Option<T>, b: Option<T>) {
+            if a.is_none() {
+                *a = b;
+            }
+        }
+        fill(&mut self.event, later.event);
+        fill(&mut self.order_id, later.order_id);
+        fill(&mut self.created_ms, later.created_ms);
+        fill(&mut self.expires_ms, later.expires_ms);
+        fill(&mut self.delivered_ms, later.delivered_ms);
+        fill(&mut self.acked_ms, later.acked_ms);
+        fill(&mut self.withdrawn_ms, later.withdrawn_ms);
+    }
+}
+
+/// Merges `updates` per message and recipient (one statement cannot touch a row twice),
+/// in first-seen order.
+pub fn merged(updates: impl IntoIterator<Item = Update>) -> Vec<Update> {
+    let mut at: std::collections::HashMap<(String, i64), usize> = Default::default();
+    let mut out: Vec<Update> = Vec::new();
+    for u in updates {
+        match at.entry((u.message_id.clone(), u.user.0)) {
+            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()].merge(u),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(u);
+            }
+        }
+    }
+    out
+}
+
+/// Writes `rows` (already merged: at most one per message and recipient) in one
+/// statement, each filling in what its row lacks; how many rows it touched.
+pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, StoreError> {
+    if rows.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&str> = batch.iter().map(|(m, _, _)| m.as_str()).collect();
-    let users: Vec<i64> = batch.iter().map(|(_, u, _)| u.0).collect();
-    let at: Vec<i64> = batch.iter().map(|(_, _, t)| *t).collect();
-    let set = match kind {
-        Mark::Delivered => "delivered_at = COALESCE(r.delivered_at, to_timestamp(t.a / 1000.0))",
-        Mark::Acked => {
-            "acked_at = COALESCE(r.acked_at, to_timestamp(t.a / 1000.0)),
-             delivered_at = COALESCE(r.delivered_at, to_timestamp(t.a / 1000.0))"
-        }
-        Mark::Withdrawn => "withdrawn_at = COALESCE(r.withdrawn_at, to_timestamp(t.a / 1000.0))",
-    };
-    let client = db.get().await?;
-    Ok(client
-        .execute(
-            &format!(
-                "UPDATE receipts r SET {set}
-                 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(m, u, a)
-                 WHERE r.message_id = t.m AND r.user_id = t.u"
-            ),
-            &[&ids, &users, &at],
-        )
-        .await?)
+    let ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
+    let users: Vec<i64> = rows.iter().map(|r| r.user.0).collect();
+    let events: Vec<Option<&str>> = rows.iter().map(|r| r.event.as_deref()).collect();
+    let orders: Vec<Option<i64>> = rows.iter().map(|r| r.order_id).collect();
+    let column = |f: fn(&Update) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+    let created = column(|r| r.created_ms);
+    let expires = column(|r| r.expires_ms);
+    let delivered = column(|r| r.delivered_ms);
+    let acked = column(|r| r.acked_ms);
+    let withdrawn = column(|r| r.withdrawn_ms);
+    Ok(c.execute(
+        "INSERT INTO receipts AS r (message_id, user_id, event, order_id, created_at,
+                                        expires_at, delivered_at, acked_at, withdrawn_at)
+             SELECT m, u, e, o, to_timestamp(c / 1000.0), to_timestamp(x / 1000.0),
+                    to_timestamp(d / 1000.0), to_timestamp(a / 1000.0), to_timestamp(w / 1000.0)
+             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
+                         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                  AS t(m, u, e, o, c, x, d, a, w)
+             ON CONFLICT (message_id, user_id) DO UPDATE SET
+                 event        = COALESCE(r.event, EXCLUDED.event),
+                 order_id     = COALESCE(r.order_id, EXCLUDED.order_id),
+                 created_at   = COALESCE(r.created_at, EXCLUDED.created_at),
+                 expires_at   = COALESCE(r.expires_at, EXCLUDED.expires_at),
+                 delivered_at = COALESCE(r.delivered_at, EXCLUDED.delivered_at),
+                 acked_at     = COALESCE(r.acked_at, EXCLUDED.acked_at),
+                 withdrawn_at = COALESCE(r.withdrawn_at, EXCLUDED.withdrawn_at)",
+        &[
+            &ids, &users, &events, &orders, &created, &expires, &delivered, &acked, &withdrawn,
+        ],
+    )
+    .await?)
 }
 
 /// One recipient's receipt, as answered.
@@ -112,8 +182,15 @@ fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
     let now = Utc::now();
     let mut out: Vec<Receipt> = Vec::new();
     for r in rows {
+        // Marks whose notification's own row has not been written yet: not shown.
+        let (Some(event), Some(created_at), Some(expires_at)) = (
+            r.get::<_, Option<String>>(2),
+            r.get::<_, Option<DateTime<Utc>>>(3),
+            r.get::<_, Option<DateTime<Utc>>>(4),
+        ) else {
+            continue;
+        };
         let message_id: String = r.get(0);
-        let expires_at: DateTime<Utc> = r.get(4);
         let delivered_at: Option<DateTime<Utc>> = r.get(5);
         let acked_at: Option<DateTime<Utc>> = r.get(6);
         let withdrawn_at: Option<DateTime<Utc>> = r.get(7);
@@ -134,8 +211,8 @@ fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
             Some(last) if last.message_id == message_id => last.recipients.push(recipient),
             _ => out.push(Receipt {
                 message_id,
-                event: r.get(2),
-                created_at: r.get(3),
+                event,
+                created_at,
                 expires_at,
                 recipients: vec![recipient],
             }),
@@ -176,8 +253,39 @@ pub async fn prune(db: &Pool, days: i32) -> Result<u64, StoreError> {
     let client = db.get().await?;
     Ok(client
         .execute(
-            "DELETE FROM receipts WHERE created_at < now() - make_interval(days => $1)",
+            "DELETE FROM receipts
+             WHERE COALESCE(created_at, delivered_at, acked_at, withdrawn_at)
+                   < now() - make_interval(days => $1)",
             &[&days],
         )
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_the_first_of_each_column_and_one_row_per_recipient() {
+        let (a, b) = (UserId(1), UserId(2));
+        let rows = merged([
+            Update::mark(Mark::Delivered, "m".into(), a, 10),
+            Update::pending("m".into(), a, "order.new", Some(7), 5, 99),
+            Update::mark(Mark::Acked, "m".into(), a, 20),
+            Update::mark(Mark::Acked, "m".into(), b, 30),
+            Update::mark(Mark::Delivered, "m".into(), b, 40),
+        ]);
+        assert_eq!(rows.len(), 2);
+        let first = &rows[0];
+        assert_eq!(first.user, a);
+        assert_eq!(first.event.as_deref(), Some("order.new"));
+        assert_eq!((first.created_ms, first.expires_ms), (Some(5), Some(99)));
+        assert_eq!((first.delivered_ms, first.acked_ms), (Some(10), Some(20)));
+        // An ack implies delivery, at the ack's time when nothing earlier said so.
+        assert_eq!(
+            (rows[1].delivered_ms, rows[1].acked_ms),
+            (Some(30), Some(30))
+        );
+        assert_eq!(rows[1].event, None);
+    }
 }

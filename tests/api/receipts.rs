@@ -119,3 +119,54 @@ async fn expiry_unknown_ids_and_who_may_read_receipts() {
         "not_found",
     );
 }
+
+/// A delivery recorded on one replica may reach the table before the pending row that
+/// another replica queued: the row shows once its notification's part arrives, with the
+/// delivery kept.
+#[tokio::test]
+async fn a_mark_written_before_its_pending_row_is_kept() {
+    use locallife::domain::UserId;
+    use locallife::store::receipts::{self, Mark, Update};
+
+    let apps = spawn_cluster_with(1, |_| {}).await;
+    let a = &apps[0];
+    let (_, staff) = a.user_with_role("staff", Role::Platform).await;
+    let pool = locallife::store::connect_pool(&locallife::config::DatabaseConfig {
+        url: a.db.url.clone().into(),
+        pool_size: 1,
+    })
+    .unwrap();
+    let db = pool.get().await.unwrap();
+    let (id, user) = ("1700000000000-00000000000000000001", UserId(4242));
+    let delivered = Update::mark(Mark::Delivered, id.into(), user, 1_700_000_000_500);
+    receipts::write(&db, &[delivered]).await.unwrap();
+    // Only the mark: nothing to show yet.
+    assert_error(
+        &a.get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+            .await,
+        404,
+        "not_found",
+    );
+    let far = 4_000_000_000_000;
+    let pending = Update::pending(
+        id.into(),
+        user,
+        "order.new",
+        Some(9),
+        1_700_000_000_000,
+        far,
+    );
+    let acked = Update::mark(Mark::Acked, id.into(), user, 1_700_000_000_900);
+    receipts::write(&db, &receipts::merged([pending, acked]))
+        .await
+        .unwrap();
+    let (status, r) = a
+        .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["event"], "order.new");
+    let recipient = &r["recipients"][0];
+    assert_eq!(recipient["state"], "acked");
+    // The first delivery time stays; the ack's own does not replace it.
+    assert_eq!(recipient["delivered_at"], "2023-11-14T22:13:20.500Z");
+}
