@@ -28,12 +28,16 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub message: Cow<'static, str>,
+    /// When to try again: the `Retry-After` header and `retry_after_s` in the body.
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
+pub struct Body<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -46,6 +50,22 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// The same error, telling the client to try again after `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// The JSON body this error answers with.
+    pub fn body(&self) -> Body<'_> {
+        Body {
+            code: &self.code,
+            message: &self.message,
+            retry_after_s: self.retry_after_s,
         }
     }
 
@@ -104,11 +124,13 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            code: &self.code,
-            message: &self.message,
-        };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 

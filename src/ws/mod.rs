@@ -30,6 +30,9 @@ use crate::store::users::AdmissionFacts;
 /// the lever on idle memory; frames up to `WS_MAX_FRAME` still fit (it grows to read).
 /// Client messages are small (an ack is ~70 B); a bigger frame takes more reads.
 const READ_BUFFER: usize = 256;
+/// When a user holding the most sockets allowed may try again: a place frees when one
+/// of their sockets closes, or its lease runs out after a crash.
+const FULL_RETRY_AFTER_S: u64 = 5;
 
 /// Why a user may not open a socket (403 codes of SPEC §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,7 @@ pub async fn connect(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let protocol = protocol_of(&uri);
     match admit_socket(&state, &headers, &uri).await {
         Ok((socket, lease)) => match upgrade {
             Ok(upgrade) => {
@@ -125,9 +129,62 @@ pub async fn connect(
         Err(e) => {
             metrics::counter!("locallife_ws_connects_total", "result" => e.code.to_string())
                 .increment(1);
-            e.into_response()
+            match (protocol, upgrade, refusal_close_code(e.status)) {
+                (Ok(Protocol::V2), Ok(upgrade), Some(code)) => upgrade
+                    .on_upgrade(move |ws| refuse(ws, code, e))
+                    .into_response(),
+                _ => e.into_response(),
+            }
         }
     }
+}
+
+/// The close code that stands for a refused handshake's status, for protocol 2 (SPEC §2):
+/// a mini-program cannot read the status of a refused upgrade, only a close code.
+fn refusal_close_code(status: StatusCode) -> Option<u16> {
+    match status {
+        StatusCode::UNAUTHORIZED => Some(4001),
+        StatusCode::FORBIDDEN => Some(4003),
+        StatusCode::TOO_MANY_REQUESTS => Some(4029),
+        StatusCode::SERVICE_UNAVAILABLE => Some(1013),
+        _ => None,
+    }
+}
+
+/// A close reason is at most 123 bytes (RFC 6455 §5.5): the error's JSON body, without
+/// its message when that does not fit.
+fn refusal_reason(e: &ApiError) -> String {
+    let full = serde_json::to_string(&e.body()).unwrap_or_default();
+    if full.len() <= 123 {
+        return full;
+    }
+    let mut short = serde_json::json!({ "code": e.code });
+    if let Some(s) = e.retry_after_s {
+        short["retry_after_s"] = s.into();
+    }
+    let short = short.to_string();
+    if short.len() <= 123 {
+        short
+    } else {
+        String::new()
+    }
+}
+
+/// Completes a refused protocol-2 upgrade only to close it at once with `code` and the
+/// error as the reason.
+async fn refuse(mut ws: axum::extract::ws::WebSocket, code: u16, e: ApiError) {
+    use axum::extract::ws::{CloseFrame, Message};
+    let frame = CloseFrame {
+        code,
+        reason: refusal_reason(&e).into(),
+    };
+    let closed = async {
+        ws.send(Message::Close(Some(frame))).await?;
+        // Until the client's answering close frame, or a second.
+        while let Some(Ok(_)) = ws.recv().await {}
+        Ok::<_, axum::Error>(())
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closed).await;
 }
 
 /// `?protocol=`: absent or `1` is protocol 1 (the seed's clients), `2` the SDK's.
@@ -189,14 +246,16 @@ async fn admit_socket(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_sockets",
                 format!("at most {max} sockets per user"),
-            ))
+            )
+            .retry_after(FULL_RETRY_AFTER_S))
         }
         Place::RateLimited => {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "connect_rate_limited",
                 "too many connection attempts; wait a few seconds",
-            ))
+            )
+            .retry_after(crate::engine::CONNECT_WINDOW_MS / 1000))
         }
     }
     let lease = Lease::new(hub.clone(), user, conn_id.clone());

@@ -197,3 +197,61 @@ async fn protocol_2_auth_extends_the_socket_past_its_first_token(engine: EngineK
         .await;
     assert_eq!(v1.next_json().await["data"]["code"], "unsupported");
 }
+
+/// A refused handshake: protocol 1 keeps the HTTP answer the seed documents; protocol 2
+/// completes the upgrade and closes at once with the status as a close code (4001,
+/// 4003, 4029) and the error body as the reason, since a mini-program cannot read the
+/// status of a refused upgrade.
+#[tokio::test]
+async fn refusals_are_http_for_protocol_1_and_close_codes_for_protocol_2() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app_with(|env| {
+        env.insert("WS_MAX_SOCKETS_PER_USER".into(), "1".into());
+    })
+    .await;
+    let base = app.address.replace("http://", "ws://");
+    let v1 = |token: &str| {
+        let url = format!("{base}/v1/ws?token={token}");
+        async move {
+            crate::ws_client::WsClient::connect(url.into_client_request().unwrap())
+                .await
+                .err()
+                .expect("refused")
+        }
+    };
+    let bad = "not-a-token";
+    let refused = app.ws(bad).await.err().expect("refused");
+    assert_eq!(refused.close_code, Some(4001));
+    assert_error(&(refused.status, refused.body), 401, "unauthorized");
+    let refused = v1(bad).await;
+    assert_eq!(refused.close_code, None);
+    assert_error(&(refused.status, refused.body), 401, "unauthorized");
+
+    let (_, offline) = app.rider("offline-rider", "approved").await;
+    let refused = app.ws_refused(&offline, 403, "rider_offline").await;
+    assert_eq!(refused.close_code, Some(4003));
+    assert_eq!(v1(&offline).await.close_code, None);
+
+    let (_, token) = app.socket_user(Role::Merchant).await;
+    let _held = app.ws_ok(&token).await;
+    let refused = app.ws_refused(&token, 429, "too_many_sockets").await;
+    assert_eq!(refused.close_code, Some(4029));
+    assert!(refused.body["retry_after_s"].as_u64().unwrap() > 0);
+    let refused = v1(&token).await;
+    assert_eq!((refused.status, refused.close_code), (429, None));
+    assert!(refused.body["retry_after_s"].as_u64().unwrap() > 0);
+    // And the header, for HTTP clients.
+    let plain = app
+        .http
+        .get(format!("{}/v1/ws?token={token}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 429);
+    let after: u64 = plain.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after > 0);
+}

@@ -30,6 +30,9 @@ pub struct WsClient {
 pub struct Refused {
     pub status: u16,
     pub body: Value,
+    /// For protocol 2, the close code the refusal came as (the upgrade completes and
+    /// closes at once, SPEC §2); `None` for an HTTP answer.
+    pub close_code: Option<u16>,
 }
 
 impl TestApp {
@@ -160,7 +163,33 @@ impl WsClient {
                     stream,
                     welcome: Value::Null,
                 };
-                let welcome = client.next_json().await;
+                // A protocol-2 refusal: an upgrade closed at once, the HTTP status as a
+                // close code and the error body as the reason. Told back as the status
+                // it stands for, so tests assert one thing for both protocols.
+                let first = tokio::time::timeout(WAIT, client.stream.next())
+                    .await
+                    .expect("no first message in time");
+                let welcome: Value = match first {
+                    Some(Ok(Message::Close(Some(frame)))) => {
+                        let code = u16::from(frame.code);
+                        let status = match code {
+                            4001 => 401,
+                            4003 => 403,
+                            4029 => 429,
+                            1013 => 503,
+                            other => panic!("closed before welcome with {other}"),
+                        };
+                        let body = serde_json::from_str(&frame.reason)
+                            .expect("the close reason is the JSON error body");
+                        return Err(Refused {
+                            status,
+                            body,
+                            close_code: Some(code),
+                        });
+                    }
+                    Some(Ok(Message::Text(t))) => serde_json::from_str(&t).expect("text is JSON"),
+                    other => panic!("expected welcome, got {other:?}"),
+                };
                 assert_eq!(welcome["type"], "welcome", "first message: {welcome}");
                 client.welcome = welcome;
                 Ok(client)
@@ -172,7 +201,11 @@ impl WsClient {
                     .as_ref()
                     .map(|b| serde_json::from_slice(b).expect("refusal body is JSON"))
                     .unwrap_or(Value::Null);
-                Err(Refused { status, body })
+                Err(Refused {
+                    status,
+                    body,
+                    close_code: None,
+                })
             }
             Err(e) => panic!("handshake failed: {e}"),
         }
