@@ -19,13 +19,21 @@ use axum::extract::ws::Utf8Bytes;
 /// How many notifications a user's inbox keeps; older ones are dropped (and counted).
 pub const INBOX_MAX: usize = 1000;
 
-/// An inbox key untouched this long is deleted by Redis: longer than the longest
-/// notification ttl (24 h), so only expired entries can go with it.
+/// An inbox key untouched this long is deleted by Redis: longer than the usual longest
+/// notification ttl (24 h), so only expired entries can go with it. A longer ttl
+/// (`ttl_s` of a platform notice, up to 7 days) keeps it longer: [`keep_inbox_ms`].
 pub const INBOX_IDLE_MS: u64 = 25 * 3600 * 1000;
 
+/// How long an inbox must be kept after a write of a notification expiring at
+/// `expires_ms`: at least [`INBOX_IDLE_MS`], and an hour past that expiry. A write never
+/// shortens what an earlier one asked for.
+pub fn keep_inbox_ms(now_ms: u64, expires_ms: u64) -> u64 {
+    INBOX_IDLE_MS.max(expires_ms.saturating_sub(now_ms) + 3600 * 1000)
+}
+
 /// How long an acked id is remembered, so that a late or repeated write of it (a relay
-/// retried after a crash, a retried API call) delivers nothing again: longer than any
-/// ttl, so a notification can never come back once acked.
+/// retried after a crash, a retried API call under its 24 h Idempotency-Key) delivers
+/// nothing again.
 pub const DONE_KEEP_MS: u64 = INBOX_IDLE_MS;
 /// At most this many acked ids are remembered per user (the newest).
 pub const DONE_MAX: usize = 10 * INBOX_MAX;

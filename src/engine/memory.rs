@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::inbox::{InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX};
+use super::inbox::{keep_inbox_ms, InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_MAX};
 use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
@@ -41,7 +41,8 @@ struct Inbox {
     entries: VecDeque<(MsgId, u64, Arc<str>)>,
     /// Acked ids and when, remembered for [`DONE_KEEP_MS`] (at most [`DONE_MAX`]).
     done: HashMap<MsgId, u64>,
-    touched_ms: u64,
+    /// Until when the inbox is kept untouched (Redis: the keys' expiry).
+    keep_until_ms: u64,
 }
 
 impl Inbox {
@@ -72,7 +73,8 @@ impl MemoryEngine {
             let before = inbox.entries.len();
             inbox.entries.retain(|(i, _, _)| *i != id);
             let now = now_ms();
-            inbox.touched_ms = now;
+            // The acked ids it remembers keep it (Redis: the acked set's own expiry).
+            inbox.keep_until_ms = inbox.keep_until_ms.max(now + DONE_KEEP_MS);
             let removed = inbox.entries.len() < before;
             if removed || always {
                 inbox.done.insert(id, now);
@@ -155,7 +157,9 @@ impl Engine for MemoryEngine {
             // Ordered by decision time, as the Redis sorted set is.
             let at = inbox.entries.partition_point(|(i, _, _)| *i <= id);
             inbox.entries.insert(at, (id, expires_ms, Arc::from(tail)));
-            inbox.touched_ms = now;
+            inbox.keep_until_ms = inbox
+                .keep_until_ms
+                .max(now + keep_inbox_ms(now, expires_ms));
             let mut dropped = 0;
             while inbox.entries.len() > INBOX_MAX {
                 inbox.entries.pop_front();
@@ -272,11 +276,12 @@ impl Engine for MemoryEngine {
     }
 
     async fn housekeeping(&self) {
-        // What Redis does with PEXPIRE: inboxes untouched for a day go.
+        // What Redis does with PEXPIRE: inboxes untouched for a day (or past their
+        // longest ttl) go.
         let now = now_ms();
         self.lock()
             .inboxes
-            .retain(|_, inbox| now.saturating_sub(inbox.touched_ms) < INBOX_IDLE_MS);
+            .retain(|_, inbox| inbox.keep_until_ms > now);
     }
 
     async fn ping(&self) -> bool {

@@ -25,7 +25,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::inbox::{InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX};
+use super::inbox::{
+    keep_inbox_ms, InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX,
+};
 use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
@@ -61,7 +63,8 @@ return 1
 /// and refreshes the inbox, and publishes the notification's `N` event (built in
 /// [`wire`]), in one step.
 /// KEYS pending zset, frames hash, acked zset; ARGV id, decision ms, expires_ms, tail,
-/// max entries, idle ms, channel, event.
+/// max entries, keep ms (the keys' expiry is extended to it, never shortened), channel,
+/// event.
 /// Returns {1 added or 0 duplicate, number dropped by the bound}.
 const PUSH_LUA: &str = r"
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return {0, 0} end
@@ -74,8 +77,11 @@ if over > 0 then
   for i = 1, #old, 2 do redis.call('HDEL', KEYS[2], old[i]) end
   dropped = over
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local keep = tonumber(ARGV[6])
+for _, k in ipairs({KEYS[1], KEYS[2]}) do
+  local left = redis.call('PTTL', k)
+  if left < keep then redis.call('PEXPIRE', k, keep) end
+end
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {1, dropped}
 ";
@@ -450,7 +456,7 @@ impl Engine for RedisEngine {
                     Value::from(expires_ms.to_string()),
                     Value::from(tail),
                     Value::from(INBOX_MAX.to_string()),
-                    Value::from(INBOX_IDLE_MS.to_string()),
+                    Value::from(keep_inbox_ms(crate::time::unix_ms(), expires_ms).to_string()),
                     Value::from(self.keys.channel(Target::User(user))),
                     Value::Bytes(event.encode()),
                 ],

@@ -62,7 +62,13 @@ pub struct SendNotification {
     content: String,
     #[serde(default)]
     data: Option<Map<String, Value>>,
+    /// How long a user's notification stays deliverable (SPEC §4), in seconds.
+    #[serde(default)]
+    ttl_s: Option<u64>,
 }
+
+/// The longest `ttl_s`: 7 days, as long as receipts are kept.
+const MAX_TTL_S: u64 = 7 * 24 * 3600;
 
 /// Checks the text fields; returns the notification without its target.
 fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> {
@@ -88,6 +94,24 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
             ));
         }
         n.fields = data.clone();
+    }
+    match (body.ttl_s, kind) {
+        (None, _) => {}
+        (Some(ttl @ 1..=MAX_TTL_S), Kind::PlatformNotice) => {
+            n = n.with_ttl(std::time::Duration::from_secs(ttl));
+        }
+        (Some(_), Kind::PlatformNotice) => {
+            return Err(ApiError::unprocessable(
+                "invalid_ttl",
+                format!("ttl_s must be 1 to {MAX_TTL_S}"),
+            ))
+        }
+        (Some(_), _) => {
+            return Err(ApiError::unprocessable(
+                "invalid_ttl",
+                "ttl_s applies to a notification to a user (announcements are live only)",
+            ))
+        }
     }
     Ok(n)
 }
@@ -309,6 +333,7 @@ pub async fn rider_command(
         title: body.title,
         content: body.content,
         data: body.data,
+        ttl_s: None,
     };
     let n = parse(&as_notification, Kind::RiderCommand)?;
     let message_id = send::rider_command(&state, UserId(user), &n, once.as_ref()).await?;

@@ -256,3 +256,75 @@ async fn the_redis_inbox_expires_when_idle() {
     );
     let _ = client.quit().await;
 }
+
+/// `ttl_s` (SPEC §4): a platform notice may stay deliverable up to 7 days; its inbox is
+/// kept past that (a later, shorter notification does not shorten it), and its receipt
+/// says when it expires. Out of range, or on an announcement: 422.
+#[tokio::test]
+async fn a_notice_with_a_long_ttl_is_kept_that_long() {
+    use fred::prelude::*;
+    let app = spawn_app_on(EngineKind::Redis).await;
+    let (_, staff) = app.user_with_role("staff-ttl", Role::Platform).await;
+    let (rider, _) = app.socket_user(Role::Rider).await;
+    for (body, what) in [
+        (
+            json!({"user_id": rider.0, "title": "t", "content": "", "ttl_s": 0}),
+            "zero",
+        ),
+        (
+            json!({"user_id": rider.0, "title": "t", "content": "", "ttl_s": 604_801}),
+            "too long",
+        ),
+        (
+            json!({"role": "rider", "title": "t", "content": "", "ttl_s": 60}),
+            "announcement",
+        ),
+    ] {
+        let answer = app.post_notification(&staff, &body).await;
+        assert_eq!(answer.0, 422, "{what}: {}", answer.1);
+        assert_eq!(answer.1["code"], "invalid_ttl", "{what}");
+    }
+    let week = 7 * 24 * 3600;
+    let (status, sent) = app
+        .post_notification(
+            &staff,
+            &json!({"user_id": rider.0, "title": "week", "content": "", "ttl_s": week}),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    publish(&app, rider, "a day").await;
+
+    let client = Builder::from_config(
+        fred::types::config::Config::from_url(&crate::helpers::redis_url()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    client.init().await.unwrap();
+    for key in ["inbox", "msgs"] {
+        let key = format!("{}:{{u:{}}}:{key}", app.config.redis_key_prefix, rider.0);
+        let ttl_ms: i64 = client.pttl(&key).await.unwrap();
+        assert!(
+            ttl_ms > week * 1000,
+            "{key} kept past the week: {ttl_ms} ms"
+        );
+    }
+    let _ = client.quit().await;
+
+    let id = sent["message_id"].as_str().unwrap();
+    let receipt = tokio::time::timeout(crate::ws_client::WAIT, async {
+        loop {
+            let (status, body) = app
+                .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+                .await;
+            if status == 200 {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the receipt is written");
+    let at = |f: &str| chrono::DateTime::parse_from_rfc3339(receipt[f].as_str().unwrap()).unwrap();
+    let lasts = at("expires_at") - at("created_at");
+    assert_eq!(lasts.num_seconds(), week as i64, "{receipt}");
+}
