@@ -248,15 +248,16 @@ pub async fn of_order(db: &Pool, order: i64) -> Result<Vec<Receipt>, StoreError>
     Ok(group(&rows))
 }
 
-/// Deletes receipts older than `days` days; how many.
+/// Deletes receipts older than `days` days; how many. A message id begins with its
+/// notification's unix ms (13 digits until the year 2286), so ids sort by time as text
+/// and the primary key finds the old ones.
 pub async fn prune(db: &Pool, days: i32) -> Result<u64, StoreError> {
+    let cutoff_ms = crate::time::unix_ms().saturating_sub(days as u64 * 86_400_000);
     let client = db.get().await?;
     Ok(client
         .execute(
-            "DELETE FROM receipts
-             WHERE COALESCE(created_at, delivered_at, acked_at, withdrawn_at)
-                   < now() - make_interval(days => $1)",
-            &[&days],
+            "DELETE FROM receipts WHERE message_id < $1",
+            &[&cutoff_ms.to_string()],
         )
         .await?)
 }
