@@ -30,22 +30,47 @@ export METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9090}"
 # the Redis started above (multi-node mode).
 
 # Unless WECHAT_API_BASE is set, logins go to a local fake of WeChat's
-# code2Session (examples/fake_wechat.rs, the same fake the tests use): any code
-# logs in once as openid dev-<code>. It runs only beside `serve`.
+# code2Session (examples/fake_wechat.rs, the same fake the tests use) on
+# FAKE_WECHAT_ADDR: any code logs in once as openid dev-<code>. It runs only beside
+# `serve` and `demo`.
 command="${1:-serve}"
-if [ -z "${WECHAT_API_BASE:-}" ]; then
+export FAKE_WECHAT_ADDR="${FAKE_WECHAT_ADDR:-127.0.0.1:8099}"
+fake=0
+if [ -z "${WECHAT_API_BASE:-}" ] && { [ "$command" = "serve" ] || [ "$command" = "demo" ]; }; then
+    fake=1
     export WECHAT_APPID="${WECHAT_APPID:-wx-test-appid}"
     export WECHAT_SECRET="${WECHAT_SECRET:-wechat-test-app-secret}"
-    export WECHAT_API_BASE="http://127.0.0.1:8099"
-    if [ "$command" = "serve" ] || [ "$command" = "demo" ]; then
-        cargo build --release --locked --example fake_wechat
-        target/release/examples/fake_wechat 127.0.0.1:8099 &
-        fake_pid=$!
-        trap 'kill "$fake_pid" 2>/dev/null || true' EXIT
-    fi
+    export WECHAT_API_BASE="http://$FAKE_WECHAT_ADDR"
 fi
 
-cargo build --release --locked --bin locallife
+# A port already taken (often: another dev.sh) is a one-line error before anything
+# is built, started or seeded.
+taken() { # host:port -> 0 when something accepts connections there
+    local host=${1%:*} port=${1##*:}
+    [ "$host" = "0.0.0.0" ] && host=127.0.0.1
+    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+if [ "$command" = "serve" ] || [ "$command" = "demo" ]; then
+    for pair in "LISTEN_ADDR=$LISTEN_ADDR" "METRICS_ADDR=$METRICS_ADDR" \
+        $([ "$fake" = 1 ] && echo "FAKE_WECHAT_ADDR=$FAKE_WECHAT_ADDR"); do
+        if taken "${pair#*=}"; then
+            echo "dev.sh: error: ${pair#*=} is in use (${pair%%=*}); stop what listens there or set ${pair%%=*} to another address" >&2
+            exit 1
+        fi
+    done
+fi
+
+# One build for everything needed: two cargo invocations with different targets would
+# settle features differently and compile shared crates twice.
+targets=(--bin locallife)
+[ "$fake" = 1 ] && targets+=(--example fake_wechat)
+cargo build --release --locked "${targets[@]}"
+if [ "$fake" = 1 ]; then
+    target/release/examples/fake_wechat "$FAKE_WECHAT_ADDR" &
+    fake_pid=$!
+    trap 'kill "$fake_pid" 2>/dev/null || true' EXIT
+fi
+
 if [ $# -eq 0 ]; then
     set -- serve
 fi

@@ -177,17 +177,46 @@ ensure_redis_running() {
 
 # ---------------------------------------------------------------- tools
 # curl: the README's examples and the commands `locallife demo` prints use it.
-# With --with-test-tools also promtool (Debian package prometheus), which the test
-# suite uses to lint the /metrics exposition.
+# With --with-test-tools also promtool, which the test suite uses to lint the /metrics
+# exposition.
 ensure_tools() {
     local missing=()
     command -v curl >/dev/null 2>&1 || missing+=(curl)
-    if [ "${1:-}" = "--with-test-tools" ]; then
-        command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-    fi
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi
+    if [ "${1:-}" = "--with-test-tools" ]; then
+        ensure_promtool
+    fi
+}
+
+# promtool comes in Debian's `prometheus` package, whose installation would also start
+# (and enable) a Prometheus server on :9090, the service's own default metrics port.
+# So the package is only downloaded, and its promtool (one static binary) unpacked into
+# target/tools/bin, which scripts/test.sh puts on PATH. Nothing is installed and no
+# service starts.
+ensure_promtool() {
+    local root dest
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    dest="$root/target/tools/bin"
+    if command -v promtool >/dev/null 2>&1 || [ -x "$dest/promtool" ]; then
+        return
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "promtool not found and no apt-get; put promtool on PATH."
+    local work
+    work="$(mktemp -d)"
+    note "downloading Debian's prometheus package for its promtool (not installing it)"
+    if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+        is_root || die "cannot download the prometheus package; run 'apt-get update' as root, or put promtool on PATH."
+        apt-get -o DPkg::Lock::Timeout=120 update -qq
+        APT_UPDATED=1
+        (cd "$work" && apt-get download prometheus >/dev/null) || die "apt-get download prometheus failed"
+    fi
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+    mkdir -p "$dest"
+    install -m 0755 "$work/root/usr/bin/promtool" "$dest/promtool"
+    rm -rf "$work"
+    note "promtool: $dest/promtool"
 }
 
 ensure_postgres_running

@@ -23,7 +23,9 @@ if ! command -v npm >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 npm ci --prefix tests/seed-client --no-audit --no-fund --loglevel=error
-# The metrics test lints the exposition with promtool; services.sh installed it.
+# The metrics test lints the exposition with promtool; services.sh unpacked it into
+# target/tools/bin when no promtool was on PATH.
+export PATH="$PWD/target/tools/bin:$PATH"
 export REQUIRE_PROMTOOL=1
 
 # The tests create and drop their own databases through this role (CREATEDB).

@@ -7,13 +7,13 @@
 #      kustomization.yaml) and on the rendered chart, against the Kubernetes API schemas
 #      of KUBE_VERSIONS;
 #   4. small consistency checks (kustomization resources exist, secret example kept out,
-#      every SPEC §5 setting configurable, dashboard JSON valid).
+#      every setting of docs/configuration.md configurable, dashboard JSON valid).
 # Custom resources (monitoring.coreos.com ServiceMonitor) have no schema in
 # kubernetes-validate: they are filtered out before validating and listed as skipped.
 # Any other document whose schema is missing fails the run.
 #
-# Tools come from PyPI into a venv at target/deploy-venv (git-ignored), created on the
-# first run and reused after: helm-python-sdk (Helm v4's Go SDK as a shared library
+# Tools come from PyPI into the project venv (scripts/venv.sh, pinned in
+# scripts/requirements.txt): helm-python-sdk (Helm v4's Go SDK as a shared library
 # inside the wheel: no helm binary, nothing downloaded at run time) and
 # kubernetes-validate (Kubernetes JSON schemas inside the wheel).
 #
@@ -23,36 +23,15 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/target/deploy-venv"
-python="${PYTHON:-python3}"
 # 1.30 is the oldest Kubernetes the artifacts support (preStop `sleep` action); 1.37 is
 # the newest schema set kubernetes-validate 1.37.0 ships.
 kube_versions="${KUBE_VERSIONS:-1.30 1.37}"
 
-# Pinned: these versions are known to work together here.
-requirements=(
-    "helm-python-sdk==0.2.2"
-    "kubernetes-validate==1.37.0"
-    "PyYAML==6.0.2"
-)
-
 step() { printf '\n==> %s\n' "$*"; }
 
-step "python venv: $venv"
-stamp="$venv/.requirements"
-if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]]; then
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
-    if ! "$python" -m venv "$venv"; then
-        echo "validate-deploy: error: '$python -m venv' failed (on Debian: apt-get install python3-venv)" >&2
-        exit 1
-    fi
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
-    printf '%s' "${requirements[*]}" >"$stamp"
-    echo "installed: ${requirements[*]}"
-else
-    echo "reusing: ${requirements[*]}"
-fi
+step "python venv (scripts/venv.sh)"
+venv="$("$root/scripts/venv.sh")"
+echo "using $venv"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -231,7 +210,7 @@ if unlisted:
 else:
     print(f"ok   k8s/kustomization.yaml: {len(resources)} resources, secret example left out")
 
-# Every SPEC §5 setting is configurable in both the base and the chart.
+# Every setting (docs/configuration.md) is configurable in both the base and the chart.
 SETTINGS = """DATABASE_URL REDIS_URL REDIS_KEY_PREFIX JWT_SECRET JWT_ISSUER JWT_AUDIENCE
 ACCESS_TOKEN_TTL LISTEN_ADDR METRICS_ADDR WS_PING_INTERVAL WS_IDLE_TIMEOUT WS_ACK_TIMEOUT
 WS_MAX_REDELIVERIES WS_MAX_FRAME WS_MAX_SOCKETS_PER_USER WS_DRAIN_PERIOD PAYMENT_TIMEOUT

@@ -3,7 +3,9 @@
 //! Migrates, seeds (idempotently: running it twice reuses the same users) a platform
 //! user, an approved merchant with a product, an approved rider online 180 m from it, and
 //! a consumer; plays WeChat Pay with a key pair of its own (unless WeChat Pay settings are
-//! given); prints tokens and copy-paste commands; then serves.
+//! given), kept in a private (0700), randomly named directory removed at exit; prints
+//! tokens and copy-paste commands; then serves. The ports are bound before anything is
+//! seeded: a taken port is an error that changes nothing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -89,10 +91,6 @@ async fn seed(db: &deadpool_postgres::Pool) -> anyhow::Result<World> {
 
 /// WeChat Pay's side for the demo: a platform key pair and an APIv3 key, kept in `dir`.
 fn pay_keys(dir: &Path) -> anyhow::Result<()> {
-    if dir.join(PayKeys::PLATFORM_PRIVATE).exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?;
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))
@@ -128,8 +126,12 @@ pub async fn run(
     mut config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let keys_dir: PathBuf =
-        std::env::temp_dir().join(format!("locallife-demo-{}", config.listen_addr.port()));
+    // Private to this user (tempfile creates it 0700), unguessable, removed on return.
+    let keys_tmp = tempfile::Builder::new()
+        .prefix("locallife-demo-")
+        .tempdir()
+        .context("cannot create the demo's key directory")?;
+    let keys_dir: PathBuf = keys_tmp.path().to_owned();
     let pay = &mut config.wechat_pay;
     let plays_wechat_pay = pay.mchid.is_none()
         && pay.apiv3_key.is_none()
@@ -143,6 +145,17 @@ pub async fn run(
         pay.apiv3_key = Some(SecretString::from(read(PayKeys::APIV3_KEY)?));
         pay.public_key_file = Some(keys.0.join(PayKeys::PLATFORM_PUBLIC));
         pay.public_key_id = Some(read(PayKeys::KEY_ID)?);
+    }
+    // A taken port stops here, before any seeding (the rider must be seeded before the
+    // app starts: its start-up builds the riders' geo index).
+    for (var, addr) in [
+        ("LISTEN_ADDR", config.listen_addr),
+        ("METRICS_ADDR", config.metrics_addr),
+    ] {
+        if addr.port() != 0 {
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {var} {addr}"))?;
+        }
     }
     store::migrate::run(&config.database).await?;
     let db = store::connect_pool(&config.database)?;
@@ -240,5 +253,7 @@ pub async fn run(
     }
     let _ = writeln!(out, "\nReady.");
     print!("{out}");
-    app.run_until_stopped(shutdown).await
+    let served = app.run_until_stopped(shutdown).await;
+    drop(keys_tmp);
+    served
 }

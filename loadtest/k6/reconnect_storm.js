@@ -2,8 +2,7 @@
 // again at once — what a replica restart looks like from the load balancer.
 //
 //   BASE_URL=http://host:8080 TOKENS_FILE=tokens.json k6 run loadtest/k6/reconnect_storm.js
-import exec from 'k6/execution';
-import { RIDERS, session } from './lib.js';
+import { RIDERS, session, COMMON_THRESHOLDS, guarded, seeded } from './lib.js';
 
 const riders = Math.min(Number(__ENV.RIDERS || 200), RIDERS.length);
 
@@ -15,12 +14,12 @@ export const options = {
     },
   },
   thresholds: {
+    ...COMMON_THRESHOLDS,
     ws_connecting: ['p(95)<1000'],
     welcomes: [`count>=${riders}`],
-    checks: ['rate>0.99'],
   },
 };
 
-export default function () {
-  session(RIDERS[exec.vu.idInTest - 1].token, 2000);
-}
+export default guarded(function () {
+  session(seeded(RIDERS, riders).token, 2000);
+});

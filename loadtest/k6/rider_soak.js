@@ -6,8 +6,7 @@
 //   (RIDERS, DURATION, RATE override the defaults below)
 import http from 'k6/http';
 import { check } from 'k6';
-import exec from 'k6/execution';
-import { BASE_URL, PLATFORM, RIDERS, session } from './lib.js';
+import { BASE_URL, PLATFORM, RIDERS, session, COMMON_THRESHOLDS, guarded, seeded } from './lib.js';
 
 const riders = Math.min(Number(__ENV.RIDERS || 50), RIDERS.length);
 const duration = __ENV.DURATION || '30s';
@@ -27,24 +26,25 @@ export const options = {
   },
   // What "good" means for a deployment.
   thresholds: {
+    ...COMMON_THRESHOLDS,
     delivery_latency_ms: ['p(50)<50', 'p(99)<250'],
     notifications_received: ['count>0'],
     unexpected_closes: ['count==0'],
-    checks: ['rate>0.99'],
+    welcomes: [`count>=${riders}`],
     http_req_failed: ['rate<0.01'],
     'http_req_duration{scenario:platform}': ['p(99)<500'],
   },
 };
 
-export function rider() {
-  session(RIDERS[exec.vu.idInTest - 1].token, seconds * 1000);
-}
+export const rider = guarded(function rider() {
+  session(seeded(RIDERS, riders).token, seconds * 1000);
+});
 
-export function publish() {
+export const publish = guarded(function publish() {
   const rider = RIDERS[Math.floor(Math.random() * riders)];
   const res = http.post(`${BASE_URL}/v1/platform/notifications`, JSON.stringify({
     user_id: rider.user_id, title: '调度', content: 'soak',
     data: { sent_at: Date.now() * 1000 },
   }), { headers: { 'content-type': 'application/json', authorization: `Bearer ${PLATFORM}` } });
   check(res, { 'published (202)': (r) => r.status === 202 });
-}
+});

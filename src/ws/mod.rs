@@ -1,9 +1,11 @@
 //! `GET /v1/ws`: admission (SPEC §2), then the socket session.
 //!
-//! Everything that can refuse a socket happens before the upgrade and is answered as
-//! plain HTTP with a JSON body: draining (503), token (401), roles from the database
-//! (403), the per-user socket limit across replicas (429). Only then is the connection
-//! upgraded, with buffers sized for small JSON messages.
+//! Everything that can refuse a socket is decided before the upgrade: draining (503),
+//! token (401), roles from the database (403), the per-user socket limit across
+//! replicas (429). Protocol 1 gets it as plain HTTP with a JSON body; protocol 2 (which
+//! a mini-program could not read) as an upgrade closed at once with 1013/4001/4003/4029
+//! and that body as the reason. An admitted connection is upgraded with buffers sized
+//! for small JSON messages.
 
 mod lease;
 pub mod protocol;

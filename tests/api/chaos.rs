@@ -111,28 +111,8 @@ struct Cluster {
     env: Vec<(String, String)>,
     replicas: Vec<Option<Replica>>,
     redis_port: u16,
-    redis_dir: tempdir::Dir,
+    redis_dir: tempfile::TempDir,
     redis: Option<OwnRedis>,
-}
-
-/// A directory removed on drop (no extra crate for it).
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            let path =
-                std::env::temp_dir().join(format!("locallife-chaos-{:x}", rand::random::<u64>()));
-            std::fs::create_dir_all(&path).expect("a temporary directory");
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl Cluster {
@@ -156,7 +136,7 @@ impl Cluster {
     }
 
     async fn start_redis(&mut self) {
-        self.redis = Some(OwnRedis::start_aof(self.redis_port, &self.redis_dir.0).await);
+        self.redis = Some(OwnRedis::start_aof(self.redis_port, self.redis_dir.path()).await);
     }
 
     async fn kill_redis(&mut self) {
@@ -501,8 +481,11 @@ async fn publisher(
 async fn chaos(plan: Plan) -> Report {
     let pay = FakePay::start().await;
     let redis_port = stable_port();
-    let redis_dir = tempdir::Dir::new();
-    let first_redis = OwnRedis::start_aof(redis_port, &redis_dir.0).await;
+    let redis_dir = tempfile::Builder::new()
+        .prefix("locallife-chaos-")
+        .tempdir()
+        .expect("a temporary directory");
+    let first_redis = OwnRedis::start_aof(redis_port, redis_dir.path()).await;
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     // Set-up through an in-process app, stopped before the run: the three replicas
     // are the only ones.

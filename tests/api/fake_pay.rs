@@ -35,6 +35,25 @@ struct Keys {
     dir: PathBuf,
 }
 
+/// Where this test process keeps its key files: under cargo's temporary directory for
+/// tests (inside `target/`, not the system's), named by process. The directories of
+/// processes that are gone are removed here, so runs leave nothing behind that grows.
+fn key_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("pay-keys-")) else {
+                continue;
+            };
+            if !std::path::Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    root.join(format!("pay-keys-{}", std::process::id()))
+}
+
 /// Generated once per test run: 2048-bit keys take a moment.
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
@@ -42,7 +61,7 @@ fn keys() -> &'static Keys {
         let mut rng = rand::thread_rng();
         let platform = RsaPrivateKey::new(&mut rng, 2048).unwrap();
         let merchant = RsaPrivateKey::new(&mut rng, 2048).unwrap();
-        let dir = std::env::temp_dir().join(format!("locallife-pay-{}", std::process::id()));
+        let dir = key_dir();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("wechatpay_public.pem"),

@@ -59,6 +59,13 @@ impl FakeWechat {
 
     /// Listens on `addr`; with `auto_issue`, an unknown code is issued as it arrives.
     pub async fn start_on(addr: &str, auto_issue: bool) -> Self {
+        Self::try_start_on(addr, auto_issue)
+            .await
+            .unwrap_or_else(|e| panic!("fake WeChat cannot listen on {addr}: {e}"))
+    }
+
+    /// As [`Self::start_on`], with the bind error returned.
+    pub async fn try_start_on(addr: &str, auto_issue: bool) -> std::io::Result<Self> {
         let inner = Arc::new(Mutex::new(Inner {
             auto_issue,
             ..Inner::default()
@@ -66,17 +73,15 @@ impl FakeWechat {
         let app = Router::new()
             .route("/sns/jscode2session", get(code2session))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("fake WeChat cannot listen on {addr}: {e}"));
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
+        Ok(Self {
             base: format!("http://{addr}"),
             inner,
-        }
+        })
     }
 
     /// What `wx.login` does: a fresh single-use code for this openid.
