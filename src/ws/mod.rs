@@ -175,18 +175,11 @@ fn refusal_reason(e: &ApiError) -> String {
 /// Completes a refused protocol-2 upgrade only to close it at once with `code` and the
 /// error as the reason.
 async fn refuse(mut ws: axum::extract::ws::WebSocket, code: u16, e: ApiError) {
-    use axum::extract::ws::{CloseFrame, Message};
-    let frame = CloseFrame {
+    let frame = axum::extract::ws::CloseFrame {
         code,
         reason: refusal_reason(&e).into(),
     };
-    let closed = async {
-        ws.send(Message::Close(Some(frame))).await?;
-        // Until the client's answering close frame, or a second.
-        while let Some(Ok(_)) = ws.recv().await {}
-        Ok::<_, axum::Error>(())
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closed).await;
+    session::send_close(&mut ws, frame).await;
 }
 
 /// `?protocol=`: absent or `1` is protocol 1 (the seed's clients), `2` the SDK's.

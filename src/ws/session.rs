@@ -199,6 +199,11 @@ async fn close_with(ws: &mut WebSocket, close: Close) {
         code: close.code,
         reason: Utf8Bytes::from_static(close.reason),
     };
+    send_close(ws, frame).await;
+}
+
+/// Sends `frame`, then reads until the client answers with its own (or gives up).
+pub(super) async fn send_close(ws: &mut WebSocket, frame: CloseFrame) {
     if send(ws, Message::Close(Some(frame))).await.is_ok() {
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             while let Some(Ok(_)) = ws.recv().await {}
