@@ -1,6 +1,7 @@
 //! Receipts: per notification and recipient, `pending`, `delivered`, `acked`, `expired`
-//! or `withdrawn` (SPEC §3). Written in merged batches, each write filling in what
-//! its row lacks.
+//! or `withdrawn` (SPEC §3). Written in merged batches, append-only: each batch inserts
+//! what it learned, and reads merge a recipient's rows (the earliest time of each mark
+//! wins), so no write waits on or rewrites another.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -117,8 +118,8 @@ pub fn merged(updates: impl IntoIterator<Item = Update>) -> Vec<Update> {
     out
 }
 
-/// Writes `rows` (already merged: at most one per message and recipient) in one
-/// statement, each filling in what its row lacks; how many rows it touched.
+/// Appends `rows` (merged, best: one per message and recipient) in one statement; how
+/// many rows it wrote.
 pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
@@ -134,21 +135,13 @@ pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, Stor
     let acked = column(|r| r.acked_ms);
     let withdrawn = column(|r| r.withdrawn_ms);
     Ok(c.execute(
-        "INSERT INTO receipts AS r (message_id, user_id, event, order_id, created_at,
-                                        expires_at, delivered_at, acked_at, withdrawn_at)
+        "INSERT INTO receipts (message_id, user_id, event, order_id, created_at,
+                                 expires_at, delivered_at, acked_at, withdrawn_at)
              SELECT m, u, e, o, to_timestamp(c / 1000.0), to_timestamp(x / 1000.0),
                     to_timestamp(d / 1000.0), to_timestamp(a / 1000.0), to_timestamp(w / 1000.0)
              FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
                          $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-                  AS t(m, u, e, o, c, x, d, a, w)
-             ON CONFLICT (message_id, user_id) DO UPDATE SET
-                 event        = COALESCE(r.event, EXCLUDED.event),
-                 order_id     = COALESCE(r.order_id, EXCLUDED.order_id),
-                 created_at   = COALESCE(r.created_at, EXCLUDED.created_at),
-                 expires_at   = COALESCE(r.expires_at, EXCLUDED.expires_at),
-                 delivered_at = COALESCE(r.delivered_at, EXCLUDED.delivered_at),
-                 acked_at     = COALESCE(r.acked_at, EXCLUDED.acked_at),
-                 withdrawn_at = COALESCE(r.withdrawn_at, EXCLUDED.withdrawn_at)",
+                  AS t(m, u, e, o, c, x, d, a, w)",
         &[
             &ids, &users, &events, &orders, &created, &expires, &delivered, &acked, &withdrawn,
         ],
@@ -175,8 +168,11 @@ pub struct Receipt {
     pub recipients: Vec<Recipient>,
 }
 
-const COLUMNS: &str =
-    "message_id, user_id, event, created_at, expires_at, delivered_at, acked_at, withdrawn_at";
+/// One recipient's rows merged: its notification's columns (from the pending row) and
+/// the earliest time of each mark.
+const MERGED: &str = "SELECT message_id, user_id, max(event), min(created_at), max(expires_at),
+                             min(delivered_at), min(acked_at), min(withdrawn_at)
+                      FROM receipts";
 
 fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
     let now = Utc::now();
@@ -226,7 +222,9 @@ pub async fn of_message(db: &Pool, message_id: &str) -> Result<Option<Receipt>, 
     let client = db.get().await?;
     let rows = client
         .query(
-            &format!("SELECT {COLUMNS} FROM receipts WHERE message_id = $1 ORDER BY user_id"),
+            &format!(
+                "{MERGED} WHERE message_id = $1 GROUP BY message_id, user_id ORDER BY user_id"
+            ),
             &[&message_id],
         )
         .await?;
@@ -239,8 +237,10 @@ pub async fn of_order(db: &Pool, order: i64) -> Result<Vec<Receipt>, StoreError>
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM receipts WHERE order_id = $1
-                 ORDER BY created_at, message_id, user_id"
+                "{MERGED}
+                 WHERE message_id IN (SELECT message_id FROM receipts WHERE order_id = $1)
+                 GROUP BY message_id, user_id
+                 ORDER BY min(created_at), message_id, user_id"
             ),
             &[&order],
         )
@@ -250,7 +250,7 @@ pub async fn of_order(db: &Pool, order: i64) -> Result<Vec<Receipt>, StoreError>
 
 /// Deletes receipts older than `days` days; how many. A message id begins with its
 /// notification's unix ms (13 digits until the year 2286), so ids sort by time as text
-/// and the primary key finds the old ones.
+/// and the message index finds the old ones.
 pub async fn prune(db: &Pool, days: i32) -> Result<u64, StoreError> {
     let cutoff_ms = crate::time::unix_ms().saturating_sub(days as u64 * 86_400_000);
     let client = db.get().await?;
