@@ -159,9 +159,8 @@ log "/readyz answered 200 (PostgreSQL and Redis reachable from the container)"
 curl -sf "http://127.0.0.1:$metrics/metrics" | grep -q '^locallife_' || die "no locallife_ metrics on :$metrics"
 uid=$(podman top "$CONTAINER" user | tail -1 | tr -d ' ')
 [ "$uid" = 10001 ] || die "the process runs as '$uid', not 10001"
-if podman exec "$CONTAINER" sh -c 'touch /usr/local/bin/x' 2>/dev/null; then
-    die "the root filesystem is writable"
-fi
+[ "$(podman inspect "$CONTAINER" --format '{{.HostConfig.ReadonlyRootfs}}')" = true ] \
+    || die "the container's root filesystem is not read-only"
 log "runs as uid 10001 on a read-only root filesystem; metrics served"
 podman stop -t 30 "$CONTAINER" >/dev/null
 code=$(podman inspect "$CONTAINER" --format '{{.State.ExitCode}}')

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# What PostgreSQL spends on receipts per notification, for the two table layouts the
+# project has had: a merged row per recipient (the pending row inserted, then upserted
+# with the delivery and ack: migrations V3/V4) and append-only rows (V5: two inserts).
+# Each layout gets N notifications written as two batched statements, as the receipts
+# writer sends them; prints server time per notification. Runs in a scratch database.
+#
+#   loadtest/receipts-cost.sh [N]     (default 48000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-48000}"
+scripts/services.sh >&2
+ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
+DB=locallife_receipts_cost
+export PGOPTIONS="-c client_min_messages=warning"
+psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+trap 'psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+URL=postgres://locallife:locallife@127.0.0.1:5432/$DB
+
+ROWS="(1764558000000 + g / 10)::text || '-' || lpad(g::text, 20, '0'), g % 5000"
+PENDING="SELECT $ROWS, 'order.new', g, now(), now() + interval '1 day', NULL::timestamptz, NULL::timestamptz, NULL::timestamptz FROM generate_series(1, $N) g"
+MARKS="SELECT $ROWS, NULL, NULL::bigint, NULL::timestamptz, NULL::timestamptz, now(), now(), NULL::timestamptz FROM generate_series(1, $N) g"
+COLS="message_id, user_id, event, order_id, created_at, expires_at, delivered_at, acked_at, withdrawn_at"
+FILL="event = COALESCE(r.event, EXCLUDED.event), order_id = COALESCE(r.order_id, EXCLUDED.order_id),
+      created_at = COALESCE(r.created_at, EXCLUDED.created_at), expires_at = COALESCE(r.expires_at, EXCLUDED.expires_at),
+      delivered_at = COALESCE(r.delivered_at, EXCLUDED.delivered_at), acked_at = COALESCE(r.acked_at, EXCLUDED.acked_at),
+      withdrawn_at = COALESCE(r.withdrawn_at, EXCLUDED.withdrawn_at)"
+TABLE="event TEXT, order_id BIGINT, created_at TIMESTAMPTZ, expires_at TIMESTAMPTZ,
+       delivered_at TIMESTAMPTZ, acked_at TIMESTAMPTZ, withdrawn_at TIMESTAMPTZ"
+
+# Milliseconds of the given statements, run one after another in one session.
+timed() {
+    psql "$URL" -qAt -c '\timing on' "$@" | awk '/^Time:/ { ms += $2 } END { print ms }'
+}
+psql "$URL" -q \
+    -c "CREATE TABLE merged (message_id TEXT NOT NULL, user_id BIGINT NOT NULL, $TABLE, PRIMARY KEY (message_id, user_id))" \
+    -c "CREATE INDEX ON merged (order_id) WHERE order_id IS NOT NULL" \
+    -c "CREATE TABLE appended (message_id TEXT COLLATE \"C\" NOT NULL, user_id BIGINT NOT NULL, $TABLE)" \
+    -c "CREATE INDEX ON appended (message_id)" \
+    -c "CREATE INDEX ON appended (order_id) WHERE order_id IS NOT NULL"
+merged=$(timed -c "INSERT INTO merged AS r ($COLS) $PENDING ON CONFLICT (message_id, user_id) DO UPDATE SET $FILL" \
+               -c "INSERT INTO merged AS r ($COLS) $MARKS ON CONFLICT (message_id, user_id) DO UPDATE SET $FILL")
+appended=$(timed -c "INSERT INTO appended ($COLS) $PENDING" -c "INSERT INTO appended ($COLS) $MARKS")
+awk -v n="$N" -v m="$merged" -v a="$appended" 'BEGIN {
+    printf "receipts, %d notifications (pending row, then delivery + ack)\n", n
+    printf "  merged row, upserted   %8.1f ms  %5.1f us per notification\n", m, m * 1000 / n
+    printf "  append-only (V5)       %8.1f ms  %5.1f us per notification\n", a, a * 1000 / n
+}'
