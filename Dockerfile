@@ -19,7 +19,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin locallife \
-    && install -D -m 0755 target/release/locallife /out/locallife
+    && mkdir -p /out && objcopy --strip-debug target/release/locallife /out/locallife
 
 # ---- runtime: what every variant shares
 FROM ${RUNTIME_IMAGE} AS runtime

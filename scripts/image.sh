@@ -15,7 +15,8 @@
 # Bases: RUNTIME_IMAGE (default docker.io/library/debian:bookworm-slim). When it cannot
 # be pulled (no registry reachable, as on the project's build machine), a Debian
 # bookworm minbase made with debootstrap stands in (cached in target/image-base/).
-# Tools: podman, buildah, runc, debootstrap from Debian, installed when missing (root).
+# Tools: podman, buildah, runc, debootstrap, binutils from Debian, installed when missing
+# (root).
 # Podman's configuration and storage live in a temporary directory removed at exit;
 # nothing on the host is configured.
 set -euo pipefail
@@ -40,7 +41,7 @@ log() { printf '==> image.sh: %s (%ss)\n' "$*" "$(($(date +%s) - started))" >&2;
 die() { echo "image.sh: error: $*" >&2; exit 1; }
 
 missing=()
-for tool in podman buildah runc debootstrap; do
+for tool in podman buildah runc debootstrap objcopy; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -48,7 +49,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} (Debian packages)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        podman buildah runc debootstrap uidmap >/dev/null
+        podman buildah runc debootstrap uidmap binutils >/dev/null
 fi
 
 # Podman's settings for this run only, pointed to by CONTAINERS_CONF/STORAGE_CONF:
@@ -90,12 +91,18 @@ export CONTAINERS_CONF="$WORK/containers.conf" CONTAINERS_STORAGE_CONF="$WORK/st
 # The runtime base: pulled, or made here.
 base="$RUNTIME_IMAGE"
 if ! timeout 60 podman pull -q "$RUNTIME_IMAGE" >/dev/null 2>&1; then
-    cache=target/image-base/bookworm-minbase.tar
+    cache=target/image-base/bookworm-minbase-trimmed.tar
     if [ ! -s "$cache" ]; then
         log "no registry: making a Debian bookworm minbase with debootstrap"
         debootstrap --variant=minbase bookworm "$WORK/rootfs" >"$WORK/debootstrap.log" 2>&1 \
             || { tail -20 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
+        # What a runtime base does not need: package lists and caches, translations,
+        # documentation (about 120 MB of the 200).
+        rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/* \
+            "$WORK"/rootfs/usr/share/locale/* "$WORK"/rootfs/usr/share/doc/* \
+            "$WORK"/rootfs/usr/share/man/* "$WORK"/rootfs/usr/share/info/*
         mkdir -p "$(dirname "$cache")"
+        rm -f target/image-base/*.tar
         tar -C "$WORK/rootfs" -cf "$cache.tmp" . && mv "$cache.tmp" "$cache"
         rm -rf "$WORK/rootfs"
     fi
@@ -116,7 +123,11 @@ else
     [ "$PROFILE" = release ] && flags+=(--release)
     log "cargo build ${flags[*]}"
     cargo build "${flags[@]}" >&2
-    install -D -m 0755 "target/$PROFILE/locallife" target/image/locallife
+    # Debug info stays on the host (line tables: most of the binary's size); symbols
+    # stay in, so backtraces still name functions.
+    mkdir -p target/image
+    objcopy --strip-debug "target/$PROFILE/locallife" target/image/locallife
+    chmod 0755 target/image/locallife
     build_args+=(--target image-prebuilt)
     log "building $IMAGE from target/$PROFILE/locallife"
 fi
