@@ -92,10 +92,10 @@ impl Application {
         }
         let db = store::connect_pool(&config.database)?;
         let tasks = Tasks::new();
-        let engine: Arc<dyn Engine> = match &config.redis_url {
-            Some(url) => {
+        let engine: Arc<dyn Engine> = match &config.redis {
+            Some(redis) => {
                 let keys = Keys::new(&config.redis_key_prefix);
-                Arc::new(RedisEngine::connect(url, keys, &tasks).await?)
+                Arc::new(RedisEngine::connect(redis, keys, &tasks).await?)
             }
             None => {
                 tracing::info!("REDIS_URL not set: single-node mode with the in-process engine");

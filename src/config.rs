@@ -95,12 +95,37 @@ pub struct WechatPayConfig {
     pub notify_url: Option<url::Url>,
 }
 
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `REDIS_URL`: `redis://` plain, `rediss://` TLS (never plain); `redis-sentinel://`
+    /// (or `rediss-sentinel://`) the primary a set of Sentinels names.
+    pub url: SecretString,
+    /// `REDIS_CA_FILE`: PEM certificates to verify a `rediss://` server against, instead of
+    /// the system's roots (and the roots built into the binary).
+    pub ca_file: Option<PathBuf>,
+    /// `REDIS_MIN_REPLICAS_ACK` (default 0): an inbox write counts as done only once this
+    /// many Redis replicas confirm it (`WAIT`).
+    pub min_replicas_ack: u32,
+    /// `REDIS_WAIT_TIMEOUT` (default 1 s): how long `WAIT` may take before the write is
+    /// refused (503).
+    pub wait_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Whether the URL asks for TLS.
+    pub fn tls(&self) -> bool {
+        use secrecy::ExposeSecret;
+        self.url.expose_secret().trim_start().starts_with("rediss")
+    }
+}
+
 /// The whole configuration of a replica.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
-    /// `REDIS_URL`: absent means the single-node in-process engine.
-    pub redis_url: Option<SecretString>,
+    /// `REDIS_URL` and its settings: absent means the single-node in-process engine.
+    pub redis: Option<RedisConfig>,
     /// `REDIS_KEY_PREFIX` (default `ll`): every key and channel starts with it.
     pub redis_key_prefix: String,
     pub jwt: JwtConfig,
@@ -188,18 +213,48 @@ impl Config {
         let vars = Vars(lookup);
         let database = database_from(&vars)?;
 
-        let redis_url = match vars.get("REDIS_URL") {
+        let redis = match vars.get("REDIS_URL") {
             None => None,
             Some(v) => {
                 let parsed = url::Url::parse(v.trim())
                     .map_err(|e| ConfigError::new("REDIS_URL", format!("not a URL: {e}")))?;
-                if !matches!(parsed.scheme(), "redis" | "rediss") {
+                if !matches!(
+                    parsed.scheme(),
+                    "redis" | "rediss" | "redis-sentinel" | "rediss-sentinel"
+                ) {
                     return Err(ConfigError::new(
                         "REDIS_URL",
-                        "must start with redis:// or rediss://",
+                        "must start with redis://, rediss://, redis-sentinel:// or rediss-sentinel://",
                     ));
                 }
-                Some(SecretString::from(v.trim().to_owned()))
+                if parsed.scheme().ends_with("-sentinel")
+                    && !parsed
+                        .query_pairs()
+                        .any(|(k, v)| k == "sentinelServiceName" && !v.is_empty())
+                {
+                    return Err(ConfigError::new(
+                        "REDIS_URL",
+                        "a redis-sentinel:// URL needs ?sentinelServiceName=NAME",
+                    ));
+                }
+                let ca_file = vars.get("REDIS_CA_FILE").map(PathBuf::from);
+                if ca_file.is_some() && !parsed.scheme().starts_with("rediss") {
+                    return Err(ConfigError::new(
+                        "REDIS_CA_FILE",
+                        "is set but REDIS_URL is not rediss:// (TLS)",
+                    ));
+                }
+                Some(RedisConfig {
+                    url: SecretString::from(v.trim().to_owned()),
+                    ca_file,
+                    min_replicas_ack: vars.number(
+                        "REDIS_MIN_REPLICAS_ACK",
+                        0,
+                        |n| *n <= 16,
+                        "a whole number from 0 to 16",
+                    )?,
+                    wait_timeout: vars.duration("REDIS_WAIT_TIMEOUT", Duration::from_secs(1))?,
+                })
             }
         };
         let redis_key_prefix = vars.or("REDIS_KEY_PREFIX", "ll");
@@ -322,7 +377,7 @@ impl Config {
 
         Ok(Config {
             database,
-            redis_url,
+            redis,
             redis_key_prefix,
             jwt,
             listen_addr: vars.addr("LISTEN_ADDR", "0.0.0.0:8080")?,
@@ -439,7 +494,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_spec() {
         let c = config(&[]).unwrap();
-        assert!(c.redis_url.is_none());
+        assert!(c.redis.is_none());
         assert_eq!(c.redis_key_prefix, "ll");
         assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.metrics_addr, "0.0.0.0:9090".parse().unwrap());
@@ -496,6 +551,27 @@ mod tests {
         );
         assert_eq!(err_var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
         assert_eq!(err_var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
+        assert_eq!(
+            err_var(&[("REDIS_URL", "redis-sentinel://s1:26379?node=s2:26379")]),
+            "REDIS_URL"
+        );
+        let sentinel = config(&[(
+            "REDIS_URL",
+            "redis-sentinel://s1:26379?node=s2:26379&sentinelServiceName=main",
+        )])
+        .unwrap();
+        assert!(sentinel.redis.is_some_and(|r| !r.tls()));
+        // A CA file with a plaintext URL would be silently unused.
+        assert_eq!(
+            err_var(&[("REDIS_URL", "redis://x"), ("REDIS_CA_FILE", "/ca.pem")]),
+            "REDIS_CA_FILE"
+        );
+        for bad in ["-1", "x", "17"] {
+            assert_eq!(
+                err_var(&[("REDIS_URL", "redis://x"), ("REDIS_MIN_REPLICAS_ACK", bad)]),
+                "REDIS_MIN_REPLICAS_ACK"
+            );
+        }
         assert_eq!(err_var(&[("REDIS_KEY_PREFIX", "a b")]), "REDIS_KEY_PREFIX");
         assert_eq!(err_var(&[("WECHAT_APPID", "wx1")]), "WECHAT_SECRET");
         assert_eq!(err_var(&[("WECHAT_SECRET", "s")]), "WECHAT_APPID");

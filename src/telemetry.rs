@@ -185,6 +185,24 @@ fn describe() {
         "locallife_pubsub_dropped_total",
         "Pub/sub messages lost because dispatch fell behind."
     );
+    describe_histogram!(
+        "locallife_redis_canary_rtt_seconds",
+        Unit::Seconds,
+        "Round trip of this replica's pub/sub canary (published to itself every second)."
+    );
+    describe_histogram!(
+        "locallife_redis_wait_seconds",
+        Unit::Seconds,
+        "WAIT for REDIS_MIN_REPLICAS_ACK replicas to confirm inbox writes (one WAIT covers every write before it)."
+    );
+    describe_counter!(
+        "locallife_redis_wait_short_total",
+        "WAITs that timed out with fewer replicas than REDIS_MIN_REPLICAS_ACK (the writes were refused, 503)."
+    );
+    describe_counter!(
+        "locallife_pubsub_resubscribes_total",
+        "Subscriber connections made again because canaries stopped coming back while Redis answered."
+    );
     describe_counter!(
         "locallife_http_requests_total",
         "HTTP requests, by method, route template and status."

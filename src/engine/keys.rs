@@ -13,6 +13,7 @@
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
 //! | `ll:riders:geo` | geo set | online riders' positions, for matching, and the member `ready` while it is whole |
 //! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
+//! | `ll:canary:<nonce>` | channel | one replica's pub/sub canary, to itself, every second |
 //! | `ll:idem:7:<sha256>` | string | user 7's `Idempotency-Key` (hashed): the request's fingerprint and answer, for 24 h |
 //!
 //! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one
@@ -96,6 +97,11 @@ impl Keys {
 
     pub fn replicas(&self) -> String {
         format!("{}:replicas", self.prefix)
+    }
+
+    /// The pub/sub canary channel of one replica (`nonce`: its own random name).
+    pub fn canary(&self, nonce: &str) -> String {
+        format!("{}:canary:{nonce}", self.prefix)
     }
 }
 

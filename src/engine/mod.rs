@@ -174,6 +174,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Whether the broker answers.
     async fn ping(&self) -> bool;
 
+    /// Whether this replica's subscriptions provably deliver: a canary it published to
+    /// itself came back lately. `None` where nothing can wedge (the in-process engine).
+    fn pubsub_live(&self) -> Option<bool> {
+        None
+    }
+
     /// Takes one of `user`'s socket places, everywhere, unless `max` are taken already
     /// or the user is over the connect rate limit. The place holds until
     /// `lease_until_ms` unless renewed by [`Engine::renew_sockets`].

@@ -10,6 +10,13 @@
 //!
 //! On every (re)connect of the subscriber connection the sink is told, and the hub
 //! subscribes everything it needs again: a new connection has no subscriptions.
+//!
+//! A connection can look connected and deliver nothing (a failover that wedges
+//! pub/sub, a paused server). So the replica proves its subscription live: every second
+//! it publishes a canary on a channel only it subscribes to, and [`Engine::pubsub_live`]
+//! says whether one came back within [`CANARY_FRESH`] (`/readyz` asks). A subscriber
+//! whose canaries stop coming back while it counts as connected is reconnected, which
+//! subscribes everything again and replays the inboxes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +28,7 @@ use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use fred::types::Message;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +39,7 @@ use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
+use crate::config::RedisConfig;
 use crate::domain::UserId;
 use crate::tasks::Tasks;
 
@@ -43,6 +51,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const PUBSUB_BUFFER: usize = 1 << 15;
 /// Lease renewals sent to Redis in one pipeline.
 const RENEW_BATCH: usize = 1000;
+/// How often the canary goes out.
+const CANARY_EVERY: Duration = Duration::from_secs(1);
+/// How recent the last returned canary must be for the subscription to count as live.
+pub const CANARY_FRESH: Duration = Duration::from_secs(5);
 
 /// Counts a connect attempt, then takes a socket place unless `max` live leases exist.
 /// KEYS[1] user sockets zset, KEYS[2] connect counter;
@@ -160,15 +172,137 @@ pub struct RedisEngine {
     read: Script,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     dropped: Arc<AtomicU64>,
+    canary: Arc<Canary>,
+    durability: Option<Durability>,
+}
+
+/// `REDIS_MIN_REPLICAS_ACK`: inbox writes wait until that many replicas confirm them.
+///
+/// `WAIT` covers every write its connection made before it, so concurrent writers share
+/// one: a writer counts its write done, then either finds it covered by a `WAIT` sent
+/// after it, or sends the next one itself (one at a time; fred sends a blocking command
+/// alone on the connection). A write made before the connection was made again is not
+/// covered by any later `WAIT` (the connection may point at a new primary): it is refused,
+/// and its caller retries, the write being idempotent.
+struct Durability {
+    replicas: i64,
+    timeout_ms: i64,
+    /// Writes completed, in order.
+    written: AtomicU64,
+    /// Every write up to this count is confirmed.
+    confirmed: AtomicU64,
+    /// Connections made so far by the command client.
+    generation: Arc<AtomicU64>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Durability {
+    /// Waits until the write just completed (on connection `generation`) is on enough
+    /// replicas.
+    async fn confirm(&self, commands: &Client, generation: u64) -> Result<(), EngineError> {
+        let mine = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        let _turn = self.one_at_a_time.lock().await;
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Err(EngineError::Unavailable(
+                "the Redis connection was made again before the write was confirmed".into(),
+            ));
+        }
+        if self.confirmed.load(Ordering::Acquire) >= mine {
+            return Ok(());
+        }
+        let upto = self.written.load(Ordering::Acquire);
+        let started = std::time::Instant::now();
+        let acked: i64 = commands
+            .wait(self.replicas, self.timeout_ms)
+            .await
+            .map_err(unavailable)?;
+        metrics::histogram!("locallife_redis_wait_seconds").record(started.elapsed().as_secs_f64());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Err(EngineError::Unavailable(
+                "the Redis connection was made again before the write was confirmed".into(),
+            ));
+        }
+        if acked < self.replicas {
+            metrics::counter!("locallife_redis_wait_short_total").increment(1);
+            return Err(EngineError::Unavailable(format!(
+                "{acked} of {} Redis replicas confirmed the write",
+                self.replicas
+            )));
+        }
+        self.confirmed.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// This replica's pub/sub canary: its channel, and when one last came back.
+struct Canary {
+    channel: String,
+    epoch: tokio::time::Instant,
+    /// Microseconds after `epoch` when the last canary came back; 0: none yet.
+    back_us: AtomicU64,
+}
+
+impl Canary {
+    fn new(channel: String) -> Self {
+        Canary {
+            channel,
+            epoch: tokio::time::Instant::now(),
+            back_us: AtomicU64::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        (self.epoch.elapsed().as_micros() as u64).max(1)
+    }
+
+    /// The payload of a canary sent now: its send time.
+    fn payload(&self) -> String {
+        self.now_us().to_string()
+    }
+
+    /// A canary came back: its round trip is recorded.
+    fn returned(&self, payload: &[u8]) {
+        let now = self.now_us();
+        if let Some(sent) = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            let rtt = now.saturating_sub(sent) as f64 / 1e6;
+            metrics::histogram!("locallife_redis_canary_rtt_seconds").record(rtt);
+        }
+        self.back_us.store(now, Ordering::Relaxed);
+    }
+
+    /// How long since a canary last came back (`None`: none ever did).
+    fn age(&self) -> Option<Duration> {
+        match self.back_us.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_micros(self.now_us().saturating_sub(at))),
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        self.age().is_some_and(|a| a <= CANARY_FRESH)
+    }
 }
 
 impl RedisEngine {
     /// Connects both connections, waiting a few seconds at most: a Redis that is down
     /// at start-up does not stop the replica (fred keeps reconnecting; `/readyz` says so).
     /// Its two tasks (pub/sub dispatch, reconnect watch) run supervised on `tasks`.
-    pub async fn connect(url: &SecretString, keys: Keys, tasks: &Tasks) -> anyhow::Result<Self> {
-        let mut config = fred::types::config::Config::from_url(url.expose_secret())
+    pub async fn connect(
+        settings: &RedisConfig,
+        keys: Keys,
+        tasks: &Tasks,
+    ) -> anyhow::Result<Self> {
+        let mut config = fred::types::config::Config::from_url(settings.url.expose_secret())
             .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid Redis URL"))?;
+        // rediss:// is TLS, verified, or nothing: never a plaintext fallback.
+        config.tls = if settings.tls() {
+            Some(tls_connector(settings.ca_file.as_deref())?.into())
+        } else {
+            None
+        };
         // fred's default gives up for good when the first connection fails: a replica
         // started while Redis was down, or not yet answering (stopped, loading its
         // data), would never connect. The reconnect policy applies from the start.
@@ -193,17 +327,21 @@ impl RedisEngine {
 
         let sink: Arc<OnceLock<Weak<dyn Sink>>> = Arc::new(OnceLock::new());
         let dropped = Arc::new(AtomicU64::new(0));
+        let canary = Arc::new(Canary::new(
+            keys.canary(&format!("{:016x}", rand::random::<u64>())),
+        ));
         // Receivers are taken before connecting, so neither the first connect event nor
         // an early message can be missed (a restarted task takes new ones).
         let messages = std::sync::Mutex::new(Some(subscriber.message_rx()));
         let reconnects = std::sync::Mutex::new(Some(subscriber.reconnect_rx()));
         let cancel = tasks.cancel().clone();
         {
-            let (subscriber, keys, sink, dropped, cancel) = (
+            let (subscriber, keys, sink, dropped, canary, cancel) = (
                 subscriber.clone(),
                 keys.clone(),
                 sink.clone(),
                 dropped.clone(),
+                canary.clone(),
                 cancel.clone(),
             );
             tasks.supervise("redis_dispatch", move || {
@@ -213,15 +351,45 @@ impl RedisEngine {
                     keys.clone(),
                     sink.clone(),
                     dropped.clone(),
+                    canary.clone(),
                     cancel.clone(),
                 )
             });
         }
         {
-            let (subscriber, sink) = (subscriber.clone(), sink.clone());
+            let (commands, subscriber, sink, canary, cancel) = (
+                commands.clone(),
+                subscriber.clone(),
+                sink.clone(),
+                canary.clone(),
+                cancel.clone(),
+            );
             tasks.supervise("redis_reconnects", move || {
                 let rx = take_or(&reconnects, || subscriber.reconnect_rx());
-                watch_reconnects(rx, sink.clone(), cancel.clone())
+                watch_reconnects(
+                    rx,
+                    commands.clone(),
+                    subscriber.clone(),
+                    canary.clone(),
+                    sink.clone(),
+                    cancel.clone(),
+                )
+            });
+        }
+        {
+            let (commands, subscriber, canary, cancel) = (
+                commands.clone(),
+                subscriber.clone(),
+                canary.clone(),
+                cancel.clone(),
+            );
+            tasks.supervise("redis_canary", move || {
+                send_canaries(
+                    commands.clone(),
+                    subscriber.clone(),
+                    canary.clone(),
+                    cancel.clone(),
+                )
             });
         }
         commands.connect();
@@ -235,7 +403,26 @@ impl RedisEngine {
         if !matches!(waited, Ok(Ok(()))) {
             tracing::warn!("Redis is not reachable yet; reconnecting in the background");
         }
+        let durability = (settings.min_replicas_ack > 0).then(|| {
+            let generation = Arc::new(AtomicU64::new(0));
+            let (commands, generation2, cancel) =
+                (commands.clone(), generation.clone(), cancel.clone());
+            let first = std::sync::Mutex::new(Some(commands.reconnect_rx()));
+            tasks.supervise("redis_generation", move || {
+                let rx = take_or(&first, || commands.reconnect_rx());
+                count_connections(rx, generation2.clone(), cancel.clone())
+            });
+            Durability {
+                replicas: settings.min_replicas_ack.into(),
+                timeout_ms: settings.wait_timeout.as_millis().max(1) as i64,
+                written: AtomicU64::new(0),
+                confirmed: AtomicU64::new(0),
+                generation,
+                one_at_a_time: tokio::sync::Mutex::new(()),
+            }
+        });
         Ok(Self {
+            durability,
             keys,
             commands,
             subscriber,
@@ -246,6 +433,7 @@ impl RedisEngine {
             withdraw: Script::from_lua(WITHDRAW_LUA),
             sink,
             dropped,
+            canary,
         })
     }
 
@@ -253,6 +441,41 @@ impl RedisEngine {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// A TLS connector verifying the server against the certificates of `ca_file` (PEM), or
+/// else the system's roots and the Mozilla roots built into the binary (a minimal image
+/// has no system roots).
+fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<fred::types::config::TlsConnector> {
+    use fred::rustls::pki_types::{pem::PemObject, CertificateDer};
+    use fred::rustls::{ClientConfig, RootCertStore};
+
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| anyhow::anyhow!("REDIS_CA_FILE {}: {e}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                anyhow::bail!("REDIS_CA_FILE {}: no usable certificate", path.display());
+            }
+        }
+        None => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let system = fred::rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(system.certs);
+        }
+    }
+    let provider = Arc::new(fred::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config.into())
 }
 
 /// The receiver taken before connecting, the first time; a fresh one after a restart.
@@ -336,6 +559,7 @@ async fn dispatch(
     keys: Keys,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     dropped: Arc<AtomicU64>,
+    canary: Arc<Canary>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -345,13 +569,17 @@ async fn dispatch(
         };
         match received {
             Ok(message) => {
-                let Some(target) = keys.parse_channel(&message.channel) else {
-                    continue;
-                };
                 let payload = match message.value {
                     Value::Bytes(b) => b,
                     Value::String(s) => s.into_inner(),
                     _ => continue,
+                };
+                if &*message.channel == canary.channel.as_str() {
+                    canary.returned(&payload);
+                    continue;
+                }
+                let Some(target) = keys.parse_channel(&message.channel) else {
+                    continue;
                 };
                 if let Some(sink) = sink.get().and_then(Weak::upgrade) {
                     sink.deliver(target, payload);
@@ -370,9 +598,13 @@ async fn dispatch(
     }
 }
 
-/// Tells the sink about every (re)connect of the subscriber connection.
+/// On every (re)connect of the subscriber connection: subscribes the canary (and sends
+/// one at once, so readiness does not wait a period) and tells the sink.
 async fn watch_reconnects(
     mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    commands: Client,
+    subscriber: Client,
+    canary: Arc<Canary>,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     cancel: CancellationToken,
 ) {
@@ -384,11 +616,82 @@ async fn watch_reconnects(
         match received {
             Ok(_) | Err(RecvError::Lagged(_)) => {
                 tracing::info!("Redis subscriber connected; subscribing again");
+                if subscriber.subscribe(canary.channel.as_str()).await.is_ok() {
+                    let _ = commands
+                        .publish::<i64, _, _>(canary.channel.as_str(), canary.payload())
+                        .await;
+                }
                 if let Some(sink) = sink.get().and_then(Weak::upgrade) {
                     sink.reconnected();
                 }
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Counts the command connection's (re)connects.
+async fn count_connections(
+    mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    generation: Arc<AtomicU64>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            r = reconnects.recv() => r,
+            _ = cancel.cancelled() => return,
+        };
+        match received {
+            Ok(_) | Err(RecvError::Lagged(_)) => {
+                generation.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Publishes a canary every [`CANARY_EVERY`]. When none has come back for
+/// [`CANARY_FRESH`] while Redis answers commands, the subscription is wedged or lost:
+/// the subscriber connection is made again (at most once per two periods), and its
+/// reconnect subscribes everything again.
+async fn send_canaries(
+    commands: Client,
+    subscriber: Client,
+    canary: Arc<Canary>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CANARY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut started = tokio::time::Instant::now();
+    let mut last_forced: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let sent = commands
+            .publish::<i64, _, _>(canary.channel.as_str(), canary.payload())
+            .await
+            .is_ok();
+        if !sent {
+            // Redis itself is unreachable: the reconnect policy is at work already.
+            started = tokio::time::Instant::now();
+            continue;
+        }
+        let stale = match canary.age() {
+            Some(age) => age > CANARY_FRESH,
+            None => started.elapsed() > CANARY_FRESH,
+        };
+        let may_force = last_forced.is_none_or(|t| t.elapsed() >= CANARY_FRESH * 2);
+        if stale && may_force {
+            last_forced = Some(tokio::time::Instant::now());
+            metrics::counter!("locallife_pubsub_resubscribes_total").increment(1);
+            tracing::warn!(
+                "pub/sub canary not coming back while Redis answers; reconnecting the subscriber"
+            );
+            if let Err(e) = subscriber.force_reconnection().await {
+                tracing::warn!(error = %e, "subscriber reconnect failed; retrying");
+            }
         }
     }
 }
@@ -445,6 +748,10 @@ impl Engine for RedisEngine {
             expires_ms,
             frame: wire::frame(id, tail),
         };
+        let generation = self
+            .durability
+            .as_ref()
+            .map(|d| d.generation.load(Ordering::Acquire));
         let answer: Vec<Value> = self
             .push
             .evalsha_with_reload(
@@ -467,6 +774,10 @@ impl Engine for RedisEngine {
         let dropped = answer.get(1).and_then(|v| v.as_i64()).unwrap_or(0);
         if dropped > 0 {
             metrics::counter!("locallife_inbox_dropped_total").increment(dropped as u64);
+        }
+        // A duplicate is confirmed too: its first write may not be on the replicas yet.
+        if let (Some(d), Some(generation)) = (&self.durability, generation) {
+            d.confirm(&self.commands, generation).await?;
         }
         match added {
             Some(1) => Ok(Pushed::New),
@@ -595,6 +906,10 @@ impl Engine for RedisEngine {
         let timeout = Duration::from_secs(1);
         ok(tokio::time::timeout(timeout, self.commands.ping::<String>(None)).await)
             && self.subscriber.is_connected()
+    }
+
+    fn pubsub_live(&self) -> Option<bool> {
+        Some(self.canary.fresh())
     }
 
     async fn acquire_socket(

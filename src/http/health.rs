@@ -1,5 +1,6 @@
 //! `/healthz` (the process is alive) and `/readyz` (it can serve: PostgreSQL and Redis
-//! answer and it is not draining).
+//! answer, this replica's pub/sub canary came back within the last 5 s, and it is not
+//! draining).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,8 +21,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "redis" => Some(engine.ping().await),
         _ => None,
     };
+    let pubsub = engine.pubsub_live();
     let draining = state.is_draining();
-    let ready = postgres && redis.unwrap_or(true) && !draining;
+    let ready = postgres && redis.unwrap_or(true) && pubsub.unwrap_or(true) && !draining;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
@@ -29,6 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "checks": {
             "postgres": word(postgres),
             "redis": redis.map_or("disabled", word),
+            "pubsub": pubsub.map_or("disabled", word),
         }
     });
     let status = if ready {

@@ -20,9 +20,30 @@ async fn readyz_checks_redis_when_it_is_configured() {
         env.insert("REDIS_URL".into(), redis_url());
     })
     .await;
-    let (status, body) = app.get("/readyz", None).await;
-    assert_eq!(status, 200, "{body}");
+    // Ready once this replica's first pub/sub canary came back.
+    let body = app.wait_readyz(200).await;
     assert_eq!(body["checks"]["redis"], "ok");
+    assert_eq!(body["checks"]["pubsub"], "ok");
+}
+
+/// A paused Redis (SIGSTOP: connections stay open, nothing answers, nothing is
+/// delivered) makes the replica not ready within 10 s, and ready again after SIGCONT.
+#[tokio::test]
+async fn a_paused_redis_makes_readyz_503_within_10_s_and_200_after() {
+    let (redis, app, _) = crate::procs::OwnRedis::with_app().await;
+    app.wait_readyz(200).await;
+    redis.signal("-STOP");
+    let paused = std::time::Instant::now();
+    let body = app.wait_readyz(503).await;
+    assert!(
+        paused.elapsed() < std::time::Duration::from_secs(10),
+        "503 only after {:?}",
+        paused.elapsed()
+    );
+    assert_eq!(body["status"], "not_ready");
+    redis.signal("-CONT");
+    let body = app.wait_readyz(200).await;
+    assert_eq!(body["checks"]["pubsub"], "ok");
 }
 
 #[tokio::test]

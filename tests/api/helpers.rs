@@ -218,6 +218,8 @@ pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, Strin
         ("WECHAT_SECRET".into(), fake_wechat::SECRET.into()),
         ("WECHAT_API_BASE".into(), wechat.base.clone()),
         ("DATABASE_POOL_SIZE".into(), "4".into()),
+        // Even on a Redis of its own: two tests' servers can never cross-talk.
+        ("REDIS_KEY_PREFIX".into(), unique_prefix()),
     ])
 }
 
@@ -328,6 +330,21 @@ async fn start(env: HashMap<String, String>, db: Arc<TestDatabase>, wechat: Fake
 }
 
 impl TestApp {
+    /// Waits (20 s at most) until `/readyz` answers `status`; its body then.
+    pub async fn wait_readyz(&self, status: u16) -> serde_json::Value {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let (got, body) = self.get("/readyz", None).await;
+                if got == status {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("/readyz never answered {status}"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -361,6 +378,23 @@ impl TestApp {
     }
 
     /// `POST /v1/platform/notifications` with `token` (platform staff's, to publish).
+    /// POSTs `body` to `path` with an `Idempotency-Key`.
+    pub async fn post_with_key(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let req = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body);
+        into_parts(req.send().await.unwrap()).await
+    }
+
     pub async fn post_notification(&self, token: &str, body: &Value) -> (u16, Value) {
         self.post_json("/v1/platform/notifications", Some(token), body)
             .await

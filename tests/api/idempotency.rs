@@ -6,26 +6,10 @@
 use std::time::Duration;
 
 use locallife::domain::Role;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_on, EngineKind, TestApp};
+use crate::helpers::{assert_error, spawn_app_on, EngineKind};
 use crate::procs::OwnRedis;
-
-async fn post_with_key(
-    app: &TestApp,
-    path: &str,
-    token: &str,
-    key: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let req = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(body);
-    crate::helpers::into_parts(req.send().await.unwrap()).await
-}
 
 on_both_engines!(
     a_repeat_answers_the_same_id_and_delivers_once,
@@ -39,14 +23,20 @@ async fn a_repeat_answers_the_same_id_and_delivers_once(engine: EngineKind) {
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut socket = app.ws_ok(&token).await;
     let body = json!({"user_id": rider.0, "title": "once", "content": "x"});
-    let first = post_with_key(&app, "/v1/platform/notifications", &staff, "k-1", &body).await;
+    let first = app
+        .post_with_key("/v1/platform/notifications", &staff, "k-1", &body)
+        .await;
     assert_eq!(first.0, 202, "{}", first.1);
-    let again = post_with_key(&app, "/v1/platform/notifications", &staff, "k-1", &body).await;
+    let again = app
+        .post_with_key("/v1/platform/notifications", &staff, "k-1", &body)
+        .await;
     assert_eq!(again, first, "the same answer");
     let n = socket.next_notification().await;
     assert_eq!(n["data"]["message_id"], first.1["message_id"]);
     socket.ack(&n).await;
-    let after_ack = post_with_key(&app, "/v1/platform/notifications", &staff, "k-1", &body).await;
+    let after_ack = app
+        .post_with_key("/v1/platform/notifications", &staff, "k-1", &body)
+        .await;
     assert_eq!(after_ack, first, "also after the ack");
     assert!(
         socket.nothing_within(Duration::from_millis(300)).await,
@@ -54,14 +44,9 @@ async fn a_repeat_answers_the_same_id_and_delivers_once(engine: EngineKind) {
     );
     // Another caller's key of the same text is another key.
     let (_, other_staff) = app.socket_user(Role::Platform).await;
-    let other = post_with_key(
-        &app,
-        "/v1/platform/notifications",
-        &other_staff,
-        "k-1",
-        &body,
-    )
-    .await;
+    let other = app
+        .post_with_key("/v1/platform/notifications", &other_staff, "k-1", &body)
+        .await;
     assert_eq!(other.0, 202);
     assert_ne!(other.1["message_id"], first.1["message_id"]);
     // Without a key, every request is a new notification.
@@ -75,20 +60,22 @@ async fn a_different_request_under_the_same_key_is_refused(engine: EngineKind) {
     let (rider, _) = app.socket_user(Role::Rider).await;
     let body = json!({"user_id": rider.0, "title": "one", "content": ""});
     assert_eq!(
-        post_with_key(&app, "/v1/platform/notifications", &staff, "k", &body)
+        app.post_with_key("/v1/platform/notifications", &staff, "k", &body)
             .await
             .0,
         202
     );
     let changed = json!({"user_id": rider.0, "title": "two", "content": ""});
     assert_error(
-        &post_with_key(&app, "/v1/platform/notifications", &staff, "k", &changed).await,
+        &app.post_with_key("/v1/platform/notifications", &staff, "k", &changed)
+            .await,
         422,
         "idempotency_key_reused",
     );
     let long = "x".repeat(256);
     assert_error(
-        &post_with_key(&app, "/v1/platform/notifications", &staff, &long, &body).await,
+        &app.post_with_key("/v1/platform/notifications", &staff, &long, &body)
+            .await,
         400,
         "invalid_idempotency_key",
     );
@@ -103,28 +90,19 @@ async fn batches_and_commands_are_idempotent_too(engine: EngineKind) {
         {"user_id": a.0, "title": "1", "content": ""},
         {"user_id": b.0, "title": "2", "content": ""},
     ]});
-    let first = post_with_key(
-        &app,
-        "/v1/platform/notifications/batch",
-        &staff,
-        "b",
-        &batch,
-    )
-    .await;
+    let first = app
+        .post_with_key("/v1/platform/notifications/batch", &staff, "b", &batch)
+        .await;
     assert_eq!(first.0, 202, "{}", first.1);
-    let again = post_with_key(
-        &app,
-        "/v1/platform/notifications/batch",
-        &staff,
-        "b",
-        &batch,
-    )
-    .await;
+    let again = app
+        .post_with_key("/v1/platform/notifications/batch", &staff, "b", &batch)
+        .await;
     assert_eq!(again, first);
     // The same key on another route is another request.
     let single = json!({"user_id": a.0, "title": "1", "content": ""});
     assert_error(
-        &post_with_key(&app, "/v1/platform/notifications", &staff, "b", &single).await,
+        &app.post_with_key("/v1/platform/notifications", &staff, "b", &single)
+            .await,
         422,
         "idempotency_key_reused",
     );
@@ -136,12 +114,9 @@ async fn batches_and_commands_are_idempotent_too(engine: EngineKind) {
         .await;
     let path = format!("/v1/platform/riders/{}/commands", a.0);
     let command = json!({"title": "go", "content": "north"});
-    let first = post_with_key(&app, &path, &staff, "c", &command).await;
+    let first = app.post_with_key(&path, &staff, "c", &command).await;
     assert_eq!(first.0, 202, "{}", first.1);
-    assert_eq!(
-        post_with_key(&app, &path, &staff, "c", &command).await,
-        first
-    );
+    assert_eq!(app.post_with_key(&path, &staff, "c", &command).await, first);
 }
 
 /// The chaos finding "503 that was sent anyway": Redis stalls, the API answers 503 with
@@ -156,14 +131,9 @@ async fn a_retry_after_an_unknown_outcome_never_delivers_twice() {
     let body = json!({"user_id": rider.0, "title": "stalled", "content": ""});
 
     redis.signal("-STOP");
-    let stalled = post_with_key(
-        &app,
-        "/v1/platform/notifications",
-        &staff,
-        "retry-me",
-        &body,
-    )
-    .await;
+    let stalled = app
+        .post_with_key("/v1/platform/notifications", &staff, "retry-me", &body)
+        .await;
     assert_error(&stalled, 503, "engine_unavailable");
     assert!(
         stalled.1["message"].as_str().unwrap().contains("unknown"),
@@ -174,14 +144,9 @@ async fn a_retry_after_an_unknown_outcome_never_delivers_twice() {
 
     let retried = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let r = post_with_key(
-                &app,
-                "/v1/platform/notifications",
-                &staff,
-                "retry-me",
-                &body,
-            )
-            .await;
+            let r = app
+                .post_with_key("/v1/platform/notifications", &staff, "retry-me", &body)
+                .await;
             if r.0 == 202 {
                 return r;
             }

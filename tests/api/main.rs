@@ -35,6 +35,7 @@ mod process;
 mod procs;
 mod protocols;
 mod receipts;
+mod redis_modes;
 mod seed_client;
 mod ws;
 mod ws_client;

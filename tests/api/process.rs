@@ -97,16 +97,6 @@ async fn sigterm_drains_sockets_with_1001_spread_out_and_exits_zero() {
     );
 }
 
-async fn wait_for_readyz(app: &TestApp, status: u16) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while app.get("/readyz", None).await.0 != status {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("/readyz never answered {status}"));
-}
-
 #[tokio::test]
 async fn a_redis_outage_is_survived_without_a_restart() {
     let port = free_port();
@@ -125,7 +115,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     socket.ack(&n).await;
 
     redis.stop().await;
-    wait_for_readyz(&app, 503).await;
+    app.wait_readyz(503).await;
     let (_, ready) = app.get("/readyz", None).await;
     assert_eq!(ready["checks"]["redis"], "unavailable");
     // Publishing refuses rather than losing anything.
@@ -138,7 +128,7 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     socket.roundtrip().await;
 
     let _redis = OwnRedis::start(port).await;
-    wait_for_readyz(&app, 200).await;
+    app.wait_readyz(200).await;
     // Subscriptions come back on their own; delivery resumes.
     let resumed = tokio::time::timeout(WAIT, async {
         loop {

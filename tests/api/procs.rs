@@ -96,6 +96,8 @@ fn send_signal(child: &Child, signal: &str) {
 /// A redis-server of this test's own, on its own port, with nothing on disk.
 pub struct OwnRedis {
     child: Child,
+    /// Its working directory (a replica's full sync writes an RDB file there).
+    _dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
@@ -142,15 +144,66 @@ impl OwnRedis {
         .await
     }
 
+    /// A replica of the server on `primary`, with nothing on disk.
+    pub async fn start_replica_of(port: u16, primary: u16) -> OwnRedis {
+        let primary = primary.to_string();
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--replicaof",
+                "127.0.0.1",
+                &primary,
+            ],
+        )
+        .await
+    }
+
+    /// A server answering TLS only, on `port`, with the certificate and key files in `dir`
+    /// (`server.pem`, `server.key`); clients need no certificate of their own.
+    pub async fn start_tls(port: u16, dir: &std::path::Path) -> OwnRedis {
+        let file = |name: &str| dir.join(name).display().to_string();
+        Self::start_with_ports(
+            &["--port", "0", "--tls-port", &port.to_string()],
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-cert-file",
+                &file("server.pem"),
+                "--tls-key-file",
+                &file("server.key"),
+                "--tls-ca-cert-file",
+                &file("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
+        .await
+    }
+
     async fn start_with(port: u16, options: &[&str]) -> OwnRedis {
+        Self::start_with_ports(&["--port", &port.to_string()], port, options).await
+    }
+
+    async fn start_with_ports(ports: &[&str], port: u16, options: &[&str]) -> OwnRedis {
+        let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
             .args(options)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server is installed (scripts/services.sh installs it)");
-        let redis = OwnRedis { child };
+        let redis = OwnRedis { child, _dir: dir };
         tokio::time::timeout(WAIT, async {
             while tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -161,6 +214,25 @@ impl OwnRedis {
         })
         .await
         .expect("redis-server listens");
+        // A port another test's server took between the caller's check and this start
+        // would look like ours: the server that answers must be this process.
+        let mut redis = redis;
+        assert!(
+            matches!(redis.child.try_wait(), Ok(None)),
+            "redis-server on port {port} exited at once (port taken?)"
+        );
+        let info = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "server"])
+            .output();
+        if let (Ok(info), Some(pid)) = (info, redis.child.id()) {
+            let text = String::from_utf8_lossy(&info.stdout);
+            if text.contains("process_id:") {
+                assert!(
+                    text.contains(&format!("process_id:{pid}\r")),
+                    "port {port} is answered by another redis-server than the one started"
+                );
+            }
+        }
         redis
     }
 

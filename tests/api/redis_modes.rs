@@ -1,0 +1,338 @@
+//! Redis beyond one plain server: TLS that never falls back to plaintext, and inbox
+//! writes confirmed by replicas (`REDIS_MIN_REPLICAS_ACK`).
+
+use std::time::{Duration, Instant};
+
+use locallife::domain::Role;
+use serde_json::json;
+
+use crate::helpers::{assert_error, spawn_app_with, stable_port, TestApp};
+use crate::procs::OwnRedis;
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, written to a fresh
+/// directory as `ca.pem`, `server.pem`, `server.key`.
+fn certificates() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
+/// Whether `/readyz` stays 503 for all of `window`.
+async fn never_ready(app: &TestApp, window: Duration) -> bool {
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        if app.get("/readyz", None).await.0 == 200 {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// Commands a Redis server has run, by name (`INFO commandstats`).
+fn commands_run(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "commandstats"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| l.split(':').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn rediss_against_a_plaintext_redis_is_never_ready_and_sends_nothing_in_clear() {
+    let port = stable_port();
+    let _redis = OwnRedis::start(port).await;
+    let app = spawn_app_with(|env| {
+        env.insert(
+            "REDIS_URL".into(),
+            format!("rediss://:not-for-plain-eyes@127.0.0.1:{port}"),
+        );
+    })
+    .await;
+    assert!(never_ready(&app, Duration::from_secs(3)).await);
+    // Not one command (AUTH, CLIENT SETNAME, PING ...) reached the plaintext server.
+    let run: Vec<String> = commands_run(port)
+        .into_iter()
+        .filter(|c| c != "info")
+        .collect();
+    assert!(run.is_empty(), "the plaintext server ran {run:?}");
+}
+
+#[tokio::test]
+async fn rediss_verifies_the_server_against_redis_ca_file_and_delivers() {
+    let certs = certificates();
+    let port = stable_port();
+    let _redis = OwnRedis::start_tls(port, certs.path()).await;
+    let url = format!("rediss://127.0.0.1:{port}");
+
+    // Without the CA, the server's certificate is not trusted: never ready.
+    let untrusting = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), url.clone());
+    })
+    .await;
+    assert!(never_ready(&untrusting, Duration::from_secs(3)).await);
+
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), url.clone());
+        env.insert(
+            "REDIS_CA_FILE".into(),
+            certs.path().join("ca.pem").display().to_string(),
+        );
+    })
+    .await;
+    let body = app.wait_readyz(200).await;
+    assert_eq!(body["checks"]["pubsub"], "ok");
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+    let notice = json!({"user_id": rider.0, "title": "over tls", "content": ""});
+    assert_eq!(app.post_notification(&staff, &notice).await.0, 202);
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["title"], "over tls");
+}
+
+#[tokio::test]
+async fn with_min_replicas_ack_a_write_no_replica_confirms_is_refused() {
+    let primary = stable_port();
+    let _redis = OwnRedis::start(primary).await;
+    let replica_port = stable_port();
+    let replica = OwnRedis::start_replica_of(replica_port, primary).await;
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{primary}"));
+        env.insert("REDIS_MIN_REPLICAS_ACK".into(), "1".into());
+        env.insert("REDIS_WAIT_TIMEOUT".into(), "300ms".into());
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+    let notice = |title: &str| json!({"user_id": rider.0, "title": title, "content": ""});
+
+    // Once the replica has synchronised, writes are confirmed and answered 202.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while app.post_notification(&staff, &notice("confirmed")).await.0 != 202 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the replica confirms writes once in sync");
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["title"], "confirmed");
+    socket.ack(&n).await;
+
+    // With the replica gone, nothing confirms: 503, never a 202 for a write that a
+    // failover could lose.
+    replica.stop().await;
+    assert_error(
+        &app.post_notification(&staff, &notice("unconfirmed")).await,
+        503,
+        "engine_unavailable",
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.metrics_address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("locallife_redis_wait_short_total"),
+        "the short WAIT is counted"
+    );
+}
+
+/// A Sentinel-managed Redis started by `scripts/redis-sentinel.sh`, stopped on drop.
+struct Sentinels {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Sentinels {
+    fn up() -> Sentinels {
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
+        let out = std::process::Command::new(script)
+            .arg("up")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-sentinel.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        let url = env
+            .lines()
+            .find_map(|l| l.strip_prefix("REDIS_URL="))
+            .unwrap()
+            .trim_matches('\'')
+            .to_owned();
+        Sentinels { dir, url }
+    }
+
+    fn port(&self, name: &str) -> u16 {
+        let env = std::fs::read_to_string(self.dir.path().join("env")).unwrap();
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Starts the old primary again (empty): the sentinels make it a replica.
+    fn restart_primary(&self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
+        let out = std::process::Command::new(script)
+            .args(["restart", "primary"])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-sentinel.sh restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether the server on `port` is a primary.
+    fn is_primary(port: u16) -> bool {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ROLE"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("master"))
+    }
+
+    fn kill_primary(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("primary.pid")).unwrap();
+        let ok = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "the primary is killed");
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
+        let _ = std::process::Command::new(script)
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Publishing continuously while the Sentinel-managed primary is SIGKILLed and its
+/// replica promoted: with `REDIS_MIN_REPLICAS_ACK=1` every notification answered 202 is
+/// delivered, and one published after the failover arrives live (the subscriptions came
+/// back on the new primary).
+#[tokio::test]
+async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_back() {
+    let sentinels = Sentinels::up();
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), sentinels.url.clone());
+        env.insert("REDIS_MIN_REPLICAS_ACK".into(), "1".into());
+        env.insert("REDIS_WAIT_TIMEOUT".into(), "500ms".into());
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+
+    // The nemesis, beside the publisher: kill the primary, wait for the sentinels to
+    // promote the replica, then bring the old primary back empty, as a replica, so that
+    // `WAIT 1` can be met again (with no replica at all, every write is refused).
+    let sentinels = std::sync::Arc::new(sentinels);
+    let nemesis = {
+        let sentinels = sentinels.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sentinels.kill_primary();
+            let replica = sentinels.port("REPLICA_PORT");
+            tokio::time::timeout(Duration::from_secs(30), async {
+                while !Sentinels::is_primary(replica) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+            .expect("the sentinels promote the replica");
+            tokio::task::spawn_blocking(move || sentinels.restart_primary())
+                .await
+                .unwrap();
+        })
+    };
+    let mut accepted = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..60 {
+        let title = format!("n{i}");
+        let body = json!({"user_id": rider.0, "title": title, "content": ""});
+        // Retried under the same key until answered 202: a 503 means "not done, or
+        // not known to be durable", and the retry delivers once either way.
+        loop {
+            let (status, _) = app
+                .post_with_key("/v1/platform/notifications", &staff, &title, &body)
+                .await;
+            if status == 202 {
+                accepted.push(title.clone());
+                break;
+            }
+            assert_eq!(status, 503, "only 202 or 503 while failing over");
+            assert!(Instant::now() < deadline, "{title} never accepted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nemesis.await.unwrap();
+    // The replica is the primary now.
+    assert!(Sentinels::is_primary(sentinels.port("REPLICA_PORT")));
+
+    let mut seen = std::collections::HashSet::new();
+    while !accepted.iter().all(|t| seen.contains(t)) {
+        let n = socket
+            .notification_within(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| {
+                let lost: Vec<_> = accepted.iter().filter(|t| !seen.contains(*t)).collect();
+                panic!("answered 202 and never delivered: {lost:?}")
+            });
+        seen.insert(n["data"]["title"].as_str().unwrap().to_owned());
+        socket.ack(&n).await;
+    }
+    app.wait_readyz(200).await;
+    // Live, not replayed: a new notification comes well before any redelivery would.
+    let body = json!({"user_id": rider.0, "title": "after", "content": ""});
+    assert_eq!(app.post_notification(&staff, &body).await.0, 202);
+    loop {
+        let n = socket
+            .notification_within(Duration::from_secs(5))
+            .await
+            .expect("a notification published after the failover arrives live");
+        socket.ack(&n).await;
+        if n["data"]["title"] == "after" {
+            break;
+        }
+    }
+}
