@@ -67,7 +67,7 @@ for n in 0 1; do
         --users "$WORK/users.json" --from "$SOCKETS" --count "$SOCKETS" --src 127.0.0.3 \
         --duration-secs "$SECS" --rate "$RATE" --batch 10 --publishers 64 \
         >"$WORK/rate-$n.json" 2>>"$WORK/gen.log"
-    kill -9 "$pid"
+    kill -9 "$pid"; wait "$pid" 2>/dev/null || true
     python3 - "$n" "$WORK/max-$n.json" "$WORK/rate-$n.json" "$c0" "$c1" "$(getconf CLK_TCK)" "$RATE" <<'PY'
 import json, sys
 n, maxf, ratef, c0, c1, tck, rate = sys.argv[1:8]
