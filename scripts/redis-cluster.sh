@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A local Redis Cluster: three primaries and three replicas (one each), every node a
+# `redis-server --cluster-enabled yes` on a free port, nothing on disk but node tables,
+# logs and pid files in DIR.
+#
+#   scripts/redis-cluster.sh up DIR      start; writes DIR/env and prints its REDIS_URL
+#   scripts/redis-cluster.sh down DIR    stop every node started in DIR
+#
+# DIR/env (shell syntax, values quoted) holds REDIS_URL (redis-cluster://...) and PORTS
+# (all six); DIR/node-PORT.pid each node's pid. Failover is quick on
+# purpose: a primary silent for 1 s is down (cluster-node-timeout 1000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
+cmd="${1:-}" DIR="${2:-}"
+[ -n "$cmd" ] && [ -n "$DIR" ] || usage
+
+stop_all() {
+    for pidfile in "$DIR"/*.pid; do
+        [ -e "$pidfile" ] || continue
+        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    done
+}
+case "$cmd" in
+    down) stop_all; exit 0 ;;
+    up) ;;
+    *) usage ;;
+esac
+command -v redis-server >/dev/null || scripts/services.sh >&2
+mkdir -p "$DIR"
+DIR="$(cd "$DIR" && pwd)"
+trap 'stop_all' ERR
+
+taken=" "
+free_port() {
+    # A node also listens on its port + 10000 (the cluster bus): both must be free.
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 12000))
+        case "$taken" in *" $p "*|*" $((p + 10000)) "*|*" $((p - 10000)) "*) continue ;; esac
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null \
+            && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null \
+            && [ $((p + 10000)) -lt 65536 ]; then
+            taken="$taken$p "
+            echo "$p"
+            return
+        fi
+    done
+}
+wait_for() { # what, command...
+    local what="$1"; shift
+    for _ in $(seq 1 300); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    echo "redis-cluster.sh: $what did not happen; logs in $DIR" >&2
+    return 1
+}
+
+PORTS=()
+for _ in 1 2 3 4 5 6; do
+    port=$(free_port)
+    PORTS+=("$port")
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+        --cluster-config-file "$DIR/nodes-$port.conf" --cluster-node-timeout 1000 \
+        --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+        --daemonize yes --pidfile "$DIR/node-$port.pid" --logfile "$DIR/node-$port.log" --dir "$DIR"
+done
+for port in "${PORTS[@]}"; do
+    wait_for "node :$port answering" redis-cli -p "$port" ping
+done
+addresses=()
+for port in "${PORTS[@]}"; do addresses+=("127.0.0.1:$port"); done
+redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log" 2>&1 \
+    || { cat "$DIR/create.log" >&2; false; }
+for port in "${PORTS[@]}"; do
+    wait_for "node :$port seeing the cluster whole" sh -c \
+        "redis-cli -p $port cluster info | grep -q cluster_state:ok"
+done
+# Every replica's link to its primary is up.
+for port in "${PORTS[@]}"; do
+    if redis-cli -p "$port" role | head -1 | grep -q slave; then
+        wait_for "replica :$port in sync" sh -c \
+            "redis-cli -p $port info replication | grep -q master_link_status:up"
+    fi
+done
+
+nodes=""
+for port in "${PORTS[@]:1}"; do nodes="$nodes&node=127.0.0.1:$port"; done
+url="redis-cluster://127.0.0.1:${PORTS[0]}?${nodes#&}"
+cat >"$DIR/env" <<ENV
+REDIS_URL='$url'
+PORTS='${PORTS[*]}'
+ENV
+trap - ERR
+echo "REDIS_URL=$url"
