@@ -123,16 +123,18 @@ else
     [ "$PROFILE" = release ] && flags+=(--release)
     log "cargo build ${flags[*]}"
     cargo build "${flags[@]}" >&2
-    # Debug info stays on the host (line tables: most of the binary's size); symbols
-    # stay in, so backtraces still name functions.
-    mkdir -p target/image
-    objcopy --strip-debug "target/$PROFILE/locallife" target/image/locallife
-    chmod 0755 target/image/locallife
-    build_args+=(--target image-prebuilt)
+    # The build context is a directory holding only the binary, where the Dockerfile
+    # expects it (target/ itself may be a link out of the checkout, which a build
+    # context cannot follow). Debug info stays on the host (line tables: most of the
+    # binary's size); symbols stay in, so backtraces still name functions.
+    context="$WORK/context"
+    mkdir -p "$context/target/image"
+    objcopy --strip-debug "target/$PROFILE/locallife" "$context/target/image/locallife"
+    chmod 0755 "$context/target/image/locallife"
+    build_args+=(--target image-prebuilt -f "$PWD/Dockerfile")
     log "building $IMAGE from target/$PROFILE/locallife"
 fi
-podman build -q "${build_args[@]}" . >/dev/null
-rm -rf target/image
+podman build -q "${build_args[@]}" "${context:-.}" >/dev/null
 log "built $IMAGE ($(podman image inspect "$IMAGE" --format '{{.Size}}' | numfmt --to=iec) uncompressed)"
 
 # ---- smoke test

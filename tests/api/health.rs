@@ -107,3 +107,37 @@ async fn stopping_the_app_returns_cleanly() {
     assert_eq!(app.get("/healthz", None).await.0, 200);
     app.stop().await.expect("run_until_stopped returns Ok");
 }
+
+/// A subscription that looks connected but delivers nothing (the connection stays
+/// open; Redis answers every command): the canary stops coming back, `/readyz` turns
+/// 503, the replica makes its subscriber connection again by itself and is ready again,
+/// and a notification published meanwhile is delivered.
+#[tokio::test]
+async fn a_wedged_subscription_is_noticed_and_repaired_by_the_replica_itself() {
+    let port = crate::helpers::stable_port();
+    let _redis = crate::procs::OwnRedis::start(port).await;
+    let proxy = crate::procs::WedgeProxy::start(port).await;
+    let app = spawn_app_with(|env| {
+        env.insert(
+            "REDIS_URL".into(),
+            format!("redis://127.0.0.1:{}", proxy.port),
+        );
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+
+    assert_eq!(proxy.wedge_subscribers(), 1, "one subscriber connection");
+    let notice = serde_json::json!({"user_id": rider.0, "title": "stranded", "content": ""});
+    // Commands still work: the notification is accepted into the inbox.
+    assert_eq!(app.post_notification(&staff, &notice).await.0, 202);
+    let body = app.wait_readyz(503).await;
+    assert_eq!(body["checks"]["pubsub"], "unavailable");
+    assert_eq!(body["checks"]["redis"], "ok");
+    let body = app.wait_readyz(200).await;
+    assert_eq!(body["checks"]["pubsub"], "ok");
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["title"], "stranded");
+}

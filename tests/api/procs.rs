@@ -241,3 +241,91 @@ impl OwnRedis {
         let _ = self.child.wait().await;
     }
 }
+
+/// A TCP proxy in front of a Redis that can wedge pub/sub: after
+/// [`WedgeProxy::wedge_subscribers`], every connection that had subscribed stays open but
+/// passes nothing more from Redis to the client, as a failover that strands a
+/// subscription does; other connections, and new ones, pass everything.
+pub struct WedgeProxy {
+    pub port: u16,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<ProxiedConnection>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxiedConnection {
+    subscribed: std::sync::atomic::AtomicBool,
+    wedged: std::sync::atomic::AtomicBool,
+}
+
+impl WedgeProxy {
+    pub async fn start(upstream: u16) -> WedgeProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<_>>> = Default::default();
+        let registry = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let state = std::sync::Arc::new(ProxiedConnection::default());
+                registry.lock().unwrap().push(state.clone());
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = state.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                        if text.contains("SUBSCRIBE") {
+                            up.subscribed.store(true, Ordering::Relaxed);
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                        if state.wedged.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        WedgeProxy {
+            port,
+            connections,
+            task,
+        }
+    }
+
+    /// Strands every connection that has subscribed so far; how many.
+    pub fn wedge_subscribers(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let connections = self.connections.lock().unwrap();
+        let mut n = 0;
+        for c in connections.iter() {
+            if c.subscribed.load(Ordering::Relaxed) {
+                c.wedged.store(true, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for WedgeProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
