@@ -34,10 +34,12 @@ trap 'stop_all' ERR
 
 taken=" "
 free_port() {
-    # A node also listens on its port + 10000 (the cluster bus): both must be free.
+    # A node also listens on its port + 10000 (the cluster bus): both must be free, and
+    # both below the kernel's ephemeral range (32768 and up), where any outgoing
+    # connection could take them between this check and the node's start.
     local p
     while :; do
-        p=$((20000 + RANDOM % 12000))
+        p=$((20000 + RANDOM % 2700))
         case "$taken" in *" $p "*|*" $((p + 10000)) "*|*" $((p - 10000)) "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null \
             && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null \
@@ -58,17 +60,32 @@ wait_for() { # what, command...
     return 1
 }
 
+# Starts one node on a free port (another port if that one was taken meanwhile).
+start_node() {
+    local port
+    for _ in 1 2 3 4 5; do
+        port=$(free_port)
+        redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file "$DIR/nodes-$port.conf" --cluster-node-timeout 1000 \
+            --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+            --daemonize yes --pidfile "$DIR/node-$port.pid" --logfile "$DIR/node-$port.log" \
+            --dir "$DIR" || continue
+        for _ in $(seq 1 60); do
+            # Answered by this node, not by whatever else took the port meanwhile.
+            if [ -s "$DIR/node-$port.pid" ] && redis-cli -p "$port" info server 2>/dev/null \
+                | grep -q "^process_id:$(cat "$DIR/node-$port.pid")$(printf "\r")$"; then
+                echo "$port"
+                return 0
+            fi
+            sleep 0.05
+        done
+    done
+    echo "redis-cluster.sh: no node would start; logs in $DIR" >&2
+    return 1
+}
 PORTS=()
 for _ in 1 2 3 4 5 6; do
-    port=$(free_port)
-    PORTS+=("$port")
-    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file "$DIR/nodes-$port.conf" --cluster-node-timeout 1000 \
-        --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-        --daemonize yes --pidfile "$DIR/node-$port.pid" --logfile "$DIR/node-$port.log" --dir "$DIR"
-done
-for port in "${PORTS[@]}"; do
-    wait_for "node :$port answering" redis-cli -p "$port" ping
+    PORTS+=("$(start_node)")
 done
 addresses=()
 for port in "${PORTS[@]}"; do addresses+=("127.0.0.1:$port"); done

@@ -220,11 +220,17 @@ impl Config {
                     .map_err(|e| ConfigError::new("REDIS_URL", format!("not a URL: {e}")))?;
                 if !matches!(
                     parsed.scheme(),
-                    "redis" | "rediss" | "redis-sentinel" | "rediss-sentinel"
+                    "redis"
+                        | "rediss"
+                        | "redis-sentinel"
+                        | "rediss-sentinel"
+                        | "redis-cluster"
+                        | "rediss-cluster"
                 ) {
                     return Err(ConfigError::new(
                         "REDIS_URL",
-                        "must start with redis://, rediss://, redis-sentinel:// or rediss-sentinel://",
+                        "must start with redis://, rediss://, redis-sentinel://, \
+                         rediss-sentinel://, redis-cluster:// or rediss-cluster://",
                     ));
                 }
                 if parsed.scheme().ends_with("-sentinel")
@@ -244,15 +250,22 @@ impl Config {
                         "is set but REDIS_URL is not rediss:// (TLS)",
                     ));
                 }
+                let min_replicas_ack = vars.number(
+                    "REDIS_MIN_REPLICAS_ACK",
+                    0,
+                    |n| *n <= 16,
+                    "a whole number from 0 to 16",
+                )?;
+                if min_replicas_ack > 0 && parsed.scheme().ends_with("-cluster") {
+                    return Err(ConfigError::new(
+                        "REDIS_MIN_REPLICAS_ACK",
+                        "is not supported with a Redis Cluster yet",
+                    ));
+                }
                 Some(RedisConfig {
                     url: SecretString::from(v.trim().to_owned()),
                     ca_file,
-                    min_replicas_ack: vars.number(
-                        "REDIS_MIN_REPLICAS_ACK",
-                        0,
-                        |n| *n <= 16,
-                        "a whole number from 0 to 16",
-                    )?,
+                    min_replicas_ack,
                     wait_timeout: vars.duration("REDIS_WAIT_TIMEOUT", Duration::from_secs(1))?,
                 })
             }
@@ -561,6 +574,13 @@ mod tests {
         )])
         .unwrap();
         assert!(sentinel.redis.is_some_and(|r| !r.tls()));
+        assert_eq!(
+            err_var(&[
+                ("REDIS_URL", "redis-cluster://n1:7000?node=n2:7000"),
+                ("REDIS_MIN_REPLICAS_ACK", "1")
+            ]),
+            "REDIS_MIN_REPLICAS_ACK"
+        );
         // A CA file with a plaintext URL would be silently unused.
         assert_eq!(
             err_var(&[("REDIS_URL", "redis://x"), ("REDIS_CA_FILE", "/ca.pem")]),

@@ -4,7 +4,7 @@
 //!
 //! | name | type | what |
 //! |---|---|---|
-//! | `ll:{u:42}:live` | channel | live events for user 42 |
+//! | `ll:{u:42}:live` | channel | live events for user 42 (a shard channel on a Redis Cluster) |
 //! | `ll:{u:42}:inbox` | sorted set | user 42's unacked notification ids, scored by decision time (ms); bounded, expires when idle |
 //! | `ll:{u:42}:msgs` | hash | id → `<expiry ms> <frame tail>` for each id in the inbox |
 //! | `ll:{u:42}:done` | sorted set | ids user 42 acked, scored by ack time, kept a day: a late write of one delivers nothing |
@@ -17,7 +17,9 @@
 //! | `ll:idem:7:<sha256>` | string | user 7's `Idempotency-Key` (hashed): the request's fingerprint and answer, for 24 h |
 //!
 //! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one
-//! slot, so the multi-key scripts a user's delivery needs stay legal.
+//! slot, so the multi-key scripts a user's delivery needs stay legal, and the user's
+//! shard channel (same tag) lives on the shard of their inbox: the script that writes
+//! the inbox publishes there too.
 
 use crate::domain::{Role, UserId};
 

@@ -174,6 +174,19 @@ pub struct RedisEngine {
     dropped: Arc<AtomicU64>,
     canary: Arc<Canary>,
     durability: Option<Durability>,
+    /// A Redis Cluster: user channels are shard channels (SPUBLISH/SSUBSCRIBE), so a
+    /// user's channel lives in the slot of their inbox and a publish touches one shard.
+    clustered: bool,
+}
+
+/// A script's text for the deployment: in a Cluster, the user-channel publishes inside
+/// it are shard publishes (the channel is hash-tagged like the script's keys).
+fn script_for(lua: &str, clustered: bool) -> Script {
+    if clustered {
+        Script::from_lua(lua.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"))
+    } else {
+        Script::from_lua(lua)
+    }
 }
 
 /// `REDIS_MIN_REPLICAS_ACK`: inbox writes wait until that many replicas confirm them.
@@ -297,6 +310,7 @@ impl RedisEngine {
     ) -> anyhow::Result<Self> {
         let mut config = fred::types::config::Config::from_url(settings.url.expose_secret())
             .map_err(|_| anyhow::anyhow!("REDIS_URL is not a valid Redis URL"))?;
+        let clustered = config.server.is_clustered();
         // rediss:// is TLS, verified, or nothing: never a plaintext fallback.
         config.tls = if settings.tls() {
             Some(tls_connector(settings.ca_file.as_deref())?.into())
@@ -427,10 +441,11 @@ impl RedisEngine {
             commands,
             subscriber,
             acquire: Script::from_lua(ACQUIRE_LUA),
-            push: Script::from_lua(PUSH_LUA),
-            ack: Script::from_lua(ACK_LUA),
+            push: script_for(PUSH_LUA, clustered),
+            ack: script_for(ACK_LUA, clustered),
             read: Script::from_lua(READ_LUA),
-            withdraw: Script::from_lua(WITHDRAW_LUA),
+            withdraw: script_for(WITHDRAW_LUA, clustered),
+            clustered,
             sink,
             dropped,
             canary,
@@ -485,6 +500,16 @@ fn take_or<T>(first: &std::sync::Mutex<Option<T>>, fresh: impl FnOnce() -> T) ->
 }
 
 impl RedisEngine {
+    /// The channels of `targets`: (shard channels, plain channels). Only a Cluster has
+    /// shard channels: its users' channels.
+    fn channels(&self, targets: &[Target]) -> (Vec<String>, Vec<String>) {
+        let (shard, plain): (Vec<&Target>, Vec<&Target>) = targets
+            .iter()
+            .partition(|t| self.clustered && matches!(t, Target::User(_)));
+        let names = |ts: Vec<&Target>| ts.into_iter().map(|t| self.keys.channel(*t)).collect();
+        (names(shard), names(plain))
+    }
+
     /// Puts `member` into the rider index at `lat`, `lng`.
     async fn geo_add(&self, member: Value, lat: f64, lng: f64) -> Result<(), EngineError> {
         let value = fred::types::geo::GeoValue {
@@ -707,32 +732,45 @@ impl Engine for RedisEngine {
     }
 
     async fn publish(&self, target: Target, payload: Bytes) -> Result<(), EngineError> {
-        self.commands
-            .publish::<i64, _, _>(self.keys.channel(target), Value::Bytes(payload))
+        let channel = self.keys.channel(target);
+        let sent = if self.clustered && matches!(target, Target::User(_)) {
+            self.commands
+                .spublish::<i64, _, _>(channel, Value::Bytes(payload))
+                .await
+        } else {
+            self.commands
+                .publish::<i64, _, _>(channel, Value::Bytes(payload))
+                .await
+        };
+        sent.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn subscribe(&self, targets: &[Target]) -> Result<(), EngineError> {
+        let (shard, plain) = self.channels(targets);
+        if !plain.is_empty() {
+            self.subscriber
+                .subscribe(plain)
+                .await
+                .map_err(unavailable)?;
+        }
+        // One SSUBSCRIBE per channel: channels of different slots cannot share one.
+        futures::future::try_join_all(shard.into_iter().map(|c| self.subscriber.ssubscribe(c)))
             .await
             .map(|_| ())
             .map_err(unavailable)
     }
 
-    async fn subscribe(&self, targets: &[Target]) -> Result<(), EngineError> {
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let channels: Vec<String> = targets.iter().map(|t| self.keys.channel(*t)).collect();
-        self.subscriber
-            .subscribe(channels)
-            .await
-            .map_err(unavailable)
-    }
-
     async fn unsubscribe(&self, targets: &[Target]) -> Result<(), EngineError> {
-        if targets.is_empty() {
-            return Ok(());
+        let (shard, plain) = self.channels(targets);
+        if !plain.is_empty() {
+            self.subscriber
+                .unsubscribe(plain)
+                .await
+                .map_err(unavailable)?;
         }
-        let channels: Vec<String> = targets.iter().map(|t| self.keys.channel(*t)).collect();
-        self.subscriber
-            .unsubscribe(channels)
+        futures::future::try_join_all(shard.into_iter().map(|c| self.subscriber.sunsubscribe(c)))
             .await
+            .map(|_| ())
             .map_err(unavailable)
     }
 

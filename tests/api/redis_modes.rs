@@ -336,3 +336,132 @@ async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_b
         }
     }
 }
+
+/// A local Redis Cluster started by `scripts/redis-cluster.sh`, stopped on drop.
+struct RedisCluster {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl RedisCluster {
+    fn up() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+        let out = std::process::Command::new(script)
+            .arg("up")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cluster.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        let url = env
+            .lines()
+            .find_map(|l| l.strip_prefix("REDIS_URL="))
+            .unwrap()
+            .trim_matches('\'')
+            .to_owned();
+        RedisCluster { dir, url }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+        let _ = std::process::Command::new(script)
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// On a 3-shard Redis Cluster: users spread over the shards get their notifications
+/// across replicas (shard channels), acks stop redelivery from another replica, role
+/// announcements reach every replica, and readiness is proven by the canary.
+#[tokio::test]
+async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_replicas() {
+    let cluster = RedisCluster::up();
+    let apps = crate::helpers::spawn_cluster_with(2, |env| {
+        env.insert("REDIS_URL".into(), cluster.url.clone());
+        env.insert("WS_ACK_TIMEOUT".into(), "1s".into());
+    })
+    .await;
+    let (a, b) = (&apps[0], &apps[1]);
+    for app in [a, b] {
+        assert_eq!(app.wait_readyz(200).await["checks"]["pubsub"], "ok");
+    }
+    let (_, staff) = a.socket_user(Role::Platform).await;
+    // Riders until their `{u:ID}` slots cover all three shards (the script gives each
+    // primary a third of the slots).
+    let mut riders = Vec::new();
+    let mut thirds = std::collections::HashSet::new();
+    while thirds.len() < 3 {
+        assert!(riders.len() < 60, "60 users and still not on every shard");
+        let (rider, token) = a.socket_user(Role::Rider).await;
+        thirds.insert(key_slot(&format!("{{u:{}}}", rider.0)) * 3 / 16384);
+        riders.push((rider, a.ws_ok(&token).await));
+    }
+    for (rider, socket) in &mut riders {
+        let notice = json!({"user_id": rider.0, "title": "sharded", "content": ""});
+        let (status, body) = b.post_notification(&staff, &notice).await;
+        assert_eq!(status, 202, "{body}");
+        let n = socket.next_notification().await;
+        assert_eq!(n["data"]["message_id"], body["message_id"]);
+        socket.ack(&n).await;
+    }
+    // Acked from replica A's sockets: nothing comes again (WS_ACK_TIMEOUT is 1 s).
+    for (i, (_, socket)) in riders.iter_mut().enumerate() {
+        let quiet = Duration::from_millis(if i == 0 { 1500 } else { 50 });
+        assert!(
+            socket.nothing_within(quiet).await,
+            "an acked notification is not redelivered"
+        );
+    }
+    let (status, _) = b
+        .post_notification(
+            &staff,
+            &json!({"role": "rider", "title": "公告", "content": "everyone"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for (_, socket) in &mut riders {
+        assert_eq!(
+            socket.next_notification().await["data"]["event"],
+            "announcement"
+        );
+    }
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag, mod 16384).
+fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key
+        .find('{')
+        .and_then(|open| {
+            let close = key[open + 1..].find('}')? + open + 1;
+            (close > open + 1).then(|| &bytes[open + 1..close])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &b in tagged {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+#[test]
+fn key_slots_match_redis() {
+    // Values from `CLUSTER KEYSLOT` on Redis 7.
+    assert_eq!(key_slot("foo"), 12182);
+    assert_eq!(key_slot("{u:1}:inbox"), key_slot("u:1"));
+}
