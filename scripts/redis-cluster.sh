@@ -15,13 +15,8 @@ usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
 cmd="${1:-}" DIR="${2:-}"
 [ -n "$cmd" ] && [ -n "$DIR" ] || usage
 
-stop_all() {
-    for pidfile in "$DIR"/*.pid; do
-        [ -e "$pidfile" ] || continue
-        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-        rm -f "$pidfile"
-    done
-}
+# shellcheck source=scripts/lib/local-redis.sh
+. scripts/lib/local-redis.sh
 case "$cmd" in
     down) stop_all; exit 0 ;;
     up) ;;
@@ -32,39 +27,14 @@ mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 trap 'stop_all' ERR
 
-taken=" "
-free_port() {
-    # A node also listens on its port + 10000 (the cluster bus): both must be free, and
-    # both below the kernel's ephemeral range (32768 and up), where any outgoing
-    # connection could take them between this check and the node's start.
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 2700))
-        case "$taken" in *" $p "*|*" $((p + 10000)) "*|*" $((p - 10000)) "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null \
-            && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null \
-            && [ $((p + 10000)) -lt 65536 ]; then
-            taken="$taken$p "
-            echo "$p"
-            return
-        fi
-    done
-}
-wait_for() { # what, command...
-    local what="$1"; shift
-    for _ in $(seq 1 300); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "redis-cluster.sh: $what did not happen; logs in $DIR" >&2
-    return 1
-}
 
-# Starts one node on a free port (another port if that one was taken meanwhile).
+# Starts one node on a free port (another port if that one was taken meanwhile) and
+# appends its port to PORTS.
+PORTS=()
 start_node() {
     local port
     for _ in 1 2 3 4 5; do
-        port=$(free_port)
+        free_port port bus
         redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
             --cluster-config-file "$DIR/nodes-$port.conf" --cluster-node-timeout 1000 \
             --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
@@ -74,7 +44,7 @@ start_node() {
             # Answered by this node, not by whatever else took the port meanwhile.
             if [ -s "$DIR/node-$port.pid" ] && redis-cli -p "$port" info server 2>/dev/null \
                 | grep -q "^process_id:$(cat "$DIR/node-$port.pid")$(printf "\r")$"; then
-                echo "$port"
+                PORTS+=("$port")
                 return 0
             fi
             sleep 0.05
@@ -83,9 +53,8 @@ start_node() {
     echo "redis-cluster.sh: no node would start; logs in $DIR" >&2
     return 1
 }
-PORTS=()
 for _ in 1 2 3 4 5 6; do
-    PORTS+=("$(start_node)")
+    start_node
 done
 addresses=()
 for port in "${PORTS[@]}"; do addresses+=("127.0.0.1:$port"); done

@@ -25,13 +25,8 @@ fi
 [ -n "$cmd" ] && [ -n "$DIR" ] || usage
 SERVICE=mymaster
 
-stop_all() {
-    for pidfile in "$DIR"/*.pid; do
-        [ -e "$pidfile" ] || continue
-        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-        rm -f "$pidfile"
-    done
-}
+# shellcheck source=scripts/lib/local-redis.sh
+. scripts/lib/local-redis.sh
 
 if [ "$cmd" = down ]; then
     stop_all
@@ -42,28 +37,6 @@ command -v redis-server >/dev/null || scripts/services.sh >&2
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 
-taken=" "
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 12000))
-        case "$taken" in *" $p "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            taken="$taken$p "
-            echo "$p"
-            return
-        fi
-    done
-}
-wait_for() { # what, command...
-    local what="$1"; shift
-    for _ in $(seq 1 200); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "redis-sentinel.sh: $what did not happen; logs in $DIR" >&2
-    return 1
-}
 cli() { redis-cli -p "$1" "${@:2}"; }
 
 # Data servers: nothing on disk, replies over loopback only.
@@ -83,15 +56,15 @@ if [ "$cmd" = restart ]; then
     exit 0
 fi
 trap 'stop_all' ERR
-PRIMARY=$(free_port)
-REPLICA=$(free_port)
+free_port PRIMARY
+free_port REPLICA
 server primary "$PRIMARY"
 server replica "$REPLICA" --replicaof 127.0.0.1 "$PRIMARY"
 wait_for "replication link up" sh -c "redis-cli -p $REPLICA info replication | grep -q master_link_status:up"
 
 SENTINELS=()
 for i in 1 2 3; do
-    port=$(free_port)
+    free_port port
     SENTINELS+=("$port")
     cat >"$DIR/sentinel-$i.conf" <<CONF
 port $port

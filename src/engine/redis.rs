@@ -623,6 +623,19 @@ async fn dispatch(
     }
 }
 
+/// Waits for the next (re)connect reported on `reconnects` (a lagged receiver counts as
+/// one); `false` once the channel closes or the replica stops.
+async fn next_connect(
+    reconnects: &mut tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    cancel: &CancellationToken,
+) -> bool {
+    let received = tokio::select! {
+        r = reconnects.recv() => r,
+        _ = cancel.cancelled() => return false,
+    };
+    !matches!(received, Err(RecvError::Closed))
+}
+
 /// On every (re)connect of the subscriber connection: subscribes the canary (and sends
 /// one at once, so readiness does not wait a period) and tells the sink.
 async fn watch_reconnects(
@@ -633,24 +646,15 @@ async fn watch_reconnects(
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
     cancel: CancellationToken,
 ) {
-    loop {
-        let received = tokio::select! {
-            r = reconnects.recv() => r,
-            _ = cancel.cancelled() => return,
-        };
-        match received {
-            Ok(_) | Err(RecvError::Lagged(_)) => {
-                tracing::info!("Redis subscriber connected; subscribing again");
-                if subscriber.subscribe(canary.channel.as_str()).await.is_ok() {
-                    let _ = commands
-                        .publish::<i64, _, _>(canary.channel.as_str(), canary.payload())
-                        .await;
-                }
-                if let Some(sink) = sink.get().and_then(Weak::upgrade) {
-                    sink.reconnected();
-                }
-            }
-            Err(RecvError::Closed) => return,
+    while next_connect(&mut reconnects, &cancel).await {
+        tracing::info!("Redis subscriber connected; subscribing again");
+        if subscriber.subscribe(canary.channel.as_str()).await.is_ok() {
+            let _ = commands
+                .publish::<i64, _, _>(canary.channel.as_str(), canary.payload())
+                .await;
+        }
+        if let Some(sink) = sink.get().and_then(Weak::upgrade) {
+            sink.reconnected();
         }
     }
 }
@@ -661,17 +665,8 @@ async fn count_connections(
     generation: Arc<AtomicU64>,
     cancel: CancellationToken,
 ) {
-    loop {
-        let received = tokio::select! {
-            r = reconnects.recv() => r,
-            _ = cancel.cancelled() => return,
-        };
-        match received {
-            Ok(_) | Err(RecvError::Lagged(_)) => {
-                generation.fetch_add(1, Ordering::AcqRel);
-            }
-            Err(RecvError::Closed) => return,
-        }
+    while next_connect(&mut reconnects, &cancel).await {
+        generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

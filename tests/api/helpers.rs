@@ -378,6 +378,18 @@ impl TestApp {
     }
 
     /// `POST /v1/platform/notifications` with `token` (platform staff's, to publish).
+    /// What `/metrics` serves (the test process's one recorder).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs `body` to `path` with an `Idempotency-Key`.
     pub async fn post_with_key(
         &self,

@@ -32,15 +32,7 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
     socket.roundtrip().await;
     assert_eq!(app.get("/v1/orders/1", Some(&staff)).await.0, 404);
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for expected in [
         "locallife_ws_sockets{role=\"rider\"}",
         "locallife_ws_connects_total{result=\"accepted\"}",

@@ -146,31 +146,24 @@ async fn with_min_replicas_ack_a_write_no_replica_confirms_is_refused() {
         503,
         "engine_unavailable",
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.metrics_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("locallife_redis_wait_short_total"),
         "the short WAIT is counted"
     );
 }
 
-/// A Sentinel-managed Redis started by `scripts/redis-sentinel.sh`, stopped on drop.
-struct Sentinels {
+/// Redis servers started by one of the `scripts/redis-*.sh` scripts (`up DIR`), stopped
+/// (`down DIR`) on drop.
+struct Scripted {
+    script: &'static str,
     dir: tempfile::TempDir,
     url: String,
 }
 
-impl Sentinels {
-    fn up() -> Sentinels {
+impl Scripted {
+    fn up(script: &'static str) -> Scripted {
         let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
         let out = std::process::Command::new(script)
             .arg("up")
             .arg(dir.path())
@@ -178,7 +171,7 @@ impl Sentinels {
             .unwrap();
         assert!(
             out.status.success(),
-            "redis-sentinel.sh up: {}",
+            "{script} up: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
@@ -188,11 +181,31 @@ impl Sentinels {
             .unwrap()
             .trim_matches('\'')
             .to_owned();
-        Sentinels { dir, url }
+        Scripted { script, dir, url }
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.script)
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A Sentinel-managed Redis: one primary, one replica, three sentinels.
+struct Sentinels(Scripted);
+
+impl Sentinels {
+    const SCRIPT: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
+
+    fn up() -> Sentinels {
+        Sentinels(Scripted::up(Self::SCRIPT))
     }
 
     fn port(&self, name: &str) -> u16 {
-        let env = std::fs::read_to_string(self.dir.path().join("env")).unwrap();
+        let env = std::fs::read_to_string(self.0.dir.path().join("env")).unwrap();
         env.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}=")))
             .unwrap()
@@ -202,10 +215,9 @@ impl Sentinels {
 
     /// Starts the old primary again (empty): the sentinels make it a replica.
     fn restart_primary(&self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
-        let out = std::process::Command::new(script)
+        let out = std::process::Command::new(Self::SCRIPT)
             .args(["restart", "primary"])
-            .arg(self.dir.path())
+            .arg(self.0.dir.path())
             .output()
             .unwrap();
         assert!(
@@ -224,23 +236,13 @@ impl Sentinels {
     }
 
     fn kill_primary(&self) {
-        let pid = std::fs::read_to_string(self.dir.path().join("primary.pid")).unwrap();
+        let pid = std::fs::read_to_string(self.0.dir.path().join("primary.pid")).unwrap();
         let ok = std::process::Command::new("kill")
             .args(["-9", pid.trim()])
             .status()
             .unwrap()
             .success();
         assert!(ok, "the primary is killed");
-    }
-}
-
-impl Drop for Sentinels {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-sentinel.sh");
-        let _ = std::process::Command::new(script)
-            .arg("down")
-            .arg(self.dir.path())
-            .status();
     }
 }
 
@@ -252,7 +254,7 @@ impl Drop for Sentinels {
 async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_back() {
     let sentinels = Sentinels::up();
     let app = spawn_app_with(|env| {
-        env.insert("REDIS_URL".into(), sentinels.url.clone());
+        env.insert("REDIS_URL".into(), sentinels.0.url.clone());
         env.insert("REDIS_MIN_REPLICAS_ACK".into(), "1".into());
         env.insert("REDIS_WAIT_TIMEOUT".into(), "500ms".into());
     })
@@ -337,53 +339,15 @@ async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_b
     }
 }
 
-/// A local Redis Cluster started by `scripts/redis-cluster.sh`, stopped on drop.
-struct RedisCluster {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl RedisCluster {
-    fn up() -> RedisCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
-        let out = std::process::Command::new(script)
-            .arg("up")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "redis-cluster.sh up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let url = env
-            .lines()
-            .find_map(|l| l.strip_prefix("REDIS_URL="))
-            .unwrap()
-            .trim_matches('\'')
-            .to_owned();
-        RedisCluster { dir, url }
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
-        let _ = std::process::Command::new(script)
-            .arg("down")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// On a 3-shard Redis Cluster: users spread over the shards get their notifications
 /// across replicas (shard channels), acks stop redelivery from another replica, role
 /// announcements reach every replica, and readiness is proven by the canary.
 #[tokio::test]
 async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_replicas() {
-    let cluster = RedisCluster::up();
+    let cluster = Scripted::up(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/redis-cluster.sh"
+    ));
     let apps = crate::helpers::spawn_cluster_with(2, |env| {
         env.insert("REDIS_URL".into(), cluster.url.clone());
         env.insert("WS_ACK_TIMEOUT".into(), "1s".into());
