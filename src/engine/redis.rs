@@ -210,16 +210,24 @@ struct Durability {
 }
 
 impl Durability {
+    /// Refuses when the command connection was made again since `generation`: a later
+    /// `WAIT` does not cover writes made on an earlier connection.
+    fn same_connection(&self, generation: u64) -> Result<(), EngineError> {
+        if self.generation.load(Ordering::Acquire) == generation {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable(
+                "the Redis connection was made again before the write was confirmed".into(),
+            ))
+        }
+    }
+
     /// Waits until the write just completed (on connection `generation`) is on enough
     /// replicas.
     async fn confirm(&self, commands: &Client, generation: u64) -> Result<(), EngineError> {
         let mine = self.written.fetch_add(1, Ordering::AcqRel) + 1;
         let _turn = self.one_at_a_time.lock().await;
-        if self.generation.load(Ordering::Acquire) != generation {
-            return Err(EngineError::Unavailable(
-                "the Redis connection was made again before the write was confirmed".into(),
-            ));
-        }
+        self.same_connection(generation)?;
         if self.confirmed.load(Ordering::Acquire) >= mine {
             return Ok(());
         }
@@ -230,11 +238,7 @@ impl Durability {
             .await
             .map_err(unavailable)?;
         metrics::histogram!("locallife_redis_wait_seconds").record(started.elapsed().as_secs_f64());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return Err(EngineError::Unavailable(
-                "the Redis connection was made again before the write was confirmed".into(),
-            ));
-        }
+        self.same_connection(generation)?;
         if acked < self.replicas {
             metrics::counter!("locallife_redis_wait_short_total").increment(1);
             return Err(EngineError::Unavailable(format!(
