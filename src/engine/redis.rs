@@ -702,10 +702,11 @@ async fn send_canaries(
             started = tokio::time::Instant::now();
             continue;
         }
-        let stale = match canary.age() {
-            Some(age) => age > CANARY_FRESH,
-            None => started.elapsed() > CANARY_FRESH,
-        };
+        // Stale only if canaries have gone out for a whole period since Redis last
+        // refused one: right after an outage the last returned canary is old, but the
+        // subscription may be fine (the next canary shows it).
+        let stale = canary.age().is_none_or(|age| age > CANARY_FRESH)
+            && started.elapsed() > CANARY_FRESH;
         let may_force = last_forced.is_none_or(|t| t.elapsed() >= CANARY_FRESH * 2);
         if stale && may_force {
             last_forced = Some(tokio::time::Instant::now());
