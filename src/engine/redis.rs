@@ -705,8 +705,8 @@ async fn send_canaries(
         // Stale only if canaries have gone out for a whole period since Redis last
         // refused one: right after an outage the last returned canary is old, but the
         // subscription may be fine (the next canary shows it).
-        let stale = canary.age().is_none_or(|age| age > CANARY_FRESH)
-            && started.elapsed() > CANARY_FRESH;
+        let stale =
+            canary.age().is_none_or(|age| age > CANARY_FRESH) && started.elapsed() > CANARY_FRESH;
         let may_force = last_forced.is_none_or(|t| t.elapsed() >= CANARY_FRESH * 2);
         if stale && may_force {
             last_forced = Some(tokio::time::Instant::now());
