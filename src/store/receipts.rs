@@ -1,7 +1,9 @@
 //! Receipts: per notification and recipient, `pending`, `delivered`, `acked`, `expired`
 //! or `withdrawn` (SPEC §3). Written in merged batches, append-only: each batch inserts
-//! what it learned, and reads merge a recipient's rows (the earliest time of each mark
-//! wins), so no write waits on or rewrites another.
+//! what it learned as one row of arrays per second its message ids begin with, and
+//! reads merge a recipient's parts (the earliest time of each mark wins), so no write
+//! waits on or rewrites another, and the database handles one row per batch, not one
+//! per part (`migrations/V6__receipt_batches.sql`).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -118,35 +120,65 @@ pub fn merged(updates: impl IntoIterator<Item = Update>) -> Vec<Update> {
     out
 }
 
-/// Appends `rows` (merged, best: one per message and recipient) in one statement; how
-/// many rows it wrote.
+/// The second a message id begins with (ids are `<unix ms>-<n>`): where its parts are
+/// filed. An id of another shape files under 0.
+pub fn bucket_of(message_id: &str) -> i64 {
+    message_id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse::<i64>().ok())
+        .map_or(0, |ms| ms.div_euclid(1000))
+}
+
+/// Appends `rows` (merged, best: one per message and recipient) as one batch row per
+/// second their ids begin with; how many parts it wrote.
 pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, StoreError> {
-    if rows.is_empty() {
-        return Ok(0);
+    let mut buckets: std::collections::BTreeMap<i64, Vec<&Update>> = Default::default();
+    for r in rows {
+        buckets.entry(bucket_of(&r.message_id)).or_default().push(r);
     }
-    let ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
-    let users: Vec<i64> = rows.iter().map(|r| r.user.0).collect();
-    let events: Vec<Option<&str>> = rows.iter().map(|r| r.event.as_deref()).collect();
-    let orders: Vec<Option<i64>> = rows.iter().map(|r| r.order_id).collect();
-    let column = |f: fn(&Update) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
-    let created = column(|r| r.created_ms);
-    let expires = column(|r| r.expires_ms);
-    let delivered = column(|r| r.delivered_ms);
-    let acked = column(|r| r.acked_ms);
-    let withdrawn = column(|r| r.withdrawn_ms);
-    Ok(c.execute(
-        "INSERT INTO receipts (message_id, user_id, event, order_id, created_at,
-                                 expires_at, delivered_at, acked_at, withdrawn_at)
-             SELECT m, u, e, o, to_timestamp(c / 1000.0), to_timestamp(x / 1000.0),
-                    to_timestamp(d / 1000.0), to_timestamp(a / 1000.0), to_timestamp(w / 1000.0)
-             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
-                         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
-                  AS t(m, u, e, o, c, x, d, a, w)",
-        &[
-            &ids, &users, &events, &orders, &created, &expires, &delivered, &acked, &withdrawn,
-        ],
-    )
-    .await?)
+    for (bucket, rows) in &buckets {
+        let ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
+        let users: Vec<i64> = rows.iter().map(|r| r.user.0).collect();
+        let events: Vec<Option<&str>> = rows.iter().map(|r| r.event.as_deref()).collect();
+        let orders: Vec<Option<i64>> = rows.iter().map(|r| r.order_id).collect();
+        let column = |f: fn(&Update) -> Option<i64>| {
+            rows.iter()
+                .map(|r| f(r).and_then(DateTime::<Utc>::from_timestamp_millis))
+                .collect::<Vec<_>>()
+        };
+        c.execute(
+            "INSERT INTO receipt_batches (bucket, message_ids, user_ids, events, order_ids,
+                 created_at, expires_at, delivered_at, acked_at, withdrawn_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                bucket,
+                &ids,
+                &users,
+                &events,
+                &orders,
+                &column(|r| r.created_ms),
+                &column(|r| r.expires_ms),
+                &column(|r| r.delivered_ms),
+                &column(|r| r.acked_ms),
+                &column(|r| r.withdrawn_ms),
+            ],
+        )
+        .await?;
+    }
+    // The way to an order's receipts: from the pending parts that name an order.
+    let (order_ids, message_ids): (Vec<i64>, Vec<&str>) = rows
+        .iter()
+        .filter_map(|r| Some((r.order_id?, r.message_id.as_str())))
+        .unzip();
+    if !order_ids.is_empty() {
+        c.execute(
+            "INSERT INTO receipt_orders (order_id, message_id)
+             SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+            &[&order_ids, &message_ids],
+        )
+        .await?;
+    }
+    Ok(rows.len() as u64)
 }
 
 /// One recipient's receipt, as answered.
@@ -168,11 +200,16 @@ pub struct Receipt {
     pub recipients: Vec<Recipient>,
 }
 
-/// One recipient's rows merged: its notification's columns (from the pending row) and
-/// the earliest time of each mark.
-const MERGED: &str = "SELECT message_id, user_id, max(event), min(created_at), max(expires_at),
-                             min(delivered_at), min(acked_at), min(withdrawn_at)
-                      FROM receipts";
+/// The parts of the messages in `$1` (ids), filed under the seconds in `$2`, merged
+/// per recipient: the notification's columns (from its pending part) and the earliest
+/// time of each mark.
+const MERGED: &str = "SELECT m, u, max(e), min(c), max(x), min(d), min(a), min(w)
+                      FROM receipt_batches b,
+                           unnest(b.message_ids, b.user_ids, b.events, b.created_at,
+                                  b.expires_at, b.delivered_at, b.acked_at, b.withdrawn_at)
+                             AS t(m, u, e, c, x, d, a, w)
+                      WHERE b.bucket = ANY($2) AND t.m = ANY($1)
+                      GROUP BY m, u";
 
 fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
     let now = Utc::now();
@@ -222,10 +259,8 @@ pub async fn of_message(db: &Pool, message_id: &str) -> Result<Option<Receipt>, 
     let client = db.get().await?;
     let rows = client
         .query(
-            &format!(
-                "{MERGED} WHERE message_id = $1 GROUP BY message_id, user_id ORDER BY user_id"
-            ),
-            &[&message_id],
+            &format!("{MERGED} ORDER BY u"),
+            &[&vec![message_id], &vec![bucket_of(message_id)]],
         )
         .await?;
     Ok(group(&rows).into_iter().next())
@@ -234,30 +269,46 @@ pub async fn of_message(db: &Pool, message_id: &str) -> Result<Option<Receipt>, 
 /// The receipts of an order's notifications, oldest first.
 pub async fn of_order(db: &Pool, order: i64) -> Result<Vec<Receipt>, StoreError> {
     let client = db.get().await?;
+    let ids: Vec<String> = client
+        .query(
+            "SELECT message_id FROM receipt_orders WHERE order_id = $1",
+            &[&order],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut buckets: Vec<i64> = ids.iter().map(|id| bucket_of(id)).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
     let rows = client
         .query(
-            &format!(
-                "{MERGED}
-                 WHERE message_id IN (SELECT message_id FROM receipts WHERE order_id = $1)
-                 GROUP BY message_id, user_id
-                 ORDER BY min(created_at), message_id, user_id"
-            ),
-            &[&order],
+            &format!("{MERGED} ORDER BY min(c), m, u"),
+            &[&ids, &buckets],
         )
         .await?;
     Ok(group(&rows))
 }
 
-/// Deletes receipts older than `days` days; how many. A message id begins with its
-/// notification's unix ms (13 digits until the year 2286), so ids sort by time as text
-/// and the message index finds the old ones.
+/// Deletes receipts older than `days` days (by their ids' time); how many batches.
 pub async fn prune(db: &Pool, days: i32) -> Result<u64, StoreError> {
     let cutoff_ms = crate::time::unix_ms().saturating_sub(days as u64 * 86_400_000);
     let client = db.get().await?;
+    // A message id begins with its notification's unix ms (13 digits until the year
+    // 2286), so ids sort by time as text.
+    client
+        .execute(
+            "DELETE FROM receipt_orders WHERE message_id < $1",
+            &[&cutoff_ms.to_string()],
+        )
+        .await?;
     Ok(client
         .execute(
-            "DELETE FROM receipts WHERE message_id < $1",
-            &[&cutoff_ms.to_string()],
+            "DELETE FROM receipt_batches WHERE bucket < $1",
+            &[&((cutoff_ms / 1000) as i64)],
         )
         .await?)
 }

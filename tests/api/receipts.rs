@@ -94,7 +94,9 @@ async fn expiry_unknown_ids_and_who_may_read_receipts() {
     let id = sent["message_id"].as_str().unwrap();
     until_state(a, &staff, id, rider.0, "pending").await;
     a.db.execute(
-        "UPDATE receipts SET expires_at = now() - interval '1 second' WHERE message_id = $1",
+        "UPDATE receipt_batches
+         SET expires_at = array_fill(now() - interval '1 second', ARRAY[cardinality(expires_at)])
+         WHERE $1 = ANY(message_ids)",
         &[&id],
     )
     .await;
