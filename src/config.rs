@@ -256,12 +256,6 @@ impl Config {
                     |n| *n <= 16,
                     "a whole number from 0 to 16",
                 )?;
-                if min_replicas_ack > 0 && parsed.scheme().ends_with("-cluster") {
-                    return Err(ConfigError::new(
-                        "REDIS_MIN_REPLICAS_ACK",
-                        "is not supported with a Redis Cluster yet",
-                    ));
-                }
                 Some(RedisConfig {
                     url: SecretString::from(v.trim().to_owned()),
                     ca_file,
@@ -574,13 +568,14 @@ mod tests {
         )])
         .unwrap();
         assert!(sentinel.redis.is_some_and(|r| !r.tls()));
-        assert_eq!(
-            err_var(&[
-                ("REDIS_URL", "redis-cluster://n1:7000?node=n2:7000"),
-                ("REDIS_MIN_REPLICAS_ACK", "1")
-            ]),
-            "REDIS_MIN_REPLICAS_ACK"
-        );
+        let durable_cluster = config(&[
+            ("REDIS_URL", "redis-cluster://n1:7000?node=n2:7000"),
+            ("REDIS_MIN_REPLICAS_ACK", "1"),
+        ])
+        .unwrap();
+        assert!(durable_cluster
+            .redis
+            .is_some_and(|r| r.min_replicas_ack == 1));
         // A CA file with a plaintext URL would be silently unused.
         assert_eq!(
             err_var(&[("REDIS_URL", "redis://x"), ("REDIS_CA_FILE", "/ca.pem")]),

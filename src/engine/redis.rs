@@ -26,6 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
+use fred::types::cluster::ClusterRouting;
 use fred::types::scripts::Script;
 use fred::types::Message;
 use secrecy::ExposeSecret;
@@ -193,23 +194,41 @@ fn script_for(lua: &str, clustered: bool) -> Script {
 ///
 /// `WAIT` covers every write its connection made before it, so concurrent writers share
 /// one: a writer counts its write done, then either finds it covered by a `WAIT` sent
-/// after it, or sends the next one itself (one at a time; fred sends a blocking command
-/// alone on the connection). A write made before the connection was made again is not
-/// covered by any later `WAIT` (the connection may point at a new primary): it is refused,
-/// and its caller retries, the write being idempotent.
+/// after it, or sends the next one itself (one at a time per primary; fred sends a
+/// blocking command alone on the connection). In a Cluster each primary has its own
+/// connection, replicas and count: the `WAIT` goes to the node that took the write.
+/// A write made before the connection was made again is not covered by any later
+/// `WAIT` (the connection may point at a new primary): it is refused, and its caller
+/// retries, the write being idempotent.
 struct Durability {
     replicas: i64,
     timeout_ms: i64,
+    /// Connections made so far by the command client.
+    generation: Arc<AtomicU64>,
+    /// Per primary (`None`: the one server of a standalone or Sentinel deployment).
+    nodes: std::sync::Mutex<HashMap<Option<Server>, Arc<Confirmations>>>,
+}
+
+/// One primary's writes and `WAIT`s.
+#[derive(Default)]
+struct Confirmations {
     /// Writes completed, in order.
     written: AtomicU64,
     /// Every write up to this count is confirmed.
     confirmed: AtomicU64,
-    /// Connections made so far by the command client.
-    generation: Arc<AtomicU64>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl Durability {
+    fn new(replicas: i64, timeout_ms: i64, generation: Arc<AtomicU64>) -> Self {
+        Self {
+            replicas,
+            timeout_ms,
+            generation,
+            nodes: Default::default(),
+        }
+    }
+
     /// Refuses when the command connection was made again since `generation`: a later
     /// `WAIT` does not cover writes made on an earlier connection.
     fn same_connection(&self, generation: u64) -> Result<(), EngineError> {
@@ -222,21 +241,39 @@ impl Durability {
         }
     }
 
-    /// Waits until the write just completed (on connection `generation`) is on enough
-    /// replicas.
-    async fn confirm(&self, commands: &Client, generation: u64) -> Result<(), EngineError> {
-        let mine = self.written.fetch_add(1, Ordering::AcqRel) + 1;
-        let _turn = self.one_at_a_time.lock().await;
+    /// Waits until the write just completed (on connection `generation`, by `node` in
+    /// a Cluster) is on enough replicas.
+    async fn confirm(
+        &self,
+        commands: &Client,
+        generation: u64,
+        node: Option<Server>,
+    ) -> Result<(), EngineError> {
+        let this = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node.clone())
+            .or_default()
+            .clone();
+        let mine = this.written.fetch_add(1, Ordering::AcqRel) + 1;
+        let _turn = this.one_at_a_time.lock().await;
         self.same_connection(generation)?;
-        if self.confirmed.load(Ordering::Acquire) >= mine {
+        if this.confirmed.load(Ordering::Acquire) >= mine {
             return Ok(());
         }
-        let upto = self.written.load(Ordering::Acquire);
+        let upto = this.written.load(Ordering::Acquire);
         let started = std::time::Instant::now();
-        let acked: i64 = commands
-            .wait(self.replicas, self.timeout_ms)
-            .await
-            .map_err(unavailable)?;
+        let acked: i64 = match node {
+            Some(node) => {
+                commands
+                    .with_cluster_node(node)
+                    .wait(self.replicas, self.timeout_ms)
+                    .await
+            }
+            None => commands.wait(self.replicas, self.timeout_ms).await,
+        }
+        .map_err(unavailable)?;
         metrics::histogram!("locallife_redis_wait_seconds").record(started.elapsed().as_secs_f64());
         self.same_connection(generation)?;
         if acked < self.replicas {
@@ -246,7 +283,7 @@ impl Durability {
                 self.replicas
             )));
         }
-        self.confirmed.fetch_max(upto, Ordering::AcqRel);
+        this.confirmed.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -410,6 +447,12 @@ impl RedisEngine {
                 )
             });
         }
+        if clustered {
+            let (subscriber, sink, cancel) = (subscriber.clone(), sink.clone(), cancel.clone());
+            tasks.supervise("redis_topology", move || {
+                watch_topology(subscriber.clone(), sink.clone(), cancel.clone())
+            });
+        }
         commands.connect();
         subscriber.connect();
         let waited = tokio::time::timeout(COMMAND_TIMEOUT, async {
@@ -430,14 +473,11 @@ impl RedisEngine {
                 let rx = take_or(&first, || commands.reconnect_rx());
                 count_connections(rx, generation2.clone(), cancel.clone())
             });
-            Durability {
-                replicas: settings.min_replicas_ack.into(),
-                timeout_ms: settings.wait_timeout.as_millis().max(1) as i64,
-                written: AtomicU64::new(0),
-                confirmed: AtomicU64::new(0),
+            Durability::new(
+                settings.min_replicas_ack.into(),
+                settings.wait_timeout.as_millis().max(1) as i64,
                 generation,
-                one_at_a_time: tokio::sync::Mutex::new(()),
-            }
+            )
         });
         Ok(Self {
             durability,
@@ -454,6 +494,22 @@ impl RedisEngine {
             dropped,
             canary,
         })
+    }
+
+    /// The primary holding `user`'s keys, in a Cluster (`None` elsewhere): where the
+    /// `WAIT` for a write of them goes.
+    fn node_of(&self, user: UserId) -> Result<Option<Server>, EngineError> {
+        if !self.clustered {
+            return Ok(None);
+        }
+        let slot = ClusterRouting::hash_key(self.keys.inbox(user)[0].as_bytes());
+        self.commands
+            .cached_cluster_state()
+            .and_then(|state| state.get_server(slot).cloned())
+            .map(Some)
+            .ok_or_else(|| {
+                EngineError::Unavailable("the Redis Cluster's slots are not known".into())
+            })
     }
 
     /// Pub/sub messages lost because the dispatch task fell behind.
@@ -663,6 +719,50 @@ async fn watch_reconnects(
     }
 }
 
+/// How often a Cluster's slot map is read again by the subscriber.
+const TOPOLOGY_EVERY: Duration = Duration::from_secs(2);
+
+/// A Cluster's slots move (a failover, a migration): the server drops the shard
+/// subscriptions of a slot that left a node (`SUNSUBSCRIBE` pushed by the server), and
+/// the subscriber does not follow by itself. So it reads the slot map every
+/// [`TOPOLOGY_EVERY`]; when the map changed, everything is subscribed again (on the
+/// slots' new owners) and the inboxes are replayed, as after a reconnect.
+async fn watch_topology(
+    subscriber: Client,
+    sink: Arc<OnceLock<Weak<dyn Sink>>>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(TOPOLOGY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known: Option<Vec<(u16, u16, Server)>> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        if subscriber.sync_cluster().await.is_err() {
+            continue;
+        }
+        let Some(state) = subscriber.cached_cluster_state() else {
+            continue;
+        };
+        let slots: Vec<(u16, u16, Server)> = state
+            .slots()
+            .iter()
+            .map(|r| (r.start, r.end, r.primary.clone()))
+            .collect();
+        let moved = known.as_ref().is_some_and(|k| *k != slots);
+        known = Some(slots);
+        if moved {
+            metrics::counter!("locallife_pubsub_resubscribes_total").increment(1);
+            tracing::info!("Redis Cluster slots moved; subscribing again");
+            if let Some(sink) = sink.get().and_then(Weak::upgrade) {
+                sink.reconnected();
+            }
+        }
+    }
+}
+
 /// Counts the command connection's (re)connects.
 async fn count_connections(
     mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
@@ -815,7 +915,8 @@ impl Engine for RedisEngine {
         }
         // A duplicate is confirmed too: its first write may not be on the replicas yet.
         if let (Some(d), Some(generation)) = (&self.durability, generation) {
-            d.confirm(&self.commands, generation).await?;
+            d.confirm(&self.commands, generation, self.node_of(user)?)
+                .await?;
         }
         match added {
             Some(1) => Ok(Pushed::New),
