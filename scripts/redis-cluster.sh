@@ -5,20 +5,50 @@
 #
 #   scripts/redis-cluster.sh up DIR      start; writes DIR/env and prints its REDIS_URL
 #   scripts/redis-cluster.sh down DIR    stop every node started in DIR
+#   scripts/redis-cluster.sh restart DIR PORT
+#                                        start the node of PORT again (after a kill): it
+#                                        rejoins with its node table, as a replica if
+#                                        its primary role was taken over meanwhile
 #
 # DIR/env (shell syntax, values quoted) holds REDIS_URL (redis-cluster://...) and PORTS
 # (all six); DIR/node-PORT.pid each node's pid. Failover is quick on
 # purpose: a primary silent for 1 s is down (cluster-node-timeout 1000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
+usage() { echo "usage: $0 up|down DIR | restart DIR PORT" >&2; exit 2; }
 cmd="${1:-}" DIR="${2:-}"
 [ -n "$cmd" ] && [ -n "$DIR" ] || usage
 
 # shellcheck source=scripts/lib/local-redis.sh
 . scripts/lib/local-redis.sh
+
+# Starts the node of PORT, its files in DIR.
+run_node() {
+    redis-server --port "$1" --bind 127.0.0.1 --cluster-enabled yes \
+        --cluster-config-file "$DIR/nodes-$1.conf" --cluster-node-timeout 1000 \
+        --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+        --daemonize yes --pidfile "$DIR/node-$1.pid" --logfile "$DIR/node-$1.log" \
+        --dir "$DIR"
+}
+
+# Whether the node on PORT is the one whose pid DIR/node-PORT.pid holds (not whatever
+# else took the port meanwhile).
+is_ours() {
+    [ -s "$DIR/node-$1.pid" ] && redis-cli -p "$1" info server 2>/dev/null \
+        | grep -q "^process_id:$(cat "$DIR/node-$1.pid")$(printf "\r")$"
+}
+
 case "$cmd" in
     down) stop_all; exit 0 ;;
+    restart)
+        port="${3:-}"
+        [ -n "$port" ] || usage
+        DIR="$(cd "$DIR" && pwd)"
+        rm -f "$DIR/node-$port.pid"
+        run_node "$port"
+        wait_for "node :$port back" is_ours "$port"
+        exit 0
+        ;;
     up) ;;
     *) usage ;;
 esac
@@ -35,15 +65,9 @@ start_node() {
     local port
     for _ in 1 2 3 4 5; do
         free_port port bus
-        redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-            --cluster-config-file "$DIR/nodes-$port.conf" --cluster-node-timeout 1000 \
-            --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-            --daemonize yes --pidfile "$DIR/node-$port.pid" --logfile "$DIR/node-$port.log" \
-            --dir "$DIR" || continue
+        run_node "$port" || continue
         for _ in $(seq 1 60); do
-            # Answered by this node, not by whatever else took the port meanwhile.
-            if [ -s "$DIR/node-$port.pid" ] && redis-cli -p "$port" info server 2>/dev/null \
-                | grep -q "^process_id:$(cat "$DIR/node-$port.pid")$(printf "\r")$"; then
+            if is_ours "$port"; then
                 PORTS+=("$port")
                 return 0
             fi

@@ -32,9 +32,18 @@ export REQUIRE_PROMTOOL=1
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}"
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
-# Keep cargo's output, then close with the totals on one line.
+# The behaviour tests run on a Redis Cluster too: three primaries and three replicas
+# of Debian's redis-server on free ports, stopped when the tests end.
 LOG=$(mktemp "${TMPDIR:-/tmp}/locallife-test.XXXXXX")
-trap 'rm -f "$LOG"' EXIT
+CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/locallife-test-cluster.XXXXXX")
+trap 'scripts/redis-cluster.sh down "$CLUSTER_DIR" >/dev/null 2>&1 || true; rm -rf "$LOG" "$CLUSTER_DIR"' EXIT
+if [ -z "${TEST_REDIS_CLUSTER_URL:-}" ]; then
+    scripts/redis-cluster.sh up "$CLUSTER_DIR" >/dev/null
+    TEST_REDIS_CLUSTER_URL=$(. "$CLUSTER_DIR/env" && echo "$REDIS_URL")
+    export TEST_REDIS_CLUSTER_URL
+fi
+
+# Keep cargo's output, then close with the totals on one line.
 set +e
 cargo test --workspace --locked "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}

@@ -29,6 +29,15 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The Redis Cluster the behaviour tests also run on: three primaries, three replicas,
+/// started by `scripts/test.sh` with `scripts/redis-cluster.sh`.
+pub fn redis_cluster_url() -> String {
+    std::env::var("TEST_REDIS_CLUSTER_URL").expect(
+        "TEST_REDIS_CLUSTER_URL is not set: run the tests with scripts/test.sh, or start a \
+         cluster with `scripts/redis-cluster.sh up DIR` and export the REDIS_URL it prints",
+    )
+}
+
 /// A free port below the kernel's ephemeral range (32768 and up): for a server that is
 /// restarted on the same port while clients come and go, whose outgoing connections
 /// could otherwise take that port in between.
@@ -243,6 +252,8 @@ pub struct TestApp {
 pub enum EngineKind {
     Memory,
     Redis,
+    /// The local Redis Cluster `scripts/test.sh` starts (`TEST_REDIS_CLUSTER_URL`).
+    Cluster,
 }
 
 /// A Redis key prefix of one's own, so tests sharing a Redis never see each other.
@@ -252,11 +263,14 @@ pub fn unique_prefix() -> String {
 
 /// Applies `kind` to an app's environment.
 pub fn use_engine(env: &mut HashMap<String, String>, kind: EngineKind) {
-    if kind == EngineKind::Redis {
-        env.insert("REDIS_URL".into(), redis_url());
-        env.entry("REDIS_KEY_PREFIX".into())
-            .or_insert_with(unique_prefix);
-    }
+    let url = match kind {
+        EngineKind::Memory => return,
+        EngineKind::Redis => redis_url(),
+        EngineKind::Cluster => redis_cluster_url(),
+    };
+    env.insert("REDIS_URL".into(), url);
+    env.entry("REDIS_KEY_PREFIX".into())
+        .or_insert_with(unique_prefix);
 }
 
 pub async fn spawn_app_on(kind: EngineKind) -> TestApp {

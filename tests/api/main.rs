@@ -13,6 +13,10 @@ macro_rules! on_both_engines {
             async fn redis() {
                 super::$case(crate::helpers::EngineKind::Redis).await
             }
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$case(crate::helpers::EngineKind::Cluster).await
+            }
         }
     )*};
 }

@@ -344,10 +344,7 @@ async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_b
 /// announcements reach every replica, and readiness is proven by the canary.
 #[tokio::test]
 async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_replicas() {
-    let cluster = Scripted::up(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/redis-cluster.sh"
-    ));
+    let cluster = Scripted::up(CLUSTER_SCRIPT);
     let apps = crate::helpers::spawn_cluster_with(2, |env| {
         env.insert("REDIS_URL".into(), cluster.url.clone());
         env.insert("WS_ACK_TIMEOUT".into(), "1s".into());
@@ -358,16 +355,7 @@ async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_
         assert_eq!(app.wait_readyz(200).await["checks"]["pubsub"], "ok");
     }
     let (_, staff) = a.socket_user(Role::Platform).await;
-    // Riders until their `{u:ID}` slots cover all three shards (the script gives each
-    // primary a third of the slots).
-    let mut riders = Vec::new();
-    let mut thirds = std::collections::HashSet::new();
-    while thirds.len() < 3 {
-        assert!(riders.len() < 60, "60 users and still not on every shard");
-        let (rider, token) = a.socket_user(Role::Rider).await;
-        thirds.insert(key_slot(&format!("{{u:{}}}", rider.0)) * 3 / 16384);
-        riders.push((rider, a.ws_ok(&token).await));
-    }
+    let mut riders = riders_on_every_shard(a).await;
     for (rider, socket) in &mut riders {
         let notice = json!({"user_id": rider.0, "title": "sharded", "content": ""});
         let (status, body) = b.post_notification(&staff, &notice).await;
@@ -396,6 +384,162 @@ async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_
             socket.next_notification().await["data"]["event"],
             "announcement"
         );
+    }
+}
+
+const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+
+/// What `redis-cli -p PORT ARGS...` printed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Riders with open sockets on `app` until their `{u:ID}` slots cover all three shards
+/// of a cluster made by `scripts/redis-cluster.sh` (each primary holds a third).
+async fn riders_on_every_shard(
+    app: &TestApp,
+) -> Vec<(locallife::domain::UserId, crate::ws_client::WsClient)> {
+    let mut riders = Vec::new();
+    let mut thirds = std::collections::HashSet::new();
+    while thirds.len() < 3 {
+        assert!(riders.len() < 60, "60 users and still not on every shard");
+        let (rider, token) = app.socket_user(Role::Rider).await;
+        thirds.insert(key_slot(&format!("{{u:{}}}", rider.0)) * 3 / 16384);
+        riders.push((rider, app.ws_ok(&token).await));
+    }
+    riders
+}
+
+/// Publishing continuously to users on every shard of a Redis Cluster, with
+/// `REDIS_MIN_REPLICAS_ACK=1`, while one primary is SIGKILLed and its replica promoted:
+/// every notification answered 202 is delivered (lost == 0), and new ones published
+/// after the failover arrive live on every shard.
+#[tokio::test]
+async fn a_cluster_failover_loses_nothing_answered_202() {
+    let cluster = Scripted::up(CLUSTER_SCRIPT);
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), cluster.url.clone());
+        env.insert("REDIS_MIN_REPLICAS_ACK".into(), "1".into());
+        env.insert("REDIS_WAIT_TIMEOUT".into(), "500ms".into());
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let mut riders = riders_on_every_shard(&app).await;
+
+    // The victim: the first primary; its replica is the one its ROLE lists.
+    let env = std::fs::read_to_string(cluster.dir.path().join("env")).unwrap();
+    let ports: Vec<u16> = env
+        .lines()
+        .find_map(|l| l.strip_prefix("PORTS="))
+        .unwrap()
+        .trim_matches('\'')
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let victim = *ports
+        .iter()
+        .find(|p| redis_cli(**p, &["ROLE"]).starts_with("master"))
+        .unwrap();
+    let role = redis_cli(victim, &["ROLE"]);
+    let replica: u16 = role.lines().nth(3).unwrap().trim().parse().unwrap();
+    let dir = cluster.dir.path().to_owned();
+    let nemesis = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pid = std::fs::read_to_string(dir.join(format!("node-{victim}.pid"))).unwrap();
+        let killed = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "the primary is killed");
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !redis_cli(replica, &["ROLE"]).starts_with("master") {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the cluster promotes the replica");
+        // Back, empty, as the new primary's replica: `WAIT 1` can be met again there.
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(CLUSTER_SCRIPT)
+                .arg("restart")
+                .arg(&dir)
+                .arg(victim.to_string())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+
+    let mut accepted: Vec<(usize, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for i in 0..60 {
+        let who = i % riders.len();
+        let title = format!("n{i}");
+        let body = json!({"user_id": riders[who].0 .0, "title": title, "content": ""});
+        loop {
+            let (status, _) = app
+                .post_with_key("/v1/platform/notifications", &staff, &title, &body)
+                .await;
+            if status == 202 {
+                accepted.push((who, title.clone()));
+                break;
+            }
+            assert_eq!(status, 503, "only 202 or 503 while failing over");
+            assert!(Instant::now() < deadline, "{title} never accepted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nemesis.await.unwrap();
+    assert!(redis_cli(replica, &["ROLE"]).starts_with("master"));
+
+    for (who, (_, socket)) in riders.iter_mut().enumerate() {
+        let mine: Vec<&String> = accepted
+            .iter()
+            .filter(|(w, _)| *w == who)
+            .map(|(_, t)| t)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        while !mine.iter().all(|t| seen.contains(*t)) {
+            let n = socket
+                .notification_within(Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|| {
+                    let lost: Vec<_> = mine.iter().filter(|t| !seen.contains(**t)).collect();
+                    panic!("answered 202 and never delivered: {lost:?}")
+                });
+            seen.insert(n["data"]["title"].as_str().unwrap().to_owned());
+            socket.ack(&n).await;
+        }
+    }
+    app.wait_readyz(200).await;
+    // Live on every shard, the promoted one included: well before any redelivery.
+    for (rider, socket) in &mut riders {
+        let body = json!({"user_id": rider.0, "title": "after", "content": ""});
+        assert_eq!(app.post_notification(&staff, &body).await.0, 202);
+        loop {
+            let n = socket
+                .notification_within(Duration::from_secs(5))
+                .await
+                .expect("a notification published after the failover arrives live");
+            socket.ack(&n).await;
+            if n["data"]["title"] == "after" {
+                break;
+            }
+        }
     }
 }
 
