@@ -5,12 +5,20 @@
 #
 #   loadtest/bench.sh           full size (19,000 idle sockets on one replica)
 #   loadtest/bench.sh --quick   the same scenarios, smaller (a few minutes)
+#   loadtest/bench.sh --cluster [SECONDS] [RATE]
+#                               standalone Redis against a local 3-primary Cluster:
+#                               personal throughput, latency, server CPU per
+#                               notification (loadtest/cluster-cost.sh)
 #
 # Needs what scripts/services.sh sets up (PostgreSQL, Redis), node + npm (the peer),
 # and builds the release binaries first (locallife and loadgen: the whole workspace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--cluster" ]; then
+    shift
+    exec loadtest/cluster-cost.sh "$@"
+fi
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" -eq 1 ]; then
