@@ -90,10 +90,10 @@ if over > 0 then
   for i = 1, #old, 2 do redis.call('HDEL', KEYS[2], old[i]) end
   dropped = over
 end
-local keep = tonumber(ARGV[6])
 for _, k in ipairs({KEYS[1], KEYS[2]}) do
-  local left = redis.call('PTTL', k)
-  if left < keep then redis.call('PEXPIRE', k, keep) end
+  if redis.call('PEXPIRE', k, ARGV[6], 'GT') == 0 then
+    redis.call('PEXPIRE', k, ARGV[6], 'NX')
+  end
 end
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {1, dropped}
