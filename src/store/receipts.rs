@@ -104,17 +104,17 @@ impl Update {
 }
 
 /// Merges `updates` per message and recipient (one statement cannot touch a row twice),
-/// in first-seen order.
+/// ordered by message and recipient; of each column the first value queued stays.
 pub fn merged(updates: impl IntoIterator<Item = Update>) -> Vec<Update> {
-    let mut at: std::collections::HashMap<(String, i64), usize> = Default::default();
-    let mut out: Vec<Update> = Vec::new();
+    let mut updates: Vec<Update> = updates.into_iter().collect();
+    // Stable: within one recipient's updates, the order they were queued in.
+    updates
+        .sort_by(|a, b| (a.message_id.as_str(), a.user.0).cmp(&(b.message_id.as_str(), b.user.0)));
+    let mut out: Vec<Update> = Vec::with_capacity(updates.len());
     for u in updates {
-        match at.entry((u.message_id.clone(), u.user.0)) {
-            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()].merge(u),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(out.len());
-                out.push(u);
-            }
+        match out.last_mut() {
+            Some(last) if last.message_id == u.message_id && last.user == u.user => last.merge(u),
+            _ => out.push(u),
         }
     }
     out
