@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Two builds of locallife on the personal scenario of `loadtest/bench.sh --quick`,
+# alternated round by round so that the machine's drift hits both alike: two replicas
+# (sockets on A, notifications published through B), 500 protocol-2 sockets that ack,
+# batches of 100 from 8 publishers for 5 s. Each build gets its own database (migrated
+# by that build) and key prefix. Prints one line per run and the means.
+#
+#   loadtest/compare.sh BIN_A BIN_B [ROUNDS]           (default 5 rounds)
+#   RATE=5500 BATCH=10 PUBLISHERS=64 loadtest/compare.sh ...   latency at a fixed rate
+#
+# An older build's binary, for example:
+#   git worktree add /tmp/old 83cb72c && (cd /tmp/old && cargo build --release --bin locallife)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
+BINS=("$(realpath "$1")" "$(realpath "$2")") ROUNDS="${3:-5}"
+SECS="${SECS:-5}" SOCKETS="${SOCKETS:-500}"
+scripts/services.sh >&2
+cargo build --release --locked -p loadgen >&2
+GEN=target/release/loadgen
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-compare.XXXXXX")
+ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for i in 0 1; do
+        psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_compare_$i WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+    redis-cli --scan --pattern "compare-$$-*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export JWT_SECRET=compare-secret-0123456789abcdef-0123456 REDIS_URL=redis://127.0.0.1:6379
+export LOG_FORMAT=json RUST_LOG=warn
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_http() {
+    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "compare.sh: $1 never answered" >&2; return 1
+}
+for i in 0 1; do
+    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_compare_$i WITH (FORCE)" \
+        -c "CREATE DATABASE locallife_compare_$i" >/dev/null 2>&1
+    DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_compare_$i "${BINS[$i]}" migrate >&2
+    DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_compare_$i \
+        "$GEN" seed --riders $((SOCKETS * 2)) --out "$WORK/users-$i.json" >&2
+done
+for r in $(seq 1 "$ROUNDS"); do
+    for i in 0 1; do
+        export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_compare_$i
+        export REDIS_KEY_PREFIX=compare-$$-$i-$r
+        a=$(free_port) b=$(free_port)
+        for port in "$a" "$b"; do
+            LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:0 "${BINS[$i]}" serve 2>>"$WORK/serve-$i.log" &
+            PIDS+=($!)
+            wait_http "http://127.0.0.1:$port/readyz"
+        done
+        "$GEN" personal --proto locallife --server "127.0.0.1:$a" --publish "http://127.0.0.1:$b" \
+            --users "$WORK/users-$i.json" --count "$SOCKETS" --src 127.0.0.2,127.0.0.3 \
+            --duration-secs "$SECS" ${RATE:+--rate "$RATE"} --batch "${BATCH:-100}" \
+            --publishers "${PUBLISHERS:-8}" >"$WORK/run-$i-$r.json" 2>>"$WORK/gen.log"
+        kill -9 "${PIDS[@]: -2}"; wait "${PIDS[@]: -2}" 2>/dev/null || true
+        python3 - "$WORK/run-$i-$r.json" "$([ "$i" = 0 ] && echo A || echo B)" "$r" <<'PY'
+import json, sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(f"{sys.argv[2]} round {sys.argv[3]}: {j['acked_per_s']:8.0f} acked/s  p50 {j['latency_p50_ms']:8.2f} ms  p99 {j['latency_p99_ms']:8.2f} ms  lost {j['lost']}")
+PY
+    done
+done
+python3 - "$WORK" "$ROUNDS" "${BINS[@]}" <<'PY'
+import json, statistics, sys
+work, rounds, bins = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for i, name in enumerate("AB"):
+    runs = [json.loads(open(f"{work}/run-{i}-{r}.json").read().strip().splitlines()[-1]) for r in range(1, rounds + 1)]
+    print(f"{name} ({bins[i]}): mean {statistics.mean(r['acked_per_s'] for r in runs):.0f} acked/s, "
+          f"median p50 {statistics.median(r['latency_p50_ms'] for r in runs):.2f} ms, "
+          f"median p99 {statistics.median(r['latency_p99_ms'] for r in runs):.2f} ms")
+PY
