@@ -543,6 +543,127 @@ async fn a_cluster_failover_loses_nothing_answered_202() {
     }
 }
 
+/// A cluster node as `CLUSTER NODES` lists it: id, port, and the slot ranges it serves.
+struct Node {
+    id: String,
+    port: u16,
+    slots: Vec<(u16, u16)>,
+}
+
+fn cluster_nodes(port: u16) -> Vec<Node> {
+    redis_cli(port, &["CLUSTER", "NODES"])
+        .lines()
+        .filter(|l| l.contains("master") && !l.contains("fail"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let port = f[1].split([':', '@']).nth(1).unwrap().parse().unwrap();
+            let slots = f[8..]
+                .iter()
+                .filter(|r| !r.starts_with('['))
+                .map(|r| match r.split_once('-') {
+                    Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                    None => (r.parse().unwrap(), r.parse().unwrap()),
+                })
+                .collect();
+            Node {
+                id: f[0].to_owned(),
+                port,
+                slots,
+            }
+        })
+        .collect()
+}
+
+/// Moves `slot`, with its keys, from the primary serving it to another primary, as
+/// `redis-cli --cluster reshard` does for one slot. Returns when every node says so.
+fn migrate_slot(any_port: u16, slot: u16) {
+    let nodes = cluster_nodes(any_port);
+    let from = nodes
+        .iter()
+        .find(|n| n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+        .unwrap();
+    let to = nodes.iter().find(|n| n.id != from.id).unwrap();
+    let slot_s = slot.to_string();
+    let ok = |out: String| assert!(out.trim() == "OK", "{out}");
+    ok(redis_cli(
+        to.port,
+        &["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &from.id],
+    ));
+    ok(redis_cli(
+        from.port,
+        &["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &to.id],
+    ));
+    loop {
+        let keys: Vec<String> = redis_cli(from.port, &["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"])
+            .lines()
+            .map(str::to_owned)
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() {
+            break;
+        }
+        let port = to.port.to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        args.extend(keys.iter().map(String::as_str));
+        ok(redis_cli(from.port, &args));
+    }
+    for n in &nodes {
+        ok(redis_cli(
+            n.port,
+            &["CLUSTER", "SETSLOT", &slot_s, "NODE", &to.id],
+        ));
+    }
+}
+
+/// A slot migrating to another primary makes that primary's server drop the shard
+/// subscriptions of its channels: the replica notices the move and subscribes again, so
+/// the user on that slot gets notifications published after the move, live, and the
+/// notification waiting in their inbox (moved with the slot) is still there.
+#[tokio::test]
+async fn after_a_slot_migration_its_users_get_notifications_live_again() {
+    let cluster = Scripted::up(CLUSTER_SCRIPT);
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), cluster.url.clone());
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+    let before = json!({"user_id": rider.0, "title": "before", "content": ""});
+    assert_eq!(app.post_notification(&staff, &before).await.0, 202);
+    let n = socket.next_notification().await;
+    assert_eq!(n["data"]["title"], "before");
+
+    let port = cluster
+        .url
+        .split([':', '?'])
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let slot = key_slot(&format!("{{u:{}}}", rider.0));
+    tokio::task::spawn_blocking(move || migrate_slot(port, slot))
+        .await
+        .unwrap();
+
+    let after = json!({"user_id": rider.0, "title": "after", "content": ""});
+    let (status, body) = app.post_notification(&staff, &after).await;
+    assert_eq!(status, 202, "{body}");
+    // Live (or replayed once the replica subscribed again): well before the 30 s
+    // redelivery of the unacked `before`, which is not what is waited for here.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = socket
+            .notification_within(deadline.saturating_duration_since(Instant::now()))
+            .await
+            .expect("a notification published after the slot moved arrives");
+        if n["data"]["title"] == "after" {
+            break;
+        }
+    }
+}
+
 /// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag, mod 16384).
 fn key_slot(key: &str) -> u16 {
     let bytes = key.as_bytes();
