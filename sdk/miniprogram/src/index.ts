@@ -1,0 +1,380 @@
+// @locallife/realtime: LocalLife's notifications in a WeChat mini-program, over
+// protocol 2 of `/v1/ws` (SPEC §2.3, §7). One socket per client at most; reconnects
+// with capped exponential backoff and full jitter; the token refreshed in-band before
+// it expires; each notification handed to `onNotification` once per `message_id`
+// (remembered in storage across app restarts) and acked after the handler resolved.
+
+import type {
+  Client,
+  ClientEvent,
+  ClientOptions,
+  ClientState,
+  Notification,
+  SocketTaskLike,
+  Storage,
+  WxLike,
+} from './types';
+
+export * from './types';
+
+/** First reconnect delay ceiling; it doubles per failed attempt up to `BACKOFF_MAX_MS`. */
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_MAX_MS = 30_000;
+/** How many handled ids storage keeps (the newest), and for how long: longer than the
+ * longest notification ttl (a platform notice may live 7 days). */
+export const SEEN_MAX = 500;
+export const SEEN_KEEP_MS = 8 * 24 * 3600 * 1000;
+const SEEN_KEY = 'locallife.realtime.seen';
+/** The token is refreshed this long before it expires (a short-lived one at 80% of its life). */
+const REFRESH_BEFORE_MS = 60_000;
+
+/** The ceiling of the `attempt`-th reconnect delay (attempt 0 is the first). */
+export function backoffCeiling(attempt: number): number {
+  return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * Math.pow(2, Math.min(attempt, 30)));
+}
+
+/** Full jitter: a delay anywhere from 0 to the ceiling. */
+export function backoffDelay(attempt: number): number {
+  return Math.floor(Math.random() * backoffCeiling(attempt));
+}
+
+/** Handled message ids with when they may be forgotten, kept in `storage`. */
+export class SeenIds {
+  private ids: Record<string, number>;
+
+  constructor(private readonly storage: Storage | undefined) {
+    this.ids = {};
+    try {
+      const stored = storage ? storage.get(SEEN_KEY) : undefined;
+      if (stored && typeof stored === 'object') {
+        this.ids = { ...(stored as Record<string, number>) };
+      }
+    } catch (_) {
+      this.ids = {};
+    }
+  }
+
+  has(id: string, now: number = Date.now()): boolean {
+    const until = this.ids[id];
+    return until !== undefined && until > now;
+  }
+
+  add(id: string, now: number = Date.now()): void {
+    this.ids[id] = now + SEEN_KEEP_MS;
+    const live = Object.keys(this.ids)
+      .filter((k) => this.ids[k] > now)
+      .sort((a, b) => this.ids[b] - this.ids[a])
+      .slice(0, SEEN_MAX);
+    const kept: Record<string, number> = {};
+    for (const k of live) kept[k] = this.ids[k];
+    this.ids = kept;
+    try {
+      if (this.storage) this.storage.set(SEEN_KEY, kept);
+    } catch (_) {
+      // A full or failing storage only weakens dedup across restarts.
+    }
+  }
+}
+
+function defaultWx(): WxLike {
+  const g = (typeof globalThis !== 'undefined' ? globalThis : {}) as { wx?: WxLike };
+  if (!g.wx) throw new Error('@locallife/realtime: no `wx` (pass options.wx)');
+  return g.wx;
+}
+
+function wxStorage(wx: WxLike): Storage | undefined {
+  const get = wx.getStorageSync;
+  const set = wx.setStorageSync;
+  if (!get || !set) return undefined;
+  return { get: (k) => get.call(wx, k), set: (k, v) => set.call(wx, k, v) };
+}
+
+function withQuery(url: string, token: string): string {
+  const sep = url.indexOf('?') >= 0 ? '&' : '?';
+  return `${url}${sep}token=${encodeURIComponent(token)}&protocol=2`;
+}
+
+function retryAfterMs(reason: string): number {
+  try {
+    const parsed = JSON.parse(reason) as { retry_after_s?: number };
+    if (typeof parsed.retry_after_s === 'number' && parsed.retry_after_s > 0) {
+      return parsed.retry_after_s * 1000;
+    }
+  } catch (_) {
+    // Not JSON: no hint.
+  }
+  return 0;
+}
+
+interface Welcome {
+  idle_timeout_s?: number;
+  ping_interval_s?: number;
+  token_expires_at?: string;
+}
+
+export function createClient(options: ClientOptions): Client {
+  const wx = options.wx || defaultWx();
+  const seen = new SeenIds(options.storage || wxStorage(wx));
+  const handling = new Set<string>();
+  let state: ClientState = 'idle';
+  /** Whether the client should be connected (connect() called, no close() or stop). */
+  let wanted = false;
+  let attempt = 0;
+  /** Bumped for every socket: events of an older one are ignored. */
+  let generation = 0;
+  let task: SocketTaskLike | undefined;
+  let retryTimer: unknown;
+  let pingTimer: unknown;
+  let refreshTimer: unknown;
+
+  const emit = (e: ClientEvent) => {
+    if (!options.onEvent) return;
+    try {
+      options.onEvent(e);
+    } catch (_) {
+      // A throwing listener does not break the client.
+    }
+  };
+
+  const clearTimers = () => {
+    if (pingTimer !== undefined) clearInterval(pingTimer);
+    if (refreshTimer !== undefined) clearTimeout(refreshTimer);
+    pingTimer = undefined;
+    refreshTimer = undefined;
+  };
+
+  const send = (message: unknown) => {
+    if (!task || state !== 'open') return;
+    task.send({ data: JSON.stringify(message), fail: () => undefined });
+  };
+
+  const dropSocket = () => {
+    clearTimers();
+    generation += 1;
+    const old = task;
+    task = undefined;
+    if (old) {
+      try {
+        old.close({ code: 1000, reason: 'client closing' });
+      } catch (_) {
+        // Already closed.
+      }
+    }
+  };
+
+  const scheduleReconnect = (atLeastMs: number) => {
+    if (!wanted) return;
+    const delay = Math.max(atLeastMs, backoffDelay(attempt));
+    attempt += 1;
+    state = 'connecting';
+    emit({ type: 'reconnecting', delay_ms: delay });
+    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      open();
+    }, delay);
+  };
+
+  /** The app came to the foreground, or the network came back: try now. */
+  const nudge = () => {
+    if (!wanted || state === 'open' || retryTimer === undefined) return;
+    clearTimeout(retryTimer);
+    retryTimer = undefined;
+    open();
+  };
+  const onNetwork = (r: { isConnected: boolean }) => {
+    if (r && r.isConnected) nudge();
+  };
+
+  const scheduleRefresh = (expiresAt: string | undefined) => {
+    if (refreshTimer !== undefined) clearTimeout(refreshTimer);
+    refreshTimer = undefined;
+    const exp = expiresAt ? Date.parse(expiresAt) : NaN;
+    if (isNaN(exp)) return;
+    const left = exp - Date.now();
+    // A minute before, or at 80% of what is left when that is sooner than a minute.
+    const wait = Math.max(0, left - REFRESH_BEFORE_MS, left * 0.8);
+    const mine = generation;
+    refreshTimer = setTimeout(() => {
+      refreshTimer = undefined;
+      options.getToken().then(
+        (token) => {
+          if (mine === generation) send({ type: 'auth', data: { token } });
+        },
+        (error) => emit({ type: 'error', error }),
+      );
+    }, wait);
+  };
+
+  const onWelcome = (data: Welcome) => {
+    attempt = 0;
+    state = 'open';
+    const idle = (data.idle_timeout_s || 60) * 1000;
+    // Comfortably inside the idle timeout: mini-programs may not answer Ping frames.
+    const every = Math.max(1000, Math.min(idle / 3, (data.ping_interval_s || 54) * 1000));
+    pingTimer = setInterval(() => send({ type: 'ping', data: {} }), every);
+    scheduleRefresh(data.token_expires_at);
+    emit({ type: 'open' });
+  };
+
+  const onNotificationMessage = (n: Notification) => {
+    const id = n && n.message_id;
+    if (typeof id !== 'string') return;
+    const ack = () => {
+      if (n.requires_ack) send({ type: 'ack', data: { message_id: id } });
+    };
+    if (seen.has(id)) {
+      // Handled before (maybe before an app restart): only the ack was missing.
+      ack();
+      return;
+    }
+    if (handling.has(id)) return;
+    handling.add(id);
+    let result: void | Promise<void>;
+    try {
+      result = options.onNotification(n);
+    } catch (error) {
+      handling.delete(id);
+      emit({ type: 'error', error });
+      return;
+    }
+    Promise.resolve(result).then(
+      () => {
+        handling.delete(id);
+        if (n.requires_ack) seen.add(id);
+        ack();
+      },
+      (error) => {
+        // Not acked: the server sends it again, and the handler gets another go.
+        handling.delete(id);
+        emit({ type: 'error', error });
+      },
+    );
+  };
+
+  const onMessage = (raw: string | ArrayBuffer) => {
+    if (typeof raw !== 'string') return;
+    let message: { type?: string; data?: unknown };
+    try {
+      message = JSON.parse(raw);
+    } catch (error) {
+      emit({ type: 'error', error });
+      return;
+    }
+    switch (message.type) {
+      case 'welcome':
+        onWelcome((message.data || {}) as Welcome);
+        break;
+      case 'notification':
+        onNotificationMessage(message.data as Notification);
+        break;
+      case 'auth_ok':
+        scheduleRefresh(((message.data || {}) as { expires_at?: string }).expires_at);
+        break;
+      case 'error':
+        emit({ type: 'error', error: message.data });
+        break;
+      default:
+        break;
+    }
+  };
+
+  const onClose = (code: number, reason: string) => {
+    clearTimers();
+    task = undefined;
+    emit({ type: 'close', code, reason });
+    if (!wanted) {
+      state = 'idle';
+      return;
+    }
+    if (code === 4003) {
+      wanted = false;
+      state = 'stopped';
+      emit({ type: 'stopped', code, reason });
+      return;
+    }
+    // 4001: the next connect asks getToken for a fresh token. 4029: the server says
+    // how long to wait. Everything else (1000 "interrupted", 1001, 1006, 1013, ...):
+    // back off and come back.
+    scheduleReconnect(code === 4029 ? retryAfterMs(reason) : 0);
+  };
+
+  function open(): void {
+    if (!wanted) return;
+    dropSocket();
+    state = 'connecting';
+    const mine = generation;
+    options.getToken().then(
+      (token) => {
+        if (mine !== generation || !wanted) return;
+        let socket: SocketTaskLike;
+        let closed = false;
+        const closeOnce = (code: number, reason: string) => {
+          if (closed || mine !== generation) return;
+          closed = true;
+          onClose(code, reason);
+        };
+        try {
+          socket = wx.connectSocket({
+            url: withQuery(options.url, token),
+            fail: (error) => {
+              emit({ type: 'error', error });
+              closeOnce(1006, '');
+            },
+          });
+        } catch (error) {
+          emit({ type: 'error', error });
+          scheduleReconnect(0);
+          return;
+        }
+        task = socket;
+        socket.onMessage((r) => {
+          if (mine === generation) onMessage(r.data);
+        });
+        socket.onError((error) => {
+          if (mine === generation) emit({ type: 'error', error });
+        });
+        socket.onClose((r) => closeOnce(r && r.code ? r.code : 1006, (r && r.reason) || ''));
+      },
+      (error) => {
+        if (mine !== generation) return;
+        emit({ type: 'error', error });
+        scheduleReconnect(0);
+      },
+    );
+  }
+
+  let listening = false;
+  const listen = (on: boolean) => {
+    if (on === listening) return;
+    listening = on;
+    if (on) {
+      if (wx.onAppShow) wx.onAppShow(nudge);
+      if (wx.onNetworkStatusChange) wx.onNetworkStatusChange(onNetwork);
+    } else {
+      if (wx.offAppShow) wx.offAppShow(nudge);
+      if (wx.offNetworkStatusChange) wx.offNetworkStatusChange(onNetwork);
+    }
+  };
+
+  return {
+    connect() {
+      if (wanted && state !== 'stopped') return;
+      wanted = true;
+      attempt = 0;
+      listen(true);
+      open();
+    },
+    close() {
+      wanted = false;
+      listen(false);
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
+      retryTimer = undefined;
+      dropSocket();
+      state = 'idle';
+    },
+    state() {
+      return state;
+    },
+  };
+}

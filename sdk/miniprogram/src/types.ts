@@ -1,0 +1,168 @@
+// The notifications of SPEC §3, as `onNotification` receives them (a `notification`
+// message's `data`), discriminated on `event`.
+
+interface Base {
+  /** Globally unique; the same on every delivery of this notification. */
+  message_id: string;
+  title: string;
+  content: string;
+  requires_ack: boolean;
+}
+
+/** 新订单推荐: an order near you waits for a rider (riders). */
+export interface OrderRecommend extends Base {
+  event: 'order.recommend';
+  order_id: number;
+  merchant_id: number;
+  merchant_name: string;
+  total_fen: number;
+  distance_m: number;
+  [field: string]: unknown;
+}
+/** 派单通知: an order was assigned to you (riders). */
+export interface OrderDispatched extends Base {
+  event: 'order.dispatched';
+  order_id: number;
+  merchant_id: number;
+  merchant_name: string;
+  address: string;
+  [field: string]: unknown;
+}
+/** Another rider took an order you were offered, or it was closed (live only). */
+export interface OrderTaken extends Base {
+  event: 'order.taken';
+  order_id: number;
+  [field: string]: unknown;
+}
+/** 调度指令: platform staff's instruction to one rider. */
+export interface RiderCommand extends Base {
+  event: 'rider.command';
+  [field: string]: unknown;
+}
+/** 新订单通知: an order was paid (the merchant's admins). */
+export interface OrderPaid extends Base {
+  event: 'order.paid';
+  order_id: number;
+  out_trade_no: string;
+  merchant_id: number;
+  total_fen: number;
+  [field: string]: unknown;
+}
+/** 催单: the consumer urges an order (the merchant's admins). */
+export interface OrderUrged extends Base {
+  event: 'order.urged';
+  order_id: number;
+  merchant_id: number;
+  [field: string]: unknown;
+}
+/** 库存预警: a product's stock fell to its threshold (the merchant's admins). */
+export interface InventoryLow extends Base {
+  event: 'inventory.low';
+  merchant_id: number;
+  product_id: number;
+  product_name: string;
+  stock: number;
+  low_stock_threshold: number;
+  [field: string]: unknown;
+}
+/** 支付超时: an unpaid order was closed (platform staff). */
+export interface AlertPaymentTimeout extends Base {
+  event: 'alert.payment_timeout';
+  order_id: number;
+  out_trade_no: string;
+  merchant_id: number;
+  total_fen: number;
+  [field: string]: unknown;
+}
+/** 系统错误: a replica hit a fault it cannot mask (platform staff). */
+export interface AlertSystemError extends Base {
+  event: 'alert.system_error';
+  [field: string]: unknown;
+}
+/** A notification platform staff sent to one user. */
+export interface PlatformNotice extends Base {
+  event: 'platform.notice';
+  [field: string]: unknown;
+}
+/** A broadcast to every connected user of a role (live only). */
+export interface Announcement extends Base {
+  event: 'announcement';
+  [field: string]: unknown;
+}
+
+export type Notification =
+  | OrderRecommend
+  | OrderDispatched
+  | OrderTaken
+  | RiderCommand
+  | OrderPaid
+  | OrderUrged
+  | InventoryLow
+  | AlertPaymentTimeout
+  | AlertSystemError
+  | PlatformNotice
+  | Announcement;
+
+export type NotificationEvent = Notification['event'];
+
+/** What `onEvent` reports. */
+export type ClientEvent =
+  | { type: 'open' }
+  /** The socket closed; `reason` is the server's (a JSON string for 4001/4003/4029/1013). */
+  | { type: 'close'; code: number; reason: string }
+  /** The next connect comes in `delay_ms`. */
+  | { type: 'reconnecting'; delay_ms: number }
+  /** No more connects until `connect()` (4003: not, or no longer, admitted). */
+  | { type: 'stopped'; code?: number; reason?: string }
+  | { type: 'error'; error: unknown };
+
+/** The part of a `wx.connectSocket` task the SDK uses. */
+export interface SocketTaskLike {
+  send(options: { data: string; success?: () => void; fail?: (e: unknown) => void }): void;
+  close(options?: { code?: number; reason?: string }): void;
+  onOpen(callback: (result: unknown) => void): void;
+  onMessage(callback: (result: { data: string | ArrayBuffer }) => void): void;
+  onClose(callback: (result: { code: number; reason: string }) => void): void;
+  onError(callback: (error: unknown) => void): void;
+}
+
+/** The part of `wx` the SDK uses. */
+export interface WxLike {
+  connectSocket(options: { url: string; fail?: (e: unknown) => void }): SocketTaskLike;
+  onAppShow?(callback: () => void): void;
+  offAppShow?(callback: () => void): void;
+  onNetworkStatusChange?(callback: (result: { isConnected: boolean }) => void): void;
+  offNetworkStatusChange?(callback: (result: { isConnected: boolean }) => void): void;
+  getStorageSync?(key: string): unknown;
+  setStorageSync?(key: string, value: unknown): void;
+}
+
+/** Where handled message ids are remembered (wx storage by default). */
+export interface Storage {
+  get(key: string): unknown;
+  set(key: string, value: unknown): void;
+}
+
+export interface ClientOptions {
+  /** The WebSocket endpoint, e.g. "wss://api.example.com/v1/ws". */
+  url: string;
+  /** A current access token: called before each connect and before expiry. */
+  getToken: () => Promise<string>;
+  /** Defaults to the global `wx`. */
+  wx?: WxLike;
+  /** Called at most once per `message_id`; acked after it resolves (not if it throws). */
+  onNotification: (n: Notification) => void | Promise<void>;
+  onEvent?: (e: ClientEvent) => void;
+  /** Defaults to wx storage. */
+  storage?: Storage;
+}
+
+export type ClientState = 'idle' | 'connecting' | 'open' | 'stopped';
+
+export interface Client {
+  /** Connects (and keeps connecting); again after `close()` or a stop. */
+  connect(): void;
+  /** Closes the socket and stops reconnecting. */
+  close(): void;
+  state(): ClientState;
+}
