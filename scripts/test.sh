@@ -23,6 +23,10 @@ if ! command -v npm >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 npm ci --prefix tests/seed-client --no-audit --no-fund --loglevel=error
+# The mini-program SDK: built from its lockfile, then driven by tests/api/sdk.rs (and
+# its own unit tests, in Node).
+npm ci --prefix sdk/miniprogram --no-audit --no-fund --loglevel=error
+npm test --prefix sdk/miniprogram --silent >/dev/null || { echo "test.sh: the SDK did not build or its unit tests failed (npm test in sdk/miniprogram)" >&2; exit 1; }
 # The metrics test lints the exposition with promtool; services.sh unpacked it into
 # target/tools/bin when no promtool was on PATH.
 export PATH="$PWD/target/tools/bin:$PATH"

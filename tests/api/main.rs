@@ -40,6 +40,7 @@ mod procs;
 mod protocols;
 mod receipts;
 mod redis_modes;
+mod sdk;
 mod seed_client;
 mod ws;
 mod ws_client;
