@@ -133,6 +133,8 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     pub ws: WsConfig,
     pub payment_timeout: Duration,
+    /// `ORDERS_UNPAID_MAX` (default 3): unpaid orders one consumer may hold at once.
+    pub orders_unpaid_max: u32,
     pub rider_match_radius_m: u32,
     /// `WECHAT_APPID` + `WECHAT_SECRET`: both or neither. Without them login answers 503.
     pub wechat: Option<WechatConfig>,
@@ -391,6 +393,12 @@ impl Config {
             metrics_addr: vars.addr("METRICS_ADDR", "0.0.0.0:9090")?,
             ws,
             payment_timeout: vars.duration("PAYMENT_TIMEOUT", Duration::from_secs(15 * 60))?,
+            orders_unpaid_max: vars.number(
+                "ORDERS_UNPAID_MAX",
+                3,
+                |n| (1..=1000).contains(n),
+                "a whole number from 1 to 1000",
+            )?,
             rider_match_radius_m: vars.number(
                 "RIDER_MATCH_RADIUS_M",
                 3000,

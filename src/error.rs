@@ -207,6 +207,11 @@ impl From<OrderError> for ApiError {
                 "insufficient_stock",
                 format!("not enough stock of product {p}; nothing was reserved"),
             ),
+            OrderError::Create(CreateError::TooManyUnpaid(max)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_unpaid_orders",
+                format!("at most {max} unpaid orders at once: pay or wait for one to close"),
+            ),
             OrderError::Create(CreateError::Store(e)) | OrderError::Store(e) => e.into(),
             OrderError::Prepay(why) => {
                 tracing::warn!(reason = %why, "prepay failed");

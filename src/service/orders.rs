@@ -68,6 +68,7 @@ pub async fn create(
         address,
         pay_deadline: deadline,
         out_trade_no: &out_trade_no(),
+        unpaid_max: state.config().orders_unpaid_max,
     };
     let (order, _low) = orders::create(state.db(), &new, |_, low| low_stock(merchant, low)).await?;
     state.wake_relay();

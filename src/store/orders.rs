@@ -127,6 +127,8 @@ pub enum CreateError {
     UnknownProduct(i64),
     #[error("not enough stock of product {0}")]
     InsufficientStock(i64),
+    #[error("the consumer already holds {0} unpaid orders")]
+    TooManyUnpaid(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -147,6 +149,8 @@ pub struct NewOrder<'a> {
     pub address: &'a Address,
     pub pay_deadline: DateTime<Utc>,
     pub out_trade_no: &'a str,
+    /// Unpaid orders the consumer may hold, this one included.
+    pub unpaid_max: u32,
 }
 
 /// Creates an order and reserves its stock in one transaction: all of it, or none. The
@@ -164,9 +168,27 @@ pub async fn create(
         address,
         pay_deadline,
         out_trade_no,
+        unpaid_max,
     } = *new;
     let mut client = db.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
+    // The consumer's row is locked first: their concurrent orders count one at a time,
+    // so the cap holds under a burst, and nothing is reserved when it is reached.
+    tx.query_opt(
+        "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+        &[&consumer.0],
+    )
+    .await?;
+    let unpaid: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM orders WHERE consumer_id = $1 AND status = 'pending_payment'",
+            &[&consumer.0],
+        )
+        .await?
+        .get(0);
+    if unpaid >= i64::from(unpaid_max) {
+        return Err(CreateError::TooManyUnpaid(unpaid_max));
+    }
     let approved = tx
         .query_opt(
             "SELECT 1 FROM merchants WHERE id = $1 AND status = 'approved'",

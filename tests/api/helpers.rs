@@ -76,7 +76,8 @@ pub fn binary(db_url: &str) -> tokio::process::Command {
 pub fn binary_listening(db_url: &str, port: u16) -> tokio::process::Command {
     let mut cmd = binary(db_url);
     cmd.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", "127.0.0.1:0");
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("ORDERS_UNPAID_MAX", TEST_ORDERS_UNPAID_MAX);
     cmd
 }
 
@@ -229,8 +230,12 @@ pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, Strin
         ("DATABASE_POOL_SIZE".into(), "4".into()),
         // Even on a Redis of its own: two tests' servers can never cross-talk.
         ("REDIS_KEY_PREFIX".into(), unique_prefix()),
+        ("ORDERS_UNPAID_MAX".into(), TEST_ORDERS_UNPAID_MAX.into()),
     ])
 }
+
+/// Tests place many orders for one consumer; the cap has a test of its own.
+pub const TEST_ORDERS_UNPAID_MAX: &str = "1000";
 
 pub struct TestApp {
     pub address: String,
