@@ -17,7 +17,11 @@ impl std::fmt::Display for UserId {
     }
 }
 
-/// Whether `lat`, `lng` is a WGS-84 coordinate (NaN is not).
+/// The latitudes Redis' geo index can hold (Web Mercator): beyond them `GEOADD` fails,
+/// so they are refused up front (422), whichever engine runs.
+pub const MAX_LATITUDE: f64 = 85.05112878;
+
+/// Whether `lat`, `lng` is a WGS-84 coordinate the rider index can hold (NaN is not).
 pub fn valid_position(lat: f64, lng: f64) -> bool {
-    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng)
+    (-MAX_LATITUDE..=MAX_LATITUDE).contains(&lat) && (-180.0..=180.0).contains(&lng)
 }
