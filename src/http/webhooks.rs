@@ -6,6 +6,7 @@
 //! effect. The body is never logged.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,8 +21,24 @@ use crate::wechat::pay::NotifyHeaders;
 pub async fn wechat_pay_notify(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        // Oversize (or unreadable): still WeChat Pay's shape, so it is understood.
+        Err(e) => {
+            let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body too large"
+            } else {
+                "unreadable body"
+            };
+            return (
+                e.status(),
+                Json(json!({ "code": "FAIL", "message": message })),
+            )
+                .into_response();
+        }
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signed = NotifyHeaders {
         timestamp: header("Wechatpay-Timestamp"),
@@ -41,6 +58,7 @@ fn fail(e: &PaymentError) -> Response {
         PaymentError::NotConfigured => (StatusCode::INTERNAL_SERVER_ERROR, "not configured"),
         PaymentError::Refused(_) => (StatusCode::UNAUTHORIZED, "verification failed"),
         PaymentError::WrongMchid => (StatusCode::BAD_REQUEST, "wrong mchid"),
+        PaymentError::WrongAppid => (StatusCode::BAD_REQUEST, "wrong appid"),
         PaymentError::UnknownOrder => (StatusCode::BAD_REQUEST, "unknown out_trade_no"),
         PaymentError::AmountMismatch => (StatusCode::BAD_REQUEST, "amount mismatch"),
         PaymentError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "try again"),

@@ -34,6 +34,12 @@ struct Alert {
 #[derive(Clone)]
 pub struct Alerts {
     tx: mpsc::Sender<Alert>,
+    /// Per kind, the recent occurrences counted by [`Alerts::raise_if_sustained`].
+    recent: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<&'static str, std::collections::VecDeque<std::time::Instant>>,
+        >,
+    >,
 }
 
 impl Alerts {
@@ -57,7 +63,40 @@ impl Alerts {
                 cancel.clone(),
             )
         });
-        Alerts { tx }
+        Alerts {
+            tx,
+            recent: Default::default(),
+        }
+    }
+
+    /// Counts one occurrence of `kind`, and raises the alert once `threshold` of them
+    /// fall within `window` (on this replica): what anyone can cause with one anonymous
+    /// request (a forged webhook) alerts staff only when it keeps happening.
+    pub fn raise_if_sustained(
+        &self,
+        kind: &'static str,
+        detail: impl Into<String>,
+        threshold: usize,
+        window: Duration,
+    ) {
+        let now = std::time::Instant::now();
+        let sustained = {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let times = recent.entry(kind).or_default();
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                times.pop_front();
+            }
+            if times.len() < threshold {
+                times.push_back(now);
+            }
+            times.len() >= threshold
+        };
+        if sustained {
+            self.raise(kind, detail);
+        }
     }
 
     /// Raises an alert of `kind` (a short snake_case word: `redis_unreachable`).

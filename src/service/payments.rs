@@ -4,6 +4,8 @@
 //! Repeats are normal (WeChat Pay retries until it gets a success) and succeed with no
 //! side effect. The body and the decrypted transaction are never logged.
 
+use std::time::Duration;
+
 use crate::state::AppState;
 use crate::store::orders::{self, PaymentOutcome, PaymentRecord};
 use crate::store::StoreError;
@@ -20,6 +22,8 @@ pub enum PaymentError {
     Refused(NotifyError),
     #[error("notification for another merchant id")]
     WrongMchid,
+    #[error("notification for another appid")]
+    WrongAppid,
     #[error("unknown out_trade_no")]
     UnknownOrder,
     #[error("amount mismatch")]
@@ -37,10 +41,17 @@ pub async fn on_notification(
     body: &[u8],
 ) -> Result<(), PaymentError> {
     let Some(verifier) = state.pay_verifier() else {
-        // A configuration fault, not the caller's: staff must hear of it.
-        state.alerts().raise(
+        // A configuration fault, not the caller's: staff must hear of it, once it is
+        // more than one (anonymous) request.
+        metrics::counter!("locallife_webhook_refused_total", "reason" => "not_configured")
+            .increment(1);
+        // WeChat Pay retries a notification about 15 s, 15 s, 30 s, 3 min apart: a real
+        // payment gets to 5 within ten minutes, one stray request does not.
+        state.alerts().raise_if_sustained(
             "wechatpay_not_configured",
-            "a WeChat Pay notification arrived but its verification key is not configured",
+            "WeChat Pay notifications keep arriving but their verification key is not configured",
+            5,
+            Duration::from_secs(600),
         );
         return Err(PaymentError::NotConfigured);
     };
@@ -51,11 +62,14 @@ pub async fn on_notification(
             metrics::counter!("locallife_webhook_refused_total", "reason" => refusal_label(&e))
                 .increment(1);
             tracing::warn!(reason = %e, "payment notification refused");
+            // Anyone can send junk: staff hear only of a sustained rate of unknown key
+            // ids (WeChat Pay rotated its key, or ours is stale), never of one request.
             if e == NotifyError::UnknownSerial {
-                // WeChat Pay rotated its key, or ours is stale: configuration again.
-                state.alerts().raise(
+                state.alerts().raise_if_sustained(
                     "wechatpay_unknown_serial",
-                    "a payment notification was signed with an unknown WeChat Pay key id",
+                    "payment notifications keep arriving signed with an unknown WeChat Pay key id",
+                    20,
+                    Duration::from_secs(60),
                 );
             }
             return Err(PaymentError::Refused(e));
@@ -64,6 +78,13 @@ pub async fn on_notification(
     if tx.mchid != verifier.mchid {
         tracing::warn!("payment notification for another merchant id refused");
         return Err(PaymentError::WrongMchid);
+    }
+    // Our mini-program's payments only: the appid inside the signed, encrypted resource.
+    if let Some(wechat) = &state.config().wechat {
+        if tx.appid != wechat.appid {
+            tracing::warn!("payment notification for another appid refused");
+            return Err(PaymentError::WrongAppid);
+        }
     }
     if tx.trade_state != "SUCCESS" {
         // Authentic but not a success (closed, refunded...): nothing to do.
