@@ -22,14 +22,43 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (tests build many apps) are no-ops.
 pub fn init(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| Redact::new(io::stderr()));
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let pinned =
+        tracing_subscriber::filter::filter_fn(|meta| allowed(meta.target(), *meta.level()));
+    let layer = tracing_subscriber::fmt::layer().with_writer(|| Redact::new(io::stderr()));
+    let layer = match format {
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+        LogFormat::Pretty => layer.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(pinned))
+        .try_init();
+}
+
+/// Libraries whose debug and trace output carries what must never be logged (query
+/// parameters, frames, Redis commands with their arguments): held at `info` whatever
+/// `RUST_LOG` says.
+pub const PINNED: [&str; 5] = [
+    "tokio_postgres",
+    "tungstenite",
+    "tokio_tungstenite",
+    "fred",
+    "reqwest",
+];
+
+/// Whether an event of `target` at `level` may be logged at all: not below `info` for
+/// [`PINNED`] libraries (and their modules), whatever `RUST_LOG` enables.
+pub fn allowed(target: &str, level: tracing::Level) -> bool {
+    let pinned = PINNED.iter().any(|p| {
+        target
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    !(pinned && level > tracing::Level::INFO)
 }
 
 /// A writer that holds one log event and writes it redacted when dropped (the
@@ -292,6 +321,23 @@ fn describe() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pinned_libraries_never_log_below_info() {
+        use tracing::Level;
+        for target in [
+            "tokio_postgres",
+            "tokio_postgres::query",
+            "tungstenite::protocol",
+            "fred::router",
+        ] {
+            assert!(!super::allowed(target, Level::DEBUG), "{target}");
+            assert!(!super::allowed(target, Level::TRACE), "{target}");
+            assert!(super::allowed(target, Level::INFO), "{target}");
+        }
+        assert!(super::allowed("locallife::ws", Level::TRACE));
+        assert!(super::allowed("tokio_postgresql_lookalike", Level::DEBUG));
+    }
+
     use super::*;
     use proptest::prelude::*;
 
