@@ -352,6 +352,41 @@ async fn seed_flow_merchant_new_order_after_wechat_pay() {
     );
 }
 
+/// Anyone can post junk to the webhook: refusals are counted, and staff are not alerted
+/// by a handful of them (unknown key ids alert only at a sustained rate). An oversize
+/// body is refused in WeChat Pay's own shape.
+#[tokio::test]
+async fn anonymous_junk_on_the_webhook_alerts_nobody_and_oversize_is_fail_413() {
+    let w = World::new(1, &[]).await;
+    let mut staff_socket = w.a().ws_ok(&w.staff).await;
+    let (_, order) = w.order(w.a(), 1).await;
+    let mut unknown_key = fake_pay::notification(&transaction_for(&order));
+    unknown_key.headers[3].1 = "PUB_KEY_ID_NOBODY".into();
+    for _ in 0..10 {
+        assert_eq!(w.a().notify_payment(&unknown_key).await.0, 401);
+    }
+    assert!(
+        staff_socket
+            .nothing_within(Duration::from_millis(500))
+            .await,
+        "no alert from ten anonymous requests"
+    );
+    let metrics = w.a().metrics_text().await;
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("locallife_webhook_refused_total{reason=\"unknown_serial\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    // (Counters are per process; other tests' refusals may add to it.)
+    assert!(refused >= 10.0, "refusals counted: {refused}");
+
+    let mut huge = fake_pay::notification(&transaction_for(&order));
+    huge.body = format!("{{\"pad\":\"{}\"}}", "x".repeat(100 * 1024));
+    let (status, body) = w.a().notify_payment(&huge).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["code"], "FAIL", "{body}");
+}
+
 #[tokio::test]
 async fn bad_payment_notifications_are_refused_and_change_nothing() {
     let w = World::new(1, &[]).await;
@@ -375,6 +410,8 @@ async fn bad_payment_notifications_are_refused_and_change_nothing() {
     other_mchid["mchid"] = json!("1900000999");
     let mut wrong_amount = good.clone();
     wrong_amount["amount"]["total"] = json!(total - 1);
+    let mut other_appid = good.clone();
+    other_appid["appid"] = json!("wx-someone-else");
     let mut garbage = fake_pay::notification(&good);
     garbage.body = "{\"resource\":".into();
 
@@ -387,6 +424,7 @@ async fn bad_payment_notifications_are_refused_and_change_nothing() {
         ("unsigned", unsigned),
         ("wrong merchant", fake_pay::notification(&other_mchid)),
         ("wrong amount", fake_pay::notification(&wrong_amount)),
+        ("another appid", fake_pay::notification(&other_appid)),
         ("garbage", garbage),
     ] {
         let (status, body) = w.a().notify_payment(&n).await;
@@ -448,6 +486,60 @@ async fn concurrent_orders_never_oversell() {
         .count();
     assert_eq!((created, refused), (10, 20), "{answers:?}");
     assert_eq!(w.stock(product).await, 0);
+}
+
+/// `ORDERS_UNPAID_MAX`: a consumer holding that many unpaid orders is refused the next
+/// (409 `too_many_unpaid_orders`, nothing reserved), even when the orders race across
+/// replicas; once one is paid, the next goes through.
+#[tokio::test]
+async fn a_consumer_holds_at_most_orders_unpaid_max_unpaid_orders() {
+    let w = World::new(2, &[("ORDERS_UNPAID_MAX", "2")]).await;
+    let attempts = (0..6).map(|i| w.order(&w.apps[i % 2], 1));
+    let answers = futures::future::join_all(attempts).await;
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 2, "{answers:?}");
+    for answer in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_error(answer, 409, "too_many_unpaid_orders");
+    }
+    assert_eq!(w.stock(w.product).await, 98, "the refused reserved nothing");
+    let n = fake_pay::notification(&transaction_for(created[0]));
+    assert_eq!(w.b().notify_payment(&n).await.0, 204);
+    let (status, body) = w.order(w.a(), 1).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Latitudes beyond ±85.05 (what the rider index can hold) are refused with 422 on
+/// every path that takes a position, on both engines alike.
+#[tokio::test]
+async fn positions_beyond_the_index_latitude_are_422() {
+    let w = World::new(1, &[]).await;
+    let (_, rider) = w.rider("polar", 0.0).await;
+    for lat in [85.06, -85.06, 90.0] {
+        assert_error(
+            &w.a()
+                .post_json(
+                    "/v1/rider/online",
+                    Some(&rider),
+                    &json!({"lat": lat, "lng": 0.0}),
+                )
+                .await,
+            422,
+            "invalid_position",
+        );
+    }
+    let (status, body) = w
+        .a()
+        .post_json(
+            "/v1/rider/online",
+            Some(&rider),
+            &json!({"lat": 85.05, "lng": 0.0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
@@ -809,7 +901,8 @@ async fn without_merchant_credentials_orders_carry_no_payment() {
     assert_eq!(order["payment"], Value::Null);
     assert_eq!(order["total_fen"], 1000);
     assert!(order["pay_deadline"].is_string());
-    // And notifications cannot be verified: refused, and staff are alerted.
+    // And notifications cannot be verified: refused, and staff are alerted once they
+    // keep coming (WeChat Pay's retries), not on the first.
     let mut staff_socket = app.ws_ok(&staff).await;
     let n = fake_pay::notification(&fake_pay::transaction(
         order["out_trade_no"].as_str().unwrap(),
@@ -817,6 +910,14 @@ async fn without_merchant_credentials_orders_carry_no_payment() {
     ));
     let (status, body) = app.notify_payment(&n).await;
     assert_eq!((status, body["code"].as_str()), (500, Some("FAIL")));
+    assert!(
+        staff_socket
+            .nothing_within(Duration::from_millis(300))
+            .await
+    );
+    for _ in 0..4 {
+        assert_eq!(app.notify_payment(&n).await.0, 500);
+    }
     let alert = expect_event(&mut staff_socket, "alert.system_error").await;
     assert_eq!(alert["data"]["kind"], "wechatpay_not_configured");
 }
