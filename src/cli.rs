@@ -163,7 +163,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("no user with id {user_id}");
             }
             let tokens = crate::auth::Tokens::new(&config.jwt);
-            let minted = tokens.mint_with_ttl(user, ttl.unwrap_or(tokens.ttl()));
+            let ttl = ttl.unwrap_or(tokens.ttl());
+            if ttl > crate::auth::jwt::MAX_TTL {
+                anyhow::bail!("--ttl is at most 24h");
+            }
+            let minted = tokens.mint_with_ttl(user, ttl);
             println!("{}", minted.token);
             Ok(())
         }

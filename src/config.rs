@@ -288,7 +288,16 @@ impl Config {
             secret: SecretString::from(secret),
             issuer: vars.or("JWT_ISSUER", "locallife"),
             audience: vars.or("JWT_AUDIENCE", "locallife"),
-            access_token_ttl: vars.duration("ACCESS_TOKEN_TTL", Duration::from_secs(2 * 3600))?,
+            access_token_ttl: {
+                let ttl = vars.duration("ACCESS_TOKEN_TTL", Duration::from_secs(2 * 3600))?;
+                if ttl > crate::auth::jwt::MAX_TTL || ttl < Duration::from_secs(60) {
+                    return Err(ConfigError::new(
+                        "ACCESS_TOKEN_TTL",
+                        "must be from 1m to 24h",
+                    ));
+                }
+                ttl
+            },
         };
 
         let ws = WsConfig {
@@ -504,6 +513,20 @@ mod tests {
 
     fn err_var(pairs: &[(&str, &str)]) -> &'static str {
         config(pairs).expect_err("should be refused").var
+    }
+
+    #[test]
+    fn token_lifetimes_and_the_unpaid_cap_are_bounded() {
+        for bad in ["48h", "25h", "30s"] {
+            assert_eq!(
+                err_var(&[("ACCESS_TOKEN_TTL", bad)]),
+                "ACCESS_TOKEN_TTL",
+                "{bad}"
+            );
+        }
+        assert!(config(&[("ACCESS_TOKEN_TTL", "24h")]).is_ok());
+        assert_eq!(config(&[]).unwrap().orders_unpaid_max, 3);
+        assert_eq!(err_var(&[("ORDERS_UNPAID_MAX", "0")]), "ORDERS_UNPAID_MAX");
     }
 
     #[test]

@@ -293,6 +293,10 @@ fn describe() {
         "Outbox rows whose ttl passed before they could be published."
     );
     describe_counter!(
+        "locallife_logouts_total",
+        "Logouts: each refuses the user's older tokens and closes their sockets (4001)."
+    );
+    describe_counter!(
         "locallife_receipts_written_total",
         "Receipt marks (delivered, acked, withdrawn) written, in batches."
     );

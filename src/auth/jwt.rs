@@ -29,7 +29,24 @@ pub struct Claims {
     pub aud: String,
     pub iat: u64,
     pub exp: u64,
+    /// Not before (validated when present; minted equal to `iat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// When it was minted, in unix ms: a logout refuses tokens minted before it, also
+    /// within the same second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<u64>,
 }
+
+impl Claims {
+    /// When the token was minted (unix ms).
+    pub fn issued_ms(&self) -> u64 {
+        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
+    }
+}
+
+/// The longest lifetime a token may be minted with (`ACCESS_TOKEN_TTL`, `token --ttl`).
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -68,6 +85,7 @@ pub struct Minted {
     pub expires_at: u64,
 }
 
+#[cfg(test)]
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -84,6 +102,7 @@ impl Tokens {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -106,7 +125,9 @@ impl Tokens {
 
     /// Mints a token for `user` valid for `ttl`.
     pub fn mint_with_ttl(&self, user: UserId, ttl: Duration) -> Minted {
-        let iat = now_secs();
+        let ttl = ttl.min(MAX_TTL);
+        let iat_ms = crate::time::unix_ms();
+        let iat = iat_ms / 1000;
         let exp = iat.saturating_add(ttl.as_secs());
         let claims = Claims {
             sub: user.0.to_string(),
@@ -114,6 +135,8 @@ impl Tokens {
             aud: self.audience.clone(),
             iat,
             exp,
+            nbf: Some(iat),
+            iat_ms: Some(iat_ms),
         };
         self.mint_claims(&claims, ttl)
     }
@@ -162,6 +185,26 @@ mod tests {
     const KEY: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
+    fn a_token_not_yet_valid_is_refused() {
+        let t = Tokens::new(&config(KEY));
+        let now = now_secs();
+        let mut claims = Claims {
+            sub: "42".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat: now,
+            exp: now + 600,
+            nbf: Some(now + 60),
+            iat_ms: None,
+        };
+        let early = t.mint_claims(&claims, Duration::from_secs(600));
+        assert_eq!(t.verify(&early.token).unwrap_err(), TokenError::Invalid);
+        claims.nbf = Some(now);
+        let ok = t.mint_claims(&claims, Duration::from_secs(600));
+        assert_eq!(t.verify(&ok.token).unwrap().1.issued_ms(), now * 1000);
+    }
+
+    #[test]
     fn a_minted_token_verifies() {
         let t = Tokens::new(&config(KEY));
         let minted = t.mint(UserId(42));
@@ -204,6 +247,8 @@ mod tests {
             aud: "locallife".into(),
             iat: now - 100,
             exp,
+            nbf: None,
+            iat_ms: None,
         };
         let within = t.mint_claims(&claims(now - 2), Duration::ZERO);
         assert!(t.verify(&within.token).is_ok());
@@ -220,6 +265,8 @@ mod tests {
             aud: "locallife".into(),
             iat: now_secs(),
             exp: now_secs() + 60,
+            nbf: None,
+            iat_ms: None,
         };
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
@@ -244,6 +291,8 @@ mod tests {
             aud: "locallife".into(),
             iat: now_secs(),
             exp: now_secs() + 60,
+            nbf: None,
+            iat_ms: None,
         };
         let token = t.mint_claims(&claims, Duration::ZERO).token;
         assert_eq!(t.verify(&token), Err(TokenError::Invalid));

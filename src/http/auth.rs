@@ -75,3 +75,24 @@ pub async fn me(
         store::users::me(state.db(), caller.id, caller.roles).await?,
     ))
 }
+
+/// `POST /v1/auth/logout` → 204: every token of the caller minted before now is refused
+/// from now on, on every replica (the check reads the user's row, as every request
+/// does), and the caller's sockets close with 4001 wherever they are.
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::http::StatusCode, ApiError> {
+    // A millisecond on: a token minted in this very millisecond is older too.
+    let at = crate::time::unix_ms() + 1;
+    store::users::log_out(state.db(), caller.id, at).await?;
+    if let Err(e) =
+        crate::notify::close_user(&**state.engine(), caller.id, 4001, "logged out").await
+    {
+        // The sockets still close at their token's expiry, and none can reconnect.
+        tracing::warn!(error = %e, "logout: the sockets could not be told");
+    }
+    metrics::counter!("locallife_logouts_total").increment(1);
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -41,6 +41,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/wechat-login", post(auth::wechat_login))
+        .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
         .route("/ws", get(crate::ws::connect))
         .route("/platform/notifications", post(platform::send_notification))

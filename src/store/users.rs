@@ -20,24 +20,47 @@ fn roles_from(rows: &[tokio_postgres::Row]) -> Vec<Role> {
 pub async fn roles(
     db: &deadpool_postgres::Pool,
     user: UserId,
-) -> Result<Option<Vec<Role>>, StoreError> {
+) -> Result<Option<(Vec<Role>, Option<u64>)>, StoreError> {
     let client = db.get().await?;
     let rows = client
         .query(
-            &client.prepare_cached("SELECT r.role FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1").await?,
+            &client.prepare_cached(
+                "SELECT r.role, (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
+                 FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1",
+            )
+            .await?,
             &[&user.0],
         )
         .await?;
     if rows.is_empty() {
         return Ok(None);
     }
+    let valid_from = rows[0]
+        .get::<_, Option<i64>>("valid_from")
+        .map(|ms| ms.max(0) as u64);
     // The LEFT JOIN yields one row with a NULL role for a user without roles.
     let roles = rows
         .iter()
         .filter_map(|r| r.get::<_, Option<&str>>("role"))
         .filter_map(|s| s.parse().ok())
         .collect::<std::collections::BTreeSet<Role>>();
-    Ok(Some(roles.into_iter().collect()))
+    Ok(Some((roles.into_iter().collect(), valid_from)))
+}
+
+/// Logs `user` out everywhere: every token minted before `at_ms` is refused from now on.
+pub async fn log_out(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    let client = db.get().await?;
+    client
+        .execute(
+            "UPDATE users SET tokens_valid_from = to_timestamp($2::bigint / 1000.0) WHERE id = $1",
+            &[&user.0, &(at_ms as i64)],
+        )
+        .await?;
+    Ok(())
 }
 
 /// What a WeChat login found or made.
@@ -238,6 +261,8 @@ pub struct AdmissionFacts {
     pub merchant_admin: bool,
     /// Admin of at least one approved merchant.
     pub admin_of_approved_merchant: bool,
+    /// Tokens minted before this (unix ms) are refused: the user logged out.
+    pub tokens_valid_from_ms: Option<u64>,
 }
 
 /// The facts for `user`, or `None` when there is no such user.
@@ -256,7 +281,8 @@ pub async fn admission(
                 COALESCE(r.online, false) AS rider_online,
                 EXISTS (SELECT 1 FROM merchant_admins a WHERE a.user_id = u.id) AS merchant_admin,
                 EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
-                        WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin
+                        WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin,
+                (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
              FROM users u LEFT JOIN riders r ON r.user_id = u.id
              WHERE u.id = $1",
                 )
@@ -274,6 +300,9 @@ pub async fn admission(
         rider_online: row.get("rider_online"),
         merchant_admin: row.get("merchant_admin"),
         admin_of_approved_merchant: row.get("approved_admin"),
+        tokens_valid_from_ms: row
+            .get::<_, Option<i64>>("valid_from")
+            .map(|ms| ms.max(0) as u64),
     }))
 }
 

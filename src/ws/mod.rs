@@ -220,6 +220,12 @@ async fn admit_socket(
     let facts = crate::store::users::admission(state.db(), user)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
+    if facts
+        .tokens_valid_from_ms
+        .is_some_and(|from| claims.issued_ms() < from)
+    {
+        return Err(ApiError::unauthorized());
+    }
     let roles = admit(&facts).map_err(|d| ApiError::forbidden(d.code(), d.message()))?;
 
     let hub = state.hub();
@@ -309,6 +315,7 @@ mod tests {
             rider_online: false,
             merchant_admin: true,
             admin_of_approved_merchant: true,
+            tokens_valid_from_ms: None,
         };
         let roles = admit(&f).unwrap();
         assert!(roles.contains(Role::Platform) && roles.contains(Role::Merchant));

@@ -7,7 +7,7 @@ use locallife::auth::Claims;
 use locallife::domain::{Role, UserId};
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app, JWT_SECRET};
+use crate::helpers::{assert_error, spawn_app, spawn_cluster, JWT_SECRET};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -32,6 +32,8 @@ fn claims(sub: &str, exp: u64) -> Claims {
         aud: "locallife".into(),
         iat: now() - 10,
         exp,
+        nbf: None,
+        iat_ms: None,
     }
 }
 
@@ -151,4 +153,44 @@ async fn a_token_for_a_user_that_does_not_exist_is_401() {
     let app = spawn_app().await;
     let token = app.tokens.mint(UserId(987_654)).token;
     assert_error(&app.get("/v1/me", Some(&token)).await, 401, "unauthorized");
+}
+
+/// A token whose `nbf` is still ahead is refused.
+#[tokio::test]
+async fn a_token_not_valid_before_a_future_time_is_401() {
+    let app = spawn_app().await;
+    let (user, _) = app.user_with_role("early", Role::Platform).await;
+    let mut c = claims(&user.0.to_string(), now() + 600);
+    c.nbf = Some(now() + 60);
+    assert_error(
+        &app.get("/v1/me", Some(&forge(&c, JWT_SECRET))).await,
+        401,
+        "unauthorized",
+    );
+    c.nbf = Some(now() - 1);
+    assert_eq!(app.get("/v1/me", Some(&forge(&c, JWT_SECRET))).await.0, 200);
+}
+
+/// `POST /v1/auth/logout` on one replica: the token is refused on the other, the user's
+/// socket there closes with 4001, a socket cannot be opened with it any more, and a token
+/// minted afterwards works.
+#[tokio::test]
+async fn logout_refuses_older_tokens_and_closes_sockets_on_every_replica() {
+    let apps = spawn_cluster(2).await;
+    let (a, b) = (&apps[0], &apps[1]);
+    let (user, token) = a.socket_user(Role::Platform).await;
+    let mut socket = b.ws_ok(&token).await;
+    assert_eq!(b.get("/v1/me", Some(&token)).await.0, 200);
+
+    let (status, _) = a
+        .post_json("/v1/auth/logout", Some(&token), &json!({}))
+        .await;
+    assert_eq!(status, 204);
+    assert_error(&b.get("/v1/me", Some(&token)).await, 401, "unauthorized");
+    assert_eq!(socket.closed_with().await, 4001);
+    b.ws_refused(&token, 401, "unauthorized").await;
+
+    let fresh = a.tokens.mint(user).token;
+    assert_eq!(b.get("/v1/me", Some(&fresh)).await.0, 200);
+    b.ws_ok(&fresh).await;
 }

@@ -79,6 +79,8 @@ async fn bad_tokens_are_401(engine: EngineKind) {
         aud: "locallife".into(),
         iat: locallife::time::unix_secs() - 120,
         exp: locallife::time::unix_secs() - 60,
+        nbf: None,
+        iat_ms: None,
     };
     let long_expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
