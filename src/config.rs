@@ -62,6 +62,19 @@ pub struct JwtConfig {
 }
 
 /// WebSocket tuning (SPEC §2.2, §3).
+/// Request rate limits, per second sustained (twice that in a burst), per replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateConfig {
+    /// `HTTP_RATE_USER` (default 20): per authenticated user.
+    pub user: u32,
+    /// `HTTP_RATE_ADDRESS` (default 1000): per client address (many users share a
+    /// carrier's NAT address).
+    pub address: u32,
+    /// `HTTP_RATE_BACK_OFFICE` (default 1000): per user and per address on
+    /// `/v1/platform/*` and the WeChat Pay webhook.
+    pub back_office: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct WsConfig {
     pub ping_interval: Duration,
@@ -133,6 +146,8 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     pub ws: WsConfig,
     pub payment_timeout: Duration,
+    /// `HTTP_RATE_*`: request rate limits.
+    pub rates: RateConfig,
     /// `ORDERS_UNPAID_MAX` (default 3): unpaid orders one consumer may hold at once.
     pub orders_unpaid_max: u32,
     pub rider_match_radius_m: u32,
@@ -402,6 +417,26 @@ impl Config {
             metrics_addr: vars.addr("METRICS_ADDR", "0.0.0.0:9090")?,
             ws,
             payment_timeout: vars.duration("PAYMENT_TIMEOUT", Duration::from_secs(15 * 60))?,
+            rates: RateConfig {
+                user: vars.number(
+                    "HTTP_RATE_USER",
+                    20,
+                    |n| *n >= 1,
+                    "a whole number, at least 1",
+                )?,
+                address: vars.number(
+                    "HTTP_RATE_ADDRESS",
+                    1000,
+                    |n| *n >= 1,
+                    "a whole number, at least 1",
+                )?,
+                back_office: vars.number(
+                    "HTTP_RATE_BACK_OFFICE",
+                    1000,
+                    |n| *n >= 1,
+                    "a whole number, at least 1",
+                )?,
+            },
             orders_unpaid_max: vars.number(
                 "ORDERS_UNPAID_MAX",
                 3,

@@ -40,6 +40,7 @@ pub struct Parts {
 
 struct Inner {
     parts: Parts,
+    limits: crate::http::limits::Limits,
     draining: AtomicBool,
     /// Wakes this replica's outbox relay after a commit here.
     relay: tokio::sync::Notify,
@@ -48,10 +49,16 @@ struct Inner {
 impl AppState {
     pub fn new(parts: Parts) -> Self {
         Self(Arc::new(Inner {
+            limits: crate::http::limits::Limits::new(&parts.config.rates),
             parts,
             draining: AtomicBool::new(false),
             relay: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// Request rate limits (per address, per user).
+    pub fn limits(&self) -> &crate::http::limits::Limits {
+        &self.0.limits
     }
 
     pub fn config(&self) -> &Config {

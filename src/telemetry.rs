@@ -293,6 +293,10 @@ fn describe() {
         "Outbox rows whose ttl passed before they could be published."
     );
     describe_counter!(
+        "locallife_rate_limited_total",
+        "Requests answered 429 by the request rate limits, by what was over its quota (user, address)."
+    );
+    describe_counter!(
         "locallife_logouts_total",
         "Logouts: each refuses the user's older tokens and closes their sockets (4001)."
     );

@@ -8,7 +8,9 @@
 //! RSA/HMAC confusion cannot pass), and `exp`, `iss`, `aud` and `sub` are required and
 //! checked, with at most 5 s of clock-skew leeway.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+#[cfg(test)]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

@@ -41,11 +41,24 @@ impl Caller {
 /// Verifies the token and loads the user's roles. A token for a user that no longer
 /// exists is as good as no token.
 pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Caller, ApiError> {
+    authenticate_on(state, token, false).await
+}
+
+/// [`authenticate`], the user's request rate checked first (before any database work)
+/// against the back-office quota or the ordinary one.
+pub async fn authenticate_on(
+    state: &AppState,
+    token: Option<String>,
+    back_office: bool,
+) -> Result<Caller, ApiError> {
     let token = token.ok_or_else(ApiError::unauthorized)?;
     let (id, claims) = state
         .tokens()
         .verify(&token)
         .map_err(|_| ApiError::unauthorized())?;
+    if let Err(wait) = state.limits().check_user(id, back_office) {
+        return Err(super::limits::too_many(wait, "user"));
+    }
     let (roles, valid_from) = store::users::roles(state.db(), id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
@@ -63,9 +76,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(
+        authenticate_on(
             state,
             token_from(&parts.headers, &parts.uri, TokenSource::Header),
+            super::limits::back_office(parts.uri.path()),
         )
         .await
     }

@@ -8,6 +8,7 @@ mod auth;
 pub mod caller;
 mod health;
 mod json;
+pub mod limits;
 mod log;
 mod merchants;
 mod orders;
@@ -89,7 +90,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .nest("/v1", api)
+        .nest(
+            "/v1",
+            api.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                limits::by_address,
+            )),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

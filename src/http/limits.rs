@@ -1,0 +1,122 @@
+//! Request rate limits (SPEC §4, abuse limits): per client address and per user,
+//! checked before any database work, answered 429 with `Retry-After`. Back-office
+//! routes (`/v1/platform/*`, the WeChat Pay webhook) have their own, generous quota:
+//! back-office services publish from few addresses and few users. The WebSocket
+//! endpoint is not limited here: it has its own per-user connect limit (in the engine,
+//! across replicas), and a reconnect storm from users behind one carrier NAT must pass.
+//!
+//! Limits are per replica (a client spread over N replicas gets up to N times the
+//! quota); each key's state is a few bytes, and keys idle for a while are dropped.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateConfig;
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every this many checks, keys that have refilled are forgotten.
+const SWEEP_EVERY: u64 = 10_000;
+
+pub struct Limits {
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    by_user: DefaultKeyedRateLimiter<i64>,
+    back_office_by_address: DefaultKeyedRateLimiter<IpAddr>,
+    back_office_by_user: DefaultKeyedRateLimiter<i64>,
+    checks: AtomicU64,
+}
+
+/// `per_second` sustained, twice that in a burst.
+fn quota(per_second: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(per_second.max(1).saturating_mul(2)).unwrap_or(rate);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+/// Whether `path` is a back-office route.
+pub fn back_office(path: &str) -> bool {
+    path.starts_with("/v1/platform/") || path.starts_with("/v1/webhooks/")
+}
+
+impl Limits {
+    pub fn new(rates: &RateConfig) -> Self {
+        Self {
+            by_address: RateLimiter::keyed(quota(rates.address)),
+            by_user: RateLimiter::keyed(quota(rates.user)),
+            back_office_by_address: RateLimiter::keyed(quota(rates.back_office)),
+            back_office_by_user: RateLimiter::keyed(quota(rates.back_office)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    fn sweep(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.by_address.retain_recent();
+            self.by_user.retain_recent();
+            self.back_office_by_address.retain_recent();
+            self.back_office_by_user.retain_recent();
+        }
+    }
+
+    /// `Err(seconds to wait)` when `address` is over its quota.
+    pub fn check_address(&self, address: IpAddr, back_office: bool) -> Result<(), u64> {
+        self.sweep();
+        let limiter = if back_office {
+            &self.back_office_by_address
+        } else {
+            &self.by_address
+        };
+        limiter
+            .check_key(&address)
+            .map_err(|not_until| wait_s(not_until.wait_time_from(DefaultClock::default().now())))
+    }
+
+    /// `Err(seconds to wait)` when `user` is over its quota.
+    pub fn check_user(&self, user: UserId, back_office: bool) -> Result<(), u64> {
+        let limiter = if back_office {
+            &self.back_office_by_user
+        } else {
+            &self.by_user
+        };
+        limiter
+            .check_key(&user.0)
+            .map_err(|not_until| wait_s(not_until.wait_time_from(DefaultClock::default().now())))
+    }
+}
+
+fn wait_s(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// The 429 answer.
+pub fn too_many(retry_after_s: u64, by: &str) -> ApiError {
+    metrics::counter!("locallife_rate_limited_total", "by" => by.to_owned()).increment(1);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; wait and try again",
+    )
+    .retry_after(retry_after_s.max(1))
+}
+
+/// The per-address limit, as a middleware in front of every `/v1` route but the socket.
+pub async fn by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path != "/v1/ws" {
+        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            if let Err(wait) = state.limits().check_address(peer.ip(), back_office(path)) {
+                return too_many(wait, "address").into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
