@@ -77,7 +77,10 @@ pub fn binary_listening(db_url: &str, port: u16) -> tokio::process::Command {
     let mut cmd = binary(db_url);
     cmd.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("ORDERS_UNPAID_MAX", TEST_ORDERS_UNPAID_MAX);
+        .env("ORDERS_UNPAID_MAX", TEST_ORDERS_UNPAID_MAX)
+        .env("HTTP_RATE_USER", TEST_RATE)
+        .env("HTTP_RATE_ADDRESS", TEST_RATE)
+        .env("HTTP_RATE_BACK_OFFICE", TEST_RATE);
     cmd
 }
 
@@ -231,8 +234,14 @@ pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, Strin
         // Even on a Redis of its own: two tests' servers can never cross-talk.
         ("REDIS_KEY_PREFIX".into(), unique_prefix()),
         ("ORDERS_UNPAID_MAX".into(), TEST_ORDERS_UNPAID_MAX.into()),
+        ("HTTP_RATE_USER".into(), TEST_RATE.into()),
+        ("HTTP_RATE_ADDRESS".into(), TEST_RATE.into()),
+        ("HTTP_RATE_BACK_OFFICE".into(), TEST_RATE.into()),
     ])
 }
+
+/// Tests hammer the API from one address; the rate limits have tests of their own.
+pub const TEST_RATE: &str = "100000";
 
 /// Tests place many orders for one consumer; the cap has a test of its own.
 pub const TEST_ORDERS_UNPAID_MAX: &str = "1000";

@@ -194,3 +194,51 @@ async fn logout_refuses_older_tokens_and_closes_sockets_on_every_replica() {
     assert_eq!(b.get("/v1/me", Some(&fresh)).await.0, 200);
     b.ws_ok(&fresh).await;
 }
+
+/// Per-user and per-address request limits: a user over their quota gets 429 with
+/// `Retry-After`, before any database work, while another user's requests go through
+/// at once; an address over its quota gets 429 even without a token.
+#[tokio::test]
+async fn request_rates_are_limited_per_user_and_per_address() {
+    let app = crate::helpers::spawn_app_with(|env| {
+        env.insert("HTTP_RATE_USER".into(), "5".into());
+        env.insert("HTTP_RATE_ADDRESS".into(), "1000".into());
+    })
+    .await;
+    let (_, greedy) = app.user_with_role("greedy", Role::Platform).await;
+    let (_, calm) = app.user_with_role("calm", Role::Consumer).await;
+    let answers =
+        futures::future::join_all((0..40).map(|_| app.get("/v1/me", Some(&greedy)))).await;
+    let limited: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(limited.len() >= 25, "{} of 40 limited", limited.len());
+    assert_eq!(limited[0].1["code"], "rate_limited");
+    // The other user is not slowed down.
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(app.get("/v1/me", Some(&calm)).await.0, 200);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let answer = app
+        .http
+        .get(app.url("/v1/me"))
+        .bearer_auth(&greedy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 429);
+    assert!(answer.headers().get("retry-after").is_some());
+
+    let strict = crate::helpers::spawn_app_with(|env| {
+        env.insert("HTTP_RATE_ADDRESS".into(), "5".into());
+    })
+    .await;
+    let answers = futures::future::join_all((0..40).map(|_| strict.get("/v1/me", None))).await;
+    assert!(
+        answers.iter().any(|(s, _)| *s == 429),
+        "the address is limited"
+    );
+    assert!(
+        answers.iter().any(|(s, _)| *s == 401),
+        "within the quota: 401"
+    );
+}

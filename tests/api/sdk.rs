@@ -176,7 +176,7 @@ async fn exactly_once_while_replicas_are_killed_drained_and_restarted() {
         .remove(0),
     );
     let extra = [("WS_ACK_TIMEOUT", "2s"), ("WS_DRAIN_PERIOD", "1s")];
-    let mut replicas = vec![
+    let mut replicas = [
         Replica::start(&peer, &extra).await,
         Replica::start(&peer, &extra).await,
     ];
