@@ -327,7 +327,11 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                 let outcome = classify(frame);
                 let bucket = match &outcome {
                     Outcome::Message(ClientMessage::Ack { .. }) => Some(&mut ack_rate),
-                    Outcome::Message(_) | Outcome::Refuse(_) => Some(&mut rate),
+                    // Control frames count too: a Ping flood costs a Pong each.
+                    Outcome::Message(_)
+                    | Outcome::Refuse(_)
+                    | Outcome::Pong(_)
+                    | Outcome::Nothing => Some(&mut rate),
                     _ => None,
                 };
                 if bucket.is_some_and(|b| !b.allow()) {
@@ -422,12 +426,10 @@ async fn handle(
                 message: "not a valid token of this user".into(),
             }),
         },
-        ClientMessage::Location { .. } if !socket.roles.contains(Role::Rider) => {
-            Err(ProtocolError {
-                code: "not_rider",
-                message: "only riders send location".into(),
-            })
-        }
+        ClientMessage::Location { .. } if !socket.has_role(Role::Rider) => Err(ProtocolError {
+            code: "not_rider",
+            message: "only riders send location".into(),
+        }),
         ClientMessage::Location { lat, lng } => {
             match crate::service::riders::update_location(state, socket.user, lat, lng).await {
                 Ok(()) => Ok(None),

@@ -26,6 +26,7 @@ on_both_engines!(
     bad_messages_get_errors_and_the_socket_stays,
     persistent_garbage_is_closed_1008,
     flooding_is_closed_1008,
+    a_ping_frame_flood_is_closed_1008,
     oversize_frames_are_closed_1009,
     binary_frames_are_closed_1003,
     only_riders_send_location,
@@ -295,6 +296,18 @@ async fn persistent_garbage_is_closed_1008(engine: EngineKind) {
 async fn flooding_is_closed_1008(engine: EngineKind) {
     let (_app, mut c) = staff_socket(engine).await;
     flood(&mut c, r#"{"type":"ping"}"#, 200).await;
+    assert_eq!(c.closed_with().await, 1008);
+}
+
+/// WebSocket Ping frames count against the message rate: a Ping flood is closed 1008.
+async fn a_ping_frame_flood_is_closed_1008(engine: EngineKind) {
+    let (_app, mut c) = staff_socket(engine).await;
+    for _ in 0..200 {
+        let frame = tokio_tungstenite::tungstenite::Message::Ping(vec![1u8].into());
+        if c.stream.send(frame).await.is_err() {
+            break;
+        }
+    }
     assert_eq!(c.closed_with().await, 1008);
 }
 
