@@ -58,6 +58,7 @@ fn start_background(state: &AppState) {
     supervise(state, "outbox_listener", service::relay::listen);
     supervise(state, "outbox_upkeep", service::relay::upkeep);
     supervise(state, "geo_index", service::riders::keep_geo_index);
+    supervise(state, "admission_recheck", crate::ws::recheck_admission);
     let (db, engine, alerts) = (
         state.db().clone(),
         state.engine().clone(),

@@ -91,6 +91,14 @@ enum UserCommand {
         #[arg(long)]
         role: Role,
     },
+    /// Remove a role from a user; their open sockets admitted through it lose it within
+    /// seconds (through Redis), or at the next admission re-check without Redis.
+    Revoke {
+        #[arg(long)]
+        user_id: i64,
+        #[arg(long)]
+        role: Role,
+    },
 }
 
 impl clap::ValueEnum for Role {
@@ -200,6 +208,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .context("cannot create the user")?;
             println!("{id}");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Revoke { user_id, role },
+        } => {
+            let config = Config::from_env()?;
+            telemetry::init(config.log_format);
+            let db = store::connect_pool(&config.database)?;
+            let user = UserId(user_id);
+            if !store::users::revoke_role(&db, user, role)
+                .await
+                .context("cannot revoke the role")?
+            {
+                anyhow::bail!("user {user_id} does not have the {role} role");
+            }
+            match &config.redis {
+                Some(redis) => {
+                    let tasks = crate::tasks::Tasks::new();
+                    let keys = crate::engine::keys::Keys::new(&config.redis_key_prefix);
+                    let engine =
+                        crate::engine::redis::RedisEngine::connect(redis, keys, &tasks).await?;
+                    crate::notify::revoke_role(&engine, user, role)
+                        .await
+                        .context("revoked; the open sockets lose the role at the next re-check")?;
+                    tasks.shutdown(std::time::Duration::from_secs(2)).await;
+                }
+                None => eprintln!(
+                    "revoked; without REDIS_URL the open sockets lose the role at the next \
+                     admission re-check (WS_ADMISSION_RECHECK)"
+                ),
+            }
             Ok(())
         }
     }

@@ -84,6 +84,9 @@ pub struct WsConfig {
     pub max_frame: usize,
     pub max_sockets_per_user: usize,
     pub drain_period: Duration,
+    /// `WS_ADMISSION_RECHECK` (default 60 s): how often open sockets' admission is read
+    /// again from the database, so a change made by any means takes effect.
+    pub admission_recheck: Duration,
 }
 
 /// WeChat mini-program login (`code2Session`).
@@ -340,6 +343,7 @@ impl Config {
                 "a whole number of at least 1",
             )?,
             drain_period: vars.duration("WS_DRAIN_PERIOD", Duration::from_secs(10))?,
+            admission_recheck: vars.duration("WS_ADMISSION_RECHECK", Duration::from_secs(60))?,
         };
         if ws.idle_timeout <= ws.ping_interval {
             return Err(ConfigError::new(

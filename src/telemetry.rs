@@ -294,7 +294,15 @@ fn describe() {
     );
     describe_counter!(
         "locallife_rate_limited_total",
-        "Requests answered 429 by the request rate limits, by what was over its quota (user, address)."
+        "Requests answered 429 by the request rate limits, by what was over its quota (kind: user, address)."
+    );
+    describe_counter!(
+        "locallife_admission_rechecks_total",
+        "Rounds of re-reading the open sockets' admission from the database."
+    );
+    describe_counter!(
+        "locallife_ws_roles_revoked_total",
+        "Roles taken from open sockets (suspended, offline, revoked), by role."
     );
     describe_counter!(
         "locallife_logouts_total",

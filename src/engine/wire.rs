@@ -60,6 +60,9 @@ pub enum Event {
         code: u16,
         reason: String,
     },
+    /// The user is no longer admitted through this role: their sockets drop it, and a
+    /// socket left with no role closes with 4003.
+    Revoke(crate::domain::Role),
 }
 
 impl Event {
@@ -83,6 +86,10 @@ impl Event {
                 b.put_u8(b'C');
                 b.put_u16(*code);
                 b.put_slice(reason.as_bytes());
+            }
+            Event::Revoke(role) => {
+                b.put_u8(b'R');
+                b.put_slice(role.as_str().as_bytes());
             }
         }
         b.freeze()
@@ -109,6 +116,11 @@ impl Event {
                 .parse()
                 .ok()
                 .map(Event::Acked),
+            b'R' => std::str::from_utf8(&payload[1..])
+                .ok()?
+                .parse()
+                .ok()
+                .map(Event::Revoke),
             b'C' if payload.len() >= 3 => Some(Event::Close {
                 code: u16::from_be_bytes([payload[1], payload[2]]),
                 reason: String::from_utf8_lossy(&payload[3..]).into_owned(),
@@ -137,6 +149,7 @@ mod tests {
             }),
             msg_id().prop_map(Event::Acked),
             (any::<u16>(), ".*").prop_map(|(code, reason)| Event::Close { code, reason }),
+            proptest::sample::select(crate::domain::Role::ALL.to_vec()).prop_map(Event::Revoke),
         ]
     }
 

@@ -99,7 +99,7 @@ fn wait_s(wait: std::time::Duration) -> u64 {
 
 /// The 429 answer.
 pub fn too_many(retry_after_s: u64, by: &str) -> ApiError {
-    metrics::counter!("locallife_rate_limited_total", "by" => by.to_owned()).increment(1);
+    metrics::counter!("locallife_rate_limited_total", "kind" => by.to_owned()).increment(1);
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",

@@ -65,6 +65,14 @@ pub fn router(state: AppState) -> Router {
             post(platform::approve_merchant),
         )
         .route("/platform/orders/{id}/dispatch", post(platform::dispatch))
+        .route(
+            "/platform/riders/{user_id}/suspend",
+            post(platform::suspend_rider),
+        )
+        .route(
+            "/platform/merchants/{id}/suspend",
+            post(platform::suspend_merchant),
+        )
         .route("/rider/apply", post(riders::apply))
         .route("/rider/online", post(riders::online))
         .route("/rider/offline", post(riders::offline))

@@ -272,6 +272,55 @@ pub async fn approve_rider(
     Ok(Json(json!({ "user_id": user, "status": "approved" })))
 }
 
+/// `POST /v1/platform/riders/{user_id}/suspend`: no longer approved, offline; within
+/// seconds every socket admitted as that rider drops the role (closes with 4003 when it
+/// had no other).
+pub async fn suspend_rider(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(user): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Platform)?;
+    if !crate::service::riders::suspend(&state, UserId(user)).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no rider application",
+        ));
+    }
+    Ok(Json(json!({ "user_id": user, "status": "suspended" })))
+}
+
+/// `POST /v1/platform/merchants/{id}/suspend`: no longer approved; each of its admins
+/// who administers no other approved merchant loses the merchant role on their sockets.
+pub async fn suspend_merchant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Platform)?;
+    let Some(admins) = store::merchants::suspend(state.db(), id).await? else {
+        return Err(ApiError::not_found());
+    };
+    for admin in admins {
+        let still = store::users::admission(state.db(), admin)
+            .await?
+            .is_some_and(|f| f.admin_of_approved_merchant);
+        if !still {
+            crate::notify::revoke_role(&**state.engine(), admin, Role::Merchant)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "suspend: the sockets could not be told");
+                    ApiError::unavailable(
+                        "engine_unavailable",
+                        "suspended; sockets close at the next re-check",
+                    )
+                })?;
+        }
+    }
+    Ok(Json(json!({ "id": id, "status": "suspended" })))
+}
+
 /// `POST /v1/platform/merchants/{id}/approve`.
 pub async fn approve_merchant(
     State(state): State<AppState>,

@@ -182,6 +182,37 @@ impl Hub {
         rx.await.unwrap_or(Err(HubError::Closed))
     }
 
+    /// `user` is no longer admitted through `role`: their sockets here drop it (no more
+    /// of that role's announcements), and one left with no role closes with 4003.
+    pub fn revoke_local(&self, user: UserId, role: Role) {
+        for socket in self.user_sockets(user) {
+            self.revoke_socket(&socket, role);
+        }
+    }
+
+    /// Takes `role` from one socket (see [`Hub::revoke_local`]).
+    pub fn revoke_socket(&self, socket: &Socket, role: Role) {
+        if !socket.revoke(role) {
+            return;
+        }
+        if let Some(i) = role_index(role) {
+            let removed = self.roles[i]
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&socket.seq);
+            if removed.is_some() {
+                metrics::gauge!("locallife_ws_sockets", "role" => role.as_str()).decrement(1.0);
+            }
+        }
+        metrics::counter!("locallife_ws_roles_revoked_total", "role" => role.as_str()).increment(1);
+        if socket.current_roles().is_empty() {
+            socket.close(Close {
+                code: 4003,
+                reason: close_reason(4003),
+            });
+        }
+    }
+
     /// Removes a socket; after a user's last one, their channel is unsubscribed.
     pub fn detach(&self, socket: &Socket) {
         for role in socket.roles.iter() {
@@ -245,6 +276,11 @@ impl Hub {
     }
 
     /// This replica's sockets of `user`.
+    /// Users with a socket on this replica.
+    pub fn local_users(&self) -> Vec<UserId> {
+        self.lock_users().keys().copied().collect()
+    }
+
     pub fn user_sockets(&self, user: UserId) -> Vec<Arc<Socket>> {
         self.lock_users()
             .get(&user)
@@ -316,6 +352,7 @@ impl Hub {
                     socket.acked(id);
                 }
             }
+            (Target::User(user), Event::Revoke(role)) => self.revoke_local(user, role),
             (Target::User(user), Event::Close { code, .. }) => {
                 for socket in self.user_sockets(user) {
                     socket.close(Close {

@@ -164,7 +164,10 @@ pub struct Socket {
     /// Unique across replicas: `<replica>-<seq>`. Sent in `welcome`, used for leases.
     pub conn_id: Arc<str>,
     pub user: UserId,
+    /// The roles it was admitted with; see [`Socket::has_role`] for those it still has.
     pub roles: RoleSet,
+    /// Roles taken away since (suspended, offline, revoked): a [`RoleSet`]'s bits.
+    revoked: std::sync::atomic::AtomicU8,
     pub protocol: Protocol,
     /// When the access token expires (unix seconds): the socket is closed with 4001.
     /// A protocol-2 `auth` with a fresh token moves it.
@@ -191,6 +194,7 @@ impl Socket {
             conn_id,
             user,
             roles,
+            revoked: std::sync::atomic::AtomicU8::new(0),
             protocol,
             token_exp: AtomicU64::new(token_exp),
             outbox: Mutex::new(Outbox::default()),
@@ -263,6 +267,22 @@ impl Socket {
     }
 
     /// Asks the session to close the socket with `close` (the first request wins).
+    /// Whether the socket still has `role` (admitted with it, not revoked since).
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(role) && self.revoked.load(Ordering::Acquire) & RoleSet::bit(role) == 0
+    }
+
+    /// The roles it still has.
+    pub fn current_roles(&self) -> RoleSet {
+        RoleSet(self.roles.0 & !self.revoked.load(Ordering::Acquire))
+    }
+
+    /// Takes `role` away; whether the socket had it until now.
+    pub fn revoke(&self, role: Role) -> bool {
+        let bit = RoleSet::bit(role);
+        self.roles.contains(role) && self.revoked.fetch_or(bit, Ordering::AcqRel) & bit == 0
+    }
+
     pub fn close(&self, close: Close) {
         let mut out = self.outbox();
         if out.close.is_none() {

@@ -264,6 +264,19 @@ pub async fn close_user(
     engine.publish(Target::User(user), event.encode()).await
 }
 
+/// `user` is no longer admitted through `role`: on every replica, their sockets drop it,
+/// and one left with no role closes with 4003 (a rider who is also a merchant admin
+/// keeps the merchant socket).
+pub async fn revoke_role(
+    engine: &dyn Engine,
+    user: UserId,
+    role: crate::domain::Role,
+) -> Result<(), EngineError> {
+    engine
+        .publish(Target::User(user), Event::Revoke(role).encode())
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

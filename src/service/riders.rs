@@ -76,16 +76,28 @@ pub async fn go_online(
     Ok(())
 }
 
-/// Offline: out of matching, and every socket of the rider, on every replica, closed
-/// with 4003.
+/// Offline: out of matching, and the rider role taken from the rider's sockets on every
+/// replica (a socket with no other role closes with 4003).
 pub async fn go_offline(state: &AppState, rider: UserId) -> Result<(), RiderError> {
     if !riders::go_offline(state.db(), rider).await? {
         return Err(RiderError::NotApproved);
     }
     let engine = state.engine();
     engine.geo_remove(rider).await?;
-    notify::close_user(&**engine, rider, 4003, "rider offline").await?;
+    notify::revoke_role(&**engine, rider, crate::domain::Role::Rider).await?;
     Ok(())
+}
+
+/// Suspended by platform staff: no longer approved, offline, out of matching, and the
+/// rider role taken from their sockets everywhere. `false`: no such rider.
+pub async fn suspend(state: &AppState, rider: UserId) -> Result<bool, RiderError> {
+    if !riders::suspend(state.db(), rider).await? {
+        return Ok(false);
+    }
+    let engine = state.engine();
+    engine.geo_remove(rider).await?;
+    notify::revoke_role(&**engine, rider, crate::domain::Role::Rider).await?;
+    Ok(true)
 }
 
 /// A new position of an online rider (`POST /v1/rider/location` and the socket's

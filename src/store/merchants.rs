@@ -83,6 +83,28 @@ pub async fn approve(db: &Pool, id: i64, by: UserId) -> Result<bool, StoreError>
     Ok(n == 1)
 }
 
+/// No longer approved (`rejected`, until approved again); its admins, or `None` when
+/// there is no such merchant.
+pub async fn suspend(db: &Pool, id: i64) -> Result<Option<Vec<UserId>>, StoreError> {
+    let client = db.get().await?;
+    let n = client
+        .execute(
+            "UPDATE merchants SET status = 'rejected', updated_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let admins = client
+        .query(
+            "SELECT user_id FROM merchant_admins WHERE merchant_id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(Some(admins.iter().map(|r| UserId(r.get(0))).collect()))
+}
+
 pub async fn get(db: &Pool, id: i64) -> Result<Option<Merchant>, StoreError> {
     let client = db.get().await?;
     Ok(client

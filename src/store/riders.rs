@@ -61,6 +61,20 @@ pub async fn approve(db: &Pool, user: UserId, by: UserId) -> Result<bool, StoreE
     Ok(n == 1)
 }
 
+/// No longer approved (`rejected`, until approved again) and offline; whether the
+/// rider exists.
+pub async fn suspend(db: &Pool, user: UserId) -> Result<bool, StoreError> {
+    let client = db.get().await?;
+    let n = client
+        .execute(
+            "UPDATE riders SET status = 'rejected', online = false, updated_at = now()
+             WHERE user_id = $1",
+            &[&user.0],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// Goes online at a position; `None` when the user is not an approved rider.
 pub async fn go_online(
     db: &Pool,

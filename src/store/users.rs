@@ -47,6 +47,22 @@ pub async fn roles(
     Ok(Some((roles.into_iter().collect(), valid_from)))
 }
 
+/// Removes `role` from `user`; whether they had it.
+pub async fn revoke_role(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+    role: Role,
+) -> Result<bool, StoreError> {
+    let client = db.get().await?;
+    let n = client
+        .execute(
+            "DELETE FROM user_roles WHERE user_id = $1 AND role = $2",
+            &[&user.0, &role.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// Logs `user` out everywhere: every token minted before `at_ms` is refused from now on.
 pub async fn log_out(
     db: &deadpool_postgres::Pool,
@@ -265,32 +281,19 @@ pub struct AdmissionFacts {
     pub tokens_valid_from_ms: Option<u64>,
 }
 
-/// The facts for `user`, or `None` when there is no such user.
-pub async fn admission(
-    db: &deadpool_postgres::Pool,
-    user: UserId,
-) -> Result<Option<AdmissionFacts>, StoreError> {
-    let client = db.get().await?;
-    let row = client
-        .query_opt(
-            &client
-                .prepare_cached(
-                    "SELECT
-                ARRAY(SELECT role FROM user_roles WHERE user_id = u.id) AS roles,
-                r.status AS rider_status,
-                COALESCE(r.online, false) AS rider_online,
-                EXISTS (SELECT 1 FROM merchant_admins a WHERE a.user_id = u.id) AS merchant_admin,
-                EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
-                        WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin,
-                (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
-             FROM users u LEFT JOIN riders r ON r.user_id = u.id
-             WHERE u.id = $1",
-                )
-                .await?,
-            &[&user.0],
-        )
-        .await?;
-    Ok(row.map(|row| AdmissionFacts {
+/// What admission reads of a user (`WHERE` added by the callers).
+const ADMISSION: &str = "SELECT u.id,
+        ARRAY(SELECT role FROM user_roles WHERE user_id = u.id) AS roles,
+        r.status AS rider_status,
+        COALESCE(r.online, false) AS rider_online,
+        EXISTS (SELECT 1 FROM merchant_admins a WHERE a.user_id = u.id) AS merchant_admin,
+        EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
+                WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin,
+        (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
+     FROM users u LEFT JOIN riders r ON r.user_id = u.id";
+
+fn admission_facts(row: &tokio_postgres::Row) -> AdmissionFacts {
+    AdmissionFacts {
         roles: row
             .get::<_, Vec<String>>("roles")
             .iter()
@@ -303,7 +306,41 @@ pub async fn admission(
         tokens_valid_from_ms: row
             .get::<_, Option<i64>>("valid_from")
             .map(|ms| ms.max(0) as u64),
-    }))
+    }
+}
+
+/// The facts for `user`, or `None` when there is no such user.
+pub async fn admission(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+) -> Result<Option<AdmissionFacts>, StoreError> {
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached(&format!("{ADMISSION} WHERE u.id = $1"))
+                .await?,
+            &[&user.0],
+        )
+        .await?;
+    Ok(row.as_ref().map(admission_facts))
+}
+
+/// [`admission`] for many users in one query (the sockets' periodic re-check); users
+/// that no longer exist are missing from the answer.
+pub async fn admission_many(
+    db: &deadpool_postgres::Pool,
+    users: &[UserId],
+) -> Result<std::collections::HashMap<UserId, AdmissionFacts>, StoreError> {
+    let client = db.get().await?;
+    let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
+    let rows = client
+        .query(&format!("{ADMISSION} WHERE u.id = ANY($1)"), &[&ids])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (UserId(row.get("id")), admission_facts(row)))
+        .collect())
 }
 
 /// Everyone with the platform role: who system alerts go to.

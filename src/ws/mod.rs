@@ -272,6 +272,61 @@ async fn admit_socket(
     Ok((socket, lease))
 }
 
+/// Users whose admission one query re-checks.
+const RECHECK_BATCH: usize = 500;
+
+/// Every `WS_ADMISSION_RECHECK`, the admission of this replica's sockets is read again
+/// from the database, in batches of users (one query per batch, never one per socket):
+/// a role the user no longer passes is taken from their sockets (a socket left with no
+/// role closes with 4003), and the sockets of a user who no longer exists close with
+/// 4003. Changes made through the API are pushed at once; this catches every other way
+/// (SQL, the CLI without Redis, a lost message).
+pub async fn recheck_admission(state: AppState, cancel: tokio_util::sync::CancellationToken) {
+    let every = state
+        .config()
+        .ws
+        .admission_recheck
+        .max(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let hub = state.hub();
+        let users = hub.local_users();
+        for batch in users.chunks(RECHECK_BATCH) {
+            let facts = match crate::store::users::admission_many(state.db(), batch).await {
+                Ok(facts) => facts,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admission re-check skipped");
+                    break;
+                }
+            };
+            for user in batch {
+                let admitted = facts.get(user).and_then(|f| admit(f).ok());
+                for socket in hub.user_sockets(*user) {
+                    let Some(admitted) = admitted else {
+                        socket.close(crate::hub::Close {
+                            code: 4003,
+                            reason: "no longer admitted",
+                        });
+                        continue;
+                    };
+                    for role in socket.current_roles().iter() {
+                        if !admitted.contains(role) {
+                            hub.revoke_socket(&socket, role);
+                        }
+                    }
+                }
+            }
+        }
+        metrics::counter!("locallife_admission_rechecks_total").increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
