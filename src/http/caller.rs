@@ -79,7 +79,7 @@ impl FromRequestParts<AppState> for Caller {
         authenticate_on(
             state,
             token_from(&parts.headers, &parts.uri, TokenSource::Header),
-            super::limits::back_office(parts.uri.path()),
+            super::limits::back_office(super::limits::full_path(&parts.extensions, &parts.uri)),
         )
         .await
     }

@@ -42,9 +42,17 @@ fn quota(per_second: u32) -> Quota {
     Quota::per_second(rate).allow_burst(burst)
 }
 
-/// Whether `path` is a back-office route.
+/// Whether `path` (the full one, `/v1/...`) is a back-office route.
 pub fn back_office(path: &str) -> bool {
     path.starts_with("/v1/platform/") || path.starts_with("/v1/webhooks/")
+}
+
+/// The request's full path: inside the `/v1` router the URI has lost its prefix, the
+/// original is kept in an extension.
+pub fn full_path<'a>(extensions: &'a axum::http::Extensions, uri: &'a axum::http::Uri) -> &'a str {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(uri.path(), |original| original.0.path())
 }
 
 impl Limits {
@@ -110,7 +118,7 @@ pub fn too_many(retry_after_s: u64, by: &str) -> ApiError {
 
 /// The per-address limit, as a middleware in front of every `/v1` route but the socket.
 pub async fn by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
+    let path = full_path(request.extensions(), request.uri());
     if path != "/v1/ws" {
         if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
             if let Err(wait) = state.limits().check_address(peer.ip(), back_office(path)) {
