@@ -191,3 +191,58 @@ async fn serve_migrates_then_answers_and_exits_zero_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+/// `locallife user revoke` on a Redis deployment: the user's socket admitted through
+/// that role (their only one) closes with 4003 within 5 s, and the role is gone; a
+/// role the user does not have is an error.
+#[tokio::test]
+async fn user_revoke_takes_the_role_from_open_sockets() {
+    let app = crate::helpers::spawn_app_on(crate::helpers::EngineKind::Redis).await;
+    let (user, token) = app
+        .user_with_role("revoked-staff", locallife::domain::Role::Platform)
+        .await;
+    let mut socket = app.ws_ok(&token).await;
+    let mut cmd = command(&app.db.url);
+    cmd.env("REDIS_URL", crate::helpers::redis_url())
+        .env("REDIS_KEY_PREFIX", &app.config.redis_key_prefix);
+    let out = run(
+        cmd,
+        &[
+            "user",
+            "revoke",
+            "--user-id",
+            &user.0.to_string(),
+            "--role",
+            "platform",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let code = tokio::time::timeout(std::time::Duration::from_secs(5), socket.closed_with())
+        .await
+        .expect("closed within 5 s");
+    assert_eq!(code, 4003);
+    assert_eq!(
+        app.get("/v1/me", Some(&token)).await.1["roles"],
+        serde_json::json!([])
+    );
+
+    let again = run(
+        command(&app.db.url),
+        &[
+            "user",
+            "revoke",
+            "--user-id",
+            &user.0.to_string(),
+            "--role",
+            "platform",
+        ],
+    )
+    .await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("does not have"),
+        "{}",
+        stderr(&again)
+    );
+}
