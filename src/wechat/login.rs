@@ -89,10 +89,12 @@ impl WechatLogin {
         if !status.is_success() {
             return Err(LoginError::Unavailable(format!("HTTP {}", status.as_u16())));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| LoginError::Unavailable("answer cut short".into()))?;
+        let body = super::read_capped(response).await.map_err(|e| {
+            LoginError::Unavailable(match e {
+                super::ReadError::TooLarge => "answer too large".into(),
+                super::ReadError::Cut => "answer cut short".into(),
+            })
+        })?;
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|_| LoginError::Unavailable("answer is not JSON".into()))?;
         match answer.errcode {

@@ -296,6 +296,14 @@ struct PrepayAnswer {
     prepay_id: String,
 }
 
+/// Whether `id` has the shape of a WeChat Pay `prepay_id`.
+pub fn valid_prepay_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.len() > 2
+        && id.starts_with("wx")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 impl Payer {
     /// `None` unless every merchant credential is configured (then orders carry no
     /// `payment`, SPEC §4).
@@ -400,10 +408,16 @@ impl Payer {
                 response.status().as_u16()
             )));
         }
-        let answer: PrepayAnswer = response
-            .json()
+        let body = super::read_capped(response)
             .await
+            .map_err(|_| PrepayError::Unavailable("answer too large or cut short".into()))?;
+        let answer: PrepayAnswer = serde_json::from_slice(&body)
             .map_err(|_| PrepayError::Unavailable("unreadable answer".into()))?;
+        // `wx` then letters and digits (WeChat's are 36 characters): anything else is
+        // not passed on to the mini-program's wx.requestPayment.
+        if !valid_prepay_id(&answer.prepay_id) {
+            return Err(PrepayError::Unavailable("malformed prepay_id".into()));
+        }
         Ok(self.pay_params(&answer.prepay_id))
     }
 
@@ -426,6 +440,21 @@ impl Payer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepay_ids_have_wechats_shape() {
+        assert!(valid_prepay_id("wx201410272009395522657a690389285100"));
+        for bad in [
+            "",
+            "wx",
+            "prepay",
+            "wx12 34",
+            "wx1\nx",
+            &format!("wx{}", "1".repeat(80)),
+        ] {
+            assert!(!valid_prepay_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn gcm_round_trips_and_refuses_tampering() {

@@ -33,6 +33,9 @@ pub enum Forced {
     Status(u16),
     Body(&'static str),
     Stall(Duration),
+    /// A streamed answer of this many bytes, without a length; how many were actually
+    /// taken by the client goes to [`FakeWechat::streamed`].
+    Huge(usize),
 }
 
 #[derive(Default)]
@@ -45,6 +48,9 @@ struct Inner {
     next_code: u64,
     auto_issue: bool,
 }
+
+/// Bytes of a [`Forced::Huge`] answer the client has taken so far.
+static STREAMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[derive(Clone)]
 pub struct FakeWechat {
@@ -101,6 +107,11 @@ impl FakeWechat {
         self.inner.lock().unwrap().forced.push_back(answer);
     }
 
+    /// Bytes of [`Forced::Huge`] answers taken by clients (all fakes of the process).
+    pub fn streamed(&self) -> usize {
+        STREAMED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn calls(&self) -> usize {
         self.inner.lock().unwrap().calls
     }
@@ -140,6 +151,18 @@ async fn code2session(
             Forced::Stall(d) => {
                 tokio::time::sleep(d).await;
                 errcode(-1, "system busy")
+            }
+            Forced::Huge(total) => {
+                const CHUNK: usize = 64 * 1024;
+                let chunks = futures::stream::iter((0..total.div_ceil(CHUNK)).map(|_| {
+                    STREAMED.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; CHUNK]))
+                }));
+                (
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    axum::body::Body::from_stream(chunks),
+                )
+                    .into_response()
             }
         };
     }

@@ -152,6 +152,17 @@ async fn a_stalled_wechat_times_out_as_502() {
     );
 }
 
+/// A 50 MB answer from WeChat is refused once it passes 64 KiB: 502, and the replica
+/// stopped reading (it never took more than a few MB, socket buffers included).
+#[tokio::test]
+async fn a_huge_wechat_answer_is_refused_without_reading_it() {
+    let app = spawn_app().await;
+    app.wechat.force_next(Forced::Huge(50 * 1024 * 1024));
+    assert_error(&app.login("openid-huge").await, 502, "wechat_unavailable");
+    let taken = app.wechat.streamed();
+    assert!(taken < 8 * 1024 * 1024, "{taken} bytes streamed");
+}
+
 #[tokio::test]
 async fn an_unreachable_wechat_is_502() {
     // A port that was just free: nothing listens there.
