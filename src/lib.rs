@@ -38,6 +38,7 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod error;
+mod fuzz;
 pub mod http;
 pub mod hub;
 pub mod notify;
