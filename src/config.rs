@@ -73,6 +73,11 @@ pub struct RateConfig {
     /// `HTTP_RATE_BACK_OFFICE` (default 1000): per user and per address on
     /// `/v1/platform/*` and the WeChat Pay webhook.
     pub back_office: u32,
+    /// `HTTP_FORWARDED_FOR` (default false): behind an ingress or load balancer that
+    /// appends the client's address to `X-Forwarded-For`, take the client address from
+    /// that header's last entry (the one the proxy wrote; earlier ones are the client's
+    /// own claims) instead of the connection's peer.
+    pub forwarded_for: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -439,6 +444,12 @@ impl Config {
                     1000,
                     |n| *n >= 1,
                     "a whole number, at least 1",
+                )?,
+                forwarded_for: vars.number(
+                    "HTTP_FORWARDED_FOR",
+                    false,
+                    |_| true,
+                    "true or false",
                 )?,
             },
             orders_unpaid_max: vars.number(

@@ -33,6 +33,7 @@ pub struct Limits {
     back_office_by_address: DefaultKeyedRateLimiter<IpAddr>,
     back_office_by_user: DefaultKeyedRateLimiter<i64>,
     checks: AtomicU64,
+    forwarded_for: bool,
 }
 
 /// `per_second` sustained, twice that in a burst.
@@ -63,7 +64,27 @@ impl Limits {
             back_office_by_address: RateLimiter::keyed(quota(rates.back_office)),
             back_office_by_user: RateLimiter::keyed(quota(rates.back_office)),
             checks: AtomicU64::new(0),
+            forwarded_for: rates.forwarded_for,
         }
+    }
+
+    /// The client's address: the connection's peer, or with `HTTP_FORWARDED_FOR` the
+    /// last `X-Forwarded-For` entry (written by the trusted proxy).
+    pub fn client_address(&self, request: &Request, peer: Option<IpAddr>) -> Option<IpAddr> {
+        if self.forwarded_for {
+            let forwarded = request
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+                .last();
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        peer
     }
 
     fn sweep(&self) {
@@ -120,8 +141,12 @@ pub fn too_many(retry_after_s: u64, by: &str) -> ApiError {
 pub async fn by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = full_path(request.extensions(), request.uri());
     if path != "/v1/ws" {
-        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-            if let Err(wait) = state.limits().check_address(peer.ip(), back_office(path)) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        if let Some(address) = state.limits().client_address(&request, peer) {
+            if let Err(wait) = state.limits().check_address(address, back_office(path)) {
                 return too_many(wait, "address").into_response();
             }
         }

@@ -248,3 +248,34 @@ async fn request_rates_are_limited_per_user_and_per_address() {
         "within the quota: 401"
     );
 }
+
+/// Behind a proxy (`HTTP_FORWARDED_FOR=true`), the per-address limit counts the last
+/// `X-Forwarded-For` entry (the proxy's), not the peer and not what the client claimed
+/// before it.
+#[tokio::test]
+async fn behind_a_proxy_the_forwarded_address_is_limited() {
+    let app = crate::helpers::spawn_app_with(|env| {
+        env.insert("HTTP_RATE_ADDRESS".into(), "5".into());
+        env.insert("HTTP_FORWARDED_FOR".into(), "true".into());
+    })
+    .await;
+    let get = |forwarded: &'static str| {
+        let request = app
+            .http
+            .get(app.url("/v1/me"))
+            .header("x-forwarded-for", forwarded);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // The client claims other addresses first: the proxy's last entry is what counts.
+    let busy = futures::future::join_all((0..40).map(|i| {
+        get(if i % 2 == 0 {
+            "1.2.3.4, 10.0.0.1"
+        } else {
+            "5.6.7.8, 10.0.0.1"
+        })
+    }))
+    .await;
+    assert!(busy.contains(&429), "{busy:?}");
+    // Another client behind the same proxy is not held up.
+    assert_eq!(get("10.0.0.2").await, 401);
+}
