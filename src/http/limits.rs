@@ -104,9 +104,7 @@ impl Limits {
         } else {
             &self.by_address
         };
-        limiter
-            .check_key(&address)
-            .map_err(|not_until| wait_s(not_until.wait_time_from(DefaultClock::default().now())))
+        check(limiter, &address)
     }
 
     /// `Err(seconds to wait)` when `user` is over its quota.
@@ -116,14 +114,19 @@ impl Limits {
         } else {
             &self.by_user
         };
-        limiter
-            .check_key(&user.0)
-            .map_err(|not_until| wait_s(not_until.wait_time_from(DefaultClock::default().now())))
+        check(limiter, &user.0)
     }
 }
 
-fn wait_s(wait: std::time::Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+/// One request of `key`: `Err(whole seconds to wait)` when over the quota.
+fn check<K: Clone + Eq + std::hash::Hash>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), u64> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    })
 }
 
 /// The 429 answer.

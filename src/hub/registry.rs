@@ -195,15 +195,7 @@ impl Hub {
         if !socket.revoke(role) {
             return;
         }
-        if let Some(i) = role_index(role) {
-            let removed = self.roles[i]
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&socket.seq);
-            if removed.is_some() {
-                metrics::gauge!("locallife_ws_sockets", "role" => role.as_str()).decrement(1.0);
-            }
-        }
+        self.unindex(socket, role);
         metrics::counter!("locallife_ws_roles_revoked_total", "role" => role.as_str()).increment(1);
         if socket.current_roles().is_empty() {
             socket.close(Close {
@@ -213,18 +205,23 @@ impl Hub {
         }
     }
 
+    /// Takes the socket out of `role`'s index (no more of its announcements), once.
+    fn unindex(&self, socket: &Socket, role: Role) {
+        if let Some(i) = role_index(role) {
+            let removed = self.roles[i]
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&socket.seq);
+            if removed.is_some() {
+                metrics::gauge!("locallife_ws_sockets", "role" => role.as_str()).decrement(1.0);
+            }
+        }
+    }
+
     /// Removes a socket; after a user's last one, their channel is unsubscribed.
     pub fn detach(&self, socket: &Socket) {
         for role in socket.roles.iter() {
-            if let Some(i) = role_index(role) {
-                let removed = self.roles[i]
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&socket.seq);
-                if removed.is_some() {
-                    metrics::gauge!("locallife_ws_sockets", "role" => role.as_str()).decrement(1.0);
-                }
-            }
+            self.unindex(socket, role);
         }
         let queue = {
             let mut users = self.lock_users();
