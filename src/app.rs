@@ -4,7 +4,7 @@
 //! binding the listener) so that [`Application::run_until_stopped`] only serves. Tests
 //! build with `LISTEN_ADDR` port 0 and read the port back.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,6 +142,7 @@ impl Application {
                 "WECHAT_APPID and WECHAT_SECRET not set: /v1/auth/wechat-login answers 503"
             );
         }
+        http::server::fit_file_limit(config.connections.max_connections);
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("cannot listen on LISTEN_ADDR {}", config.listen_addr))?;
@@ -209,23 +210,29 @@ impl Application {
         let stopping = CancellationToken::new();
         let drain_state = state.clone();
         let signalled = stopping.clone();
-        let serve = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain_state.start_draining();
-            tracing::info!("draining: not ready, no new connections");
-            signalled.cancel();
-        })
-        .into_future();
+        let limits = state.config().connections;
+        let stop_serving = CancellationToken::new();
+        let serve = {
+            let served = http::server::run(self.listener, router, limits, stop_serving.clone());
+            async move {
+                let announce = async move {
+                    shutdown.await;
+                    drain_state.start_draining();
+                    tracing::info!("draining: not ready, no new connections");
+                    signalled.cancel();
+                    stop_serving.cancel();
+                };
+                // The server ends only once asked to: wait for both.
+                tokio::join!(served, announce);
+                anyhow::Ok(())
+            }
+        };
         // In-flight requests get the drain period and a little more; past it the
         // replica exits anyway so Kubernetes' own kill never has to.
         let grace = drain_period + Duration::from_secs(5);
         let serving = async {
             let served = tokio::select! {
-                res = serve => res.context("server failed"),
+                res = serve => res,
                 _ = async {
                     stopping.cancelled().await;
                     tokio::time::sleep(grace).await;

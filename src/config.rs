@@ -61,7 +61,6 @@ pub struct JwtConfig {
     pub access_token_ttl: Duration,
 }
 
-/// WebSocket tuning (SPEC §2.2, §3).
 /// Request rate limits, per second sustained (twice that in a burst), per replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateConfig {
@@ -80,6 +79,21 @@ pub struct RateConfig {
     pub forwarded_for: bool,
 }
 
+/// HTTP connection limits (SPEC §4 "Abuse limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// `HTTP_HEADER_READ_TIMEOUT` (default 10 s): from the accept, or from the first byte
+    /// of a later request, to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT` (default 60 s): a kept-alive connection with no request
+    /// running and nothing moving is closed after this long.
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS` (default 20,000): connections held at once, WebSockets included;
+    /// more are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+/// WebSocket tuning (SPEC §2.2, §3).
 #[derive(Debug, Clone)]
 pub struct WsConfig {
     pub ping_interval: Duration,
@@ -156,6 +170,8 @@ pub struct Config {
     pub payment_timeout: Duration,
     /// `HTTP_RATE_*`: request rate limits.
     pub rates: RateConfig,
+    /// `HTTP_HEADER_READ_TIMEOUT`, `HTTP_IDLE_TIMEOUT`, `MAX_CONNECTIONS`.
+    pub connections: ConnLimits,
     /// `ORDERS_UNPAID_MAX` (default 3): unpaid orders one consumer may hold at once.
     pub orders_unpaid_max: u32,
     pub rider_match_radius_m: u32,
@@ -450,6 +466,17 @@ impl Config {
                     false,
                     |_| true,
                     "true or false",
+                )?,
+            },
+            connections: ConnLimits {
+                header_read_timeout: vars
+                    .duration("HTTP_HEADER_READ_TIMEOUT", Duration::from_secs(10))?,
+                idle_timeout: vars.duration("HTTP_IDLE_TIMEOUT", Duration::from_secs(60))?,
+                max_connections: vars.number(
+                    "MAX_CONNECTIONS",
+                    20_000,
+                    |n| (1..=10_000_000).contains(n),
+                    "a whole number from 1 to 10000000",
                 )?,
             },
             orders_unpaid_max: vars.number(

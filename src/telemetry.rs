@@ -163,6 +163,22 @@ pub fn metrics() -> &'static PrometheusHandle {
 
 /// HELP text for every metric, so the exposition passes `promtool check metrics`.
 fn describe() {
+    describe_counter!(
+        "locallife_wechatpay_answers_refused_total",
+        "Answers from WeChat Pay's API refused because their signature, key id or timestamp did not verify."
+    );
+    describe_counter!(
+        "locallife_http_connections_refused_total",
+        "HTTP connections answered 503 and closed because MAX_CONNECTIONS were open."
+    );
+    describe_counter!(
+        "locallife_http_connections_timed_out_total",
+        "HTTP connections closed for sending their request headers too slowly (reason=headers) or sitting idle (reason=idle)."
+    );
+    describe_counter!(
+        "locallife_http_accept_errors_total",
+        "Failed accepts (out of file descriptors, say), each followed by a short back-off."
+    );
     describe_gauge!(
         "locallife_ws_sockets",
         "Open WebSocket sockets on this replica, by role."

@@ -15,6 +15,7 @@ mod orders;
 mod path;
 mod platform;
 mod riders;
+pub mod server;
 mod webhooks;
 
 pub use caller::Caller;

@@ -237,6 +237,8 @@ pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, Strin
         ("HTTP_RATE_USER".into(), TEST_RATE.into()),
         ("HTTP_RATE_ADDRESS".into(), TEST_RATE.into()),
         ("HTTP_RATE_BACK_OFFICE".into(), TEST_RATE.into()),
+        // Many replicas share this process's open-file limit; the cap has its own test.
+        ("MAX_CONNECTIONS".into(), "4000".into()),
     ])
 }
 

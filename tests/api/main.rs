@@ -25,6 +25,7 @@ mod admission;
 mod chaos;
 mod cli;
 mod cluster;
+mod connections;
 mod delivery;
 mod fake_pay;
 mod fake_wechat;
