@@ -8,15 +8,12 @@ use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::wechat::pay;
+use crate::wechat::rsa_keys::SigningKey;
 
 /// Connects to `/v1/ws` and prints every message as one JSON line; acks notifications
 /// that need it (unless `no_ack`); stops after `count` notifications if given.
@@ -106,7 +103,7 @@ pub async fn simulate_payment(base_url: &str, keys_dir: &Path, order: &str) -> a
         .as_i64()
         .context("the order has no total_fen")?;
     let keys = PayKeys(keys_dir);
-    let platform = RsaPrivateKey::from_pkcs8_pem(&keys.read(PayKeys::PLATFORM_PRIVATE)?)
+    let platform = SigningKey::from_pkcs8_pem(&keys.read(PayKeys::PLATFORM_PRIVATE)?)
         .context("the platform private key does not parse")?;
     let apiv3 = keys.read(PayKeys::APIV3_KEY)?;
     let mchid = keys.read(PayKeys::MCHID)?;
@@ -145,10 +142,7 @@ pub async fn simulate_payment(base_url: &str, keys_dir: &Path, order: &str) -> a
     .to_string();
     let timestamp = chrono::Utc::now().timestamp().to_string();
     let sig_nonce = pay::nonce();
-    let signature = pay::sign(
-        &SigningKey::<Sha256>::new(platform),
-        format!("{timestamp}\n{sig_nonce}\n{body}\n").as_bytes(),
-    );
+    let signature = platform.sign(format!("{timestamp}\n{sig_nonce}\n{body}\n").as_bytes());
     debug_assert!(B64.decode(&signature).is_ok());
     let url = format!(
         "{}/v1/webhooks/wechat-pay/notify",

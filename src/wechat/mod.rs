@@ -1,7 +1,8 @@
-//! WeChat's servers: mini-program login (`code2Session`) now; WeChat Pay later.
+//! WeChat's servers: mini-program login (`code2Session`) and WeChat Pay.
 
 pub mod login;
 pub mod pay;
+pub mod rsa_keys;
 
 pub use login::{LoginError, WechatLogin};
 

@@ -7,6 +7,9 @@
 //! (nonce = the 12 bytes of `resource.nonce`, AAD = `resource.associated_data`,
 //! ciphertext = base64 of ct‖tag).
 //!
+//! Answers from WeChat Pay's API carry the same four headers, signed the same way over
+//! their body, and are believed only when they verify.
+//!
 //! Requests to WeChat Pay carry `Authorization: WECHATPAY2-SHA256-RSA2048 ...`, a
 //! signature with the merchant's private key over
 //! `METHOD\nPATH\ntimestamp\nnonce\nbody\n`; the `wx.requestPayment` parameters carry
@@ -18,13 +21,10 @@ use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+
+use super::rsa_keys::{SigningKey, VerifyingKey};
 
 use crate::config::WechatPayConfig;
 
@@ -91,12 +91,76 @@ pub struct Amount {
     pub total: i64,
 }
 
+/// WeChat Pay's public key and its id (`WECHATPAY_PUBLIC_KEY_FILE`, `_ID`): what
+/// notifications and API answers are signed with.
+pub struct PlatformKey {
+    id: String,
+    key: VerifyingKey,
+}
+
+impl PlatformKey {
+    /// `None` when either setting is missing; an error when the file does not parse.
+    pub fn from_config(c: &WechatPayConfig) -> anyhow::Result<Option<Self>> {
+        let (Some(key_file), Some(id)) = (&c.public_key_file, &c.public_key_id) else {
+            return Ok(None);
+        };
+        let pem = read_file(key_file, "WECHATPAY_PUBLIC_KEY_FILE")?;
+        let key = VerifyingKey::from_public_key_pem(pem.trim())
+            .map_err(|e| anyhow::anyhow!("WECHATPAY_PUBLIC_KEY_FILE: {e}"))?;
+        Ok(Some(Self {
+            id: id.clone(),
+            key,
+        }))
+    }
+
+    /// Checks the four `Wechatpay-*` headers against `body`: our key id, a timestamp
+    /// within [`MAX_SKEW_SECS`] of now, and the signature over
+    /// `timestamp\nnonce\nbody\n`.
+    pub fn check(
+        &self,
+        headers: &NotifyHeaders<'_>,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), NotifyError> {
+        let timestamp = headers
+            .timestamp
+            .ok_or(NotifyError::MissingHeader("Wechatpay-Timestamp"))?;
+        let nonce = headers
+            .nonce
+            .ok_or(NotifyError::MissingHeader("Wechatpay-Nonce"))?;
+        let signature = headers
+            .signature
+            .ok_or(NotifyError::MissingHeader("Wechatpay-Signature"))?;
+        let serial = headers
+            .serial
+            .ok_or(NotifyError::MissingHeader("Wechatpay-Serial"))?;
+        if serial != self.id {
+            return Err(NotifyError::UnknownSerial);
+        }
+        let ts: i64 = timestamp.parse().map_err(|_| NotifyError::Stale)?;
+        if (now_secs - ts).abs() > MAX_SKEW_SECS {
+            return Err(NotifyError::Stale);
+        }
+        let mut message = Vec::with_capacity(timestamp.len() + nonce.len() + body.len() + 3);
+        message.extend_from_slice(timestamp.as_bytes());
+        message.push(b'\n');
+        message.extend_from_slice(nonce.as_bytes());
+        message.push(b'\n');
+        message.extend_from_slice(body);
+        message.push(b'\n');
+        if self.key.verify(&message, signature) {
+            Ok(())
+        } else {
+            Err(NotifyError::BadSignature)
+        }
+    }
+}
+
 /// What is needed to verify notifications. All of it, or notifications cannot be
 /// accepted (a configuration fault, raised as a system alert).
 pub struct NotifyVerifier {
     pub mchid: String,
-    public_key_id: String,
-    public_key: VerifyingKey<Sha256>,
+    platform: PlatformKey,
     apiv3_key: SecretString,
 }
 
@@ -105,7 +169,9 @@ pub struct Payer {
     mchid: String,
     appid: String,
     serial: String,
-    signing: SigningKey<Sha256>,
+    signing: SigningKey,
+    /// Answers are believed only when signed with it.
+    platform: PlatformKey,
     api_base: url::Url,
     notify_url: url::Url,
     http: reqwest::Client,
@@ -151,18 +217,15 @@ impl NotifyVerifier {
     /// `None` when the settings are not all there; an error when they are there but
     /// unusable (a key file that does not parse).
     pub fn from_config(c: &WechatPayConfig) -> anyhow::Result<Option<Self>> {
-        let (Some(mchid), Some(key_file), Some(key_id), Some(apiv3)) =
-            (&c.mchid, &c.public_key_file, &c.public_key_id, &c.apiv3_key)
-        else {
+        let (Some(mchid), Some(apiv3)) = (&c.mchid, &c.apiv3_key) else {
             return Ok(None);
         };
-        let pem = read_file(key_file, "WECHATPAY_PUBLIC_KEY_FILE")?;
-        let key = RsaPublicKey::from_public_key_pem(pem.trim())
-            .map_err(|_| anyhow::anyhow!("WECHATPAY_PUBLIC_KEY_FILE: not a PEM public key"))?;
+        let Some(platform) = PlatformKey::from_config(c)? else {
+            return Ok(None);
+        };
         Ok(Some(Self {
             mchid: mchid.clone(),
-            public_key_id: key_id.clone(),
-            public_key: VerifyingKey::new(key),
+            platform,
             apiv3_key: apiv3.clone(),
         }))
     }
@@ -174,41 +237,7 @@ impl NotifyVerifier {
         body: &[u8],
         now_secs: i64,
     ) -> Result<Transaction, NotifyError> {
-        let timestamp = headers
-            .timestamp
-            .ok_or(NotifyError::MissingHeader("Wechatpay-Timestamp"))?;
-        let nonce = headers
-            .nonce
-            .ok_or(NotifyError::MissingHeader("Wechatpay-Nonce"))?;
-        let signature = headers
-            .signature
-            .ok_or(NotifyError::MissingHeader("Wechatpay-Signature"))?;
-        let serial = headers
-            .serial
-            .ok_or(NotifyError::MissingHeader("Wechatpay-Serial"))?;
-        if serial != self.public_key_id {
-            return Err(NotifyError::UnknownSerial);
-        }
-        let ts: i64 = timestamp.parse().map_err(|_| NotifyError::Stale)?;
-        if (now_secs - ts).abs() > MAX_SKEW_SECS {
-            return Err(NotifyError::Stale);
-        }
-        let mut message = Vec::with_capacity(timestamp.len() + nonce.len() + body.len() + 3);
-        message.extend_from_slice(timestamp.as_bytes());
-        message.push(b'\n');
-        message.extend_from_slice(nonce.as_bytes());
-        message.push(b'\n');
-        message.extend_from_slice(body);
-        message.push(b'\n');
-        let sig_bytes = B64
-            .decode(signature)
-            .map_err(|_| NotifyError::BadSignature)?;
-        let sig =
-            Signature::try_from(sig_bytes.as_slice()).map_err(|_| NotifyError::BadSignature)?;
-        self.public_key
-            .verify(&message, &sig)
-            .map_err(|_| NotifyError::BadSignature)?;
-
+        self.platform.check(headers, body, now_secs)?;
         let envelope: Envelope =
             serde_json::from_slice(body).map_err(|_| NotifyError::Malformed)?;
         let plain = decrypt(
@@ -263,11 +292,6 @@ pub fn encrypt(key: &[u8], nonce: &str, aad: &str, plaintext: &[u8]) -> String {
     B64.encode(ct)
 }
 
-/// Base64 RSA-SHA256 (PKCS#1 v1.5) signature of `message`.
-pub fn sign(key: &SigningKey<Sha256>, message: &[u8]) -> String {
-    B64.encode(key.sign(message).to_bytes())
-}
-
 #[derive(Serialize)]
 struct PrepayRequest<'a> {
     appid: &'a str,
@@ -305,8 +329,8 @@ pub fn valid_prepay_id(id: &str) -> bool {
 }
 
 impl Payer {
-    /// `None` unless every merchant credential is configured (then orders carry no
-    /// `payment`, SPEC §4).
+    /// `None` unless every merchant credential and WeChat Pay's public key are
+    /// configured (then orders carry no `payment`, SPEC §4).
     pub fn from_config(c: &WechatPayConfig, appid: Option<&str>) -> anyhow::Result<Option<Self>> {
         let (Some(mchid), Some(key_file), Some(serial), Some(notify_url), Some(appid)) = (
             &c.mchid,
@@ -317,10 +341,12 @@ impl Payer {
         ) else {
             return Ok(None);
         };
+        let Some(platform) = PlatformKey::from_config(c)? else {
+            return Ok(None);
+        };
         let pem = read_file(key_file, "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE")?;
-        let key = RsaPrivateKey::from_pkcs8_pem(pem.trim()).map_err(|_| {
-            anyhow::anyhow!("WECHATPAY_MERCHANT_PRIVATE_KEY_FILE: not a PKCS#8 PEM private key")
-        })?;
+        let signing = SigningKey::from_pkcs8_pem(pem.trim())
+            .map_err(|e| anyhow::anyhow!("WECHATPAY_MERCHANT_PRIVATE_KEY_FILE: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(PREPAY_TIMEOUT)
             .build()
@@ -329,7 +355,8 @@ impl Payer {
             mchid: mchid.clone(),
             appid: appid.to_owned(),
             serial: serial.clone(),
-            signing: SigningKey::new(key),
+            signing,
+            platform,
             api_base: c.api_base.clone(),
             notify_url: notify_url.clone(),
             http,
@@ -346,7 +373,7 @@ impl Payer {
         nonce: &str,
     ) -> String {
         let message = format!("{method}\n{path}\n{timestamp}\n{nonce}\n{body}\n");
-        let signature = sign(&self.signing, message.as_bytes());
+        let signature = self.signing.sign(message.as_bytes());
         format!(
             "WECHATPAY2-SHA256-RSA2048 mchid=\"{}\",nonce_str=\"{nonce}\",signature=\"{signature}\",timestamp=\"{timestamp}\",serial_no=\"{}\"",
             self.mchid, self.serial
@@ -408,9 +435,37 @@ impl Payer {
                 response.status().as_u16()
             )));
         }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (timestamp, nonce, signature, serial) = (
+            header("Wechatpay-Timestamp"),
+            header("Wechatpay-Nonce"),
+            header("Wechatpay-Signature"),
+            header("Wechatpay-Serial"),
+        );
         let body = super::read_capped(response)
             .await
             .map_err(|_| PrepayError::Unavailable("answer too large or cut short".into()))?;
+        // Signed like a notification: anything else did not come from WeChat Pay.
+        let signed = NotifyHeaders {
+            timestamp: timestamp.as_deref(),
+            nonce: nonce.as_deref(),
+            signature: signature.as_deref(),
+            serial: serial.as_deref(),
+        };
+        if let Err(err) = self
+            .platform
+            .check(&signed, &body, chrono::Utc::now().timestamp())
+        {
+            metrics::counter!("locallife_wechatpay_answers_refused_total").increment(1);
+            tracing::warn!(reason = %err, "WeChat Pay answer failed verification; not trusted");
+            return Err(PrepayError::Unavailable("unverified answer".into()));
+        }
         let answer: PrepayAnswer = serde_json::from_slice(&body)
             .map_err(|_| PrepayError::Unavailable("unreadable answer".into()))?;
         // `wx` then letters and digits (WeChat's are 36 characters): anything else is
@@ -428,7 +483,7 @@ impl Payer {
         let package = format!("prepay_id={prepay_id}");
         let message = format!("{}\n{time_stamp}\n{nonce_str}\n{package}\n", self.appid);
         PayParams {
-            pay_sign: sign(&self.signing, message.as_bytes()),
+            pay_sign: self.signing.sign(message.as_bytes()),
             time_stamp,
             nonce_str,
             package,

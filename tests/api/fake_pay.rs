@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
@@ -83,10 +83,30 @@ fn keys() -> &'static Keys {
     })
 }
 
+/// How the fake answers the next prepay request (tests of answer verification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Answer {
+    /// Signed with the platform key, as WeChat Pay answers.
+    #[default]
+    Signed,
+    /// No `Wechatpay-*` headers at all, with an attacker's `prepay_id`.
+    Unsigned,
+    /// Signed with some other key under the right key id.
+    OtherKey,
+    /// Signed, then the `prepay_id` changed in transit.
+    Tampered,
+    /// Signed at a timestamp an hour old (a replay).
+    Stale,
+    /// A streamed body of this many bytes, without a length.
+    Huge(usize),
+}
+
 #[derive(Default)]
 struct Seen {
     prepays: Vec<Value>,
     rejected: usize,
+    next: Option<Answer>,
+    streamed: usize,
 }
 
 #[derive(Clone)]
@@ -145,6 +165,40 @@ impl FakePay {
     pub fn rejected(&self) -> usize {
         self.seen.lock().unwrap().rejected
     }
+
+    /// Answers the next prepay request this way.
+    pub fn answer_next(&self, answer: Answer) {
+        self.seen.lock().unwrap().next = Some(answer);
+    }
+
+    /// Bytes of [`Answer::Huge`] bodies the client has taken so far.
+    pub fn streamed(&self) -> usize {
+        self.seen.lock().unwrap().streamed
+    }
+}
+
+/// Signs an API answer as WeChat Pay does: the four `Wechatpay-*` headers over
+/// `timestamp\nnonce\nbody\n`.
+fn signed_answer(key: &RsaPrivateKey, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
+    let nonce = format!("{:032x}", rand::random::<u128>());
+    let message = format!("{timestamp}\n{nonce}\n{body}\n");
+    let signature = B64.encode(
+        SigningKey::<Sha256>::new(key.clone())
+            .sign(message.as_bytes())
+            .to_bytes(),
+    );
+    vec![
+        ("Wechatpay-Timestamp", timestamp.to_string()),
+        ("Wechatpay-Nonce", nonce),
+        ("Wechatpay-Signature", signature),
+        ("Wechatpay-Serial", PLATFORM_KEY_ID.to_owned()),
+    ]
+}
+
+/// Some other 2048-bit key, made once.
+fn other_key() -> &'static RsaPrivateKey {
+    static OTHER: OnceLock<RsaPrivateKey> = OnceLock::new();
+    OTHER.get_or_init(|| RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap())
 }
 
 /// Checks `paySign` of `wx.requestPayment` parameters with the merchant's public key.
@@ -174,12 +228,13 @@ fn verify(key: &RsaPublicKey, message: &[u8], signature_b64: &str) -> bool {
         .is_ok()
 }
 
-/// JSAPI prepay: answers a prepay id to a correctly signed request.
+/// JSAPI prepay: answers a prepay id to a correctly signed request, itself signed with
+/// the platform key (or spoilt as [`FakePay::answer_next`] asked).
 async fn jsapi(
     State(seen): State<Arc<Mutex<Seen>>>,
     headers: HeaderMap,
     body: String,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -203,22 +258,70 @@ async fn jsapi(
         fields.get("signature").copied().unwrap_or_default(),
     );
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let now = chrono::Utc::now().timestamp();
     if !signed
         || fields.get("mchid") != Some(&MCHID)
         || fields.get("serial_no") != Some(&MERCHANT_SERIAL)
         || request["mchid"] != MCHID
     {
         seen.lock().unwrap().rejected += 1;
-        return (
+        let body = json!({"code": "SIGN_ERROR", "message": "bad signature"}).to_string();
+        return answer(
             StatusCode::UNAUTHORIZED,
-            Json(json!({"code": "SIGN_ERROR", "message": "bad signature"})),
+            signed_answer(&keys().platform, now, &body),
+            body,
         );
     }
-    seen.lock().unwrap().prepays.push(request);
-    (
-        StatusCode::OK,
-        Json(json!({ "prepay_id": format!("wx{:028x}", rand::random::<u128>()) })),
-    )
+    let mode = {
+        let mut seen = seen.lock().unwrap();
+        seen.prepays.push(request);
+        seen.next.take().unwrap_or_default()
+    };
+    let body = json!({ "prepay_id": format!("wx{:028x}", rand::random::<u128>()) }).to_string();
+    let platform = &keys().platform;
+    match mode {
+        Answer::Signed => answer(StatusCode::OK, signed_answer(platform, now, &body), body),
+        Answer::Unsigned => answer(
+            StatusCode::OK,
+            vec![],
+            json!({"prepay_id": "wxATTACKERCONTROLLED"}).to_string(),
+        ),
+        Answer::OtherKey => answer(StatusCode::OK, signed_answer(other_key(), now, &body), body),
+        Answer::Tampered => answer(
+            StatusCode::OK,
+            signed_answer(platform, now, &body),
+            json!({"prepay_id": "wxATTACKERCONTROLLED"}).to_string(),
+        ),
+        Answer::Stale => answer(
+            StatusCode::OK,
+            signed_answer(platform, now - 3600, &body),
+            body,
+        ),
+        Answer::Huge(total) => {
+            const CHUNK: usize = 64 * 1024;
+            let chunks = futures::stream::iter((0..total.div_ceil(CHUNK)).map(move |_| {
+                seen.lock().unwrap().streamed += CHUNK;
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; CHUNK]))
+            }));
+            let mut response = axum::response::Response::new(axum::body::Body::from_stream(chunks));
+            for (name, value) in signed_answer(platform, now, &body) {
+                response.headers_mut().insert(name, value.parse().unwrap());
+            }
+            response
+        }
+    }
+}
+
+fn answer(
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+) -> axum::response::Response {
+    let mut response = (status, [("content-type", "application/json")], body).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
 }
 
 /// A payment notification as WeChat Pay sends it: headers and raw body.

@@ -352,6 +352,47 @@ async fn seed_flow_merchant_new_order_after_wechat_pay() {
     );
 }
 
+/// WeChat Pay's API answers are believed only when signed with its key (the same
+/// check as notifications) and only up to 64 KiB: a forged, tampered, replayed or huge
+/// answer gives no `paySign`, and the order is closed with its stock returned.
+#[tokio::test]
+async fn wechat_pay_answers_that_do_not_verify_are_not_trusted() {
+    let w = World::new(1, &[]).await;
+    let before = w.stock(w.product).await;
+    for mode in [
+        fake_pay::Answer::Unsigned,
+        fake_pay::Answer::OtherKey,
+        fake_pay::Answer::Tampered,
+        fake_pay::Answer::Stale,
+        fake_pay::Answer::Huge(50 * 1024 * 1024),
+    ] {
+        w.pay.answer_next(mode);
+        let (status, body) = w.order(w.a(), 1).await;
+        assert_eq!(status, 502, "{mode:?}: {body}");
+        assert!(!body.to_string().contains("ATTACKER"), "{body}");
+        assert_eq!(w.stock(w.product).await, before, "{mode:?}: stock kept");
+    }
+    assert!(
+        w.pay.streamed() < 8 * 1024 * 1024,
+        "{} bytes of the huge answer taken",
+        w.pay.streamed()
+    );
+    assert!(
+        w.a()
+            .metrics_text()
+            .await
+            .contains("locallife_wechatpay_answers_refused_total"),
+        "refusals are counted"
+    );
+    // A signed answer still works.
+    let (status, order) = w.order(w.a(), 1).await;
+    assert_eq!(status, 201, "{order}");
+    assert!(fake_pay::pay_sign_is_valid(
+        fake_wechat::APPID,
+        &order["payment"]
+    ));
+}
+
 /// Anyone can post junk to the webhook: refusals are counted, and staff are not alerted
 /// by a handful of them (unknown key ids alert only at a sustained rate). An oversize
 /// body is refused in WeChat Pay's own shape.
