@@ -42,10 +42,75 @@ pub enum LogFormat {
 /// PostgreSQL settings: all that `locallife migrate` needs.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// `DATABASE_URL`: may hold a password, hence secret.
+    /// `DATABASE_URL` without its `sslmode` and `sslrootcert` (read into `tls`): may
+    /// hold a password, hence secret.
     pub url: SecretString,
     /// `DATABASE_POOL_SIZE`: connections per replica (default 16).
     pub pool_size: usize,
+    /// From `sslmode` in `DATABASE_URL`.
+    pub tls: PgTls,
+}
+
+/// How a replica talks to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgTls {
+    /// `sslmode` absent, `disable`, `allow` or `prefer`: plain TCP, for a private
+    /// network (no unverified "opportunistic" TLS).
+    Plain,
+    /// `sslmode=require`, `verify-ca` or `verify-full`: TLS, the server's certificate
+    /// verified, host name included, against `root_cert` (`sslrootcert` in the URL, or
+    /// `PGSSLROOTCERT`) or else the system's and the built-in roots. Never plain.
+    Verified { root_cert: Option<PathBuf> },
+}
+
+/// Splits `sslmode` and `sslrootcert` off a connection string (URL or `key=value`
+/// form), which the driver does not understand in full; the rest is kept as written.
+fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let mut mode = None;
+    let mut root = None;
+    let mut take = |key: &str, value: &str| match key {
+        "sslmode" => {
+            mode = Some(value.to_owned());
+            true
+        }
+        "sslrootcert" => {
+            root = Some(value.to_owned());
+            true
+        }
+        _ => false,
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_owned(),
+            Some((base, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        let v = url::form_urlencoded::parse(format!("v={v}").as_bytes())
+                            .next()
+                            .map(|(_, v)| v.into_owned())
+                            .unwrap_or_default();
+                        !take(k, &v)
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                !take(k, v.trim_matches('\''))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (rest, mode, root)
 }
 
 /// JWT access-token settings.
@@ -507,18 +572,42 @@ impl DatabaseConfig {
 
     /// The parsed connection settings.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
-        self.url
+        let mut config: tokio_postgres::Config = self
+            .url
             .expose_secret()
             .parse()
-            .map_err(|_| ConfigError::new("DATABASE_URL", "not a valid PostgreSQL URL"))
+            .map_err(|_| ConfigError::new("DATABASE_URL", "not a valid PostgreSQL URL"))?;
+        config.ssl_mode(match self.tls {
+            PgTls::Plain => tokio_postgres::config::SslMode::Disable,
+            PgTls::Verified { .. } => tokio_postgres::config::SslMode::Require,
+        });
+        Ok(config)
     }
 }
 
 fn database_from<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
 ) -> Result<DatabaseConfig, ConfigError> {
+    let (url, sslmode, sslrootcert) = split_tls_params(vars.required("DATABASE_URL")?.trim());
+    let tls = match sslmode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => PgTls::Plain,
+        Some("require" | "verify-ca" | "verify-full") => PgTls::Verified {
+            root_cert: sslrootcert
+                .or_else(|| vars.get("PGSSLROOTCERT"))
+                .map(PathBuf::from),
+        },
+        Some(other) => {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!(
+                    "sslmode must be disable, allow, prefer, require, verify-ca or verify-full, got {other:?}"
+                ),
+            ))
+        }
+    };
     let config = DatabaseConfig {
-        url: SecretString::from(vars.required("DATABASE_URL")?.trim().to_owned()),
+        url: SecretString::from(url),
+        tls,
         pool_size: vars.number(
             "DATABASE_POOL_SIZE",
             16,
@@ -590,6 +679,68 @@ mod tests {
 
     fn err_var(pairs: &[(&str, &str)]) -> &'static str {
         config(pairs).expect_err("should be refused").var
+    }
+
+    #[test]
+    fn sslmode_chooses_verified_tls_or_plain_and_never_reaches_the_driver() {
+        use secrecy::ExposeSecret;
+        let db = |url: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("DATABASE_URL", url)];
+            pairs.extend_from_slice(extra);
+            config(&pairs).map(|c| c.database)
+        };
+        let plain = db(
+            "postgres://u:p%40ss@h:5/db?sslmode=prefer&application_name=x",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(plain.tls, PgTls::Plain);
+        assert_eq!(
+            plain.url.expose_secret(),
+            "postgres://u:p%40ss@h:5/db?application_name=x"
+        );
+        assert_eq!(
+            plain.pg_config().unwrap().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable
+        );
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let tls = db(&format!("postgres://h/db?sslmode={mode}"), &[]).unwrap();
+            assert_eq!(tls.tls, PgTls::Verified { root_cert: None }, "{mode}");
+            assert_eq!(tls.url.expose_secret(), "postgres://h/db");
+            assert_eq!(
+                tls.pg_config().unwrap().get_ssl_mode(),
+                tokio_postgres::config::SslMode::Require
+            );
+        }
+        let rooted = db(
+            "postgresql://h/db?sslrootcert=%2Fetc%2Fca.pem&sslmode=verify-full",
+            &[("PGSSLROOTCERT", "/other.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            rooted.tls,
+            PgTls::Verified {
+                root_cert: Some("/etc/ca.pem".into())
+            }
+        );
+        let from_env = db(
+            "host=h dbname=db sslmode=require",
+            &[("PGSSLROOTCERT", "/ca.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            from_env.tls,
+            PgTls::Verified {
+                root_cert: Some("/ca.pem".into())
+            }
+        );
+        assert_eq!(from_env.url.expose_secret(), "host=h dbname=db");
+        assert_eq!(
+            db("postgres://h/db?sslmode=sometimes", &[])
+                .unwrap_err()
+                .var,
+            "DATABASE_URL"
+        );
     }
 
     #[test]

@@ -48,5 +48,6 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod wechat;
 pub mod ws;

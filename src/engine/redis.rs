@@ -518,39 +518,11 @@ impl RedisEngine {
     }
 }
 
-/// A TLS connector verifying the server against the certificates of `ca_file` (PEM), or
-/// else the system's roots and the Mozilla roots built into the binary (a minimal image
-/// has no system roots).
+/// A TLS connector for `rediss://` (see [`crate::tls`]).
 fn tls_connector(
     ca_file: Option<&std::path::Path>,
 ) -> anyhow::Result<fred::types::config::TlsConnector> {
-    use fred::rustls::pki_types::{pem::PemObject, CertificateDer};
-    use fred::rustls::{ClientConfig, RootCertStore};
-
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| anyhow::anyhow!("REDIS_CA_FILE {}: {e}", path.display()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                anyhow::bail!("REDIS_CA_FILE {}: no usable certificate", path.display());
-            }
-        }
-        None => {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let system = fred::rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(system.certs);
-        }
-    }
-    let provider = Arc::new(fred::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config.into())
+    Ok(crate::tls::client_config(ca_file, "REDIS_CA_FILE")?.into())
 }
 
 /// The receiver taken before connecting, the first time; a fresh one after a restart.

@@ -373,11 +373,9 @@ async fn match_riders(state: &AppState, order: i64) -> Result<Vec<(UserId, f64)>
 /// rows) to this replica's relay, over a connection of its own; reconnects with
 /// backoff. Polling covers the gaps.
 pub async fn listen(state: AppState, cancel: CancellationToken) {
-    use secrecy::ExposeSecret;
     let mut pause = Duration::from_millis(200);
     while !cancel.is_cancelled() {
-        let url = state.config().database.url.expose_secret().to_owned();
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        match crate::store::connect_one(&state.config().database).await {
             Ok((client, mut connection)) => {
                 use futures::StreamExt;
                 pause = Duration::from_millis(200);

@@ -7,8 +7,6 @@
 //! makes the others wait, then find nothing left to do.
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
-use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
 
@@ -21,7 +19,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6c6f_6361_6c6c_6966;
 
 /// Applies every pending migration; returns the versions it applied.
 pub async fn run(config: &DatabaseConfig) -> anyhow::Result<Vec<i64>> {
-    let (mut client, connection) = tokio_postgres::connect(config.url.expose_secret(), NoTls)
+    let (mut client, connection) = super::connect_one(config)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     // The one spawn outside `Tasks`: it runs before a replica (and its tasks) exists,

@@ -15,9 +15,9 @@ pub mod users;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{ConfigError, DatabaseConfig};
+use crate::config::{ConfigError, DatabaseConfig, PgTls};
 
 /// How long a request waits for a pooled connection, or for a new one to open, before
 /// the database counts as unavailable.
@@ -86,6 +86,35 @@ impl StoreError {
     }
 }
 
+/// The TLS side of a PostgreSQL connection. Used only when `sslmode` asks for TLS
+/// (`pg_config` sets the driver's mode to match); then the server's certificate must
+/// verify, or the connection fails.
+pub fn tls_connector(config: &DatabaseConfig) -> Result<MakeRustlsConnect, ConfigError> {
+    let root_cert = match &config.tls {
+        PgTls::Plain => None,
+        PgTls::Verified { root_cert } => root_cert.as_deref(),
+    };
+    let tls = crate::tls::client_config(root_cert, "PGSSLROOTCERT").map_err(|e| ConfigError {
+        var: "DATABASE_URL",
+        reason: e.to_string(),
+    })?;
+    Ok(MakeRustlsConnect::new(tls))
+}
+
+/// Connects one connection outside the pool (migrations, `LISTEN`).
+pub async fn connect_one(
+    config: &DatabaseConfig,
+) -> anyhow::Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<
+        tokio_postgres::Socket,
+        <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+    >,
+)> {
+    let pg = config.pg_config()?;
+    Ok(pg.connect(tls_connector(config)?).await?)
+}
+
 /// Builds the pool. Connections open lazily, so a replica can start (and report not
 /// ready) while PostgreSQL is still coming up.
 pub fn connect_pool(config: &DatabaseConfig) -> Result<Pool, ConfigError> {
@@ -98,7 +127,7 @@ pub fn connect_pool(config: &DatabaseConfig) -> Result<Pool, ConfigError> {
     }
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        tls_connector(config)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

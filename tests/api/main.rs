@@ -37,6 +37,7 @@ mod login;
 mod me;
 mod migrations;
 mod ops;
+mod pg_tls;
 mod process;
 mod procs;
 mod protocols;

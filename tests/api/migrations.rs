@@ -9,6 +9,7 @@ fn config(db: &TestDatabase) -> DatabaseConfig {
     DatabaseConfig {
         url: SecretString::from(db.url.clone()),
         pool_size: 2,
+        tls: locallife::config::PgTls::Plain,
     }
 }
 

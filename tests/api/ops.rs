@@ -147,6 +147,7 @@ async fn no_token_appears_in_any_log_line() {
     let pool = locallife::store::connect_pool(&locallife::config::DatabaseConfig {
         url: secrecy::SecretString::from(db.url.clone()),
         pool_size: 1,
+        tls: locallife::config::PgTls::Plain,
     })
     .unwrap();
     let user = locallife::store::users::ensure_with_role(&pool, "ops", Role::Platform)

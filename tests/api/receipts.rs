@@ -136,6 +136,7 @@ async fn a_mark_written_before_its_pending_row_is_kept() {
     let pool = locallife::store::connect_pool(&locallife::config::DatabaseConfig {
         url: a.db.url.clone().into(),
         pool_size: 1,
+        tls: locallife::config::PgTls::Plain,
     })
     .unwrap();
     let db = pool.get().await.unwrap();
