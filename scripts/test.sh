@@ -52,6 +52,15 @@ set +e
 cargo test --workspace --locked "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
+# The fuzz targets (src/fuzz.rs) again, each generating fresh cases for
+# FUZZ_SECONDS (default 10); scripts/fuzz.sh runs them longer.
+if [ "$status" -eq 0 ] && [ "${FUZZ_SECONDS:-10}" != 0 ]; then
+    echo "test.sh: fuzz targets, ${FUZZ_SECONDS:-10} s each"
+    set +e
+    FUZZ_SECONDS=${FUZZ_SECONDS:-10} cargo test --locked --lib fuzz:: -- --nocapture 2>&1 | grep -E "^fuzz target|panicked|minimal failing|test result"
+    status=${PIPESTATUS[0]}
+    set -e
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG" | tee "${TEST_SUMMARY_FILE:-/dev/null}"
 exit "$status"

@@ -581,7 +581,7 @@ impl RedisEngine {
 }
 
 /// The read script's answer as entries: `{expired count, id, "<exp> <tail>", ...}`.
-fn parse_inbox(raw: Vec<Value>) -> Result<Vec<InboxEntry>, EngineError> {
+pub(crate) fn parse_inbox(raw: Vec<Value>) -> Result<Vec<InboxEntry>, EngineError> {
     let mut raw = raw.into_iter();
     let expired = raw.next().and_then(|v| v.as_i64()).unwrap_or(0);
     if expired > 0 {

@@ -95,17 +95,32 @@ impl WechatLogin {
                 super::ReadError::Cut => "answer cut short".into(),
             })
         })?;
-        let answer: Answer = serde_json::from_slice(&body)
-            .map_err(|_| LoginError::Unavailable("answer is not JSON".into()))?;
-        match answer.errcode {
-            None | Some(0) => match answer.openid {
-                Some(openid) if !openid.trim().is_empty() => Ok(openid),
-                _ => Err(LoginError::Unavailable("answer has no openid".into())),
-            },
-            Some(40029 | 40163) => Err(LoginError::CodeInvalid),
-            Some(40226) => Err(LoginError::UserBlocked),
-            Some(45011) => Err(LoginError::RateLimited),
-            Some(code) => Err(LoginError::Unavailable(format!("errcode {code}"))),
-        }
+        interpret(&body)
+    }
+}
+
+/// The longest openid taken: WeChat's are 28 characters.
+const OPENID_MAX: usize = 128;
+
+/// What a `code2Session` answer body says: the openid, or why there is none.
+pub fn interpret(body: &[u8]) -> Result<String, LoginError> {
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|_| LoginError::Unavailable("answer is not JSON".into()))?;
+    match answer.errcode {
+        None | Some(0) => match answer.openid {
+            Some(openid)
+                if !openid.is_empty()
+                    && openid.len() <= OPENID_MAX
+                    && openid.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(openid)
+            }
+            Some(_) => Err(LoginError::Unavailable("malformed openid".into())),
+            None => Err(LoginError::Unavailable("answer has no openid".into())),
+        },
+        Some(40029 | 40163) => Err(LoginError::CodeInvalid),
+        Some(40226) => Err(LoginError::UserBlocked),
+        Some(45011) => Err(LoginError::RateLimited),
+        Some(code) => Err(LoginError::Unavailable(format!("errcode {code}"))),
     }
 }

@@ -99,6 +99,10 @@ pub struct PlatformKey {
 }
 
 impl PlatformKey {
+    pub fn new(id: impl Into<String>, key: VerifyingKey) -> Self {
+        Self { id: id.into(), key }
+    }
+
     /// `None` when either setting is missing; an error when the file does not parse.
     pub fn from_config(c: &WechatPayConfig) -> anyhow::Result<Option<Self>> {
         let (Some(key_file), Some(id)) = (&c.public_key_file, &c.public_key_id) else {
@@ -214,6 +218,14 @@ pub fn nonce() -> String {
 }
 
 impl NotifyVerifier {
+    pub fn new(mchid: impl Into<String>, platform: PlatformKey, apiv3_key: SecretString) -> Self {
+        Self {
+            mchid: mchid.into(),
+            platform,
+            apiv3_key,
+        }
+    }
+
     /// `None` when the settings are not all there; an error when they are there but
     /// unusable (a key file that does not parse).
     pub fn from_config(c: &WechatPayConfig) -> anyhow::Result<Option<Self>> {
