@@ -412,20 +412,38 @@ async fn handle(
             code: "unsupported",
             message: "auth needs protocol 2 (?protocol=2)".into(),
         }),
-        ClientMessage::Auth { token } => match state.tokens().verify(&token) {
-            Ok((user, claims)) if user == socket.user => {
-                let exp = socket.extend_token(claims.exp);
-                Ok(Some((
-                    "auth_ok",
-                    protocol::auth_ok(&crate::time::rfc3339(exp)),
-                )))
-            }
+        ClientMessage::Auth { token } => {
             // The socket still closes (4001) when its current token expires.
-            _ => Err(ProtocolError {
+            let invalid = || ProtocolError {
                 code: "invalid_token",
                 message: "not a valid token of this user".into(),
-            }),
-        },
+            };
+            let claims = match state.tokens().verify(&token) {
+                Ok((user, claims)) if user == socket.user => claims,
+                _ => return Err(invalid()),
+            };
+            // A token issued before the user's last logout is refused here as at
+            // admission.
+            match crate::store::users::roles(state.db(), socket.user).await {
+                Ok(Some((_, valid_from))) => {
+                    if valid_from.is_some_and(|from| claims.issued_ms() < from) {
+                        return Err(invalid());
+                    }
+                }
+                Ok(None) => return Err(invalid()),
+                Err(_) => {
+                    return Err(ProtocolError {
+                        code: "unavailable",
+                        message: "cannot check the token now; try again".into(),
+                    })
+                }
+            }
+            let exp = socket.extend_token(claims.exp);
+            Ok(Some((
+                "auth_ok",
+                protocol::auth_ok(&crate::time::rfc3339(exp)),
+            )))
+        }
         ClientMessage::Location { .. } if !socket.has_role(Role::Rider) => Err(ProtocolError {
             code: "not_rider",
             message: "only riders send location".into(),

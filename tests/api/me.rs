@@ -192,7 +192,21 @@ async fn logout_refuses_older_tokens_and_closes_sockets_on_every_replica() {
 
     let fresh = a.tokens.mint(user).token;
     assert_eq!(b.get("/v1/me", Some(&fresh)).await.0, 200);
-    b.ws_ok(&fresh).await;
+    let mut again = b.ws_ok(&fresh).await;
+    // Nor can the old token extend a new socket in band.
+    again
+        .send_json(json!({"type": "auth", "data": {"token": token}}))
+        .await;
+    let refused = again.next_json().await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["data"]["code"].as_str()),
+        (Some("error"), Some("invalid_token")),
+        "{refused}"
+    );
+    again
+        .send_json(json!({"type": "auth", "data": {"token": a.tokens.mint(user).token}}))
+        .await;
+    assert_eq!(again.next_json().await["type"], "auth_ok");
 }
 
 /// Per-user and per-address request limits: a user over their quota gets 429 with
