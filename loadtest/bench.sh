@@ -35,6 +35,13 @@ HOLD=$((SETTLE_SECS + IDLE_CPU_SECS + 5))
 # at half the rate found, uses batches of LATENCY_BATCH: a notification's latency then
 # includes less waiting behind the rest of its batch.
 PUBLISH_BATCH=100 PUBLISHERS=8 LATENCY_BATCH=10
+# Latency at equal load: both systems at the same offered rates (batches of
+# LATENCY_BATCH, 64 publishers), 8,000/s in a quick run, a sweep in a full one.
+if [ "$QUICK" -eq 1 ]; then EQ_RATES=(8000); else EQ_RATES=(1000 4000 8000 12000); fi
+# The Socket.IO peer's redis-streams adapter trims its stream to about SIO_MAX_LEN
+# entries; its default (10,000) throws away what it was asked to deliver under this
+# load, so it is set far above what a run publishes.
+export SIO_MAX_LEN=2000000
 SEED=$((IDLE > BCAST ? IDLE : BCAST))
 SRC_IPS=(127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7 127.0.0.8 127.0.0.9)
 
@@ -92,6 +99,28 @@ wait_http() { # url
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
+# CPU seconds Redis has used (INFO cpu: its main thread and its others, user + system).
+redis_cpu() { redis-cli INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
+# CPU seconds of the two servers of a traffic run (A and B) plus Redis.
+server_cpu() {
+    python3 -c 'import sys; print(float(sys.argv[1]) / float(sys.argv[2]) + float(sys.argv[3]))' \
+        "$(( $(cpu_ticks "$A_PID") + $(cpu_ticks "$B_PID") ))" "$TICKS" "$(redis_cpu)"
+}
+# measured OUT GEN-ARGS...: runs the generator into OUT and writes to OUT.cpu the server
+# CPU seconds (A, B, Redis) spent between its "connected" line and its result line,
+# so connecting the sockets is not counted.
+measured() {
+    local out=$1 pid c0 c1
+    shift
+    "$GEN" "$@" >"$out" 2>>"$WORK/gen.log" &
+    pid=$!
+    for _ in $(seq 1 2400); do grep -q '"connected"' "$out" 2>/dev/null && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    c0=$(server_cpu)
+    for _ in $(seq 1 4800); do [ "$(wc -l <"$out")" -ge 2 ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    c1=$(server_cpu)
+    wait "$pid"
+    python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$c0" "$c1" >"$out.cpu"
+}
 
 # start SYSTEM NAME: starts one server, sets ${NAME}_PID and ${NAME}_PORT.
 start() {
@@ -193,27 +222,46 @@ traffic() { # system -> JSON
     local system=$1 max half
     start "$system" A
     start "$system" B
-    "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
+    measured "$WORK/personal-$system.json" personal --proto "$system" --server "127.0.0.1:$A_PORT" \
+        --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$PERSONAL_SOCKETS" --src 127.0.0.2,127.0.0.3 \
-        --duration-secs "$PERSONAL_SECS" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS" \
-        >"$WORK/personal-$system.json" 2>>"$WORK/gen.log"
+        --duration-secs "$PERSONAL_SECS" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS"
     max=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["acked_per_s"]))' "$WORK/personal-$system.json")
     half=$(( max / 2 > 1 ? max / 2 : 1 ))
     "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --from "$PERSONAL_SOCKETS" --count "$PERSONAL_SOCKETS" --src 127.0.0.4 \
         --duration-secs "$PERSONAL_SECS" --rate "$half" --batch "$LATENCY_BATCH" --publishers 64 \
         >"$WORK/half-$system.json" 2>>"$WORK/gen.log"
-    "$GEN" broadcast --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
-        --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 \
-        --rounds "$ROUNDS" >"$WORK/broadcast-$system.json" 2>>"$WORK/gen.log"
+    local i=0 rate
+    for rate in "${EQ_RATES[@]}"; do
+        "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
+            --users "$WORK/users.json" --from $(( PERSONAL_SOCKETS * (2 + i) )) --count "$PERSONAL_SOCKETS" \
+            --src 127.0.0.4 --duration-secs "$PERSONAL_SECS" --rate "$rate" --batch "$LATENCY_BATCH" \
+            --publishers 64 >"$WORK/eq-$system-$rate.json" 2>>"$WORK/gen.log"
+        i=$((i + 1))
+    done
+    measured "$WORK/broadcast-$system.json" broadcast --proto "$system" --server "127.0.0.1:$A_PORT" \
+        --publish "http://127.0.0.1:$B_PORT" \
+        --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 --rounds "$ROUNDS"
     storm "$system" >"$WORK/storm-$system.json"
     kill -9 "$A_PID" "$B_PID" 2>/dev/null || true
-    python3 - "$WORK" "$system" <<'PY'
+    python3 - "$WORK" "$system" "${EQ_RATES[@]}" <<'PY'
 import json, sys
-work, system = sys.argv[1:]
+work, system, rates = sys.argv[1], sys.argv[2], [int(r) for r in sys.argv[3:]]
 load = lambda name: json.loads(open(f"{work}/{name}-{system}.json").read().strip().splitlines()[-1])
+cpu = lambda name: float(open(f"{work}/{name}-{system}.json.cpu").read())
 p, h, b, s = load("personal"), load("half"), load("broadcast"), load("storm")
+sweep = []
+for rate in rates:
+    e = json.loads(open(f"{work}/eq-{system}-{rate}.json").read().strip().splitlines()[-1])
+    sweep.append({"rate": rate, "p50_ms": e["latency_p50_ms"], "p99_ms": e["latency_p99_ms"],
+                  "acked_per_s": round(e["acked_per_s"]), "lost": e["lost"]})
+equal = next((x for x in sweep if x["rate"] == 8000), sweep[0])
 print(json.dumps({
+    "server_cpu_us_per_notification": round(cpu("personal") * 1e6 / max(p["delivered_unique"], 1), 1),
+    "server_cpu_us_per_delivery": round(cpu("broadcast") * 1e6 / max(b["deliveries"], 1), 2),
+    "latency_equal_load": {"rate": equal["rate"], "p50_ms": equal["p50_ms"], "p99_ms": equal["p99_ms"]},
+    "latency_sweep": sweep,
     "personal_acked_per_s": round(p["acked_per_s"]),
     "latency_p50_ms": h["latency_p50_ms"],
     "latency_p99_ms": h["latency_p99_ms"],
@@ -221,7 +269,7 @@ print(json.dumps({
     "reconnect_storm_sockets": s["sockets"],
     "reconnect_storm_s": round(s["reconnect_storm_s"], 2),
     "reconnect_only_s": round(s["reconnect_s"], 2),
-    "lost": p["lost"] + h["lost"] + s["lost"],
+    "lost": p["lost"] + h["lost"] + s["lost"] + sum(x["lost"] for x in sweep),
 }))
 PY
 }
@@ -260,8 +308,15 @@ rows = [
     ("connect_rate_per_s", "higher"), ("personal_acked_per_s", "higher"),
     ("broadcast_deliveries_per_s", "higher"), ("latency_p50_ms", "lower"),
     ("latency_p99_ms", "lower"), ("reconnect_storm_s", "lower"), ("reconnect_only_s", "lower"),
-    ("lost", "lower"),
+    ("lost", "lower"), ("server_cpu_us_per_notification", "lower"),
+    ("server_cpu_us_per_delivery", "lower"),
 ]
+for system in (ours, theirs):
+    for x in system["latency_sweep"]:
+        system[f"p50_ms_at_{x['rate']}"] = x["p50_ms"]
+        system[f"p99_ms_at_{x['rate']}"] = x["p99_ms"]
+for x in ours["latency_sweep"]:
+    rows += [(f"p50_ms_at_{x['rate']}", "lower"), (f"p99_ms_at_{x['rate']}", "lower")]
 print(f"\n{'figure':30} {'locallife':>14} {'socketio':>14} {'ratio':>10}")
 for key, better in rows:
     a, b = ours.get(key), theirs.get(key)

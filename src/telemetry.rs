@@ -142,6 +142,43 @@ fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
 }
 
 /// The process's Prometheus recorder, installed on first use.
+/// A stage a notification that needs an ack passes through, timed from its decision
+/// (its message id's clock): `locallife_notification_stage_seconds{stage}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Written to the user's inbox in Redis (on the publishing replica; for business
+    /// events this includes the outbox relay).
+    Stored,
+    /// Arrived over pub/sub on the replica holding a socket of the user.
+    Received,
+    /// Written and flushed to the socket.
+    Written,
+    /// Acked by the client, or confirmed by its Pong (protocol 1).
+    Confirmed,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Stored => "stored",
+            Stage::Received => "received",
+            Stage::Written => "written",
+            Stage::Confirmed => "confirmed",
+        }
+    }
+}
+
+/// Records that a notification decided at `decided_ms` (Unix ms) reached `stage` now.
+pub fn stage(stage: Stage, decided_ms: u64) {
+    stage_at(stage, decided_ms, crate::time::unix_ms());
+}
+
+/// [`stage`] with the time already read.
+pub fn stage_at(stage: Stage, decided_ms: u64, now_ms: u64) {
+    metrics::histogram!("locallife_notification_stage_seconds", "stage" => stage.label())
+        .record(now_ms.saturating_sub(decided_ms) as f64 / 1000.0);
+}
+
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -163,6 +200,11 @@ pub fn metrics() -> &'static PrometheusHandle {
 
 /// HELP text for every metric, so the exposition passes `promtool check metrics`.
 fn describe() {
+    describe_histogram!(
+        "locallife_notification_stage_seconds",
+        Unit::Seconds,
+        "Time from a notification's decision to each stage: stored (in the Redis inbox), received (by the replica holding the socket), written (to the socket), confirmed (ack or Pong)."
+    );
     describe_counter!(
         "locallife_wechatpay_answers_refused_total",
         "Answers from WeChat Pay's API refused because their signature, key id or timestamp did not verify."

@@ -338,8 +338,10 @@ impl Hub {
                 },
             ) => {
                 // The id is the inbox's clock at publish time.
-                let lag_ms = crate::time::unix_ms().saturating_sub(id.ms);
+                let now = crate::time::unix_ms();
+                let lag_ms = now.saturating_sub(id.ms);
                 metrics::histogram!("locallife_pubsub_lag_seconds").record(lag_ms as f64 / 1000.0);
+                crate::telemetry::stage_at(crate::telemetry::Stage::Received, id.ms, now);
                 for socket in self.user_sockets(user) {
                     socket.push_tracked(frame.clone(), id, expires_ms);
                 }

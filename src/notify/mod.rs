@@ -209,9 +209,11 @@ pub async fn to_user_as(
 ) -> Result<Pushed, EngineError> {
     let pushed = if notification.kind.requires_ack() {
         let expires = id.ms + notification.ttl.as_millis() as u64;
-        engine
+        let pushed = engine
             .push_inbox(user, id, &notification.tail(), expires)
-            .await?
+            .await?;
+        crate::telemetry::stage(crate::telemetry::Stage::Stored, id.ms);
+        pushed
     } else {
         let event = Event::Message(notification.frame(&id.to_string()));
         engine.publish(Target::User(user), event.encode()).await?;

@@ -286,6 +286,7 @@ async fn write(
         for published in live {
             metrics::histogram!("locallife_delivery_latency_seconds")
                 .record(now.saturating_sub(published) as f64 / 1000.0);
+            crate::telemetry::stage_at(crate::telemetry::Stage::Written, published, now);
         }
         if sent > 0 {
             metrics::counter!("locallife_messages_sent_total", "type" => "notification")
@@ -398,6 +399,7 @@ async fn handle(
                 return Ok(None);
             };
             socket.acked(id);
+            crate::telemetry::stage(crate::telemetry::Stage::Confirmed, id.ms);
             state.receipts().record(Mark::Acked, id, socket.user);
             metrics::counter!("locallife_acks_total").increment(1);
             metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
@@ -466,6 +468,10 @@ async fn handle(
 async fn confirm(state: &AppState, socket: &Socket, ids: Vec<MsgId>) {
     metrics::counter!("locallife_confirmations_total", "protocol" => "1", "kind" => "ping")
         .increment(ids.len() as u64);
+    let now = crate::time::unix_ms();
+    for id in &ids {
+        crate::telemetry::stage_at(crate::telemetry::Stage::Confirmed, id.ms, now);
+    }
     let engine = state.engine();
     let results =
         futures::future::join_all(ids.iter().map(|id| engine.ack(socket.user, *id))).await;

@@ -44,6 +44,10 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
         "locallife_acks_total",
         "locallife_delivery_latency_seconds_bucket",
         "locallife_pubsub_lag_seconds_bucket",
+        "locallife_notification_stage_seconds_bucket{stage=\"stored\"",
+        "locallife_notification_stage_seconds_bucket{stage=\"received\"",
+        "locallife_notification_stage_seconds_bucket{stage=\"written\"",
+        "locallife_notification_stage_seconds_bucket{stage=\"confirmed\"",
         "route=\"/v1/platform/notifications\"",
         "route=\"/v1/orders/{id}\"",
         "locallife_http_request_duration_seconds_bucket",
@@ -68,7 +72,7 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
             assert!(
                 [
                     "role", "result", "type", "event", "code", "method", "route", "status",
-                    "reason", "le", "task", "protocol", "kind"
+                    "reason", "le", "task", "protocol", "kind", "stage"
                 ]
                 .contains(&key),
                 "unexpected label {key:?} in {line}"

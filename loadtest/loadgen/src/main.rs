@@ -446,6 +446,8 @@ async fn main() -> anyhow::Result<()> {
             let (platform, users) = load_users(&common)?;
             let tally = Arc::new(Tally::default());
             connect_all(&common, common.server, &users, &tally, false).await?;
+            // The measured part starts here (bench.sh samples server CPU on this line).
+            println!("{}", json!({"event": "connected", "sockets": users.len()}));
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(publishers)
                 .build()?;
@@ -534,6 +536,7 @@ async fn main() -> anyhow::Result<()> {
             let (platform, users) = load_users(&common)?;
             let tally = Arc::new(Tally::default());
             connect_all(&common, common.server, &users, &tally, false).await?;
+            println!("{}", json!({"event": "connected", "sockets": users.len()}));
             let http = reqwest::Client::new();
             let mut total = Duration::ZERO;
             let mut complete = 0;
@@ -566,6 +569,7 @@ async fn main() -> anyhow::Result<()> {
                 "rounds": rounds,
                 "rounds_complete": complete,
                 "broadcast_deliveries_per_s": (users.len() * rounds) as f64 / total.as_secs_f64(),
+                "deliveries": tally.received.load(Ordering::Relaxed),
             })
         }
         Command::Storm {
