@@ -226,7 +226,7 @@ traffic() { # system -> JSON
         --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$PERSONAL_SOCKETS" --src 127.0.0.2,127.0.0.3 \
         --duration-secs "$PERSONAL_SECS" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS"
-    max=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["acked_per_s"]))' "$WORK/personal-$system.json")
+    max=$(python3 -c 'import json,sys; print(int(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["acked_per_s"]))' "$WORK/personal-$system.json")
     half=$(( max / 2 > 1 ? max / 2 : 1 ))
     "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --from "$PERSONAL_SOCKETS" --count "$PERSONAL_SOCKETS" --src 127.0.0.4 \

@@ -99,10 +99,13 @@ redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {1, dropped}
 ";
 
-/// Removes an acked notification and, if it was there, remembers the ack and tells
-/// every replica.
-/// KEYS pending zset, frames hash, acked zset; ARGV id, channel, the `A` event
-/// ([`wire::Event::Acked`]), now ms, keep ms, keep count, idle ms.
+/// Removes an acked notification and, if it was there, remembers the ack and tells the
+/// user's other sockets, if the user has any: with one live socket lease (the acking
+/// socket's, which has recorded the ack itself) nobody else needs the news, and the
+/// publish is skipped. A socket that takes its lease after this script runs reads the
+/// inbox afterwards and never sees the notification.
+/// KEYS pending zset, frames hash, acked zset, socket leases zset; ARGV id, channel, the
+/// `A` event ([`wire::Event::Acked`]), now ms, keep ms, keep count, idle ms.
 const ACK_LUA: &str = r"
 local n = redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -111,13 +114,15 @@ if n == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  if redis.call('ZCOUNT', KEYS[4], ARGV[4], '+inf') > 1 then
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+  end
 end
 return n
 ";
 
 /// Withdraws a notification: removed if there, remembered as done either way, and every
-/// replica told if it was there. KEYS and ARGV as [`ACK_LUA`].
+/// replica told if it was there. KEYS and ARGV as [`ACK_LUA`] (the leases unused).
 const WITHDRAW_LUA: &str = r"
 local n = redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -563,7 +568,10 @@ impl RedisEngine {
         let removed: i64 = script
             .evalsha_with_reload(
                 &self.commands,
-                Vec::from(self.keys.inbox(user)),
+                {
+                    let [pending, frames, done] = self.keys.inbox(user);
+                    vec![pending, frames, done, self.keys.user_sockets(user)]
+                },
                 vec![
                     Value::from(id.to_string()),
                     Value::from(self.keys.channel(Target::User(user))),
