@@ -27,8 +27,15 @@ pub fn init(format: LogFormat) {
     use tracing_subscriber::Layer;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Passed on so that disabled levels cost nothing: without a hint the global maximum
+    // stays at TRACE, and every `log` record of the libraries (a few per frame) would be
+    // built, bridged and filtered out one by one.
+    let max = filter
+        .max_level_hint()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
     let pinned =
-        tracing_subscriber::filter::filter_fn(|meta| allowed(meta.target(), *meta.level()));
+        tracing_subscriber::filter::filter_fn(|meta| allowed(meta.target(), *meta.level()))
+            .with_max_level_hint(max);
     let layer = tracing_subscriber::fmt::layer().with_writer(|| Redact::new(io::stderr()));
     let layer = match format {
         LogFormat::Json => layer.json().flatten_event(true).boxed(),
