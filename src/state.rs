@@ -41,6 +41,7 @@ pub struct Parts {
 struct Inner {
     parts: Parts,
     limits: crate::http::limits::Limits,
+    known_users: crate::store::users::KnownUsers,
     draining: AtomicBool,
     /// Wakes this replica's outbox relay after a commit here.
     relay: tokio::sync::Notify,
@@ -50,10 +51,16 @@ impl AppState {
     pub fn new(parts: Parts) -> Self {
         Self(Arc::new(Inner {
             limits: crate::http::limits::Limits::new(&parts.config.rates),
+            known_users: Default::default(),
             parts,
             draining: AtomicBool::new(false),
             relay: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// Users seen to exist (never deleted): publishing asks PostgreSQL only about others.
+    pub fn known_users(&self) -> &crate::store::users::KnownUsers {
+        &self.0.known_users
     }
 
     /// Request rate limits (per address, per user).

@@ -117,7 +117,12 @@ pub async fn to_user(
     n: &Notification,
     once: Option<&Idempotency>,
 ) -> Result<String, SendError> {
-    if !store::users::exists(state.db(), user).await? {
+    if !state
+        .known_users()
+        .missing(state.db(), &[user])
+        .await?
+        .is_empty()
+    {
         return Err(SendError::UnknownUser);
     }
     let (ids, _) = decide(state, once, 1).await?;
@@ -150,7 +155,7 @@ pub async fn to_role(
 }
 
 /// Every notification of a batch, after checking that every recipient exists (one
-/// query; an unknown one sends nothing). The message ids in order, `None` for each one
+/// query about those this replica has not seen yet; an unknown one sends nothing). The message ids in order, `None` for each one
 /// whose outcome is unknown (the engine did not answer).
 pub async fn batch(
     state: &AppState,
@@ -158,7 +163,7 @@ pub async fn batch(
     once: Option<&Idempotency>,
 ) -> Result<Vec<Option<String>>, SendError> {
     let users: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
-    let missing = store::users::missing(state.db(), &users).await?;
+    let missing = state.known_users().missing(state.db(), &users).await?;
     if !missing.is_empty() {
         return Err(SendError::UnknownUsers(missing));
     }

@@ -171,6 +171,56 @@ pub async fn exists(db: &deadpool_postgres::Pool, user: UserId) -> Result<bool, 
     Ok(row.get(0))
 }
 
+/// Users this replica has seen to exist. Users are never deleted, so a yes is final and
+/// a publishing request need not ask PostgreSQL again; at most [`KNOWN_MAX`] ids are
+/// kept (the set starts over when full).
+#[derive(Debug, Default)]
+pub struct KnownUsers(std::sync::Mutex<std::collections::HashSet<i64>>);
+
+/// About 16 MB at most.
+pub const KNOWN_MAX: usize = 500_000;
+
+impl KnownUsers {
+    fn unknown(&self, users: &[UserId]) -> Vec<UserId> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .iter()
+            .filter(|u| !known.contains(&u.0))
+            .copied()
+            .collect()
+    }
+
+    fn remember(&self, users: impl IntoIterator<Item = i64>) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for id in users {
+            if known.len() >= KNOWN_MAX {
+                known.clear();
+            }
+            known.insert(id);
+        }
+    }
+
+    /// [`missing`], asking PostgreSQL only about users not seen before.
+    pub async fn missing(
+        &self,
+        db: &deadpool_postgres::Pool,
+        users: &[UserId],
+    ) -> Result<Vec<i64>, StoreError> {
+        let unknown = self.unknown(users);
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missing = missing(db, &unknown).await?;
+        self.remember(
+            unknown
+                .iter()
+                .map(|u| u.0)
+                .filter(|id| !missing.contains(id)),
+        );
+        Ok(missing)
+    }
+}
+
 /// Which of `users` do not exist, in the order given (each once).
 pub async fn missing(
     db: &deadpool_postgres::Pool,
@@ -367,4 +417,23 @@ pub async fn openid(
         .query_opt("SELECT openid FROM users WHERE id = $1", &[&user.0])
         .await?
         .map(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod known_tests {
+    use super::*;
+
+    #[test]
+    fn known_users_are_remembered_up_to_the_cap() {
+        let known = KnownUsers::default();
+        known.remember([1, 2, 3]);
+        assert_eq!(
+            known.unknown(&[UserId(1), UserId(4), UserId(3), UserId(5)]),
+            vec![UserId(4), UserId(5)]
+        );
+        known.remember(10..(10 + KNOWN_MAX as i64));
+        // Full: started over, so the oldest are asked about again.
+        assert_eq!(known.unknown(&[UserId(1)]), vec![UserId(1)]);
+        assert!(known.0.lock().unwrap().len() <= KNOWN_MAX);
+    }
 }
