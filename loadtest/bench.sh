@@ -101,14 +101,15 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 # CPU seconds Redis has used (INFO cpu: its main thread and its others, user + system).
 redis_cpu() { redis-cli INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
-# CPU seconds of the two servers of a traffic run (A and B) plus Redis.
+# CPU seconds of the two servers of a traffic run (A, holding the sockets; B, taking
+# the publishing requests) and of Redis: "A B REDIS".
 server_cpu() {
-    python3 -c 'import sys; print(float(sys.argv[1]) / float(sys.argv[2]) + float(sys.argv[3]))' \
-        "$(( $(cpu_ticks "$A_PID") + $(cpu_ticks "$B_PID") ))" "$TICKS" "$(redis_cpu)"
+    python3 -c 'import sys; t = float(sys.argv[3]); print(int(sys.argv[1]) / t, int(sys.argv[2]) / t, sys.argv[4])' \
+        "$(cpu_ticks "$A_PID")" "$(cpu_ticks "$B_PID")" "$TICKS" "$(redis_cpu)"
 }
-# measured OUT GEN-ARGS...: runs the generator into OUT and writes to OUT.cpu the server
-# CPU seconds (A, B, Redis) spent between its "connected" line and its result line,
-# so connecting the sockets is not counted.
+# measured OUT GEN-ARGS...: runs the generator into OUT and writes to OUT.cpu the CPU
+# seconds of A, B and Redis spent between its "connected" line and its result line
+# (so connecting the sockets is not counted), as "A B REDIS".
 measured() {
     local out=$1 pid c0 c1
     shift
@@ -119,7 +120,8 @@ measured() {
     for _ in $(seq 1 4800); do [ "$(wc -l <"$out")" -ge 2 ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     c1=$(server_cpu)
     wait "$pid"
-    python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$c0" "$c1" >"$out.cpu"
+    python3 -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(" ".join(str(float(y) - float(x)) for x, y in zip(a, b)))' \
+        "$c0" "$c1" >"$out.cpu"
 }
 
 # start SYSTEM NAME: starts one server, sets ${NAME}_PID and ${NAME}_PORT.
@@ -249,7 +251,8 @@ traffic() { # system -> JSON
 import json, sys
 work, system, rates = sys.argv[1], sys.argv[2], [int(r) for r in sys.argv[3:]]
 load = lambda name: json.loads(open(f"{work}/{name}-{system}.json").read().strip().splitlines()[-1])
-cpu = lambda name: float(open(f"{work}/{name}-{system}.json.cpu").read())
+parts = lambda name: [float(x) for x in open(f"{work}/{name}-{system}.json.cpu").read().split()]
+cpu = lambda name: sum(parts(name))
 p, h, b, s = load("personal"), load("half"), load("broadcast"), load("storm")
 sweep = []
 for rate in rates:
@@ -259,6 +262,9 @@ for rate in rates:
 equal = next((x for x in sweep if x["rate"] == 8000), sweep[0])
 print(json.dumps({
     "server_cpu_us_per_notification": round(cpu("personal") * 1e6 / max(p["delivered_unique"], 1), 1),
+    "server_cpu_us_per_notification_split": dict(zip(
+        ("delivering_replica", "publishing_replica", "redis"),
+        (round(x * 1e6 / max(p["delivered_unique"], 1), 1) for x in parts("personal")))),
     "server_cpu_us_per_delivery": round(cpu("broadcast") * 1e6 / max(b["deliveries"], 1), 2),
     "latency_equal_load": {"rate": equal["rate"], "p50_ms": equal["p50_ms"], "p99_ms": equal["p99_ms"]},
     "latency_sweep": sweep,
@@ -322,6 +328,8 @@ for key, better in rows:
     a, b = ours.get(key), theirs.get(key)
     ratio = "" if not a or not b else (f"{b / a:.1f}x" if better == "lower" else f"{a / b:.1f}x")
     print(f"{key:30} {a!s:>14} {b!s:>14} {ratio:>10}")
+for name, system in (("locallife", ours), ("socketio", theirs)):
+    print(f"{name}: server CPU per notification by process (us): {system['server_cpu_us_per_notification_split']}")
 print(f"\n(ratio: how many times better locallife is; {report['mode']} run, "
       f"{ours['idle_sockets']} idle sockets, storm of {ours['reconnect_storm_sockets']}; "
       "reconnect_storm_s waits for every unacked notification to be redelivered, at most 30 s: "
