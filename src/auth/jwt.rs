@@ -45,6 +45,12 @@ impl Claims {
     pub fn issued_ms(&self) -> u64 {
         self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
     }
+
+    /// Whether the token was minted before the user's last logout (`tokens_valid_from`,
+    /// unix ms): such a token is refused everywhere.
+    pub fn revoked_by(&self, valid_from_ms: Option<u64>) -> bool {
+        valid_from_ms.is_some_and(|from| self.issued_ms() < from)
+    }
 }
 
 /// The longest lifetime a token may be minted with (`ACCESS_TOKEN_TTL`, `token --ttl`).

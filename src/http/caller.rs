@@ -63,7 +63,7 @@ pub async fn authenticate_on(
         .await?
         .ok_or_else(ApiError::unauthorized)?;
     // Minted before the user logged out: refused (read with the roles, no extra query).
-    if valid_from.is_some_and(|from| claims.issued_ms() < from) {
+    if claims.revoked_by(valid_from) {
         return Err(ApiError::unauthorized());
     }
     Ok(Caller { id, roles })

@@ -220,10 +220,7 @@ async fn admit_socket(
     let facts = crate::store::users::admission(state.db(), user)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    if facts
-        .tokens_valid_from_ms
-        .is_some_and(|from| claims.issued_ms() < from)
-    {
+    if claims.revoked_by(facts.tokens_valid_from_ms) {
         return Err(ApiError::unauthorized());
     }
     let roles = admit(&facts).map_err(|d| ApiError::forbidden(d.code(), d.message()))?;

@@ -427,12 +427,8 @@ async fn handle(
             // A token issued before the user's last logout is refused here as at
             // admission.
             match crate::store::users::roles(state.db(), socket.user).await {
-                Ok(Some((_, valid_from))) => {
-                    if valid_from.is_some_and(|from| claims.issued_ms() < from) {
-                        return Err(invalid());
-                    }
-                }
-                Ok(None) => return Err(invalid()),
+                Ok(Some((_, valid_from))) if !claims.revoked_by(valid_from) => {}
+                Ok(_) => return Err(invalid()),
                 Err(_) => {
                     return Err(ProtocolError {
                         code: "unavailable",
