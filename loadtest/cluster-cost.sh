@@ -13,6 +13,7 @@
 # notification, not the throughput of three machines (the README projects that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/lib.sh
 SECS="${1:-8}" RATE="${2:-2000}" SOCKETS=300
 scripts/services.sh >&2
 cargo build --release --locked --workspace --bins >&2
@@ -28,14 +29,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() {
-    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "cluster-cost.sh: $1 never answered" >&2; return 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_sum() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 
 S=$(free_port)

@@ -12,6 +12,7 @@
 #   git worktree add /tmp/old 83cb72c && (cd /tmp/old && cargo build --release --bin locallife)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/lib.sh
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
 BINS=("$(realpath "$1")" "$(realpath "$2")") ROUNDS="${3:-5}"
 SECS="${SECS:-5}" SOCKETS="${SOCKETS:-500}"
@@ -34,13 +35,6 @@ export JWT_SECRET=compare-secret-0123456789abcdef-0123456 REDIS_URL=redis://127.
 export LOG_FORMAT=json RUST_LOG=warn
 # Capacity, not the abuse limits, is measured: request rate limits out of the way.
 export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 HTTP_RATE_BACK_OFFICE=1000000
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() {
-    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "compare.sh: $1 never answered" >&2; return 1
-}
 for i in 0 1; do
     psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_compare_$i WITH (FORCE)" \
         -c "CREATE DATABASE locallife_compare_$i" >/dev/null 2>&1

@@ -7,6 +7,7 @@
 #   loadtest/idle-cost.sh BIN_A BIN_B [ROUNDS]      (SOCKETS=8000 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/lib.sh
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
 BINS=("$(realpath "$1")" "$(realpath "$2")") ROUNDS="${3:-3}" SOCKETS="${SOCKETS:-8000}"
 scripts/services.sh >&2
@@ -25,11 +26,6 @@ trap cleanup EXIT
 export JWT_SECRET=idle-secret-0123456789abcdef-0123456789 REDIS_URL=redis://127.0.0.1:6379
 export LOG_FORMAT=json RUST_LOG=warn HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000
 export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_idle
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() {
-    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "idle-cost.sh: $1 never answered" >&2; return 1
-}
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_idle WITH (FORCE)" -c "CREATE DATABASE locallife_idle" >/dev/null
 "${BINS[0]}" migrate >&2
 "$GEN" seed --riders "$SOCKETS" --out "$WORK/users.json" >&2

@@ -11,6 +11,7 @@
 #                                           PERF_OUT (default loadtest/results/profile-A.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/lib.sh
 RATE=${1:-8000} SECS=${2:-10} SOCKETS=${SOCKETS:-500}
 scripts/services.sh >&2
 cargo build --release --locked --workspace --bins >&2
@@ -25,11 +26,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() {
-    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "stages.sh: $1 never answered" >&2; return 1
-}
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_stages WITH (FORCE)" -c "CREATE DATABASE locallife_stages" >/dev/null
 export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_stages
 export JWT_SECRET=stages-secret-0123456789abcdef-01234567 REDIS_URL=redis://127.0.0.1:6379

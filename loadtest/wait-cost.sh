@@ -8,6 +8,7 @@
 #   loadtest/wait-cost.sh [SECONDS] [RATE]     (defaults 8 s, 2000/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/lib.sh
 SECS="${1:-8}" RATE="${2:-2000}" SOCKETS=300
 scripts/services.sh >&2
 cargo build --release --locked --workspace --bins >&2
@@ -21,14 +22,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() {
-    for _ in $(seq 1 600); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "wait-cost.sh: $1 never answered" >&2; return 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 P=$(free_port) R=$(free_port)
 for spec in "primary $P" "replica $R --replicaof 127.0.0.1 $P"; do
