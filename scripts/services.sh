@@ -178,7 +178,7 @@ ensure_redis_running() {
 # ---------------------------------------------------------------- tools
 # curl: the README's examples and the commands `locallife demo` prints use it.
 # With --with-test-tools also promtool, which the test suite uses to lint the /metrics
-# exposition.
+# exposition, and Debian's Chromium, in which the console's browser test runs.
 ensure_tools() {
     local missing=()
     command -v curl >/dev/null 2>&1 || missing+=(curl)
@@ -187,6 +187,7 @@ ensure_tools() {
     fi
     if [ "${1:-}" = "--with-test-tools" ]; then
         ensure_promtool
+        command -v chromium >/dev/null 2>&1 || apt_install chromium
     fi
 }
 

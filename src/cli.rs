@@ -79,6 +79,13 @@ enum Command {
         #[arg(long)]
         order: String,
     },
+    /// Print the OpenAPI 3.1 description of the HTTP API (as `GET /openapi.json`
+    /// serves it), or write it to a file.
+    Openapi {
+        /// Write here instead of printing (the repository keeps `docs/openapi.json`).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +157,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!(addr = %app.local_addr(), "serving");
             app.run_until_stopped(shutdown_signal()).await?;
             tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Openapi { out } => {
+            let text = crate::http::openapi::to_json(&crate::http::openapi());
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
             Ok(())
         }
         Command::Migrate => {

@@ -7,7 +7,9 @@ pub use role::{Role, RoleParseError};
 pub use status::{Approval, OrderStatus, StatusParseError};
 
 /// A user's id: the `users.id` primary key, and the `sub` of their access tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct UserId(pub i64);
 

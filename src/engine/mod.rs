@@ -74,14 +74,14 @@ pub enum Place {
 }
 
 /// One replica's sockets, as reported to the others.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Census {
     pub sockets: u64,
     pub by_role: BTreeMap<String, u64>,
 }
 
 /// A replica's [`Census`] and when it was taken (unix ms).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicaCensus {
     pub replica_id: String,
     #[serde(flatten)]

@@ -11,21 +11,25 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"code": "0a3Xb21w3TnEq83eq63w3MxQN14Xb21w"}))]
 pub struct LoginRequest {
+    /// The code from `wx.login`.
     code: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginUser {
     id: UserId,
     roles: Vec<Role>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     access_token: String,
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the token expires.
     expires_in: u64,
     user: LoginUser,
 }
@@ -36,6 +40,17 @@ fn valid_code(code: &str) -> bool {
     !code.is_empty() && code.len() <= 256 && code.chars().all(|c| c.is_ascii_graphic())
 }
 
+/// Signs in with a `wx.login` code: WeChat's `code2Session` names the user, who is
+/// created (as a consumer) on first login.
+#[utoipa::path(post, path = "/auth/wechat-login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 401, description = "`wechat_code_invalid`: the code is invalid or used (WeChat 40029/40163)", body = super::openapi::Error),
+        (status = 403, description = "`wechat_user_blocked` (WeChat 40226)", body = super::openapi::Error),
+        (status = 502, description = "`wechat_unavailable`: WeChat failed or timed out", body = super::openapi::Error),
+        (status = 503, description = "`wechat_not_configured`, or the database is unavailable", body = super::openapi::Error),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn wechat_login(
     State(state): State<AppState>,
@@ -67,6 +82,9 @@ pub async fn wechat_login(
     }))
 }
 
+/// The caller: roles, rider record, the merchants they administer.
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = store::users::Me)))]
 pub async fn me(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +97,8 @@ pub async fn me(
 /// `POST /v1/auth/logout` → 204: every token of the caller minted before now is refused
 /// from now on, on every replica (the check reads the user's row, as every request
 /// does), and the caller's sockets close with 4001 wherever they are.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Logged out: older tokens are refused and the sockets close with 4001")))]
 #[tracing::instrument(skip_all)]
 pub async fn logout(
     State(state): State<AppState>,

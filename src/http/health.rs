@@ -5,16 +5,27 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+
+use super::openapi::{Health, Ready, ReadyChecks};
 
 use crate::state::AppState;
 use crate::store;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Ready to serve: PostgreSQL and Redis answer, the pub/sub canary came back within
+/// 5 s, not draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Not ready: the checks say why", body = Ready),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let postgres = store::ping(state.db()).await.is_ok();
     let engine = state.hub().engine();
     let redis = match engine.kind() {
@@ -25,15 +36,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let draining = state.is_draining();
     let ready = postgres && redis.unwrap_or(true) && pubsub.unwrap_or(true) && !draining;
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "draining": draining,
-        "checks": {
-            "postgres": word(postgres),
-            "redis": redis.map_or("disabled", word),
-            "pubsub": pubsub.map_or("disabled", word),
-        }
-    });
+    let body = Ready {
+        status: if ready { "ready" } else { "not_ready" },
+        draining,
+        checks: ReadyChecks {
+            postgres: word(postgres),
+            redis: redis.map_or("disabled", word),
+            pubsub: pubsub.map_or("disabled", word),
+        },
+    };
     let status = if ready {
         StatusCode::OK
     } else {

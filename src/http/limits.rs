@@ -140,10 +140,11 @@ pub fn too_many(retry_after_s: u64, by: &str) -> ApiError {
     .retry_after(retry_after_s.max(1))
 }
 
-/// The per-address limit, as a middleware in front of every `/v1` route but the socket.
+/// The per-address limit, as a middleware in front of every `/v1` route but the socket
+/// (the operations routes outside `/v1` are not limited).
 pub async fn by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = full_path(request.extensions(), request.uri());
-    if path != "/v1/ws" {
+    if path.starts_with("/v1/") && path != "/v1/ws" {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()

@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+
+use super::openapi::IdStatus;
 
 use super::caller::Caller;
 use super::json::ApiJson;
@@ -13,7 +14,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::merchants::{self, Product};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "老王面馆", "lat": 31.2304, "lng": 121.4737, "address": "南京东路 100 号"}))]
 pub struct NewMerchant {
     name: String,
     lat: f64,
@@ -21,7 +23,8 @@ pub struct NewMerchant {
     address: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "牛肉面", "price_fen": 1800, "stock": 50, "low_stock_threshold": 5}))]
 pub struct NewProduct {
     name: String,
     price_fen: i64,
@@ -30,7 +33,8 @@ pub struct NewProduct {
     low_stock_threshold: i32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"stock": 3}))]
 pub struct ProductPatch {
     name: Option<String>,
     price_fen: Option<i64>,
@@ -75,11 +79,15 @@ fn check_numbers(
     Ok(())
 }
 
+/// Creates a merchant, pending approval; the caller becomes its admin.
+#[utoipa::path(post, path = "/merchants", operation_id = "create_merchant", tag = "merchants", security(("bearer" = [])),
+    request_body = NewMerchant,
+    responses((status = 201, description = "Created, pending approval", body = IdStatus)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<NewMerchant>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IdStatus>), ApiError> {
     check_name(&body.name)?;
     if !crate::domain::valid_position(body.lat, body.lng) {
         return Err(ApiError::unprocessable(
@@ -104,7 +112,10 @@ pub async fn create(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "status": "pending" })),
+        Json(IdStatus {
+            id,
+            status: "pending",
+        }),
     ))
 }
 
@@ -120,6 +131,14 @@ async fn require_admin(state: &AppState, merchant: i64, caller: &Caller) -> Resu
     }
 }
 
+/// Adds a product; only the merchant's admins.
+#[utoipa::path(post, path = "/merchants/{id}/products", operation_id = "create_product", tag = "merchants", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The merchant")),
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "Created", body = Product),
+        (status = 403, description = "`not_merchant_admin`", body = super::openapi::Error),
+    ))]
 pub async fn create_product(
     State(state): State<AppState>,
     caller: Caller,
@@ -145,6 +164,15 @@ pub async fn create_product(
     Ok((StatusCode::CREATED, Json(product)))
 }
 
+/// Changes any of a product's fields; only the merchant's admins. Stock falling to
+/// its threshold alerts the merchant (`alert.low_stock`).
+#[utoipa::path(patch, path = "/merchants/{id}/products/{product_id}", tag = "merchants", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The merchant"), ("product_id" = i64, Path, description = "The product")),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 403, description = "`not_merchant_admin`", body = super::openapi::Error),
+    ))]
 pub async fn update_product(
     State(state): State<AppState>,
     caller: Caller,

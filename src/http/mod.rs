@@ -6,11 +6,13 @@
 
 mod auth;
 pub mod caller;
+mod console;
 mod health;
 mod json;
 pub mod limits;
 mod log;
 mod merchants;
+pub mod openapi;
 mod orders;
 mod path;
 mod platform;
@@ -25,10 +27,13 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
+use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,72 +45,76 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// not affected: the upgrade answers at once).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/wechat-login", post(auth::wechat_login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(auth::me))
-        .route("/ws", get(crate::ws::connect))
-        .route("/platform/notifications", post(platform::send_notification))
-        .route("/platform/notifications/batch", post(platform::send_batch))
-        .route(
-            "/platform/notifications/{message_id}",
-            get(platform::receipt),
-        )
-        .route("/platform/connections", get(platform::connections))
-        .route(
-            "/platform/riders/{user_id}/approve",
-            post(platform::approve_rider),
-        )
-        .route(
-            "/platform/riders/{user_id}/commands",
-            post(platform::rider_command),
-        )
-        .route(
-            "/platform/merchants/{id}/approve",
-            post(platform::approve_merchant),
-        )
-        .route("/platform/orders/{id}/dispatch", post(platform::dispatch))
-        .route(
-            "/platform/riders/{user_id}/suspend",
-            post(platform::suspend_rider),
-        )
-        .route(
-            "/platform/merchants/{id}/suspend",
-            post(platform::suspend_merchant),
-        )
-        .route("/rider/apply", post(riders::apply))
-        .route("/rider/online", post(riders::online))
-        .route("/rider/offline", post(riders::offline))
-        .route("/rider/location", post(riders::location))
-        .route("/rider/orders/{id}/accept", post(riders::accept))
-        .route("/rider/orders/{id}/pickup", post(riders::pickup))
-        .route("/rider/orders/{id}/deliver", post(riders::deliver))
-        .route("/merchants", post(merchants::create))
-        .route("/merchants/{id}/products", post(merchants::create_product))
-        .route(
-            "/merchants/{id}/products/{product_id}",
-            patch(merchants::update_product),
-        )
-        .route("/orders", post(orders::create))
-        .route("/orders/{id}", get(orders::get))
-        .route("/orders/{id}/urge", post(orders::urge))
-        .route("/orders/{id}/notifications", get(orders::receipts))
-        .route(
-            "/webhooks/wechat-pay/notify",
-            post(webhooks::wechat_pay_notify),
-        );
+/// The API's routes with their OpenAPI description, both from the handlers'
+/// `#[utoipa::path]`s: a route cannot be added without its description.
+fn routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(auth::wechat_login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(crate::ws::connect))
+        .routes(routes!(platform::send_notification))
+        .routes(routes!(platform::send_batch))
+        .routes(routes!(platform::receipt))
+        .routes(routes!(platform::connections))
+        .routes(routes!(platform::status))
+        .routes(routes!(platform::alerts))
+        .routes(routes!(platform::approve_rider))
+        .routes(routes!(platform::rider_command))
+        .routes(routes!(platform::approve_merchant))
+        .routes(routes!(platform::dispatch))
+        .routes(routes!(platform::suspend_rider))
+        .routes(routes!(platform::suspend_merchant))
+        .routes(routes!(riders::apply))
+        .routes(routes!(riders::online))
+        .routes(routes!(riders::offline))
+        .routes(routes!(riders::location))
+        .routes(routes!(riders::accept))
+        .routes(routes!(riders::pickup))
+        .routes(routes!(riders::deliver))
+        .routes(routes!(merchants::create))
+        .routes(routes!(merchants::create_product))
+        .routes(routes!(merchants::update_product))
+        .routes(routes!(orders::create))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::urge))
+        .routes(routes!(orders::receipts))
+        .routes(routes!(webhooks::wechat_pay_notify));
+    OpenApiRouter::with_openapi(openapi::Base::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .nest("/v1", api)
+}
 
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .nest(
-            "/v1",
-            api.layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                limits::by_address,
-            )),
+/// The OpenAPI 3.1 description of the whole HTTP API (`GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(routes().split_for_parts().1)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = routes().split_for_parts();
+    let description = std::sync::Arc::new(openapi::to_json(&openapi::document(doc)));
+    // The per-address limit covers `/v1` only; the operations routes stay unlimited.
+    let routes = routes.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        limits::by_address,
+    ));
+    routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let description = description.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        description.as_str().to_owned(),
+                    )
+                }
+            }),
         )
+        .route("/console", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

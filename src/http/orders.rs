@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+
+use super::openapi::{OrderReceipts, Urged};
 
 use super::caller::Caller;
 use super::json::ApiJson;
@@ -18,33 +19,45 @@ use crate::wechat::pay::PayParams;
 
 const MAX_ITEMS: usize = 50;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"merchant_id": 1, "items": [{"product_id": 1, "quantity": 2}],
+    "address": {"lat": 31.2304, "lng": 121.4737, "detail": "人民广场 1 号"}}))]
 pub struct NewOrder {
     merchant_id: i64,
     items: Vec<NewItem>,
     address: NewAddress,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewItem {
     product_id: i64,
     quantity: i32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewAddress {
     lat: f64,
     lng: f64,
     detail: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     #[serde(flatten)]
     order: Order,
+    /// The `wx.requestPayment` parameters, or null when WeChat Pay is not configured.
     payment: Option<PayParams>,
 }
 
+/// Places an order: stock is reserved atomically, and WeChat Pay is asked for a
+/// prepay when configured.
+#[utoipa::path(post, path = "/orders", operation_id = "create_order", tag = "orders", security(("bearer" = [])),
+    request_body = NewOrder,
+    responses(
+        (status = 201, description = "Placed, waiting for payment", body = Created),
+        (status = 409, description = "`insufficient_stock`, `too_many_unpaid_orders` or `merchant_unavailable`; nothing reserved", body = super::openapi::Error),
+        (status = 502, description = "`wechatpay_unavailable`: nothing was ordered", body = super::openapi::Error),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +116,10 @@ async fn visible(state: &AppState, caller: &Caller, id: i64) -> Result<Order, Ap
     }
 }
 
+/// The order, for its consumer, its merchant's admins, its rider and platform staff.
+#[utoipa::path(get, path = "/orders/{id}", operation_id = "get_order", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    responses((status = 200, description = "The order", body = Order)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,11 +128,20 @@ pub async fn get(
     Ok(Json(visible(&state, &caller, id).await?))
 }
 
+/// The consumer urges the merchant (`order.urge`), at most once every 5 minutes.
+#[utoipa::path(post, path = "/orders/{id}/urge", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    responses(
+        (status = 202, description = "The merchant is urged", body = Urged),
+        (status = 403, description = "`not_order_consumer`", body = super::openapi::Error),
+        (status = 409, description = "`order_not_urgeable`: not paid, or already delivered", body = super::openapi::Error),
+        (status = 429, description = "`urge_too_frequent` (or `rate_limited`)", body = super::openapi::Error),
+    ))]
 pub async fn urge(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Urged>), ApiError> {
     let order = visible(&state, &caller, id).await?;
     if order.consumer_id != caller.id.0 {
         return Err(ApiError::forbidden(
@@ -124,7 +150,7 @@ pub async fn urge(
         ));
     }
     match flows::urge(&state, id, caller.id).await? {
-        UrgeOutcome::Urged => Ok((StatusCode::ACCEPTED, Json(json!({ "order_id": id })))),
+        UrgeOutcome::Urged => Ok((StatusCode::ACCEPTED, Json(Urged { order_id: id }))),
         UrgeOutcome::NotFound => Err(ApiError::not_found()),
         UrgeOutcome::TooSoon => Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -141,11 +167,14 @@ pub async fn urge(
 
 /// `GET /v1/orders/{id}/notifications`: the receipts of the order's notifications, for
 /// its merchant's admins and platform staff (404 for anyone else).
+#[utoipa::path(get, path = "/orders/{id}/notifications", operation_id = "order_receipts", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    responses((status = 200, description = "The receipts of the order's notifications", body = OrderReceipts)))]
 pub async fn receipts(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OrderReceipts>, ApiError> {
     let order = orders::get(state.db(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -157,7 +186,8 @@ pub async fn receipts(
         return Err(ApiError::not_found());
     }
     let notifications = crate::store::receipts::of_order(state.db(), id).await?;
-    Ok(Json(
-        json!({ "order_id": id, "notifications": notifications }),
-    ))
+    Ok(Json(OrderReceipts {
+        order_id: id,
+        notifications,
+    }))
 }

@@ -3,9 +3,14 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+
+use super::openapi::{
+    Alerts, BatchPartial, Connections, IdStatus, MessageId, MessageIds, PlatformStatus, UserStatus,
+};
 
 use super::caller::Caller;
 use super::json::ApiJson;
@@ -54,13 +59,21 @@ fn idempotency(
 const MAX_CONTENT: usize = 2000;
 const MAX_DATA: usize = 4096;
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"user_id": 42, "title": "系统维护", "content": "今晚 23:00 维护 10 分钟", "data": {"level": "info"}, "ttl_s": 3600}))]
 pub struct SendNotification {
+    /// To this user (`platform.notice`, kept until acked); give this or `role`.
     user_id: Option<i64>,
+    /// To every connected socket of this role (`announcement`, live only): `rider`,
+    /// `merchant` or `platform`.
     role: Option<Role>,
+    /// 1 to 100 characters.
     title: String,
+    /// At most 2,000 characters.
     content: String,
+    /// Extra fields, at most 4,096 bytes of JSON.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Map<String, Value>>,
     /// How long a user's notification stays deliverable (SPEC §4), in seconds.
     #[serde(default)]
@@ -118,12 +131,22 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
 
 /// `POST /v1/platform/notifications`: to one user (kept until acked) or to every
 /// connected socket of a role (an announcement, live only).
+#[utoipa::path(post, path = "/platform/notifications", tag = "platform", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters: a repeat within 24 h answers the same message_id and sends nothing again")),
+    request_body = SendNotification,
+    responses(
+        (status = 202, description = "Sent", body = MessageId),
+        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 404, description = "`user_not_found`", body = super::openapi::Error),
+        (status = 422, description = "`invalid_target`, `invalid_role`, `invalid_title`, `invalid_content`, `invalid_data`, `invalid_ttl`, `idempotency_key_reused` or `invalid_body`", body = super::openapi::Error),
+    ))]
 pub async fn send_notification(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendNotification>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MessageId>), ApiError> {
     caller.require(Role::Platform)?;
     let once = idempotency(&headers, &caller, "notifications", &body)?;
     let message_id = match (body.user_id, body.role) {
@@ -148,17 +171,15 @@ pub async fn send_notification(
             ))
         }
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "message_id": message_id })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(MessageId { message_id })))
 }
 
 /// Most notifications one batch may carry.
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub struct SendBatch {
+    /// 1 to 1,000 notifications, each with a `user_id`.
     notifications: Vec<SendNotification>,
 }
 
@@ -171,12 +192,23 @@ pub struct SendBatch {
 /// in the message) or an unknown user (404, the ids listed) sends nothing. 202
 /// `{"message_ids"}` in the order given. If Redis fails part-way, 503 with
 /// `message_ids` holding `null` for each notification that was not sent.
+#[utoipa::path(post, path = "/platform/notifications/batch", tag = "platform", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for a single notification")),
+    request_body = SendBatch,
+    responses(
+        (status = 202, description = "All sent", body = MessageIds),
+        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 404, description = "`user_not_found`: the unknown ids are listed; nothing was sent", body = super::openapi::Error),
+        (status = 422, description = "`invalid_batch`, or an invalid item (its index in the message); nothing was sent", body = super::openapi::Error),
+        (status = 503, description = "Part sent: `null` in `message_ids` for each notification whose outcome is unknown (or `database_unavailable`/`engine_unavailable` with nothing sent)", body = BatchPartial),
+    ))]
 pub async fn send_batch(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendBatch>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Role::Platform)?;
     let once = idempotency(&headers, &caller, "notifications/batch", &body)?;
     let items = &body.notifications;
@@ -203,10 +235,7 @@ pub async fn send_batch(
     let message_ids = send::batch(&state, &batch, once.as_ref()).await?;
     let failed = message_ids.iter().filter(|id| id.is_none()).count();
     if failed == 0 {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "message_ids": message_ids })),
-        ));
+        return Ok((StatusCode::ACCEPTED, Json(MessageIds { message_ids })).into_response());
     }
     metrics::counter!("locallife_redis_errors_total").increment(1);
     tracing::warn!(
@@ -216,19 +245,25 @@ pub async fn send_batch(
     );
     Ok((
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({
-            "code": "engine_unavailable",
-            "message": format!("Redis did not answer for {failed} of {} notifications (null in message_ids) and their outcome is unknown; retry the batch with the same Idempotency-Key, which never delivers twice", message_ids.len()),
-            "message_ids": message_ids,
-        })),
-    ))
+        Json(BatchPartial {
+            code: "engine_unavailable",
+            message: format!("Redis did not answer for {failed} of {} notifications (null in message_ids) and their outcome is unknown; retry the batch with the same Idempotency-Key, which never delivers twice", message_ids.len()),
+            message_ids,
+        }),
+    )
+        .into_response())
 }
 
 /// `GET /v1/platform/connections`: sockets by role, across replicas and per replica.
+#[utoipa::path(get, path = "/platform/connections", tag = "platform", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sockets by role, in all and per replica", body = Connections),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
 pub async fn connections(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Connections>, ApiError> {
     caller.require(Role::Platform)?;
     let hub = state.hub();
     let fresh_after = crate::time::unix_ms().saturating_sub(CENSUS_STALE.as_millis() as u64);
@@ -248,19 +283,89 @@ pub async fn connections(
             *total.by_role.entry(role.clone()).or_default() += n;
         }
     }
-    Ok(Json(json!({
-        "replica_id": hub.replica_id().as_ref(),
-        "total": total,
-        "replicas": replicas,
-    })))
+    Ok(Json(Connections {
+        replica_id: hub.replica_id().to_string(),
+        total,
+        replicas,
+    }))
+}
+
+/// `GET /v1/platform/status`: what the console shows beside the sockets.
+#[utoipa::path(get, path = "/platform/status", operation_id = "platform_status", tag = "platform", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "This replica's view of PostgreSQL, Redis and the outbox", body = PlatformStatus),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<PlatformStatus>, ApiError> {
+    caller.require(Role::Platform)?;
+    let engine = state.hub().engine();
+    let redis = match engine.kind() {
+        "redis" => Some(engine.ping().await),
+        _ => None,
+    };
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let postgres = store::ping(state.db()).await.is_ok();
+    Ok(Json(PlatformStatus {
+        replica_id: state.hub().replica_id().to_string(),
+        postgres: word(postgres),
+        redis: redis.map_or("disabled", word),
+        pubsub: engine.pubsub_live().map_or("disabled", word),
+        draining: state.is_draining(),
+        outbox: store::outbox::status(state.db()).await?,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// How many, newest first: 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+/// `GET /v1/platform/alerts`: the most recent `alert.*` notifications.
+#[utoipa::path(get, path = "/platform/alerts", tag = "platform", security(("bearer" = [])),
+    params(AlertsQuery),
+    responses(
+        (status = 200, description = "Newest first", body = Alerts),
+        (status = 400, description = "`invalid_query`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 422, description = "`invalid_limit`: limit must be 1 to 100", body = super::openapi::Error),
+    ))]
+pub async fn alerts(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Alerts>, ApiError> {
+    caller.require(Role::Platform)?;
+    let axum::extract::Query(query) =
+        query.map_err(|_| ApiError::bad_request("invalid_query", "limit must be a number"))?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::unprocessable(
+            "invalid_limit",
+            "limit must be 1 to 100",
+        ));
+    }
+    Ok(Json(Alerts {
+        alerts: store::outbox::recent_alerts(state.db(), limit).await?,
+    }))
 }
 
 /// `POST /v1/platform/riders/{user_id}/approve`.
+#[utoipa::path(post, path = "/platform/riders/{user_id}/approve", tag = "platform", security(("bearer" = [])),
+    params(("user_id" = i64, Path, description = "The rider (a user id)")),
+    responses(
+        (status = 200, description = "Approves a rider application.", body = UserStatus),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
 pub async fn approve_rider(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(user): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserStatus>, ApiError> {
     caller.require(Role::Platform)?;
     if !store::riders::approve(state.db(), UserId(user), caller.id).await? {
         return Err(ApiError::new(
@@ -269,17 +374,26 @@ pub async fn approve_rider(
             "no rider application",
         ));
     }
-    Ok(Json(json!({ "user_id": user, "status": "approved" })))
+    Ok(Json(UserStatus {
+        user_id: UserId(user),
+        status: "approved",
+    }))
 }
 
 /// `POST /v1/platform/riders/{user_id}/suspend`: no longer approved, offline; within
 /// seconds every socket admitted as that rider drops the role (closes with 4003 when it
 /// had no other).
+#[utoipa::path(post, path = "/platform/riders/{user_id}/suspend", tag = "platform", security(("bearer" = [])),
+    params(("user_id" = i64, Path, description = "The rider (a user id)")),
+    responses(
+        (status = 200, description = "Suspends a rider: no longer approved, offline, and within 5 s every socket admitted as that rider drops the role (closes with 4003 when it had no other).", body = UserStatus),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
 pub async fn suspend_rider(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(user): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserStatus>, ApiError> {
     caller.require(Role::Platform)?;
     if !crate::service::riders::suspend(&state, UserId(user)).await? {
         return Err(ApiError::new(
@@ -288,16 +402,25 @@ pub async fn suspend_rider(
             "no rider application",
         ));
     }
-    Ok(Json(json!({ "user_id": user, "status": "suspended" })))
+    Ok(Json(UserStatus {
+        user_id: UserId(user),
+        status: "suspended",
+    }))
 }
 
 /// `POST /v1/platform/merchants/{id}/suspend`: no longer approved; each of its admins
 /// who administers no other approved merchant loses the merchant role on their sockets.
+#[utoipa::path(post, path = "/platform/merchants/{id}/suspend", tag = "platform", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The merchant")),
+    responses(
+        (status = 200, description = "Suspends a merchant: its admins who administer no other approved merchant lose the merchant role on their sockets.", body = IdStatus),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
 pub async fn suspend_merchant(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IdStatus>, ApiError> {
     caller.require(Role::Platform)?;
     let Some(admins) = store::merchants::suspend(state.db(), id).await? else {
         return Err(ApiError::not_found());
@@ -318,28 +441,51 @@ pub async fn suspend_merchant(
                 })?;
         }
     }
-    Ok(Json(json!({ "id": id, "status": "suspended" })))
+    Ok(Json(IdStatus {
+        id,
+        status: "suspended",
+    }))
 }
 
 /// `POST /v1/platform/merchants/{id}/approve`.
+#[utoipa::path(post, path = "/platform/merchants/{id}/approve", tag = "platform", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The merchant")),
+    responses(
+        (status = 200, description = "Approves a merchant.", body = IdStatus),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
 pub async fn approve_merchant(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IdStatus>, ApiError> {
     caller.require(Role::Platform)?;
     if !store::merchants::approve(state.db(), id, caller.id).await? {
         return Err(ApiError::not_found());
     }
-    Ok(Json(json!({ "id": id, "status": "approved" })))
+    Ok(Json(IdStatus {
+        id,
+        status: "approved",
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"rider_id": 7}))]
 pub struct Dispatch {
+    /// The rider's user id.
     rider_id: i64,
 }
 
 /// `POST /v1/platform/orders/{id}/dispatch`.
+#[utoipa::path(post, path = "/platform/orders/{id}/dispatch", tag = "platform", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    request_body = Dispatch,
+    responses(
+        (status = 200, description = "Dispatched: the rider gets `order.dispatched`", body = Order),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 409, description = "`order_not_dispatchable`: only a paid order waiting for a rider", body = super::openapi::Error),
+        (status = 422, description = "`rider_not_approved`, or `invalid_body`", body = super::openapi::Error),
+    ))]
 pub async fn dispatch(
     State(state): State<AppState>,
     caller: Caller,
@@ -358,22 +504,34 @@ pub async fn dispatch(
     }
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"title": "请前往新店取餐", "content": "人民广场店", "data": {"order_id": 1001}}))]
 pub struct Command {
     title: String,
     content: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Map<String, Value>>,
 }
 
 /// `POST /v1/platform/riders/{user_id}/commands`.
+#[utoipa::path(post, path = "/platform/riders/{user_id}/commands", tag = "platform", security(("bearer" = [])),
+    params(("user_id" = i64, Path, description = "The rider (a user id)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "As for a notification")),
+    request_body = Command,
+    responses(
+        (status = 202, description = "Sent: the rider gets `rider.command`", body = MessageId),
+        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 404, description = "`not_found`: no approved rider", body = super::openapi::Error),
+    ))]
 pub async fn rider_command(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(user): ApiPath<i64>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Command>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MessageId>), ApiError> {
     caller.require(Role::Platform)?;
     let once = idempotency(&headers, &caller, &format!("riders/{user}/commands"), &body)?;
     let as_notification = SendNotification {
@@ -386,14 +544,17 @@ pub async fn rider_command(
     };
     let n = parse(&as_notification, Kind::RiderCommand)?;
     let message_id = send::rider_command(&state, UserId(user), &n, once.as_ref()).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "message_id": message_id })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(MessageId { message_id })))
 }
 
 /// `GET /v1/platform/notifications/{message_id}`: the notification's receipt, per
 /// recipient (`pending`, `delivered`, `acked`, `expired`, `withdrawn`).
+#[utoipa::path(get, path = "/platform/notifications/{message_id}", operation_id = "notification_receipt", tag = "platform", security(("bearer" = [])),
+    params(("message_id" = String, Path, description = "From the answer to the send")),
+    responses(
+        (status = 200, description = "The receipt", body = store::receipts::Receipt),
+        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+    ))]
 pub async fn receipt(
     State(state): State<AppState>,
     caller: Caller,

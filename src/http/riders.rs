@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+
+use super::openapi::{StatusOnly, UserStatus};
 
 use super::caller::Caller;
 use super::json::ApiJson;
@@ -16,47 +17,82 @@ use crate::service::riders;
 use crate::state::AppState;
 use crate::store::orders::{Order, Transition};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "张三", "phone": "13800000000"}))]
 pub struct Apply {
     name: String,
     phone: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"lat": 31.2304, "lng": 121.4737}))]
 pub struct Position {
+    /// WGS-84, within ±90.
     lat: f64,
+    /// WGS-84, within ±180.
     lng: f64,
 }
 
+/// Applies to ride; platform staff approve.
+#[utoipa::path(post, path = "/rider/apply", tag = "riders", security(("bearer" = [])),
+    request_body = Apply,
+    responses(
+        (status = 201, description = "Applied", body = UserStatus),
+        (status = 409, description = "`already_applied`", body = super::openapi::Error),
+    ))]
 pub async fn apply(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<Apply>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UserStatus>), ApiError> {
     riders::apply(&state, caller.id, &body.name, &body.phone).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "user_id": caller.id, "status": "pending" })),
+        Json(UserStatus {
+            user_id: caller.id,
+            status: "pending",
+        }),
     ))
 }
 
+/// Goes online at a position: new orders nearby are pushed to the rider.
+#[utoipa::path(post, path = "/rider/online", tag = "riders", security(("bearer" = [])),
+    request_body = Position,
+    responses(
+        (status = 200, description = "Online", body = StatusOnly),
+        (status = 403, description = "`rider_not_approved`", body = super::openapi::Error),
+    ))]
 pub async fn online(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<Position>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusOnly>, ApiError> {
     riders::go_online(&state, caller.id, body.lat, body.lng).await?;
-    Ok(Json(json!({ "status": "online" })))
+    Ok(Json(StatusOnly { status: "online" }))
 }
 
+/// Goes offline: every socket of the rider, on every replica, closes with 4003.
+#[utoipa::path(post, path = "/rider/offline", tag = "riders", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Offline", body = StatusOnly),
+        (status = 403, description = "`rider_not_approved`", body = super::openapi::Error),
+    ))]
 pub async fn offline(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusOnly>, ApiError> {
     riders::go_offline(&state, caller.id).await?;
-    Ok(Json(json!({ "status": "offline" })))
+    Ok(Json(StatusOnly { status: "offline" }))
 }
 
+/// Reports the rider's position (also possible over the socket).
+#[utoipa::path(post, path = "/rider/location", tag = "riders", security(("bearer" = [])),
+    request_body = Position,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 403, description = "`rider_not_approved`", body = super::openapi::Error),
+        (status = 409, description = "`rider_offline`", body = super::openapi::Error),
+    ))]
 pub async fn location(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,6 +114,14 @@ fn order_answer(t: Transition, refused_code: &'static str) -> Result<Json<Order>
     }
 }
 
+/// Takes the order: the first rider wins; the other recommended riders get `order.taken`.
+#[utoipa::path(post, path = "/rider/orders/{id}/accept", tag = "riders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = super::openapi::Error),
+        (status = 409, description = "`order_taken` (another rider has it) or `order_not_available`", body = super::openapi::Error),
+    ))]
 pub async fn accept(
     State(state): State<AppState>,
     caller: Caller,
@@ -93,6 +137,14 @@ pub async fn accept(
     }
 }
 
+/// Picked up from the merchant.
+#[utoipa::path(post, path = "/rider/orders/{id}/pickup", tag = "riders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = super::openapi::Error),
+        (status = 409, description = "`invalid_order_status`", body = super::openapi::Error),
+    ))]
 pub async fn pickup(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,6 +154,14 @@ pub async fn pickup(
     order_answer(t, "invalid_order_status")
 }
 
+/// Delivered to the consumer.
+#[utoipa::path(post, path = "/rider/orders/{id}/deliver", tag = "riders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = super::openapi::Error),
+        (status = 409, description = "`invalid_order_status`", body = super::openapi::Error),
+    ))]
 pub async fn deliver(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,12 +11,33 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+
+use super::openapi::{PayFailure, PayNotification};
 
 use crate::service::payments::{self, PaymentError};
 use crate::state::AppState;
 use crate::wechat::pay::NotifyHeaders;
 
+/// WeChat Pay's payment notification: verified (signature, key id, ±300 s), decrypted,
+/// checked against the order, and the order marked paid exactly once. Repeats are
+/// answered 204 with no side effect.
+#[utoipa::path(post, path = "/webhooks/wechat-pay/notify", tag = "webhooks",
+    params(
+        ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds; refused more than 300 s from now"),
+        ("Wechatpay-Nonce" = String, Header, description = "The signature's nonce"),
+        ("Wechatpay-Signature" = String, Header, description = "Base64 RSA-SHA256 (PKCS#1 v1.5) over `timestamp\\nnonce\\nbody\\n`"),
+        ("Wechatpay-Serial" = String, Header, description = "The id of the WeChat Pay public key that signed"),
+    ),
+    request_body(content = PayNotification, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Accepted (or a repeat: no side effect)"),
+        (status = 400, description = "`wrong mchid`, `wrong appid`, `unknown out_trade_no`, `amount mismatch`", body = PayFailure),
+        (status = 401, description = "`verification failed`: signature, key id, timestamp or decryption", body = PayFailure),
+        (status = 404, description = "`not configured`: this deployment takes no WeChat Pay notifications", body = PayFailure),
+        (status = 413, description = "`body too large`: over 64 KiB", body = PayFailure),
+        (status = 429, description = "Rate limited", body = super::openapi::Error),
+        (status = 503, description = "`try again`: the database is unavailable; WeChat Pay retries", body = PayFailure),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn wechat_pay_notify(
     State(state): State<AppState>,
@@ -34,7 +55,10 @@ pub async fn wechat_pay_notify(
             };
             return (
                 e.status(),
-                Json(json!({ "code": "FAIL", "message": message })),
+                Json(PayFailure {
+                    code: "FAIL",
+                    message,
+                }),
             )
                 .into_response();
         }
@@ -55,7 +79,8 @@ pub async fn wechat_pay_notify(
 /// WeChat Pay's failure shape; any failure makes it retry.
 fn fail(e: &PaymentError) -> Response {
     let (status, message) = match e {
-        PaymentError::NotConfigured => (StatusCode::INTERNAL_SERVER_ERROR, "not configured"),
+        // Nothing here to take a notification: as if the route did not exist.
+        PaymentError::NotConfigured => (StatusCode::NOT_FOUND, "not configured"),
         PaymentError::Refused(_) => (StatusCode::UNAUTHORIZED, "verification failed"),
         PaymentError::WrongMchid => (StatusCode::BAD_REQUEST, "wrong mchid"),
         PaymentError::WrongAppid => (StatusCode::BAD_REQUEST, "wrong appid"),
@@ -63,5 +88,12 @@ fn fail(e: &PaymentError) -> Response {
         PaymentError::AmountMismatch => (StatusCode::BAD_REQUEST, "amount mismatch"),
         PaymentError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "try again"),
     };
-    (status, Json(json!({ "code": "FAIL", "message": message }))).into_response()
+    (
+        status,
+        Json(PayFailure {
+            code: "FAIL",
+            message,
+        }),
+    )
+        .into_response()
 }

@@ -16,7 +16,7 @@ pub struct Merchant {
     pub lng: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
     pub merchant_id: i64,

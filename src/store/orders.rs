@@ -15,7 +15,7 @@ use crate::domain::{OrderStatus, UserId};
 
 type Pool = deadpool_postgres::Pool;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub product_id: i64,
     pub name: String,
@@ -23,14 +23,14 @@ pub struct Item {
     pub quantity: i32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Address {
     pub lat: f64,
     pub lng: f64,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Order {
     pub id: i64,
     pub out_trade_no: String,

@@ -207,6 +207,75 @@ pub async fn backlog(db: &Pool) -> Result<(i64, f64), StoreError> {
     Ok((row.get(0), row.get(1)))
 }
 
+/// The outbox as the console shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = OutboxStatus)]
+pub struct Status {
+    /// Rows not yet published.
+    pub pending: i64,
+    /// Age of the oldest pending row, in seconds (0 when none).
+    pub oldest_pending_s: f64,
+    /// Rows given up on (kept until pruned).
+    pub failed: i64,
+}
+
+pub async fn status(db: &Pool) -> Result<Status, StoreError> {
+    let client = db.get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'pending'),
+                    COALESCE(extract(epoch FROM now() - min(created_at)
+                             FILTER (WHERE state = 'pending')), 0)::float8,
+                    count(*) FILTER (WHERE state = 'failed')
+             FROM outbox WHERE state <> 'done'",
+            &[],
+        )
+        .await?;
+    Ok(Status {
+        pending: row.get(0),
+        oldest_pending_s: row.get(1),
+        failed: row.get(2),
+    })
+}
+
+/// One `alert.*` notification, as the console lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AlertRow {
+    pub message_id: String,
+    #[schema(example = "alert.system_error")]
+    pub event: String,
+    pub title: String,
+    pub content: String,
+    /// The outbox row's state: `pending`, `done` (published) or `failed`.
+    pub state: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The most recent `alert.*` notifications still in the outbox, newest first.
+pub async fn recent_alerts(db: &Pool, limit: i64) -> Result<Vec<AlertRow>, StoreError> {
+    let client = db.get().await?;
+    let rows = client
+        .query(
+            "SELECT message_id, event, COALESCE(payload->>'title', ''),
+                    COALESCE(payload->>'content', ''), state, created_at
+             FROM outbox WHERE event LIKE 'alert.%'
+             ORDER BY id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AlertRow {
+            message_id: r.get(0),
+            event: r.get(1),
+            title: r.get(2),
+            content: r.get(3),
+            state: r.get(4),
+            created_at: r.get(5),
+        })
+        .collect())
+}
+
 /// Deletes rows finished (done or failed) more than `retention` ago; how many.
 pub async fn prune(db: &Pool, retention: Duration) -> Result<u64, StoreError> {
     let client = db.get().await?;

@@ -182,16 +182,18 @@ pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, Stor
 }
 
 /// One recipient's receipt, as answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recipient {
     pub user_id: UserId,
+    /// `pending`, `delivered`, `acked`, `expired` or `withdrawn` (SPEC §3).
+    #[schema(value_type = String, example = "acked")]
     pub state: &'static str,
     pub delivered_at: Option<DateTime<Utc>>,
     pub acked_at: Option<DateTime<Utc>>,
 }
 
 /// A notification's receipt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub message_id: String,
     pub event: String,

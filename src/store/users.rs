@@ -246,7 +246,7 @@ pub async fn missing(
         .collect())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RiderView {
     pub status: Approval,
     pub online: bool,
@@ -256,7 +256,7 @@ pub struct RiderView {
     pub lng: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MerchantView {
     pub id: i64,
     pub name: String,
@@ -264,7 +264,7 @@ pub struct MerchantView {
 }
 
 /// `GET /v1/me`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub id: UserId,
     pub roles: Vec<Role>,

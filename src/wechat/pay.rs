@@ -182,7 +182,7 @@ pub struct Payer {
 }
 
 /// The `wx.requestPayment` parameters (SPEC §4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PayParams {
     #[serde(rename = "timeStamp")]
     pub time_stamp: String,

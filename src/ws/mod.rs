@@ -96,6 +96,21 @@ pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
 }
 
 #[tracing::instrument(skip_all)]
+/// The WebSocket endpoint (described in AsyncAPI 3, `docs/asyncapi.yaml`). The token
+/// comes as `?token=` (mini-programs cannot set headers on a socket) or as a bearer
+/// header. A refusal is an HTTP error, or with `protocol=2` an accepted upgrade closed
+/// at once with the matching close code.
+#[utoipa::path(get, path = "/ws", tag = "websocket", security(("bearer" = [])),
+    params(
+        ("token" = Option<String>, Query, description = "The access token, when not in the Authorization header"),
+        ("protocol" = Option<String>, Query, description = "`1` (default) or `2`"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "`websocket_required` (not an upgrade request) or `unsupported_protocol`", body = crate::http::openapi::Error),
+        (status = 403, description = "No role that may hold a socket (`not_socket_role`, …)", body = crate::http::openapi::Error),
+        (status = 429, description = "`too_many_sockets`", body = crate::http::openapi::Error),
+    ))]
 pub async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,0 +1,321 @@
+//! The OpenAPI 3.1 description of the HTTP API (`GET /openapi.json`, and
+//! `docs/openapi.json` through `locallife openapi`).
+//!
+//! It is generated from the code: each handler carries its `#[utoipa::path]`, the
+//! router is built with `utoipa_axum::routes!` (so a route without a description does
+//! not compile), and request and response bodies derive `ToSchema` from the same types
+//! the handlers use. What every operation shares — the error shape and the answers any
+//! authenticated call, any JSON body or any path id can get — is added here once by
+//! [`StandardErrors`], from what each operation declares.
+
+use serde::Serialize;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr};
+use utoipa::{Modify, ToSchema};
+
+use crate::domain::{Role, UserId};
+use crate::engine::{Census, ReplicaCensus};
+use crate::store::receipts::Receipt;
+
+/// Every error the API answers: a stable `code` that clients switch on, and a message
+/// for people.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"code": "not_found", "message": "no such resource"}))]
+pub struct Error {
+    /// snake_case, stable: `unauthorized`, `forbidden`, `not_found`, `malformed_json`,
+    /// `invalid_body`, `rate_limited`, `engine_unavailable`, …
+    pub code: String,
+    pub message: String,
+    /// With 429 (and some 503s): seconds to wait, as in `Retry-After`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
+}
+
+/// The WeChat Pay failure shape (`code` is always `FAIL`); any failure makes WeChat Pay
+/// retry the notification.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"code": "FAIL", "message": "verification failed"}))]
+pub struct PayFailure {
+    #[schema(example = "FAIL")]
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// A WeChat Pay API v3 notification (the body is verified byte for byte against
+/// `Wechatpay-Signature`, then `resource` is decrypted with the APIv3 key).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "EV-2018022511223320873", "create_time": "2026-12-01T10:00:00+08:00",
+    "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+    "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+        "ciphertext": "…", "associated_data": "transaction", "nonce": "fdasflkja484w"}}))]
+pub struct PayNotification {
+    pub id: String,
+    pub create_time: String,
+    pub event_type: String,
+    pub resource_type: String,
+    pub summary: String,
+    pub resource: PayResource,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PayResource {
+    /// `AEAD_AES_256_GCM`.
+    pub algorithm: String,
+    /// Base64 of ciphertext ‖ tag.
+    pub ciphertext: String,
+    pub associated_data: Option<String>,
+    pub original_type: String,
+    /// 12 bytes.
+    pub nonce: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadyChecks {
+    /// `ok` or `unavailable`.
+    pub postgres: &'static str,
+    /// `ok`, `unavailable`, or `disabled` (the in-process engine).
+    pub redis: &'static str,
+    /// The pub/sub canary: `ok`, `unavailable` or `disabled`.
+    pub pubsub: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "draining": false,
+    "checks": {"postgres": "ok", "redis": "ok", "pubsub": "ok"}}))]
+pub struct Ready {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    pub draining: bool,
+    pub checks: ReadyChecks,
+}
+
+/// A rider's or an application's new state.
+#[derive(Serialize, ToSchema)]
+pub struct StatusOnly {
+    #[schema(example = "online")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserStatus {
+    pub user_id: UserId,
+    #[schema(example = "approved")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IdStatus {
+    pub id: i64,
+    #[schema(example = "pending")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"message_id": "01JD3X9Q5M2K8N7P4R6T0V1W2Y"}))]
+pub struct MessageId {
+    pub message_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageIds {
+    /// One per notification, in the order given.
+    pub message_ids: Vec<Option<String>>,
+}
+
+/// 503 on a batch that Redis did not fully take: `null` marks each notification whose
+/// outcome is unknown; retry with the same `Idempotency-Key`.
+#[derive(Serialize, ToSchema)]
+pub struct BatchPartial {
+    #[schema(example = "engine_unavailable")]
+    pub code: &'static str,
+    pub message: String,
+    pub message_ids: Vec<Option<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Urged {
+    pub order_id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderReceipts {
+    pub order_id: i64,
+    pub notifications: Vec<Receipt>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlatformStatus {
+    /// The replica that answered.
+    pub replica_id: String,
+    /// `ok` or `unavailable`.
+    pub postgres: &'static str,
+    /// `ok`, `unavailable`, or `disabled` (the in-process engine).
+    pub redis: &'static str,
+    /// This replica's pub/sub canary: `ok`, `unavailable` or `disabled`.
+    pub pubsub: &'static str,
+    pub draining: bool,
+    pub outbox: crate::store::outbox::Status,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Alerts {
+    pub alerts: Vec<crate::store::outbox::AlertRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Connections {
+    /// The replica that answered.
+    pub replica_id: String,
+    pub total: Census,
+    /// Every replica whose census is fresh, this one included.
+    pub replicas: Vec<ReplicaCensus>,
+}
+
+/// Adds what operations share, from what each declares:
+/// - bearer security → 401 `unauthorized`;
+/// - under `/v1` → 429 (rate limits, with `Retry-After`) and 503 (PostgreSQL or Redis
+///   unavailable, or the request timed out);
+/// - a JSON request body → 400 (not JSON, or not declared as JSON), 413 and 422;
+/// - a path id → 404 (the id names nothing, or nothing the caller may see).
+///
+/// An answer an operation declares itself is kept. The webhook answers in WeChat Pay's
+/// own shape and declares all of its answers.
+pub struct StandardErrors;
+
+impl Modify for StandardErrors {
+    fn modify(&self, doc: &mut OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `POST /v1/auth/wechat-login` (or `locallife token`).",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.patch.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                if path.starts_with("/v1/webhooks/") {
+                    continue;
+                }
+                add_shared(path, op);
+            }
+        }
+    }
+}
+
+fn error(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Error")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn add_shared(path: &str, op: &mut Operation) {
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_body = op.request_body.is_some();
+    let has_path_param = op.parameters.as_ref().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| matches!(p.parameter_in, ParameterIn::Path))
+    });
+    let responses = &mut op.responses.responses;
+    let mut add = |status: &str, response: RefOr<Response>| {
+        responses.entry(status.to_owned()).or_insert(response);
+    };
+    if secured {
+        add(
+            "401",
+            error("`unauthorized`: no token, an invalid or expired one, or one issued before the user's last logout"),
+        );
+    }
+    if path.starts_with("/v1/") {
+        let limited = ResponseBuilder::new()
+            .description("`rate_limited`: too many requests from this address or user; `Retry-After` says when to try again")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Error")))
+                    .build(),
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer))
+                    .description(Some("Seconds to wait"))
+                    .build(),
+            )
+            .build();
+        add("429", RefOr::T(limited));
+        add(
+            "503",
+            error("PostgreSQL or Redis is unavailable (`database_unavailable`, `engine_unavailable`); safe to retry"),
+        );
+    }
+    if has_body {
+        add(
+            "400",
+            error("`malformed_json` or `unsupported_media_type`: the body is not JSON, or not sent as `application/json`"),
+        );
+        add("413", error("`body_too_large`: the body is over 64 KiB"));
+        add(
+            "422",
+            error("`invalid_body` (a field is missing or of the wrong type) or a field's own code (`invalid_title`, …)"),
+        );
+    }
+    if has_path_param {
+        add(
+            "404",
+            error("`not_found`: the id names nothing, or nothing the caller may see"),
+        );
+    }
+}
+
+/// The description of the whole API, as served at `/openapi.json`.
+pub fn document(mut doc: OpenApi) -> OpenApi {
+    StandardErrors.modify(&mut doc);
+    doc.info.title = "LocalLife realtime".to_owned();
+    doc.info.description = Some(
+        "The HTTP API of LocalLife's real-time backend (SPEC §4). The WebSocket protocol of `/v1/ws` is described in AsyncAPI 3 (`docs/asyncapi.yaml`). Errors are `{\"code\", \"message\"}`; money is integer fen; coordinates are WGS-84.".to_owned(),
+    );
+    doc.info.license = None;
+    doc.info.contact = None;
+    doc
+}
+
+/// `GET /openapi.json`, pretty-printed so the committed copy diffs well.
+pub fn to_json(doc: &OpenApi) -> String {
+    let mut text = doc.to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Schemas used only through [`StandardErrors`], so that the derive registers them.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(Error, Role)))]
+pub struct Base;
