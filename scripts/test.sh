@@ -23,6 +23,8 @@ if ! command -v npm >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 npm ci --prefix tests/seed-client --no-audit --no-fund --loglevel=error
+# The official AsyncAPI JSON Schemas, for the check of docs/asyncapi.yaml.
+npm ci --prefix tests/asyncapi --no-audit --no-fund --loglevel=error
 # The mini-program SDK: built from its lockfile, then driven by tests/api/sdk.rs (and
 # its own unit tests, in Node).
 npm ci --prefix sdk/miniprogram --no-audit --no-fund --loglevel=error
