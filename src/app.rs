@@ -57,6 +57,7 @@ fn start_background(state: &AppState) {
     supervise(state, "outbox_relay", service::relay::run);
     supervise(state, "outbox_listener", service::relay::listen);
     supervise(state, "outbox_upkeep", service::relay::upkeep);
+    supervise(state, "subscription_fallback", service::fallback::run);
     supervise(state, "geo_index", service::riders::keep_geo_index);
     supervise(state, "admission_recheck", crate::ws::recheck_admission);
     let (db, engine, alerts) = (

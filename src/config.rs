@@ -10,7 +10,7 @@
 //! even a `{:?}` of the whole config can leak them.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -242,8 +242,21 @@ pub struct Config {
     pub rider_match_radius_m: u32,
     /// `WECHAT_APPID` + `WECHAT_SECRET`: both or neither. Without them login answers 503.
     pub wechat: Option<WechatConfig>,
+    /// `WECHAT_SUBSCRIBE_FILE` and `PUSH_FALLBACK_AFTER`: the subscription-message
+    /// fallback (SPEC §9); `None` without the file.
+    pub subscribe: Option<SubscribeConfig>,
     pub wechat_pay: WechatPayConfig,
     pub log_format: LogFormat,
+}
+
+/// The subscription-message fallback.
+#[derive(Debug, Clone)]
+pub struct SubscribeConfig {
+    /// Read from `WECHAT_SUBSCRIBE_FILE` and checked at start-up.
+    pub templates: crate::wechat::subscribe::Templates,
+    /// `PUSH_FALLBACK_AFTER` (default 30 s): how long a notification stays neither
+    /// delivered nor acked before it falls back.
+    pub fallback_after: Duration,
 }
 
 const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
@@ -459,6 +472,32 @@ impl Config {
             }),
         };
 
+        let subscribe = match vars.get("WECHAT_SUBSCRIBE_FILE") {
+            None => None,
+            Some(path) => {
+                if wechat.is_none() {
+                    return Err(ConfigError::new(
+                        "WECHAT_SUBSCRIBE_FILE",
+                        "needs WECHAT_APPID and WECHAT_SECRET (the sends use the mini-program's access token)",
+                    ));
+                }
+                let templates = crate::wechat::subscribe::Templates::load(Path::new(&path))
+                    .map_err(|why| ConfigError::new("WECHAT_SUBSCRIBE_FILE", why))?;
+                let fallback_after =
+                    vars.duration("PUSH_FALLBACK_AFTER", Duration::from_secs(30))?;
+                if fallback_after < Duration::from_secs(1) {
+                    return Err(ConfigError::new(
+                        "PUSH_FALLBACK_AFTER",
+                        "must be at least 1s",
+                    ));
+                }
+                Some(SubscribeConfig {
+                    templates,
+                    fallback_after,
+                })
+            }
+        };
+
         let apiv3_key = vars.get("WECHATPAY_APIV3_KEY");
         if let Some(key) = &apiv3_key {
             if key.len() != 32 {
@@ -557,6 +596,7 @@ impl Config {
                 "metres from 1 to 100000",
             )?,
             wechat,
+            subscribe,
             wechat_pay,
             log_format,
         })

@@ -93,6 +93,11 @@ impl Keys {
         format!("{}:idem:{}:{}", self.prefix, key.caller.0, key.key_sha256)
     }
 
+    /// A value every replica shares ([`super::Engine::shared_get`]).
+    pub fn shared(&self, key: &str) -> String {
+        format!("{}:shared:{key}", self.prefix)
+    }
+
     pub fn riders_geo(&self) -> String {
         format!("{}:riders:geo", self.prefix)
     }

@@ -34,6 +34,8 @@ struct State {
     geo_ready: bool,
     /// Idempotency keys: value and expiry (unix ms).
     once: HashMap<super::IdempotencyKey, (String, u64)>,
+    /// Shared values: value and expiry (unix ms).
+    shared: HashMap<String, (String, u64)>,
 }
 
 #[derive(Default)]
@@ -239,6 +241,44 @@ impl Engine for MemoryEngine {
 
     async fn release_once(&self, key: &super::IdempotencyKey) -> Result<(), EngineError> {
         self.lock().once.remove(key);
+        Ok(())
+    }
+
+    async fn shared_get(&self, key: &str) -> Result<Option<String>, EngineError> {
+        let now = now_ms();
+        Ok(self
+            .lock()
+            .shared
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn shared_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, EngineError> {
+        let now = now_ms();
+        let mut s = self.lock();
+        s.shared.retain(|_, (_, until)| *until > now);
+        if only_if_absent && s.shared.contains_key(key) {
+            return Ok(false);
+        }
+        s.shared.insert(
+            key.to_owned(),
+            (value.to_owned(), now.saturating_add(ttl_ms)),
+        );
+        Ok(true)
+    }
+
+    async fn shared_remove_if(&self, key: &str, value: &str) -> Result<(), EngineError> {
+        let mut s = self.lock();
+        if s.shared.get(key).is_some_and(|(v, _)| v == value) {
+            s.shared.remove(key);
+        }
         Ok(())
     }
 

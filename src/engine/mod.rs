@@ -143,6 +143,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Forgets idempotency key `key` (its request failed before doing anything).
     async fn release_once(&self, key: &IdempotencyKey) -> Result<(), EngineError>;
 
+    /// A small value every replica shares (the WeChat access token, its refresh lock).
+    async fn shared_get(&self, key: &str) -> Result<Option<String>, EngineError>;
+
+    /// Stores `value` under shared `key` for `ttl_ms`; with `only_if_absent`, only when
+    /// nothing is stored there. Whether it stored.
+    async fn shared_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, EngineError>;
+
+    /// Removes shared `key` if it still holds `value`.
+    async fn shared_remove_if(&self, key: &str, value: &str) -> Result<(), EngineError>;
+
     /// Records an online rider's position for matching.
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError>;
 

@@ -960,6 +960,46 @@ impl Engine for RedisEngine {
             .map_err(unavailable)
     }
 
+    async fn shared_get(&self, key: &str) -> Result<Option<String>, EngineError> {
+        self.commands
+            .get(self.keys.shared(key))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn shared_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, EngineError> {
+        let stored: Option<String> = self
+            .commands
+            .set(
+                self.keys.shared(key),
+                value,
+                Some(Expiration::PX(ttl_ms.max(1) as i64)),
+                only_if_absent.then_some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(stored.is_some())
+    }
+
+    async fn shared_remove_if(&self, key: &str, value: &str) -> Result<(), EngineError> {
+        // Not atomic: at worst a token another replica just stored is dropped, and
+        // fetched again.
+        if self.shared_get(key).await?.as_deref() == Some(value) {
+            self.commands
+                .del::<i64, _>(self.keys.shared(key))
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     async fn geo_ready(&self) -> Result<bool, EngineError> {
         let score: Option<f64> = self
             .commands

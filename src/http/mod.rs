@@ -18,6 +18,7 @@ mod path;
 mod platform;
 mod riders;
 pub mod server;
+mod subscriptions;
 mod webhooks;
 
 pub use caller::Caller;
@@ -52,6 +53,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::wechat_login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(subscriptions::report, subscriptions::list))
         .routes(routes!(crate::ws::connect))
         .routes(routes!(platform::send_notification))
         .routes(routes!(platform::send_batch))

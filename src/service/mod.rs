@@ -3,6 +3,7 @@
 //! timers call these; these call the store and `notify`. Each flow has its own error
 //! enum; the HTTP mapping of all of them is in [`crate::error`].
 
+pub mod fallback;
 pub mod notifications;
 pub mod orders;
 pub mod payments;

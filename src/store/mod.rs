@@ -10,6 +10,7 @@ pub mod orders;
 pub mod outbox;
 pub mod receipts;
 pub mod riders;
+pub mod subscriptions;
 pub mod users;
 
 use std::time::Duration;

@@ -190,6 +190,10 @@ pub struct Recipient {
     pub state: &'static str,
     pub delivered_at: Option<DateTime<Utc>>,
     pub acked_at: Option<DateTime<Utc>>,
+    /// When a WeChat subscription message was sent in its stead (SPEC §9); absent
+    /// when none was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
 }
 
 /// A notification's receipt.
@@ -205,13 +209,19 @@ pub struct Receipt {
 /// The parts of the messages in `$1` (ids), filed under the seconds in `$2`, merged
 /// per recipient: the notification's columns (from its pending part) and the earliest
 /// time of each mark.
-const MERGED: &str = "SELECT m, u, max(e), min(c), max(x), min(d), min(a), min(w)
-                      FROM receipt_batches b,
-                           unnest(b.message_ids, b.user_ids, b.events, b.created_at,
-                                  b.expires_at, b.delivered_at, b.acked_at, b.withdrawn_at)
-                             AS t(m, u, e, c, x, d, a, w)
-                      WHERE b.bucket = ANY($2) AND t.m = ANY($1)
-                      GROUP BY m, u";
+/// With each recipient's `pushed_at`: when a subscription message stood in for it
+/// (SPEC §9). Ordered by the caller with `ORDER BY` on `g.m`, `g.u`, `g.c`.
+const MERGED: &str = "SELECT g.m, g.u, g.e, g.c, g.x, g.d, g.a, g.w, p.pushed_at
+                      FROM (SELECT m, u, max(e) AS e, min(c) AS c, max(x) AS x,
+                                   min(d) AS d, min(a) AS a, min(w) AS w
+                            FROM receipt_batches b,
+                                 unnest(b.message_ids, b.user_ids, b.events, b.created_at,
+                                        b.expires_at, b.delivered_at, b.acked_at, b.withdrawn_at)
+                                   AS t(m, u, e, c, x, d, a, w)
+                            WHERE b.bucket = ANY($2) AND t.m = ANY($1)
+                            GROUP BY m, u) g
+                      LEFT JOIN subscription_pushes p
+                        ON p.message_id = g.m AND p.user_id = g.u AND p.state = 'sent'";
 
 fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
     let now = Utc::now();
@@ -241,6 +251,7 @@ fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
             state,
             delivered_at,
             acked_at,
+            pushed_at: r.get(8),
         };
         match out.last_mut() {
             Some(last) if last.message_id == message_id => last.recipients.push(recipient),
@@ -261,7 +272,7 @@ pub async fn of_message(db: &Pool, message_id: &str) -> Result<Option<Receipt>, 
     let client = db.get().await?;
     let rows = client
         .query(
-            &format!("{MERGED} ORDER BY u"),
+            &format!("{MERGED} ORDER BY g.u"),
             &[&vec![message_id], &vec![bucket_of(message_id)]],
         )
         .await?;
@@ -288,7 +299,7 @@ pub async fn of_order(db: &Pool, order: i64) -> Result<Vec<Receipt>, StoreError>
     buckets.dedup();
     let rows = client
         .query(
-            &format!("{MERGED} ORDER BY min(c), m, u"),
+            &format!("{MERGED} ORDER BY g.c, g.m, g.u"),
             &[&ids, &buckets],
         )
         .await?;

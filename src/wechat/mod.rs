@@ -3,6 +3,7 @@
 pub mod login;
 pub mod pay;
 pub mod rsa_keys;
+pub mod subscribe;
 
 pub use login::{LoginError, WechatLogin};
 

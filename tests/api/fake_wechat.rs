@@ -4,6 +4,11 @@
 //! appid or secret 40013/40125. Answers are JSON sent as `text/plain`, like WeChat's.
 //! Tests can also force the next answer (busy, rate limit, HTTP 500, garbage, a stall).
 //!
+//! It also plays WeChat's subscription messages: `/cgi-bin/token` issues access tokens
+//! (valid until [`FakeWechat::expire_tokens`]), and `/cgi-bin/message/subscribe/send`
+//! checks the token (40001 when it is not a valid one), records each send, and answers
+//! errcodes queued with [`FakeWechat::force_send`].
+//!
 //! The same file is the `fake_wechat` example that `scripts/dev.sh` runs for local
 //! logins; there it issues codes on demand (`auto_issue`): an unknown code `alice` logs
 //! in as openid `dev-alice`, once.
@@ -47,6 +52,20 @@ struct Inner {
     calls: usize,
     next_code: u64,
     auto_issue: bool,
+    token_calls: usize,
+    valid_tokens: HashSet<String>,
+    sends: Vec<Sent>,
+    forced_sends: VecDeque<i64>,
+}
+
+/// One `subscribe/send` call as the fake received it.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub struct Sent {
+    pub access_token: String,
+    pub body: serde_json::Value,
+    /// What the fake answered.
+    pub errcode: i64,
 }
 
 /// Bytes of a [`Forced::Huge`] answer the client has taken so far.
@@ -78,6 +97,11 @@ impl FakeWechat {
         }));
         let app = Router::new()
             .route("/sns/jscode2session", get(code2session))
+            .route("/cgi-bin/token", get(access_token))
+            .route(
+                "/cgi-bin/message/subscribe/send",
+                axum::routing::post(subscribe_send),
+            )
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -114,6 +138,91 @@ impl FakeWechat {
 
     pub fn calls(&self) -> usize {
         self.inner.lock().unwrap().calls
+    }
+
+    /// Calls to `/cgi-bin/token`.
+    #[allow(dead_code)]
+    pub fn token_calls(&self) -> usize {
+        self.inner.lock().unwrap().token_calls
+    }
+
+    /// Every `subscribe/send` call so far.
+    #[allow(dead_code)]
+    pub fn sends(&self) -> Vec<Sent> {
+        self.inner.lock().unwrap().sends.clone()
+    }
+
+    /// The sends WeChat accepted.
+    #[allow(dead_code)]
+    pub fn accepted_sends(&self) -> Vec<Sent> {
+        self.sends()
+            .into_iter()
+            .filter(|s| s.errcode == 0)
+            .collect()
+    }
+
+    /// The next sends answer these errcodes, in order (after the token check).
+    #[allow(dead_code)]
+    pub fn force_send(&self, errcode: i64) {
+        self.inner.lock().unwrap().forced_sends.push_back(errcode);
+    }
+
+    /// Every token issued so far stops working (as when WeChat rotates them).
+    #[allow(dead_code)]
+    pub fn expire_tokens(&self) {
+        self.inner.lock().unwrap().valid_tokens.clear();
+    }
+}
+
+async fn access_token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = inner.lock().unwrap();
+    s.token_calls += 1;
+    if q.get("grant_type").map(String::as_str) != Some("client_credential") {
+        return errcode(40002, "invalid grant_type");
+    }
+    if q.get("appid").map(String::as_str) != Some(APPID) {
+        return errcode(40013, "invalid appid");
+    }
+    if q.get("secret").map(String::as_str) != Some(SECRET) {
+        return errcode(40125, "invalid appsecret");
+    }
+    let token = format!("ACCESS_TOKEN_{}_{:x}", s.token_calls, rand::random::<u32>());
+    s.valid_tokens.insert(token.clone());
+    text_json(json!({ "access_token": token, "expires_in": 7200 }))
+}
+
+async fn subscribe_send(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut s = inner.lock().unwrap();
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let code = if !s.valid_tokens.contains(&token) {
+        40001
+    } else if let Some(forced) = s.forced_sends.pop_front() {
+        forced
+    } else if body["touser"].as_str().is_none_or(str::is_empty)
+        || body["template_id"].as_str().is_none_or(str::is_empty)
+        || !body["data"].is_object()
+    {
+        47003
+    } else {
+        0
+    };
+    s.sends.push(Sent {
+        access_token: token,
+        body,
+        errcode: code,
+    });
+    if code == 0 {
+        text_json(json!({ "errcode": 0, "errmsg": "ok", "msgid": s.sends.len() }))
+    } else {
+        errcode(code, "forced")
     }
 }
 

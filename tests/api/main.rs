@@ -47,5 +47,6 @@ mod receipts;
 mod redis_modes;
 mod sdk;
 mod seed_client;
+mod subscriptions;
 mod ws;
 mod ws_client;

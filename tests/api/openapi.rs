@@ -38,6 +38,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/v1/auth/wechat-login"),
     ("post", "/v1/auth/logout"),
     ("get", "/v1/me"),
+    ("post", "/v1/me/subscriptions"),
+    ("get", "/v1/me/subscriptions"),
     ("get", "/v1/ws"),
     ("post", "/v1/rider/apply"),
     ("post", "/v1/rider/online"),
