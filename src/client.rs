@@ -84,6 +84,8 @@ impl PayKeys<'_> {
     pub const APIV3_KEY: &'static str = "apiv3.key";
     pub const MCHID: &'static str = "mchid";
     pub const KEY_ID: &'static str = "public_key_id";
+    /// The mini-program's appid, when the service has one: its payments name it.
+    pub const APPID: &'static str = "appid";
 
     fn read(&self, name: &str) -> anyhow::Result<String> {
         let path = self.0.join(name);
@@ -109,7 +111,7 @@ pub async fn simulate_payment(base_url: &str, keys_dir: &Path, order: &str) -> a
     let mchid = keys.read(PayKeys::MCHID)?;
     let key_id = keys.read(PayKeys::KEY_ID)?;
 
-    let transaction = json!({
+    let mut transaction = json!({
         "mchid": mchid,
         "out_trade_no": out_trade_no,
         "transaction_id": format!("4200{:024}", rand::random::<u64>()),
@@ -118,6 +120,9 @@ pub async fn simulate_payment(base_url: &str, keys_dir: &Path, order: &str) -> a
         "success_time": chrono::Utc::now().to_rfc3339(),
         "amount": {"total": total, "payer_total": total, "currency": "CNY"},
     });
+    if let Ok(appid) = keys.read(PayKeys::APPID) {
+        transaction["appid"] = Value::String(appid);
+    }
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let ciphertext = pay::encrypt(
         apiv3.as_bytes(),

@@ -6,6 +6,12 @@
 //! given), kept in a private (0700), randomly named directory removed at exit; prints
 //! tokens and copy-paste commands; then serves. The ports are bound before anything is
 //! seeded: a taken port is an error that changes nothing.
+//!
+//! With WeChat settings (`scripts/dev.sh` points them at its local fake) and no
+//! `WECHAT_SUBSCRIBE_FILE`, it also configures a subscription-message template for
+//! `order.paid`, gives the merchant one accepted send, and prints how to see the
+//! fallback fire (`PUSH_FALLBACK_AFTER`, 10 s in the demo) for a merchant whose app is
+//! closed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,11 @@ use crate::domain::{Role, UserId};
 use crate::store::{self, merchants, riders, users};
 
 const SHOP: (f64, f64) = (31.2304, 121.4737);
+/// The demo's subscription-message template for `order.paid`.
+const DEMO_TEMPLATE: &str = "DEMO_TPL_ORDER_PAID";
+const DEMO_TEMPLATES: &str = r#"{"order.paid": {"template_id": "DEMO_TPL_ORDER_PAID",
+  "page": "pages/orders/detail?id={order_id}",
+  "data": {"thing1": "{title}", "character_string2": "{out_trade_no}", "amount3": "{total_fen}"}}}"#;
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 struct World {
@@ -139,6 +150,10 @@ pub async fn run(
         && pay.public_key_id.is_none();
     if plays_wechat_pay {
         pay_keys(&keys_dir)?;
+        if let Some(wechat) = &config.wechat {
+            // The service checks that a payment is for its own mini-program.
+            std::fs::write(keys_dir.join(PayKeys::APPID), &wechat.appid)?;
+        }
         let keys = PayKeys(&keys_dir);
         let read = |name| std::fs::read_to_string(keys_dir.join(name)).map(|s| s.trim().to_owned());
         pay.mchid = Some(read(PayKeys::MCHID)?);
@@ -157,9 +172,27 @@ pub async fn run(
                 .with_context(|| format!("cannot listen on {var} {addr}"))?;
         }
     }
+    // The subscription fallback, shown for order.paid, when WeChat can be reached.
+    let shows_fallback = config.subscribe.is_none() && config.wechat.is_some();
+    if shows_fallback {
+        let fallback_after = match std::env::var("PUSH_FALLBACK_AFTER") {
+            Ok(v) => crate::config::parse_duration(&v)
+                .map_err(|e| anyhow::anyhow!("PUSH_FALLBACK_AFTER: {e}"))?,
+            Err(_) => Duration::from_secs(10),
+        };
+        config.subscribe = Some(crate::config::SubscribeConfig {
+            templates: crate::wechat::subscribe::Templates::parse(DEMO_TEMPLATES.as_bytes())
+                .map_err(|e| anyhow::anyhow!("the demo's templates: {e}"))?,
+            fallback_after,
+        });
+    }
     store::migrate::run(&config.database).await?;
     let db = store::connect_pool(&config.database)?;
     let world = seed(&db).await.context("cannot seed the demo data")?;
+    if shows_fallback {
+        // As if the merchant had tapped "accept" once in wx.requestSubscribeMessage.
+        store::subscriptions::add(&db, world.owner, DEMO_TEMPLATE, 1).await?;
+    }
     db.close();
     let tokens = Tokens::new(&config.jwt);
     let token = |u: UserId| tokens.mint_with_ttl(u, TOKEN_TTL).token;
@@ -245,6 +278,22 @@ pub async fn run(
             out,
             "\nThe merchant then sees order.paid and the rider order.recommend."
         );
+        if let Some(subscribe) = config.subscribe.as_ref().filter(|_| shows_fallback) {
+            let _ = writeln!(
+                out,
+                "\n4. When the merchant's app is closed: stop the merchant's watcher (Ctrl-C in step 1), then place and pay another order with the two lines of step 3. {} later the order.paid is still unconfirmed, so the merchant (who accepted one message of template {DEMO_TEMPLATE}) is sent a WeChat subscription message (the local fake WeChat prints it), and the order's receipt shows pushed_at:",
+                humantime::format_duration(subscribe.fallback_after)
+            );
+            let _ = writeln!(
+                out,
+                "curl -s {http}/v1/orders/$(printf '%s' \"$order\" | sed -E 's/^\\{{\"id\":([0-9]+).*/\\1/')/notifications -H 'authorization: Bearer {}'",
+                token(world.platform)
+            );
+            let _ = writeln!(
+                out,
+                "Starting the watcher again delivers the order.paid in the app as well."
+            );
+        }
     } else {
         let _ = writeln!(
             out,

@@ -220,6 +220,14 @@ async fn subscribe_send(
         errcode: code,
     });
     if code == 0 {
+        if s.auto_issue {
+            // The local fake (`scripts/dev.sh`): show what WeChat would have shown.
+            let body = &s.sends[s.sends.len() - 1].body;
+            eprintln!(
+                "fake WeChat: subscription message {} to {}: page {}, data {}",
+                body["template_id"], body["touser"], body["page"], body["data"]
+            );
+        }
         text_json(json!({ "errcode": 0, "errmsg": "ok", "msgid": s.sends.len() }))
     } else {
         errcode(code, "forced")

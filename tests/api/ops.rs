@@ -224,8 +224,13 @@ async fn no_token_appears_in_any_log_line() {
 async fn demo_prints_commands_that_work_as_printed() {
     let db = TestDatabase::create().await;
     let port = free_port();
+    let wechat = crate::fake_wechat::FakeWechat::start().await;
     let mut demo = binary_listening(&db.url, port)
         .env("RUST_LOG", "warn")
+        .env("WECHAT_APPID", crate::fake_wechat::APPID)
+        .env("WECHAT_SECRET", crate::fake_wechat::SECRET)
+        .env("WECHAT_API_BASE", &wechat.base)
+        .env("PUSH_FALLBACK_AFTER", "1s")
         .arg("demo")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -300,6 +305,55 @@ async fn demo_prints_commands_that_work_as_printed() {
     );
     expect_event("order.paid", &mut watchers[0].1).await;
     expect_event("order.recommend", &mut watchers[1].1).await;
+
+    // Step 4: the merchant's app closes; the next order.paid falls back to a WeChat
+    // subscription message, and its receipt says so.
+    let receipt = printed
+        .iter()
+        .find(|l| l.contains("/notifications -H"))
+        .expect("receipt command");
+    drop(watchers.remove(0));
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -e\n{order}\n{pay}\n")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let placed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let script = format!("order={}\n{receipt}\n", shell_quote(&placed));
+    let pushed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let out = Command::new("bash")
+                .args(["-c", &script])
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("pushed_at") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the receipt shows pushed_at");
+    assert!(pushed.contains("order.paid"), "{pushed}");
+    let sends = wechat.accepted_sends();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0].body["template_id"], "DEMO_TPL_ORDER_PAID");
+    assert_eq!(sends[0].body["data"]["thing1"]["value"], "新订单通知");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 async fn expect_event(

@@ -484,3 +484,53 @@ on_both_engines!(
     not_admitted_4003_stops_until_connect,
     a_notification_handled_before_an_app_restart_is_not_handled_again,
 );
+
+/// `requestSubscriptions` (a merchant taps "notify me of new orders"): it asks WeChat
+/// for the templates the server names for the events given, and reports each answer;
+/// an accept adds one send, a reject none.
+#[tokio::test]
+async fn the_subscription_helper_asks_for_the_named_templates_and_reports_the_answers() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        r#"{"order.paid": {"template_id": "TPL_PAID", "data": {"thing1": "{title}"}},
+            "order.urged": {"template_id": "TPL_URGE", "data": {"thing1": "{title}"}},
+            "platform.notice": {"template_id": "TPL_NOTICE", "data": {"thing1": "{title}"}}}"#,
+    )
+    .unwrap();
+    let path = file.path().display().to_string();
+    let app = spawn_app_with(|env| {
+        env.insert("WECHAT_SUBSCRIBE_FILE".into(), path);
+    })
+    .await;
+    let (user, mut sdk) = sdk_for(&app, Role::Merchant, Duration::from_secs(3600)).await;
+    for round in 1..=2 {
+        sdk.cmd(
+            json!({"cmd": "subscribe", "answers": {"TPL_URGE": "reject"},
+                       "events": ["order.paid", "order.urged"]}),
+        )
+        .await;
+        let done = sdk
+            .until(
+                Duration::from_secs(10),
+                |_| {},
+                |v| v["kind"] == "subscribed" || v["kind"] == "subscribe_failed",
+            )
+            .await;
+        assert_eq!(done["kind"], "subscribed", "{done}");
+        assert_eq!(done["prompts"][round - 1], json!(["TPL_PAID", "TPL_URGE"]));
+        assert_eq!(
+            done["results"],
+            json!([{"template_id": "TPL_PAID", "answer": "accept", "remaining": round},
+                   {"template_id": "TPL_URGE", "answer": "reject", "remaining": 0}])
+        );
+    }
+    let token = Tokens::new(&app.config.jwt).mint(user).token;
+    let (status, list) = app.get("/v1/me/subscriptions", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list[0],
+        json!({"template_id": "TPL_NOTICE", "remaining": 0, "events": ["platform.notice"]})
+    );
+    assert_eq!(list[1]["remaining"], 2);
+}

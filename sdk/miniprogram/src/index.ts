@@ -12,6 +12,9 @@ import type {
   Notification,
   SocketTaskLike,
   Storage,
+  SubscribeOptions,
+  SubscribeResult,
+  Subscription,
   WxLike,
 } from './types';
 
@@ -377,4 +380,71 @@ export function createClient(options: ClientOptions): Client {
       return state;
     },
   };
+}
+
+/** `wx.requestSubscribeMessage` takes at most this many templates per call. */
+export const SUBSCRIBE_MAX_TEMPLATES = 3;
+
+function call<T>(wx: WxLike, options: Parameters<NonNullable<WxLike['request']>>[0]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    if (!wx.request) {
+      reject(new Error('@locallife/realtime: wx.request is missing'));
+      return;
+    }
+    wx.request({
+      ...options,
+      success: (r) => {
+        if (r.statusCode >= 200 && r.statusCode < 300) resolve(r.data as T);
+        else reject(Object.assign(new Error(`HTTP ${r.statusCode}`), { statusCode: r.statusCode, data: r.data }));
+      },
+      fail: reject,
+    });
+  });
+}
+
+/**
+ * Asks the user to allow WeChat subscription messages for the templates the server
+ * names (SPEC §9), and reports each answer to `POST /v1/me/subscriptions`. Each
+ * "accept" lets the server send one message of that template, shown in WeChat's
+ * service notifications while the mini-program is closed, when a notification that
+ * needs confirmation was not confirmed in time.
+ *
+ * WeChat only shows the prompt in answer to a tap: call this from a button's tap
+ * handler (e.g. a merchant's "notify me of new orders" on the orders page), not on
+ * page load. Resolves with each template's answer and what is left.
+ */
+export async function requestSubscriptions(options: SubscribeOptions): Promise<SubscribeResult[]> {
+  const wx = options.wx || defaultWx();
+  const base = options.apiBase.replace(/\/+$/, '');
+  const auth = async () => ({ Authorization: `Bearer ${await options.getToken()}` });
+  const listed = await call<Subscription[]>(wx, {
+    url: `${base}/v1/me/subscriptions`,
+    method: 'GET',
+    header: await auth(),
+  });
+  const wanted = listed
+    .filter((s) => s.events.length > 0)
+    .filter((s) => !options.events || s.events.some((e) => options.events!.indexOf(e) >= 0))
+    .map((s) => s.template_id)
+    .slice(0, SUBSCRIBE_MAX_TEMPLATES);
+  if (wanted.length === 0) return [];
+  const answers = await new Promise<Record<string, string>>((resolve, reject) => {
+    if (!wx.requestSubscribeMessage) {
+      reject(new Error('@locallife/realtime: wx.requestSubscribeMessage is missing'));
+      return;
+    }
+    wx.requestSubscribeMessage({ tmplIds: wanted, success: resolve, fail: reject });
+  });
+  const results: SubscribeResult[] = [];
+  for (const template_id of wanted) {
+    const answer = answers[template_id] || 'filter';
+    const reported = await call<Subscription>(wx, {
+      url: `${base}/v1/me/subscriptions`,
+      method: 'POST',
+      header: { ...(await auth()), 'Content-Type': 'application/json' },
+      data: { template_id, accepted: answer === 'accept' ? 1 : 0 },
+    });
+    results.push({ template_id, answer, remaining: reported.remaining });
+  }
+  return results;
 }

@@ -135,6 +135,49 @@ export interface WxLike {
   offNetworkStatusChange?(callback: (result: { isConnected: boolean }) => void): void;
   getStorageSync?(key: string): unknown;
   setStorageSync?(key: string, value: unknown): void;
+  /** For `requestSubscriptions`: HTTPS calls to the API. */
+  request?(options: {
+    url: string;
+    method?: 'GET' | 'POST';
+    header?: Record<string, string>;
+    data?: unknown;
+    success?: (result: { statusCode: number; data: unknown }) => void;
+    fail?: (error: unknown) => void;
+  }): void;
+  /** For `requestSubscriptions`: WeChat's subscription prompt (call it from a tap). */
+  requestSubscribeMessage?(options: {
+    tmplIds: string[];
+    success?: (result: Record<string, string>) => void;
+    fail?: (error: unknown) => void;
+  }): void;
+}
+
+/** What the server says about one subscription template (`GET /v1/me/subscriptions`). */
+export interface Subscription {
+  template_id: string;
+  /** Sends of this template the server may still make to this user. */
+  remaining: number;
+  /** The events it stands in for when the app is closed (e.g. "order.paid"). */
+  events: string[];
+}
+
+export interface SubscribeOptions {
+  /** The API's origin, e.g. "https://api.example.com" (no trailing `/v1`). */
+  apiBase: string;
+  /** A current access token. */
+  getToken: () => Promise<string>;
+  /** Only the templates of these events (default: every template the server names). */
+  events?: string[];
+  /** Defaults to the global `wx`. */
+  wx?: WxLike;
+}
+
+/** One template's outcome: the user's answer and what is left afterwards. */
+export interface SubscribeResult {
+  template_id: string;
+  /** `accept`, `reject`, `ban` or `filter`, as `wx.requestSubscribeMessage` answered. */
+  answer: string;
+  remaining: number;
 }
 
 /** Where handled message ids are remembered (wx storage by default). */

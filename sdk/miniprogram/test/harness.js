@@ -12,11 +12,14 @@
 //   {"cmd":"random","value":0.99}    Math.random, for reproducible backoff
 //   {"cmd":"lose_acks","value":true} acks sent from now on never arrive
 //   {"cmd":"state"}                 reports the client's state and the sockets it opened
+//   {"cmd":"subscribe","answers":{"TPL":"reject"},"events":["order.paid"]}
+//                                    requestSubscriptions (a tap on "notify me"): reports
+//                                    {"kind":"subscribed","results":[...],"prompts":[...]}
 //
 //   node harness.js 127.0.0.1:8080,127.0.0.1:8081
 'use strict';
 const readline = require('readline');
-const { createClient } = require('../dist');
+const { createClient, requestSubscriptions } = require('../dist');
 const { createWx } = require('./wx-standin');
 
 const backends = process.argv[2].split(',');
@@ -76,6 +79,21 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
     case 'lose_acks': phone.loseAcks(c.value); break;
     case 'state':
       emit({ kind: 'state', state: client.state(), sockets: phone.openSockets(), opened: phone.socketsOpened(), max_open: phone.maxOpenSockets(), stored: storage.size });
+      break;
+    case 'subscribe':
+      phone.setSubscribeAnswers(c.answers || {});
+      requestSubscriptions({
+        apiBase: 'http://api.example.com',
+        wx,
+        events: c.events,
+        getToken: () =>
+          new Promise((resolve) => {
+            tokenWaiters.push(resolve);
+            emit({ kind: 'need_token' });
+          }),
+      })
+        .then((results) => emit({ kind: 'subscribed', results, prompts: phone.subscribePrompts() }))
+        .catch((e) => emit({ kind: 'subscribe_failed', error: String(e.message || e) }));
       break;
     default:
       emit({ kind: 'bad_command', line });

@@ -16,6 +16,9 @@ function createWx({ backends, storage = new Map(), log = () => {} }) {
   let opened = 0;
   let maxOpen = 0;
   let dropAcks = false;
+  // What the user answers WeChat's subscription prompt, per template ('accept' unless set).
+  let subscribeAnswers = {};
+  const subscribePrompts = [];
 
   class SocketTask {
     constructor(url) {
@@ -101,10 +104,38 @@ function createWx({ backends, storage = new Map(), log = () => {} }) {
     offNetworkStatusChange(h) { network.delete(h); },
     getStorageSync(k) { return storage.has(k) ? JSON.parse(storage.get(k)) : ''; },
     setStorageSync(k, v) { storage.set(k, JSON.stringify(v)); },
+    // wx.request over Node's fetch, to the first backend, answering as WeChat does:
+    // success with statusCode and parsed JSON data for any HTTP answer.
+    request({ url, method = 'GET', header = {}, data, success, fail }) {
+      const target = url.replace('api.example.com', backends[0]);
+      const init = { method, headers: header };
+      if (data !== undefined && method !== 'GET') init.body = JSON.stringify(data);
+      fetch(target, init)
+        .then(async (res) => {
+          const text = await res.text();
+          let parsed = text;
+          try { parsed = JSON.parse(text); } catch (_) { /* kept as text, like WeChat */ }
+          if (success) success({ statusCode: res.status, data: parsed, header: {} });
+        })
+        .catch((e) => fail && fail({ errMsg: `request:fail ${e.message}` }));
+    },
+    // The subscription prompt: answered at once from `subscribeAnswers`.
+    requestSubscribeMessage({ tmplIds, success, fail }) {
+      if (!Array.isArray(tmplIds) || tmplIds.length === 0 || tmplIds.length > 3) {
+        if (fail) setImmediate(() => fail({ errMsg: 'requestSubscribeMessage:fail invalid tmplIds', errCode: 20001 }));
+        return;
+      }
+      subscribePrompts.push(tmplIds.slice());
+      const result = { errMsg: 'requestSubscribeMessage:ok' };
+      for (const id of tmplIds) result[id] = subscribeAnswers[id] || 'accept';
+      if (success) setImmediate(() => success(result));
+    },
   };
 
   // What the tests do to the "phone".
   const phone = {
+    setSubscribeAnswers(answers) { subscribeAnswers = answers; },
+    subscribePrompts() { return subscribePrompts; },
     showApp() { appShow.forEach((h) => h({})); },
     /** Backgrounded: WeChat cuts the socket with 1000 "interrupted". */
     hideApp() {
