@@ -86,6 +86,7 @@ ALL_FEATURES = {
     "wechatpayKeys": {"publicKey": "-----BEGIN PUBLIC KEY-----\nPLACEHOLDER\n-----END PUBLIC KEY-----\n",
                       "merchantPrivateKey": "-----BEGIN PRIVATE KEY-----\nPLACEHOLDER\n-----END PRIVATE KEY-----\n"},
     "caCertificates": {"existingConfigMap": "locallife-ca"},
+    "subscribeTemplates": {"json": '{"order.paid": {"template_id": "TPL", "data": {"thing1": "{title}"}}}'},
     "extraEnv": [{"name": "EXTRA", "value": "1"}],
     "imagePullSecrets": [{"name": "regcred"}],
     "podAnnotations": {"example.com/note": "x"},
@@ -97,6 +98,7 @@ ALL_FEATURES = {
 EXISTING_SECRETS = {
     "secret": {"existingSecret": "locallife"},
     "wechatpayKeys": {"existingSecret": "locallife-wechatpay"},
+    "subscribeTemplates": {"existingConfigMap": "locallife-subscribe"},
     "serviceAccount": {"create": False, "name": "locallife"},
     "autoscaling": {"enabled": False},
     "podDisruptionBudget": {"enabled": False},
@@ -219,7 +221,7 @@ RIDER_MATCH_RADIUS_M WECHAT_APPID WECHAT_SECRET WECHAT_API_BASE WECHATPAY_MCHID
 WECHATPAY_APIV3_KEY WECHATPAY_PUBLIC_KEY_FILE WECHATPAY_PUBLIC_KEY_ID
 WECHATPAY_MERCHANT_PRIVATE_KEY_FILE WECHATPAY_MERCHANT_SERIAL WECHATPAY_API_BASE
 WECHATPAY_NOTIFY_URL LOG_FORMAT RUST_LOG DATABASE_POOL_SIZE HTTP_HEADER_READ_TIMEOUT
-HTTP_IDLE_TIMEOUT MAX_CONNECTIONS""".split()
+HTTP_IDLE_TIMEOUT MAX_CONNECTIONS WECHAT_SUBSCRIBE_FILE PUSH_FALLBACK_AFTER""".split()
 with open(os.path.join(k8s_dir, "configmap.yaml")) as f:
     base_keys = set(yaml.safe_load(f)["data"])
 with open(os.path.join(k8s_dir, "secret.example.yaml")) as f:

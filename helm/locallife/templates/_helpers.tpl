@@ -85,6 +85,15 @@ app.kubernetes.io/part-of: locallife
 {{- end }}
 {{- end }}
 
+{{/* The ConfigMap holding the subscription templates, if any. */}}
+{{- define "locallife.subscribeConfigMapName" -}}
+{{- if .Values.subscribeTemplates.existingConfigMap }}
+{{- .Values.subscribeTemplates.existingConfigMap }}
+{{- else if .Values.subscribeTemplates.json }}
+{{- printf "%s-subscribe" (include "locallife.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* Port number of a host:port setting ("0.0.0.0:8080", "[::]:8080"). */}}
 {{- define "locallife.portOf" -}}
 {{- last (splitList ":" .) | int }}
@@ -104,6 +113,9 @@ mounted PEM files when the chart mounts them and they were left blank.
 {{- if not (get $config "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE") }}
 {{- $_ := set $config "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE" (printf "%s/merchant_private_key.pem" $dir) }}
 {{- end }}
+{{- end }}
+{{- if and (include "locallife.subscribeConfigMapName" .) (not (get $config "WECHAT_SUBSCRIBE_FILE")) }}
+{{- $_ := set $config "WECHAT_SUBSCRIBE_FILE" (printf "%s/templates.json" (trimSuffix "/" .Values.subscribeTemplates.mountPath)) }}
 {{- end }}
 {{- range $key, $value := $config }}
 {{ $key }}: {{ $value | toString | quote }}
