@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt as _;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,8 @@ use crate::wechat::subscribe::{self, SendOutcome, SubscribeClient};
 
 /// How often a replica looks for notifications to fall back.
 const PERIOD: Duration = Duration::from_secs(1);
+/// Sends in flight at once per replica (each waits up to 5 s for WeChat).
+const CONCURRENT_SENDS: usize = 8;
 /// Retries after other errors: 2 s, 4 s, … at most this long apart.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -130,8 +133,13 @@ pub async fn pass(
     let now_ms = crate::time::unix_ms() as i64;
     let until = (now_ms - config.fallback_after.as_millis() as i64).div_euclid(1000) - 1;
     let claims = subscriptions::claim_due(state.db(), &pairs, until).await?;
-    for claim in claims {
+    let sends = futures::stream::iter(claims.into_iter().map(|claim| async move {
         let outcome = send_one(state, config, client, tokens, &claim).await;
+        (claim, outcome)
+    }))
+    .buffered(CONCURRENT_SENDS);
+    futures::pin_mut!(sends);
+    while let Some((claim, outcome)) = futures::StreamExt::next(&mut sends).await {
         let result = match &outcome {
             Outcome::Sent => "sent",
             Outcome::Skipped(_) => "skipped",

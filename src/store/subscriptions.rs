@@ -108,6 +108,8 @@ pub struct Claim {
 /// pass (or one after a long stop) looks.
 const SCAN_SECONDS: i64 = 600;
 const LOOK_BACK_SECONDS: i64 = 600;
+/// The most new claims one pass takes; the cursor moves on only once a pass took fewer.
+const CLAIMS_PER_PASS: i64 = 500;
 
 /// One pass's claims: recipients of notifications filed in the seconds between the
 /// cursor and `until_bucket` (inclusive) that are neither delivered, acked nor
@@ -159,19 +161,26 @@ pub async fn claim_due(
                        AND g.x > now()
                        AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = g.u
                                    AND s.template_id = tp.tpl AND s.remaining > 0)
+                       AND NOT EXISTS (SELECT 1 FROM subscription_pushes p
+                                       WHERE p.message_id = g.m AND p.user_id = g.u)
+                     ORDER BY g.m
+                     LIMIT $5
                      ON CONFLICT DO NOTHING
                      RETURNING message_id, user_id, event, template_id, expires_at, attempts",
-                    &[&from, &to, &events, &ids],
+                    &[&from, &to, &events, &ids, &CLAIMS_PER_PASS],
                 )
                 .await?;
+            let complete = (rows.len() as i64) < CLAIMS_PER_PASS;
             claimed.extend(
                 rows.iter()
                     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
             );
+            // A full pass leaves the cursor: the next one continues in the same seconds.
+            let cursor = if complete { to } else { from };
             tx.execute(
                 "INSERT INTO subscription_cursor (bucket) VALUES ($1)
                  ON CONFLICT (id) DO UPDATE SET bucket = EXCLUDED.bucket",
-                &[&to],
+                &[&cursor],
             )
             .await?;
         }
