@@ -28,10 +28,10 @@ else
 fi
 # Idle CPU is measured over IDLE_CPU_SECS, from SETTLE_SECS after the last socket is up:
 # a full run's minute covers one round of keep-alive pings (54 s here, 25 s Socket.IO).
-# SETTLE_SECS also lets each wave's memory settle (the replica trims freed memory at
-# most every 10 s); the first wave holds through both.
+# SETTLE_SECS also lets memory settle before each RSS reading (the replica trims freed
+# memory at most every 10 s).
 SETTLE_SECS=12
-HOLD=$((2 * SETTLE_SECS + IDLE_CPU_SECS + 60))
+HOLD=$((SETTLE_SECS + IDLE_CPU_SECS + 30))
 # Personal notifications go out in batches of PUBLISH_BATCH per HTTP request, through
 # PUBLISHERS concurrent requests (both systems have a batch endpoint). The latency run,
 # at half the rate found, uses batches of LATENCY_BATCH: a notification's latency then
@@ -142,48 +142,41 @@ start() {
     printf -v "${name}_PORT" %s "$port"
 }
 
-# The idle scenario: IDLE sockets on one server, from several generator processes, in
-# two waves: a quarter first, then the rest. Memory per socket is the growth of RSS
-# between the two settled waves divided by the second wave's sockets, so start-up
-# allocations and their later trim do not count (as loadtest/idle-cost.sh measures).
+# The idle scenario: IDLE sockets on one server, from several generator processes.
+# Memory per socket is the growth of RSS from the settled server with no sockets (its
+# start-up allocations already trimmed: the replica trims freed memory at most every
+# 10 s) to the settled server holding them all, divided by their number.
 idle() { # system -> JSON
-    local system=$1 a rss0 rss1 cpu0 cpu1 n from=0 i=0 files=() first
+    local system=$1 a rss0 rss1 cpu0 cpu1 n from=0 i=0 files=()
     start "$system" IDLE
     a=$IDLE_PID
-    first=$(( IDLE / 4 < GEN_MAX ? IDLE / 4 : GEN_MAX ))
-    connect_wave() { # count -> starts generators for the next `count` users
-        local end=$((from + $1))
-        while [ "$from" -lt "$end" ]; do
-            n=$(( end - from < GEN_MAX ? end - from : GEN_MAX ))
-            "$GEN" connect --proto "$system" --server "127.0.0.1:$IDLE_PORT" --users "$WORK/users.json" \
-                --from "$from" --count "$n" --src "${SRC_IPS[$((i % 8))]},${SRC_IPS[$(((i + 4) % 8))]}" \
-                --hold-secs "$HOLD" >"$WORK/idle-$system-$i.json" 2>>"$WORK/gen.log" &
-            PIDS+=($!); files+=("$WORK/idle-$system-$i.json")
-            from=$((from + n)); i=$((i + 1))
-        done
-        for f in "${files[@]}"; do
-            for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
-        done
-    }
-    connect_wave "$first"
     sleep "$SETTLE_SECS"
     rss0=$(rss_kb "$a")
-    connect_wave $((IDLE - first))
+    while [ "$from" -lt "$IDLE" ]; do
+        n=$(( IDLE - from < GEN_MAX ? IDLE - from : GEN_MAX ))
+        "$GEN" connect --proto "$system" --server "127.0.0.1:$IDLE_PORT" --users "$WORK/users.json" \
+            --from "$from" --count "$n" --src "${SRC_IPS[$((i % 8))]},${SRC_IPS[$(((i + 4) % 8))]}" \
+            --hold-secs "$HOLD" >"$WORK/idle-$system-$i.json" 2>>"$WORK/gen.log" &
+        PIDS+=($!); files+=("$WORK/idle-$system-$i.json")
+        from=$((from + n)); i=$((i + 1))
+    done
+    for f in "${files[@]}"; do
+        for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
+    done
     sleep "$SETTLE_SECS"
     rss1=$(rss_kb "$a"); cpu0=$(cpu_ticks "$a")
     sleep "$IDLE_CPU_SECS"
     cpu1=$(cpu_ticks "$a")
     wait_files "${files[@]}"
     kill -9 "$a" 2>/dev/null || true
-    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$TICKS" "$IDLE" "$IDLE_CPU_SECS" "$first" "${files[@]}" <<'PY'
+    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$TICKS" "$IDLE" "$IDLE_CPU_SECS" "${files[@]}" <<'PY'
 import json, sys
-rss0, rss1, cpu0, cpu1, ticks, n, secs, first = map(float, sys.argv[1:9])
-runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[9:]]
+rss0, rss1, cpu0, cpu1, ticks, n, secs = map(float, sys.argv[1:8])
+runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[8:]]
 connect_s = max(r["connect_s"] for r in runs)
 print(json.dumps({
     "idle_sockets": int(n),
-    "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / (n - first)),
-    "idle_rss_second_wave": int(n - first),
+    "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / n),
     "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / ticks / secs * 10000 / n, 4),
     "connect_rate_per_s": round(n / connect_s),
 }))

@@ -149,7 +149,11 @@ pub async fn pass(
         metrics::counter!("locallife_push_fallbacks_total",
             "event" => claim.event.clone(), "result" => result)
         .increment(1);
-        subscriptions::finish(state.db(), &claim, outcome).await?;
+        // Not recorded (PostgreSQL just went away): the claim stays taken and is not
+        // tried again, so a sent message is never sent twice.
+        if let Err(e) = subscriptions::finish(state.db(), &claim, outcome).await {
+            tracing::warn!(error = %e, event = %claim.event, "subscription fallback outcome not recorded");
+        }
     }
     Ok(())
 }

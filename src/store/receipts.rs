@@ -318,6 +318,13 @@ pub async fn prune(db: &Pool, days: i32) -> Result<u64, StoreError> {
             &[&cutoff_ms.to_string()],
         )
         .await?;
+    // The subscription-message fallbacks go with the receipts that show them.
+    client
+        .execute(
+            "DELETE FROM subscription_pushes WHERE message_id < $1",
+            &[&cutoff_ms.to_string()],
+        )
+        .await?;
     Ok(client
         .execute(
             "DELETE FROM receipt_batches WHERE bucket < $1",
