@@ -26,24 +26,13 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "Not ready: the checks say why", body = Ready),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
-    let postgres = store::ping(state.db()).await.is_ok();
-    let engine = state.hub().engine();
-    let redis = match engine.kind() {
-        "redis" => Some(engine.ping().await),
-        _ => None,
-    };
-    let pubsub = engine.pubsub_live();
+    let (ready, checks) = probe(&state).await;
     let draining = state.is_draining();
-    let ready = postgres && redis.unwrap_or(true) && pubsub.unwrap_or(true) && !draining;
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let ready = ready && !draining;
     let body = Ready {
         status: if ready { "ready" } else { "not_ready" },
         draining,
-        checks: ReadyChecks {
-            postgres: word(postgres),
-            redis: redis.map_or("disabled", word),
-            pubsub: pubsub.map_or("disabled", word),
-        },
+        checks,
     };
     let status = if ready {
         StatusCode::OK
@@ -51,4 +40,27 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// PostgreSQL, Redis and this replica's pub/sub canary, as `/readyz` and the console's
+/// status report them: whether all are well, and each as `ok`, `unavailable` or
+/// `disabled` (the in-process engine has no Redis).
+pub async fn probe(state: &AppState) -> (bool, ReadyChecks) {
+    let postgres = store::ping(state.db()).await.is_ok();
+    let engine = state.hub().engine();
+    let redis = match engine.kind() {
+        "redis" => Some(engine.ping().await),
+        _ => None,
+    };
+    let pubsub = engine.pubsub_live();
+    let ready = postgres && redis.unwrap_or(true) && pubsub.unwrap_or(true);
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    (
+        ready,
+        ReadyChecks {
+            postgres: word(postgres),
+            redis: redis.map_or("disabled", word),
+            pubsub: pubsub.map_or("disabled", word),
+        },
+    )
 }

@@ -301,18 +301,12 @@ pub async fn status(
     caller: Caller,
 ) -> Result<Json<PlatformStatus>, ApiError> {
     caller.require(Role::Platform)?;
-    let engine = state.hub().engine();
-    let redis = match engine.kind() {
-        "redis" => Some(engine.ping().await),
-        _ => None,
-    };
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let postgres = store::ping(state.db()).await.is_ok();
+    let (_, checks) = super::health::probe(&state).await;
     Ok(Json(PlatformStatus {
         replica_id: state.hub().replica_id().to_string(),
-        postgres: word(postgres),
-        redis: redis.map_or("disabled", word),
-        pubsub: engine.pubsub_live().map_or("disabled", word),
+        postgres: checks.postgres,
+        redis: checks.redis,
+        pubsub: checks.pubsub,
         draining: state.is_draining(),
         outbox: store::outbox::status(state.db()).await?,
     }))

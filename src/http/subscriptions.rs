@@ -35,36 +35,39 @@ fn valid_template(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The events `template` stands in for (none when it is not configured).
+fn events_of(state: &AppState, template: &str) -> Vec<String> {
+    state
+        .config()
+        .subscribe
+        .as_ref()
+        .map_or_else(Vec::new, |c| {
+            c.templates
+                .pairs()
+                .filter(|(_, t)| *t == template)
+                .map(|(e, _)| e.to_owned())
+                .collect()
+        })
+}
+
 /// Each template the service uses or the user allowed: what is left, and for which
 /// events. A front end asks `wx.requestSubscribeMessage` for the templates listed
 /// here.
 fn listing(state: &AppState, stored: Vec<(String, i32)>) -> Vec<Subscription> {
-    let mut out: std::collections::BTreeMap<String, Subscription> = stored
-        .into_iter()
-        .map(|(template_id, remaining)| {
-            (
-                template_id.clone(),
-                Subscription {
-                    template_id,
-                    remaining,
-                    events: Vec::new(),
-                },
-            )
-        })
-        .collect();
+    let mut remaining: std::collections::BTreeMap<String, i32> = stored.into_iter().collect();
     if let Some(config) = &state.config().subscribe {
-        for (event, template) in config.templates.pairs() {
-            out.entry(template.to_owned())
-                .or_insert_with(|| Subscription {
-                    template_id: template.to_owned(),
-                    remaining: 0,
-                    events: Vec::new(),
-                })
-                .events
-                .push(event.to_owned());
+        for id in config.templates.template_ids() {
+            remaining.entry(id).or_insert(0);
         }
     }
-    out.into_values().collect()
+    remaining
+        .into_iter()
+        .map(|(template_id, remaining)| Subscription {
+            events: events_of(state, &template_id),
+            template_id,
+            remaining,
+        })
+        .collect()
 }
 
 /// Reports what `wx.requestSubscribeMessage` answered for one template: `accepted`

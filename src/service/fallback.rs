@@ -54,38 +54,43 @@ impl AccessTokens {
     /// The current token: the shared one, or one this replica fetches while holding
     /// the refresh lock (the others wait for it).
     pub async fn get(&self) -> Result<String, String> {
-        let deadline = tokio::time::Instant::now() + subscribe::TIMEOUT * 2;
+        // The lock outlives a fetch that hangs until its timeout, then frees itself.
+        let lock = subscribe::TIMEOUT * 2;
+        let deadline = tokio::time::Instant::now() + lock;
+        let e = |e: crate::engine::EngineError| e.to_string();
         loop {
-            let e = |e: crate::engine::EngineError| e.to_string();
             if let Some(token) = self.engine.shared_get(TOKEN_KEY).await.map_err(e)? {
                 return Ok(token);
             }
-            let lock_ms = (subscribe::TIMEOUT * 2).as_millis() as u64;
-            if self
+            let locked = self
                 .engine
-                .shared_set(TOKEN_LOCK, "1", lock_ms, true)
+                .shared_set(TOKEN_LOCK, "1", lock.as_millis() as u64, true)
                 .await
-                .map_err(e)?
-            {
-                let fetched = self.client.fetch_token().await;
-                if let Ok((token, lifetime)) = &fetched {
-                    let keep = lifetime
-                        .saturating_sub(TOKEN_MARGIN)
-                        .max(Duration::from_secs(60));
-                    self.engine
-                        .shared_set(TOKEN_KEY, token, keep.as_millis() as u64, false)
-                        .await
-                        .map_err(e)?;
-                    metrics::counter!("locallife_wechat_token_refreshes_total").increment(1);
-                }
+                .map_err(e)?;
+            if locked {
+                let fetched = self.refresh().await;
                 let _ = self.engine.shared_remove_if(TOKEN_LOCK, "1").await;
-                return fetched.map(|(token, _)| token);
+                return fetched;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err("another replica's token refresh did not finish".into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Fetches a token and shares it, until 5 minutes before it expires.
+    async fn refresh(&self) -> Result<String, String> {
+        let (token, lifetime) = self.client.fetch_token().await?;
+        let keep = lifetime
+            .saturating_sub(TOKEN_MARGIN)
+            .max(Duration::from_secs(60));
+        self.engine
+            .shared_set(TOKEN_KEY, &token, keep.as_millis() as u64, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        metrics::counter!("locallife_wechat_token_refreshes_total").increment(1);
+        Ok(token)
     }
 
     /// WeChat refused `token`: drop it (unless another replica already replaced it).

@@ -124,7 +124,12 @@ pub async fn claim_due(
 ) -> Result<Vec<Claim>, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
-    let mut claimed: Vec<(String, i64, String, String, DateTime<Utc>, i32)> = Vec::new();
+    // message, user, event, template, expiry, attempts
+    type Row = (String, i64, String, String, DateTime<Utc>, i32);
+    let row = |r: &tokio_postgres::Row| -> Row {
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+    };
+    let mut claimed: Vec<Row> = Vec::new();
     let scanner: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock(7403611)", &[])
         .await?
@@ -171,10 +176,7 @@ pub async fn claim_due(
                 )
                 .await?;
             let complete = (rows.len() as i64) < CLAIMS_PER_PASS;
-            claimed.extend(
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
-            );
+            claimed.extend(rows.iter().map(row));
             // A full pass leaves the cursor: the next one continues in the same seconds.
             let cursor = if complete { to } else { from };
             tx.execute(
@@ -196,11 +198,7 @@ pub async fn claim_due(
             &[],
         )
         .await?;
-    claimed.extend(
-        retries
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
-    );
+    claimed.extend(retries.iter().map(row));
     tx.commit().await?;
     // Oldest first (ids begin with their unix ms).
     claimed.sort_by(|a, b| a.0.cmp(&b.0));

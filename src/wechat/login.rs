@@ -48,53 +48,30 @@ pub struct WechatLogin {
 
 impl WechatLogin {
     pub fn new(config: WechatConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .build()
-            // Building a client only fails when the TLS backend cannot initialise, a
-            // broken build rather than a runtime condition.
-            .expect("the HTTP client for WeChat must build");
-        Self { http, config }
+        Self {
+            http: super::http_client(TIMEOUT),
+            config,
+        }
     }
 
     /// The openid behind a login `code`.
     #[tracing::instrument(skip_all)]
     pub async fn code2session(&self, code: &str) -> Result<String, LoginError> {
-        let mut url = self.config.api_base.clone();
-        url.set_path(&format!(
-            "{}/sns/jscode2session",
-            url.path().trim_end_matches('/')
-        ));
-        // Errors below are described without the URL: its query holds the app secret.
-        let response = self
+        let request = self
             .http
-            .get(url)
+            .get(super::endpoint(
+                &self.config.api_base,
+                "/sns/jscode2session",
+            ))
             .query(&[
                 ("appid", self.config.appid.as_str()),
                 ("secret", self.config.secret.expose_secret()),
                 ("js_code", code),
                 ("grant_type", "authorization_code"),
-            ])
-            .send()
+            ]);
+        let body = super::answer(request)
             .await
-            .map_err(|e| {
-                LoginError::Unavailable(if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    "request failed".into()
-                })
-            })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(LoginError::Unavailable(format!("HTTP {}", status.as_u16())));
-        }
-        let body = super::read_capped(response).await.map_err(|e| {
-            LoginError::Unavailable(match e {
-                super::ReadError::TooLarge => "answer too large".into(),
-                super::ReadError::Cut => "answer cut short".into(),
-            })
-        })?;
+            .map_err(LoginError::Unavailable)?;
         interpret(&body)
     }
 }

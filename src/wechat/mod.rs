@@ -19,6 +19,48 @@ pub enum ReadError {
     Cut,
 }
 
+/// A client for WeChat's servers: every call, connecting included, ends by `timeout`.
+pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        // Building a client only fails when the TLS backend cannot initialise, a
+        // broken build rather than a runtime condition.
+        .expect("the HTTP client for WeChat must build")
+}
+
+/// `path` under `base` (which may itself have a path).
+pub fn endpoint(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", url.path().trim_end_matches('/')));
+    url
+}
+
+/// Sends `request` and reads a successful answer's body ([`ANSWER_MAX`] at most). The
+/// error says why in a few words, never with the URL (its query holds the app secret
+/// or the access token).
+pub async fn answer(request: reqwest::RequestBuilder) -> Result<Vec<u8>, String> {
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            "timed out".to_owned()
+        } else {
+            "request failed".to_owned()
+        }
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    read_capped(response).await.map_err(|e| {
+        match e {
+            ReadError::TooLarge => "answer too large",
+            ReadError::Cut => "answer cut short",
+        }
+        .to_owned()
+    })
+}
+
 /// Reads an answer's body, [`ANSWER_MAX`] at most: a larger one (announced, or found
 /// while streaming) is refused at once, so a hostile or broken server cannot make a
 /// replica buffer megabytes.

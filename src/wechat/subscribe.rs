@@ -116,10 +116,6 @@ impl Templates {
         ids.dedup();
         ids
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_event.is_empty()
-    }
 }
 
 /// The placeholder names in `text`; an error for an unclosed or empty `{}`.
@@ -226,45 +222,27 @@ pub struct SubscribeClient {
 
 impl SubscribeClient {
     pub fn new(config: WechatConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .build()
-            .expect("the HTTP client for WeChat must build");
-        Self { http, config }
-    }
-
-    fn url(&self, path: &str) -> url::Url {
-        let mut url = self.config.api_base.clone();
-        url.set_path(&format!("{}{path}", url.path().trim_end_matches('/')));
-        url
+        Self {
+            http: super::http_client(TIMEOUT),
+            config,
+        }
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Answer, String> {
-        // Described without the URL: its query holds the secret or the token.
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                "request failed".to_owned()
-            }
-        })?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status().as_u16()));
-        }
-        let body = super::read_capped(response)
-            .await
-            .map_err(|_| "answer too large or cut short".to_owned())?;
+        let body = super::answer(request).await?;
         serde_json::from_slice(&body).map_err(|_| "answer is not JSON".to_owned())
     }
 
     /// A fresh access token and its lifetime: `GET /cgi-bin/token`.
     pub async fn fetch_token(&self) -> Result<(String, Duration), String> {
-        let request = self.http.get(self.url("/cgi-bin/token")).query(&[
-            ("grant_type", "client_credential"),
-            ("appid", self.config.appid.as_str()),
-            ("secret", self.config.secret.expose_secret()),
-        ]);
+        let request = self
+            .http
+            .get(super::endpoint(&self.config.api_base, "/cgi-bin/token"))
+            .query(&[
+                ("grant_type", "client_credential"),
+                ("appid", self.config.appid.as_str()),
+                ("secret", self.config.secret.expose_secret()),
+            ]);
         let answer = self.call(request).await?;
         match (answer.errcode, answer.access_token, answer.expires_in) {
             (None | Some(0), Some(token), expires_in)
@@ -283,7 +261,10 @@ impl SubscribeClient {
     pub async fn send(&self, token: &str, body: &Value) -> SendOutcome {
         let request = self
             .http
-            .post(self.url("/cgi-bin/message/subscribe/send"))
+            .post(super::endpoint(
+                &self.config.api_base,
+                "/cgi-bin/message/subscribe/send",
+            ))
             .query(&[("access_token", token)])
             .json(body);
         match self.call(request).await {

@@ -22,14 +22,7 @@ async fn the_console_counts_sockets_sends_an_announcement_and_follows_a_receipt(
     let (_, other_token) = app.socket_user(Role::Rider).await;
 
     let root = env!("CARGO_MANIFEST_DIR");
-    let venv = std::process::Command::new(format!("{root}/scripts/venv.sh"))
-        .output()
-        .unwrap();
-    assert!(venv.status.success(), "scripts/venv.sh failed");
-    let python = format!(
-        "{}/bin/python",
-        String::from_utf8_lossy(&venv.stdout).trim()
-    );
+    let python = crate::helpers::venv().join("bin/python");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
@@ -122,23 +115,13 @@ async fn the_console_is_static_and_locked_to_its_origin() {
         assert!(policy.contains("connect-src 'self'") && policy.contains("script-src 'self'"));
         assert_eq!(headers["x-content-type-options"], "nosniff");
     }
-    let page = client
-        .get(app.url("/console"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = |path: &str| {
+        let request = client.get(app.url(path));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let page = text("/console").await;
     assert!(page.contains(r#"<label for="token">token</label>"#));
-    let script = client
-        .get(app.url("/console/console.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let script = text("/console/console.js").await;
     for kept in ["localStorage", "sessionStorage", "document.cookie"] {
         assert!(!script.contains(kept), "the console must not use {kept}");
     }

@@ -504,3 +504,18 @@ pub fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
         answer.1
     );
 }
+
+/// The project's Python tools (scripts/venv.sh, created on first use): schemathesis,
+/// openapi-spec-validator, Playwright.
+pub fn venv() -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/scripts/venv.sh"))
+        .output()
+        .expect("scripts/venv.sh runs");
+    assert!(
+        out.status.success(),
+        "scripts/venv.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

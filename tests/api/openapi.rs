@@ -1,26 +1,10 @@
 //! The OpenAPI 3.1 description: current in `docs/openapi.json`, valid, complete, and
 //! true of the running server under schemathesis' generated requests.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, venv};
 use locallife::domain::Role;
-
-/// The project's Python tools (scripts/venv.sh): schemathesis, openapi-spec-validator.
-fn venv() -> PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new(format!("{root}/scripts/venv.sh"))
-        .output()
-        .expect("scripts/venv.sh runs");
-    assert!(
-        out.status.success(),
-        "scripts/venv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 #[test]
 fn docs_openapi_json_is_the_generated_description() {

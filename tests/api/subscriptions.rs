@@ -185,13 +185,12 @@ async fn an_unconfirmed_notification_is_pushed_once_with_its_template_page_and_d
     assert_eq!(a.wechat.token_calls(), 1);
 
     // The in-app notification still waits: the user opens the app and gets it.
-    let (id, _, token, message_id) = &sent[0];
+    let (_, _, token, message_id) = &sent[0];
     let mut socket = a.ws_ok(token).await;
     let n = socket.next_event("platform.notice").await;
     assert_eq!(n["data"]["message_id"].as_str(), Some(message_id.as_str()));
     socket.ack(&n).await;
     socket.roundtrip().await;
-    let _ = id;
     let metrics = a.metrics_text().await + &apps[apps.len() - 1].metrics_text().await;
     assert!(
         metrics
