@@ -299,6 +299,9 @@ struct Canary {
     epoch: tokio::time::Instant,
     /// Microseconds after `epoch` when the last canary came back; 0: none yet.
     back_us: AtomicU64,
+    /// Microseconds after `epoch` when the subscriber connection was last made: a
+    /// canary from before proves nothing about the connection there is now.
+    since_us: AtomicU64,
 }
 
 impl Canary {
@@ -307,7 +310,13 @@ impl Canary {
             channel,
             epoch: tokio::time::Instant::now(),
             back_us: AtomicU64::new(0),
+            since_us: AtomicU64::new(0),
         }
+    }
+
+    /// The subscriber connection was made again.
+    fn reconnected(&self) {
+        self.since_us.store(self.now_us(), Ordering::Relaxed);
     }
 
     fn now_us(&self) -> u64 {
@@ -340,8 +349,12 @@ impl Canary {
         }
     }
 
+    /// Whether pub/sub is proven: a canary came back lately, on this connection (a
+    /// reconnect may land on a server the publishes do not reach, as a stale primary
+    /// during a failover).
     fn fresh(&self) -> bool {
-        self.age().is_some_and(|a| a <= CANARY_FRESH)
+        self.back_us.load(Ordering::Relaxed) >= self.since_us.load(Ordering::Relaxed)
+            && self.age().is_some_and(|a| a <= CANARY_FRESH)
     }
 }
 
@@ -688,6 +701,7 @@ async fn watch_reconnects(
 ) {
     while next_connect(&mut reconnects, &cancel).await {
         tracing::info!("Redis subscriber connected; subscribing again");
+        canary.reconnected();
         if subscriber.subscribe(canary.channel.as_str()).await.is_ok() {
             let _ = commands
                 .publish::<i64, _, _>(canary.channel.as_str(), canary.payload())

@@ -76,6 +76,9 @@ pub struct Hub {
     /// their inbox is replayed to their sockets, since live messages published while
     /// the subscription was down were missed (copies are suppressed by id).
     pub(super) resync: Mutex<std::collections::HashSet<UserId>>,
+    /// How many times the broker connection was made again: a SUBSCRIBE that was in
+    /// flight across a reconnect may have gone to the connection that is gone.
+    pub(super) links: AtomicU64,
     /// The replica's tasks: the hub's own, and the one-off ones it starts.
     pub(super) tasks: Tasks,
 }
@@ -102,6 +105,7 @@ impl Hub {
             roles: Default::default(),
             commands,
             resync: Mutex::new(Default::default()),
+            links: AtomicU64::new(0),
             tasks: tasks.clone(),
         });
         (hub, queue)
@@ -427,15 +431,20 @@ impl Sink for Hub {
     }
 
     fn reconnected(&self) {
-        // Mark every live user pending again and queue them; their sockets keep
-        // working meanwhile (they are not waiting on anything).
+        // Every user with a socket here is subscribed again, then has their inbox
+        // replayed; their sockets keep working meanwhile. That includes users whose
+        // SUBSCRIBE is still pending: it may have gone to the connection that is gone
+        // (the manager sees `links` move and does it again).
+        self.links.fetch_add(1, Ordering::AcqRel);
         let users: Vec<UserId> = {
             let mut users = self.lock_users();
             users
                 .iter_mut()
-                .filter(|(_, e)| matches!(e.sub, SubState::Live))
+                .filter(|(_, e)| !e.sockets.is_empty())
                 .map(|(u, e)| {
-                    e.sub = SubState::Pending(Vec::new());
+                    if !matches!(e.sub, SubState::Pending(_)) {
+                        e.sub = SubState::Pending(Vec::new());
+                    }
                     *u
                 })
                 .collect()
@@ -457,7 +466,7 @@ impl Sink for Hub {
 }
 
 /// After the broker connection came back: role channels again (retried until they
-/// take), then every user that was live, through the manager.
+/// take), then every user with a socket here, through the manager.
 async fn resubscribe(
     engine: Arc<dyn Engine>,
     commands: mpsc::Sender<UserId>,

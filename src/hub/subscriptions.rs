@@ -7,7 +7,9 @@
 //! hub's registry and acts. After the broker connection came back, it also replays the
 //! inboxes of the users it subscribed again ([`replay_inboxes`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +19,9 @@ use crate::engine::Target;
 
 /// Channels per SUBSCRIBE command.
 const BATCH: usize = 1000;
+
+/// How long a failed SUBSCRIBE waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The manager's queue. Behind a lock so that a restarted manager (after a panic) takes
 /// the same receiver: nothing queued is lost with the task that panicked.
@@ -81,8 +86,13 @@ async fn unsubscribe_users(hub: &Hub, users: &[UserId]) {
 
 async fn subscribe_users(hub: &Arc<Hub>, users: &[UserId]) {
     let targets: Vec<Target> = users.iter().map(|u| Target::User(*u)).collect();
+    let links = hub.links.load(Ordering::Acquire);
     let result = hub.engine.subscribe(&targets).await;
+    // The connection was made again meanwhile: this SUBSCRIBE may have been answered
+    // by the one that is gone. The users stay pending and go round again.
+    let stale = hub.links.load(Ordering::Acquire) != links;
     let mut abandoned = Vec::new();
+    let mut again = Vec::new();
     {
         let mut entries = hub.lock_users();
         for user in users {
@@ -92,31 +102,33 @@ async fn subscribe_users(hub: &Arc<Hub>, users: &[UserId]) {
             let SubState::Pending(waiters) = &mut entry.sub else {
                 continue;
             };
-            let waiters = std::mem::take(waiters);
-            match &result {
-                Ok(()) => {
-                    entry.sub = SubState::Live;
-                    for w in waiters {
-                        let _ = w.send(Ok(()));
-                    }
-                }
-                Err(e) => {
-                    // The waiting sockets close (1011) and their clients retry; the next
-                    // attach queues the user again.
-                    entry.sub = SubState::Leaving;
-                    for w in waiters {
-                        let _ = w.send(Err(HubError::Subscribe(e.to_string())));
-                    }
-                }
-            }
             if entry.sockets.is_empty() {
                 // Every socket left while the subscription was in flight.
                 entry.sub = SubState::Leaving;
                 abandoned.push(*user);
+                continue;
+            }
+            match &result {
+                Ok(()) if stale => again.push(*user),
+                Ok(()) => {
+                    for w in std::mem::take(waiters) {
+                        let _ = w.send(Ok(()));
+                    }
+                    entry.sub = SubState::Live;
+                }
+                Err(e) => {
+                    // The sockets waiting for it close (1011) and their clients retry.
+                    // Sockets that were live already (a resubscription after a
+                    // reconnect) stay, and the subscription is tried again.
+                    for w in std::mem::take(waiters) {
+                        let _ = w.send(Err(HubError::Subscribe(e.to_string())));
+                    }
+                    again.push(*user);
+                }
             }
         }
     }
-    if result.is_ok() {
+    if result.is_ok() && !stale {
         let resync: Vec<UserId> = {
             let mut pending = hub.resync.lock().unwrap_or_else(|e| e.into_inner());
             users
@@ -132,6 +144,27 @@ async fn subscribe_users(hub: &Arc<Hub>, users: &[UserId]) {
     }
     for user in abandoned {
         hub.requeue(user);
+    }
+    if !again.is_empty() {
+        // After a failure, not at once: the broker is likely down, and its reconnect
+        // queues everyone anyway.
+        let pause = if result.is_ok() {
+            Duration::ZERO
+        } else {
+            RETRY_AFTER
+        };
+        let (weak, cancel) = (Arc::downgrade(hub), hub.tasks.cancel().clone());
+        hub.tasks.spawn_quiet(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = cancel.cancelled() => return,
+            }
+            if let Some(hub) = weak.upgrade() {
+                for user in again {
+                    hub.requeue(user);
+                }
+            }
+        });
     }
 }
 

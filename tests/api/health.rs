@@ -2,6 +2,7 @@
 
 use crate::helpers::{assert_error, free_port, redis_url, spawn_app, spawn_app_with};
 use locallife::domain::Role;
+use std::time::Duration;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_when_all_is_well() {
@@ -140,4 +141,44 @@ async fn a_wedged_subscription_is_noticed_and_repaired_by_the_replica_itself() {
     assert_eq!(body["checks"]["pubsub"], "ok");
     let n = socket.next_notification().await;
     assert_eq!(n["data"]["title"], "stranded");
+}
+
+/// The subscriber connection is lost, and the connections made again are cut while they
+/// subscribe a user's channel once more (as a failover that flaps does): the user's open
+/// socket is not left without a subscription. Once the connection holds, a notification
+/// reaches it live.
+#[tokio::test]
+async fn a_resubscription_cut_by_another_reconnect_is_made_again() {
+    let port = crate::helpers::stable_port();
+    let _redis = crate::procs::OwnRedis::start(port).await;
+    let proxy = crate::procs::WedgeProxy::start(port).await;
+    let app = spawn_app_with(|env| {
+        env.insert(
+            "REDIS_URL".into(),
+            format!("redis://127.0.0.1:{}", proxy.port),
+        );
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, staff) = app.socket_user(Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+
+    proxy.cut_subscribes_of(&format!("{{u:{}}}:live", rider.0), 4);
+    assert_eq!(proxy.cut_subscribers(), 1, "one subscriber connection");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while proxy.cuts_left() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the replica subscribes the user again, and is cut twice");
+    app.wait_readyz(200).await;
+    let notice = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
+    assert_eq!(app.post_notification(&staff, &notice).await.0, 202);
+    let n = socket
+        .notification_within(Duration::from_secs(10))
+        .await
+        .expect("the user's channel is subscribed again");
+    assert_eq!(n["data"]["title"], "after");
 }

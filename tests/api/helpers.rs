@@ -331,6 +331,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut HashMap<String, String>)
 }
 
 async fn start(env: HashMap<String, String>, db: Arc<TestDatabase>, wechat: FakeWechat) -> TestApp {
+    // `TEST_LOG=locallife=debug` prints the replicas' logs (with `--nocapture`).
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let app = Application::build(config.clone())
         .await

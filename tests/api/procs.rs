@@ -245,10 +245,14 @@ impl OwnRedis {
 /// A TCP proxy in front of a Redis that can wedge pub/sub: after
 /// [`WedgeProxy::wedge_subscribers`], every connection that had subscribed stays open but
 /// passes nothing more from Redis to the client, as a failover that strands a
-/// subscription does; other connections, and new ones, pass everything.
+/// subscription does; other connections, and new ones, pass everything. It can also cut
+/// connections: the subscribers at once ([`WedgeProxy::cut_subscribers`]), or the ones
+/// that send a given SUBSCRIBE ([`WedgeProxy::cut_subscribes_of`]).
 pub struct WedgeProxy {
     pub port: u16,
     connections: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<ProxiedConnection>>>>,
+    /// A connection that sends a SUBSCRIBE naming this is cut, this many times more.
+    cut_on: std::sync::Arc<std::sync::Mutex<Option<(String, usize)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -256,6 +260,7 @@ pub struct WedgeProxy {
 struct ProxiedConnection {
     subscribed: std::sync::atomic::AtomicBool,
     wedged: std::sync::atomic::AtomicBool,
+    cut: tokio_util::sync::CancellationToken,
 }
 
 impl WedgeProxy {
@@ -265,7 +270,8 @@ impl WedgeProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections: std::sync::Arc<std::sync::Mutex<Vec<_>>> = Default::default();
-        let registry = connections.clone();
+        let cut_on: std::sync::Arc<std::sync::Mutex<Option<(String, usize)>>> = Default::default();
+        let (registry, cuts) = (connections.clone(), cut_on.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
@@ -276,13 +282,25 @@ impl WedgeProxy {
                 registry.lock().unwrap().push(state.clone());
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut server_read, mut server_write) = server.into_split();
-                let up = state.clone();
+                let (up, cuts) = (state.clone(), cuts.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                    loop {
+                        let n = tokio::select! {
+                            Ok(n @ 1..) = client_read.read(&mut buf) => n,
+                            _ = up.cut.cancelled() => break,
+                            else => break,
+                        };
                         let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
                         if text.contains("SUBSCRIBE") {
                             up.subscribed.store(true, Ordering::Relaxed);
+                            if let Some((needle, left @ 1..)) = &mut *cuts.lock().unwrap() {
+                                if text.contains(needle.as_str()) {
+                                    *left -= 1;
+                                    up.cut.cancel();
+                                    break;
+                                }
+                            }
                         }
                         if server_write.write_all(&buf[..n]).await.is_err() {
                             break;
@@ -291,7 +309,12 @@ impl WedgeProxy {
                 });
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                    loop {
+                        let n = tokio::select! {
+                            Ok(n @ 1..) = server_read.read(&mut buf) => n,
+                            _ = state.cut.cancelled() => break,
+                            else => break,
+                        };
                         if state.wedged.load(Ordering::Relaxed) {
                             continue;
                         }
@@ -305,22 +328,40 @@ impl WedgeProxy {
         WedgeProxy {
             port,
             connections,
+            cut_on,
             task,
         }
     }
 
-    /// Strands every connection that has subscribed so far; how many.
-    pub fn wedge_subscribers(&self) -> usize {
+    /// Calls `f` on every open connection that has subscribed so far; how many.
+    fn subscribers(&self, f: impl Fn(&ProxiedConnection)) -> usize {
         use std::sync::atomic::Ordering;
         let connections = self.connections.lock().unwrap();
-        let mut n = 0;
-        for c in connections.iter() {
-            if c.subscribed.load(Ordering::Relaxed) {
-                c.wedged.store(true, Ordering::Relaxed);
-                n += 1;
-            }
-        }
-        n
+        let subscribers = connections
+            .iter()
+            .filter(|c| c.subscribed.load(Ordering::Relaxed) && !c.cut.is_cancelled());
+        subscribers.map(|c| f(c)).count()
+    }
+
+    /// Strands every connection that has subscribed so far; how many.
+    pub fn wedge_subscribers(&self) -> usize {
+        self.subscribers(|c| c.wedged.store(true, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Closes every connection that has subscribed so far; how many.
+    pub fn cut_subscribers(&self) -> usize {
+        self.subscribers(|c| c.cut.cancel())
+    }
+
+    /// The next `times` connections that send a SUBSCRIBE naming `needle` (matched
+    /// without regard to case) are closed instead of passing it on.
+    pub fn cut_subscribes_of(&self, needle: &str, times: usize) {
+        *self.cut_on.lock().unwrap() = Some((needle.to_ascii_uppercase(), times));
+    }
+
+    /// How many of the cuts asked for are still to come.
+    pub fn cuts_left(&self) -> usize {
+        self.cut_on.lock().unwrap().as_ref().map_or(0, |c| c.1)
     }
 }
 
