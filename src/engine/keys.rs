@@ -54,6 +54,11 @@ impl Keys {
         &self.prefix
     }
 
+    /// The Redis Cluster slot of every key of `user` (they share the `{u:ID}` tag).
+    pub fn slot(&self, user: UserId) -> u16 {
+        fred::types::cluster::ClusterRouting::hash_key(format!("{{u:{}}}", user.0).as_bytes())
+    }
+
     pub fn channel(&self, target: Target) -> String {
         match target {
             Target::User(u) => format!("{}:{{u:{}}}:live", self.prefix, u.0),
@@ -129,6 +134,27 @@ mod tests {
         }
         assert_eq!(keys.channel(Target::User(UserId(7))), "t-1:{u:7}:live");
         assert_eq!(keys.user_sockets(UserId(7)), "t-1:{u:7}:sockets");
+    }
+
+    #[test]
+    fn every_key_and_channel_of_a_user_is_in_its_slot() {
+        use fred::types::cluster::ClusterRouting;
+        let keys = Keys::new("ll");
+        for user in [UserId(1), UserId(7), UserId(123_456)] {
+            let slot = keys.slot(user);
+            let [pending, frames, done] = keys.inbox(user);
+            for name in [
+                pending,
+                frames,
+                done,
+                keys.user_sockets(user),
+                keys.channel(Target::User(user)),
+            ] {
+                assert_eq!(ClusterRouting::hash_key(name.as_bytes()), slot, "{name}");
+            }
+        }
+        // What Redis answers to CLUSTER KEYSLOT "{u:7}".
+        assert_eq!(keys.slot(UserId(7)), 7954);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! this replica subscribed to the [`Sink`] (the hub), and tells it when the connection
 //! to the broker was re-established so the hub can subscribe again.
 
+mod batch;
 pub mod inbox;
 pub mod keys;
 pub mod memory;

@@ -26,13 +26,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::*;
-use fred::types::cluster::ClusterRouting;
 use fred::types::scripts::Script;
 use fred::types::Message;
 use secrecy::ExposeSecret;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{self, Batcher};
 use super::inbox::{
     keep_inbox_ms, InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX,
 };
@@ -72,57 +72,79 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// Adds notification `id` to an inbox unless it is there or was acked lately, bounds
-/// and refreshes the inbox, and publishes the notification's `N` event (built in
-/// [`wire`]), in one step.
-/// KEYS pending zset, frames hash, acked zset; ARGV id, decision ms, expires_ms, tail,
-/// max entries, keep ms (the keys' expiry is extended to it, never shortened), channel,
-/// event.
-/// Returns {1 added or 0 duplicate, number dropped by the bound}.
+/// Adds notifications to inboxes (a round of them, for any users of one slot): each
+/// unless it is there or was acked lately; bounds and refreshes the inbox, and
+/// publishes the notification's `N` event (built in [`wire`]), in one step.
+/// KEYS per notification: pending zset, frames hash, acked zset. ARGV max entries, then
+/// per notification: id, decision ms, expires_ms, tail, keep ms (the keys' expiry is
+/// extended to it, never shortened), channel, event.
+/// Returns per notification: 1 added or 0 duplicate, and the number dropped by the bound.
 const PUSH_LUA: &str = r"
-if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return {0, 0} end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3] .. ' ' .. ARGV[4]) == 0 then return {0, 0} end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local dropped = 0
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
-if over > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[1], over)
-  for i = 1, #old, 2 do redis.call('HDEL', KEYS[2], old[i]) end
-  dropped = over
-end
-for _, k in ipairs({KEYS[1], KEYS[2]}) do
-  if redis.call('PEXPIRE', k, ARGV[6], 'GT') == 0 then
-    redis.call('PEXPIRE', k, ARGV[6], 'NX')
+local max = tonumber(ARGV[1])
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, 1 + i * 7
+  local id = ARGV[a + 1]
+  local added, dropped = 0, 0
+  if not redis.call('ZSCORE', KEYS[k + 3], id)
+    and redis.call('HSETNX', KEYS[k + 2], id, ARGV[a + 3] .. ' ' .. ARGV[a + 4]) == 1 then
+    added = 1
+    redis.call('ZADD', KEYS[k + 1], ARGV[a + 2], id)
+    local over = redis.call('ZCARD', KEYS[k + 1]) - max
+    if over > 0 then
+      local old = redis.call('ZPOPMIN', KEYS[k + 1], over)
+      for j = 1, #old, 2 do redis.call('HDEL', KEYS[k + 2], old[j]) end
+      dropped = over
+    end
+    for _, key in ipairs({KEYS[k + 1], KEYS[k + 2]}) do
+      if redis.call('PEXPIRE', key, ARGV[a + 5], 'GT') == 0 then
+        redis.call('PEXPIRE', key, ARGV[a + 5], 'NX')
+      end
+    end
+    redis.call('PUBLISH', ARGV[a + 6], ARGV[a + 7])
   end
+  out[#out + 1] = added
+  out[#out + 1] = dropped
 end
-redis.call('PUBLISH', ARGV[7], ARGV[8])
-return {1, dropped}
+return out
 ";
 
-/// Removes an acked notification and, if it was there, remembers the ack and tells the
-/// user's other sockets, if the user has any: with one live socket lease (the acking
-/// socket's, which has recorded the ack itself) nobody else needs the news, and the
-/// publish is skipped. A socket that takes its lease after this script runs reads the
-/// inbox afterwards and never sees the notification.
-/// KEYS pending zset, frames hash, acked zset, socket leases zset; ARGV id, channel, the
-/// `A` event ([`wire::Event::Acked`]), now ms, keep ms, keep count, idle ms.
+/// Removes acked notifications (a round of them, from any users of one slot) and, for
+/// each that was there, remembers the ack and tells the user's other sockets, if the
+/// user has any: with one live socket lease (the acking socket's, which has recorded the
+/// ack itself) nobody else needs the news, and the publish is skipped. A socket that
+/// takes its lease after this script runs reads the inbox afterwards and never sees the
+/// notification.
+/// KEYS per ack: pending zset, frames hash, acked zset, socket leases zset. ARGV now ms,
+/// keep ms, keep count, idle ms, then per ack: id, channel, the `A` event
+/// ([`wire::Event::Acked`]).
+/// Returns per ack 1 if it was in the inbox, else 0.
 const ACK_LUA: &str = r"
-local n = redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
-if n == 1 then
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
-  if redis.call('ZCOUNT', KEYS[4], ARGV[4], '+inf') > 1 then
-    redis.call('PUBLISH', ARGV[2], ARGV[3])
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 0, #KEYS / 4 - 1 do
+  local k, a = i * 4, 4 + i * 3
+  local id = ARGV[a + 1]
+  local n = redis.call('HDEL', KEYS[k + 2], id)
+  redis.call('ZREM', KEYS[k + 1], id)
+  if n == 1 then
+    redis.call('ZADD', KEYS[k + 3], now, id)
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now - tonumber(ARGV[2]))
+    redis.call('ZREMRANGEBYRANK', KEYS[k + 3], 0, -tonumber(ARGV[3]) - 1)
+    redis.call('PEXPIRE', KEYS[k + 3], ARGV[4])
+    if redis.call('ZCOUNT', KEYS[k + 4], now, '+inf') > 1 then
+      redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3])
+    end
   end
+  out[i + 1] = n
 end
-return n
+return out
 ";
 
 /// Withdraws a notification: removed if there, remembered as done either way, and every
-/// replica told if it was there. KEYS and ARGV as [`ACK_LUA`] (the leases unused).
+/// replica told if it was there. KEYS pending zset, frames hash, acked zset, socket
+/// leases zset (unused); ARGV id, channel, the `A` event, now ms, keep ms, keep count,
+/// idle ms.
 const WITHDRAW_LUA: &str = r"
 local n = redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -172,8 +194,10 @@ pub struct RedisEngine {
     commands: Client,
     subscriber: Client,
     acquire: Script,
-    push: Script,
-    ack: Script,
+    /// Inbox writes, run in rounds like the acks.
+    pushes: Batcher<PushJob, (bool, i64)>,
+    /// Acks, run in rounds ([`batch`]): one script call per slot for all that waited.
+    acks: Batcher<(UserId, MsgId), bool>,
     withdraw: Script,
     read: Script,
     sink: Arc<OnceLock<Weak<dyn Sink>>>,
@@ -497,14 +521,36 @@ impl RedisEngine {
                 generation,
             )
         });
+        let acks = {
+            let (commands, script, keys) = (
+                commands.clone(),
+                script_for(ACK_LUA, clustered),
+                keys.clone(),
+            );
+            Batcher::start(tasks, "redis_acks", move |jobs| {
+                let (commands, script, keys) = (commands.clone(), script.clone(), keys.clone());
+                async move { ack_round(&commands, &script, &keys, clustered, jobs).await }
+            })
+        };
+        let pushes = {
+            let (commands, script, keys) = (
+                commands.clone(),
+                script_for(PUSH_LUA, clustered),
+                keys.clone(),
+            );
+            Batcher::start(tasks, "redis_pushes", move |jobs| {
+                let (commands, script, keys) = (commands.clone(), script.clone(), keys.clone());
+                async move { push_round(&commands, &script, &keys, clustered, jobs).await }
+            })
+        };
         Ok(Self {
             durability,
             keys,
             commands,
             subscriber,
             acquire: Script::from_lua(ACQUIRE_LUA),
-            push: script_for(PUSH_LUA, clustered),
-            ack: script_for(ACK_LUA, clustered),
+            pushes,
+            acks,
             read: Script::from_lua(READ_LUA),
             withdraw: script_for(WITHDRAW_LUA, clustered),
             clustered,
@@ -520,7 +566,7 @@ impl RedisEngine {
         if !self.clustered {
             return Ok(None);
         }
-        let slot = ClusterRouting::hash_key(self.keys.inbox(user)[0].as_bytes());
+        let slot = self.keys.slot(user);
         self.commands
             .cached_cluster_state()
             .and_then(|state| state.get_server(slot).cloned())
@@ -599,6 +645,124 @@ impl RedisEngine {
             .map_err(unavailable)?;
         Ok(removed == 1)
     }
+}
+
+/// One round of a script that takes many jobs: one call per slot (one in all off a
+/// Cluster), the calls pipelined. `args` gives a group's keys and arguments; each job's
+/// answer is the next `width` integers of its call's answer, read by `parse`.
+async fn script_round<J, R>(
+    commands: &Client,
+    script: &Script,
+    jobs: Vec<J>,
+    slot: impl Fn(&J) -> Option<u16>,
+    args: impl Fn(&[J]) -> (Vec<String>, Vec<Value>),
+    width: usize,
+    parse: impl Fn(&[i64]) -> R,
+) -> Vec<Result<R, EngineError>> {
+    let n = jobs.len();
+    let groups = batch::by_slot(jobs, slot);
+    let calls = groups.iter().map(|(_, jobs)| {
+        let (keys, args) = args(jobs);
+        script.evalsha_with_reload::<Vec<i64>, _, _>(commands, keys, args)
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut out: Vec<Result<R, EngineError>> = (0..n)
+        .map(|_| Err(EngineError::Unavailable("no answer from the script".into())))
+        .collect();
+    for ((at, _), answer) in groups.iter().zip(answers) {
+        match answer {
+            Ok(answer) => {
+                for (i, one) in at.iter().zip(answer.chunks_exact(width)) {
+                    out[*i] = Ok(parse(one));
+                }
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                for i in at {
+                    out[*i] = Err(e.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A notification for an inbox, waiting for its round of [`PUSH_LUA`].
+struct PushJob {
+    user: UserId,
+    id: MsgId,
+    tail: String,
+    expires_ms: u64,
+}
+
+/// One round of inbox writes ([`PUSH_LUA`]): for each, whether it was added (not a
+/// duplicate) and how many old entries the bound dropped.
+async fn push_round(
+    commands: &Client,
+    script: &Script,
+    keys: &Keys,
+    clustered: bool,
+    jobs: Vec<PushJob>,
+) -> Vec<Result<(bool, i64), EngineError>> {
+    let slot = |j: &PushJob| clustered.then(|| keys.slot(j.user));
+    let now = crate::time::unix_ms();
+    let args = |jobs: &[PushJob]| {
+        let mut k = Vec::with_capacity(jobs.len() * 3);
+        let mut args = Vec::with_capacity(1 + jobs.len() * 7);
+        args.push(Value::from(INBOX_MAX.to_string()));
+        for j in jobs {
+            k.extend(keys.inbox(j.user));
+            let event = Event::Notify {
+                id: j.id,
+                expires_ms: j.expires_ms,
+                frame: wire::frame(j.id, &j.tail),
+            };
+            args.extend([
+                Value::from(j.id.to_string()),
+                Value::from(j.id.ms.to_string()),
+                Value::from(j.expires_ms.to_string()),
+                Value::from(j.tail.as_str()),
+                Value::from(keep_inbox_ms(now, j.expires_ms).to_string()),
+                Value::from(keys.channel(Target::User(j.user))),
+                Value::Bytes(event.encode()),
+            ]);
+        }
+        (k, args)
+    };
+    script_round(commands, script, jobs, slot, args, 2, |a| (a[0] == 1, a[1])).await
+}
+
+/// One round of acks ([`ACK_LUA`]): whether each was in its inbox.
+async fn ack_round(
+    commands: &Client,
+    script: &Script,
+    keys: &Keys,
+    clustered: bool,
+    jobs: Vec<(UserId, MsgId)>,
+) -> Vec<Result<bool, EngineError>> {
+    let slot = |(user, _): &(UserId, MsgId)| clustered.then(|| keys.slot(*user));
+    let now = crate::time::unix_ms().to_string();
+    let args = |jobs: &[(UserId, MsgId)]| {
+        let mut k = Vec::with_capacity(jobs.len() * 4);
+        let mut args = Vec::with_capacity(4 + jobs.len() * 3);
+        args.extend([
+            Value::from(now.as_str()),
+            Value::from(DONE_KEEP_MS.to_string()),
+            Value::from(DONE_MAX.to_string()),
+            Value::from(INBOX_IDLE_MS.to_string()),
+        ]);
+        for (user, id) in jobs {
+            let [pending, frames, done] = keys.inbox(*user);
+            k.extend([pending, frames, done, keys.user_sockets(*user)]);
+            args.extend([
+                Value::from(id.to_string()),
+                Value::from(keys.channel(Target::User(*user))),
+                Value::Bytes(Event::Acked(*id).encode()),
+            ]);
+        }
+        (k, args)
+    };
+    script_round(commands, script, jobs, slot, args, 1, |a| a[0] == 1).await
 }
 
 /// The read script's answer as entries: `{expired count, id, "<exp> <tail>", ...}`.
@@ -875,35 +1039,17 @@ impl Engine for RedisEngine {
         tail: &str,
         expires_ms: u64,
     ) -> Result<Pushed, EngineError> {
-        let event = Event::Notify {
-            id,
-            expires_ms,
-            frame: wire::frame(id, tail),
-        };
         let generation = self
             .durability
             .as_ref()
             .map(|d| d.generation.load(Ordering::Acquire));
-        let answer: Vec<Value> = self
-            .push
-            .evalsha_with_reload(
-                &self.commands,
-                Vec::from(self.keys.inbox(user)),
-                vec![
-                    Value::from(id.to_string()),
-                    Value::from(id.ms.to_string()),
-                    Value::from(expires_ms.to_string()),
-                    Value::from(tail),
-                    Value::from(INBOX_MAX.to_string()),
-                    Value::from(keep_inbox_ms(crate::time::unix_ms(), expires_ms).to_string()),
-                    Value::from(self.keys.channel(Target::User(user))),
-                    Value::Bytes(event.encode()),
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        let added = answer.first().and_then(|v| v.as_i64());
-        let dropped = answer.get(1).and_then(|v| v.as_i64()).unwrap_or(0);
+        let job = PushJob {
+            user,
+            id,
+            tail: tail.to_owned(),
+            expires_ms,
+        };
+        let (added, dropped) = self.pushes.call(job).await?;
         if dropped > 0 {
             metrics::counter!("locallife_inbox_dropped_total").increment(dropped as u64);
         }
@@ -912,17 +1058,15 @@ impl Engine for RedisEngine {
             d.confirm(&self.commands, generation, self.node_of(user)?)
                 .await?;
         }
-        match added {
-            Some(1) => Ok(Pushed::New),
-            Some(0) => Ok(Pushed::Duplicate),
-            _ => Err(EngineError::Unavailable(
-                "unexpected answer to the inbox script".into(),
-            )),
-        }
+        Ok(if added {
+            Pushed::New
+        } else {
+            Pushed::Duplicate
+        })
     }
 
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError> {
-        self.remove(&self.ack, user, id).await
+        self.acks.call((user, id)).await
     }
 
     async fn withdraw(&self, user: UserId, id: MsgId) -> Result<(), EngineError> {

@@ -386,6 +386,48 @@ async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_
             "an acked notification is not redelivered"
         );
     }
+    // One batch to users on every shard: its inbox writes, and then the acks, go to
+    // Redis in rounds split by slot.
+    let items: Vec<serde_json::Value> = riders
+        .iter()
+        .map(|(r, _)| json!({"user_id": r.0, "title": "batched", "content": ""}))
+        .collect();
+    let (status, body) = b
+        .post_json(
+            "/v1/platform/notifications/batch",
+            Some(&staff),
+            &json!({ "notifications": items }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let ids = body["message_ids"].as_array().expect("message_ids").clone();
+    let mut got = Vec::new();
+    for (_, socket) in riders.iter_mut() {
+        got.push(socket.next_notification().await);
+    }
+    for ((_, socket), (n, id)) in riders.iter_mut().zip(got.iter().zip(&ids)) {
+        assert_eq!(&n["data"]["message_id"], id);
+        socket.ack(n).await;
+    }
+    for (i, (_, socket)) in riders.iter_mut().enumerate() {
+        let quiet = Duration::from_millis(if i == 0 { 1500 } else { 50 });
+        assert!(
+            socket.nothing_within(quiet).await,
+            "an acked notification of the batch is not redelivered"
+        );
+    }
+    // And the acks reached every shard: a new socket of each user finds an empty inbox.
+    for (rider, _) in &riders {
+        let token = a
+            .tokens
+            .mint_with_ttl(*rider, Duration::from_secs(600))
+            .token;
+        let mut again = a.ws_ok(&token).await;
+        assert!(
+            again.nothing_within(Duration::from_millis(200)).await,
+            "the inbox of {rider:?} is empty"
+        );
+    }
     let (status, _) = b
         .post_notification(
             &staff,
