@@ -18,7 +18,8 @@ const QUEUE: usize = 8192;
 /// Jobs in one round at most.
 pub(super) const ROUND_MAX: usize = 256;
 
-type Reply<R> = oneshot::Sender<Result<R, EngineError>>;
+/// Where a job's answer goes: its caller, or nowhere (a failure is logged).
+type Reply<R> = Option<oneshot::Sender<Result<R, EngineError>>>;
 type Queue<J, R> = Arc<tokio::sync::Mutex<mpsc::Receiver<(J, Reply<R>)>>>;
 
 /// The queue of one kind of call, and the task that runs it in rounds.
@@ -39,7 +40,7 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
         let run = Arc::new(run);
         let cancel = tasks.cancel().clone();
         tasks.supervise(name, move || {
-            rounds(queue.clone(), run.clone(), cancel.clone())
+            rounds(name, queue.clone(), run.clone(), cancel.clone())
         });
         Self { tx }
     }
@@ -47,10 +48,16 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
     /// Queues `job` and waits for its round's answer.
     pub(super) async fn call(&self, job: J) -> Result<R, EngineError> {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((job, reply)).await.is_err() {
+        if self.tx.send((job, Some(reply))).await.is_err() {
             return Err(stopped());
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Queues `job` without waiting for its answer (only for room in the queue); a
+    /// failure is logged. Whether it was queued (not when the replica is stopping).
+    pub(super) async fn cast(&self, job: J) -> bool {
+        self.tx.send((job, None)).await.is_ok()
     }
 }
 
@@ -59,8 +66,12 @@ fn stopped() -> EngineError {
 }
 
 /// Round after round until the replica stops; then what is queued gets a last round.
-async fn rounds<J, R, F, Fut>(queue: Queue<J, R>, run: Arc<F>, cancel: CancellationToken)
-where
+async fn rounds<J, R, F, Fut>(
+    name: &'static str,
+    queue: Queue<J, R>,
+    run: Arc<F>,
+    cancel: CancellationToken,
+) where
     F: Fn(Vec<J>) -> Fut,
     Fut: Future<Output = Vec<Result<R, EngineError>>>,
 {
@@ -72,7 +83,7 @@ where
             _ = cancel.cancelled() => {
                 queue.close();
                 while queue.recv_many(&mut batch, ROUND_MAX).await > 0 {
-                    one_round(&*run, &mut batch).await;
+                    one_round(name, &*run, &mut batch).await;
                 }
                 return;
             }
@@ -80,11 +91,11 @@ where
         if !open {
             return;
         }
-        one_round(&*run, &mut batch).await;
+        one_round(name, &*run, &mut batch).await;
     }
 }
 
-async fn one_round<J, R, F, Fut>(run: &F, batch: &mut Vec<(J, Reply<R>)>)
+async fn one_round<J, R, F, Fut>(name: &'static str, run: &F, batch: &mut Vec<(J, Reply<R>)>)
 where
     F: Fn(Vec<J>) -> Fut,
     Fut: Future<Output = Vec<Result<R, EngineError>>>,
@@ -92,7 +103,15 @@ where
     let (jobs, replies): (Vec<J>, Vec<Reply<R>>) = batch.drain(..).unzip();
     let results = run(jobs).await;
     for (reply, result) in replies.into_iter().zip(results) {
-        let _ = reply.send(result);
+        match (reply, result) {
+            (Some(reply), result) => {
+                let _ = reply.send(result);
+            }
+            // The job stays undone (an ack: the notification stays in the inbox and
+            // comes again on a later connect).
+            (None, Err(e)) => tracing::warn!(task = name, error = %e, "not recorded"),
+            (None, Ok(_)) => {}
+        }
     }
 }
 
@@ -152,8 +171,11 @@ mod tests {
             let (j, answer) = call.unwrap();
             assert_eq!(answer, j * 10);
         }
+        // Cast jobs run too (their answers go nowhere), in order with the rest.
+        assert!(batcher.cast(7).await);
+        assert_eq!(batcher.call(8).await.unwrap(), 80);
         let sizes = sizes.lock().unwrap();
-        assert_eq!(sizes.iter().sum::<usize>(), 500);
+        assert_eq!(sizes.iter().sum::<usize>(), 502);
         assert!(sizes.iter().all(|n| *n <= ROUND_MAX));
         tasks.cancel().cancel();
     }

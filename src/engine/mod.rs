@@ -123,6 +123,20 @@ pub trait Engine: Send + Sync + 'static {
     /// tells every replica so their sockets stop redelivering it. Whether it was there.
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError>;
 
+    /// [`Engine::ack`] for a socket, which does not wait for the outcome: queued (a
+    /// wait only for room in the queue), and a failure logged. A notification whose ack
+    /// was lost stays in the inbox and comes again on a later connect.
+    async fn ack_soon(&self, user: UserId, id: MsgId) {
+        if let Err(e) = self.ack(user, id).await {
+            tracing::warn!(error = %e, "ack not recorded");
+        }
+    }
+
+    /// Returns once every [`Engine::ack_soon`] of `user` queued before it has run (or
+    /// failed): a socket's acks are in the inbox before its close is answered, so a
+    /// reconnect does not get them again.
+    async fn acks_settled(&self, _user: UserId) {}
+
     /// Takes notification `id` back from `user` (an offer someone else took): removed
     /// from the inbox if there, remembered as done even if not there yet (so a late
     /// write cannot bring it back), and sockets stop redelivering it.

@@ -1069,6 +1069,18 @@ impl Engine for RedisEngine {
         self.acks.call((user, id)).await
     }
 
+    async fn ack_soon(&self, user: UserId, id: MsgId) {
+        self.acks.cast((user, id)).await;
+    }
+
+    async fn acks_settled(&self, user: UserId) {
+        // The queue runs in order: an ack of no notification (id 0-0, never in an
+        // inbox) returns after every ack queued before it. Bounded: a socket's close
+        // waits for this, and Redis may be down.
+        let barrier = self.acks.call((user, MsgId { ms: 0, seq: 0 }));
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, barrier).await;
+    }
+
     async fn withdraw(&self, user: UserId, id: MsgId) -> Result<(), EngineError> {
         self.remove(&self.withdraw, user, id).await.map(|_| ())
     }

@@ -176,7 +176,11 @@ async fn live(
                 .is_ok()
                 && Box::pin(write(ws, state, socket, inbox)).await.is_ok()
             {
-                serve(ws, state, socket).await
+                let close = serve(ws, state, socket).await;
+                // Acks go to Redis without the socket waiting: they are in the inbox
+                // before the close is answered (a reconnect does not get them again).
+                Box::pin(state.engine().acks_settled(socket.user)).await;
+                close
             } else {
                 None
             }
@@ -404,10 +408,7 @@ async fn handle(
             metrics::counter!("locallife_acks_total").increment(1);
             metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
                 .increment(1);
-            if let Err(e) = state.engine().ack(socket.user, id).await {
-                // The notification stays in the inbox and is delivered again later.
-                tracing::warn!(error = %e, "ack not recorded");
-            }
+            state.engine().ack_soon(socket.user, id).await;
             Ok(None)
         }
         ClientMessage::Auth { .. } if socket.protocol != Protocol::V2 => Err(ProtocolError {
