@@ -1,6 +1,6 @@
 //! `/healthz` (the process is alive) and `/readyz` (it can serve: PostgreSQL and Redis
-//! answer, this replica's pub/sub canary came back within the last 5 s, and it is not
-//! draining).
+//! answer, this replica's pub/sub canary came back within the last 5 s on the subscriber
+//! connection it holds now, and it is not draining).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +19,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Ready to serve: PostgreSQL and Redis answer, the pub/sub canary came back within
-/// 5 s, not draining.
+/// 5 s on the current subscriber connection, not draining.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Ready),
