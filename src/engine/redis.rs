@@ -521,28 +521,14 @@ impl RedisEngine {
                 generation,
             )
         });
-        let acks = {
-            let (commands, script, keys) = (
-                commands.clone(),
-                script_for(ACK_LUA, clustered),
-                keys.clone(),
-            );
-            Batcher::start(tasks, "redis_acks", move |jobs| {
-                let (commands, script, keys) = (commands.clone(), script.clone(), keys.clone());
-                async move { ack_round(&commands, &script, &keys, clustered, jobs).await }
-            })
+        let rounds = |lua: &str| ScriptRounds {
+            commands: commands.clone(),
+            script: script_for(lua, clustered),
+            keys: keys.clone(),
+            clustered,
         };
-        let pushes = {
-            let (commands, script, keys) = (
-                commands.clone(),
-                script_for(PUSH_LUA, clustered),
-                keys.clone(),
-            );
-            Batcher::start(tasks, "redis_pushes", move |jobs| {
-                let (commands, script, keys) = (commands.clone(), script.clone(), keys.clone());
-                async move { push_round(&commands, &script, &keys, clustered, jobs).await }
-            })
-        };
+        let acks = rounds(ACK_LUA).start(tasks, "redis_acks", ack_round);
+        let pushes = rounds(PUSH_LUA).start(tasks, "redis_pushes", push_round);
         Ok(Self {
             durability,
             keys,
@@ -647,44 +633,75 @@ impl RedisEngine {
     }
 }
 
-/// One round of a script that takes many jobs: one call per slot (one in all off a
-/// Cluster), the calls pipelined. `args` gives a group's keys and arguments; each job's
-/// answer is the next `width` integers of its call's answer, read by `parse`.
-async fn script_round<J, R>(
-    commands: &Client,
-    script: &Script,
-    jobs: Vec<J>,
-    slot: impl Fn(&J) -> Option<u16>,
-    args: impl Fn(&[J]) -> (Vec<String>, Vec<Value>),
-    width: usize,
-    parse: impl Fn(&[i64]) -> R,
-) -> Vec<Result<R, EngineError>> {
-    let n = jobs.len();
-    let groups = batch::by_slot(jobs, slot);
-    let calls = groups.iter().map(|(_, jobs)| {
-        let (keys, args) = args(jobs);
-        script.evalsha_with_reload::<Vec<i64>, _, _>(commands, keys, args)
-    });
-    let answers = futures::future::join_all(calls).await;
-    let mut out: Vec<Result<R, EngineError>> = (0..n)
-        .map(|_| Err(EngineError::Unavailable("no answer from the script".into())))
-        .collect();
-    for ((at, _), answer) in groups.iter().zip(answers) {
-        match answer {
-            Ok(answer) => {
-                for (i, one) in at.iter().zip(answer.chunks_exact(width)) {
-                    out[*i] = Ok(parse(one));
+/// What a round of one multi-job script needs: the connection, the script, the key
+/// names, and whether Redis is a Cluster (one call per slot there).
+#[derive(Clone)]
+struct ScriptRounds {
+    commands: Client,
+    script: Script,
+    keys: Keys,
+    clustered: bool,
+}
+
+impl ScriptRounds {
+    /// Starts the [`Batcher`] that runs `round` on whatever waited.
+    fn start<J, R, Fut>(
+        self,
+        tasks: &Tasks,
+        name: &'static str,
+        round: impl Fn(ScriptRounds, Vec<J>) -> Fut + Send + Sync + 'static,
+    ) -> Batcher<J, R>
+    where
+        J: Send + 'static,
+        R: Send + 'static,
+        Fut: std::future::Future<Output = Vec<Result<R, EngineError>>> + Send + 'static,
+    {
+        Batcher::start(tasks, name, move |jobs| round(self.clone(), jobs))
+    }
+
+    /// One round: one call per slot (one in all off a Cluster), the calls pipelined.
+    /// `args` gives a group's keys and arguments; each job's answer is the next `width`
+    /// integers of its call's answer, read by `parse`.
+    async fn run<J, R>(
+        &self,
+        jobs: Vec<J>,
+        user: impl Fn(&J) -> UserId,
+        args: impl Fn(&[J]) -> (Vec<String>, Vec<Value>),
+        width: usize,
+        parse: impl Fn(&[i64]) -> R,
+    ) -> Vec<Result<R, EngineError>> {
+        let n = jobs.len();
+        let groups = batch::by_slot(jobs, |j| self.clustered.then(|| self.keys.slot(user(j))));
+        let calls = groups.iter().map(|(_, jobs)| {
+            let (keys, args) = args(jobs);
+            self.script
+                .evalsha_with_reload::<Vec<i64>, _, _>(&self.commands, keys, args)
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut out: Vec<Option<Result<R, EngineError>>> = (0..n).map(|_| None).collect();
+        for ((at, _), answer) in groups.iter().zip(answers) {
+            match answer {
+                Ok(answer) => {
+                    for (i, one) in at.iter().zip(answer.chunks_exact(width)) {
+                        out[*i] = Some(Ok(parse(one)));
+                    }
                 }
-            }
-            Err(e) => {
-                let e = unavailable(e);
-                for i in at {
-                    out[*i] = Err(e.clone());
+                Err(e) => {
+                    let e = unavailable(e);
+                    for i in at {
+                        out[*i] = Some(Err(e.clone()));
+                    }
                 }
             }
         }
+        out.into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(EngineError::Unavailable("no answer from the script".into()))
+                })
+            })
+            .collect()
     }
-    out
 }
 
 /// A notification for an inbox, waiting for its round of [`PUSH_LUA`].
@@ -697,14 +714,8 @@ struct PushJob {
 
 /// One round of inbox writes ([`PUSH_LUA`]): for each, whether it was added (not a
 /// duplicate) and how many old entries the bound dropped.
-async fn push_round(
-    commands: &Client,
-    script: &Script,
-    keys: &Keys,
-    clustered: bool,
-    jobs: Vec<PushJob>,
-) -> Vec<Result<(bool, i64), EngineError>> {
-    let slot = |j: &PushJob| clustered.then(|| keys.slot(j.user));
+async fn push_round(r: ScriptRounds, jobs: Vec<PushJob>) -> Vec<Result<(bool, i64), EngineError>> {
+    let keys = &r.keys;
     let now = crate::time::unix_ms();
     let args = |jobs: &[PushJob]| {
         let mut k = Vec::with_capacity(jobs.len() * 3);
@@ -729,18 +740,13 @@ async fn push_round(
         }
         (k, args)
     };
-    script_round(commands, script, jobs, slot, args, 2, |a| (a[0] == 1, a[1])).await
+    r.run(jobs, |j| j.user, args, 2, |a| (a[0] == 1, a[1]))
+        .await
 }
 
 /// One round of acks ([`ACK_LUA`]): whether each was in its inbox.
-async fn ack_round(
-    commands: &Client,
-    script: &Script,
-    keys: &Keys,
-    clustered: bool,
-    jobs: Vec<(UserId, MsgId)>,
-) -> Vec<Result<bool, EngineError>> {
-    let slot = |(user, _): &(UserId, MsgId)| clustered.then(|| keys.slot(*user));
+async fn ack_round(r: ScriptRounds, jobs: Vec<(UserId, MsgId)>) -> Vec<Result<bool, EngineError>> {
+    let keys = &r.keys;
     let now = crate::time::unix_ms().to_string();
     let args = |jobs: &[(UserId, MsgId)]| {
         let mut k = Vec::with_capacity(jobs.len() * 4);
@@ -762,7 +768,7 @@ async fn ack_round(
         }
         (k, args)
     };
-    script_round(commands, script, jobs, slot, args, 1, |a| a[0] == 1).await
+    r.run(jobs, |(user, _)| *user, args, 1, |a| a[0] == 1).await
 }
 
 /// The read script's answer as entries: `{expired count, id, "<exp> <tail>", ...}`.

@@ -109,14 +109,15 @@ async fn stopping_the_app_returns_cleanly() {
     app.stop().await.expect("run_until_stopped returns Ok");
 }
 
-/// A subscription that looks connected but delivers nothing (the connection stays
-/// open; Redis answers every command): the canary stops coming back, `/readyz` turns
-/// 503, the replica makes its subscriber connection again by itself and is ready again,
-/// and a notification published meanwhile is delivered.
-#[tokio::test]
-async fn a_wedged_subscription_is_noticed_and_repaired_by_the_replica_itself() {
+/// A Redis of the test's own, a [`crate::procs::WedgeProxy`] in front of it, and a
+/// ready app that reaches Redis through the proxy.
+async fn behind_a_proxy() -> (
+    crate::procs::OwnRedis,
+    crate::procs::WedgeProxy,
+    crate::helpers::TestApp,
+) {
     let port = crate::helpers::stable_port();
-    let _redis = crate::procs::OwnRedis::start(port).await;
+    let redis = crate::procs::OwnRedis::start(port).await;
     let proxy = crate::procs::WedgeProxy::start(port).await;
     let app = spawn_app_with(|env| {
         env.insert(
@@ -126,6 +127,16 @@ async fn a_wedged_subscription_is_noticed_and_repaired_by_the_replica_itself() {
     })
     .await;
     app.wait_readyz(200).await;
+    (redis, proxy, app)
+}
+
+/// A subscription that looks connected but delivers nothing (the connection stays
+/// open; Redis answers every command): the canary stops coming back, `/readyz` turns
+/// 503, the replica makes its subscriber connection again by itself and is ready again,
+/// and a notification published meanwhile is delivered.
+#[tokio::test]
+async fn a_wedged_subscription_is_noticed_and_repaired_by_the_replica_itself() {
+    let (_redis, proxy, app) = behind_a_proxy().await;
     let (_, staff) = app.socket_user(Role::Platform).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut socket = app.ws_ok(&token).await;
@@ -149,17 +160,7 @@ async fn a_wedged_subscription_is_noticed_and_repaired_by_the_replica_itself() {
 /// reaches it live.
 #[tokio::test]
 async fn a_resubscription_cut_by_another_reconnect_is_made_again() {
-    let port = crate::helpers::stable_port();
-    let _redis = crate::procs::OwnRedis::start(port).await;
-    let proxy = crate::procs::WedgeProxy::start(port).await;
-    let app = spawn_app_with(|env| {
-        env.insert(
-            "REDIS_URL".into(),
-            format!("redis://127.0.0.1:{}", proxy.port),
-        );
-    })
-    .await;
-    app.wait_readyz(200).await;
+    let (_redis, proxy, app) = behind_a_proxy().await;
     let (_, staff) = app.socket_user(Role::Platform).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut socket = app.ws_ok(&token).await;
