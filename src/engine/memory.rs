@@ -41,16 +41,15 @@ struct State {
 #[derive(Default)]
 struct Inbox {
     entries: VecDeque<(MsgId, u64, Arc<str>)>,
-    /// Acked ids and when, remembered for [`DONE_KEEP_MS`] (at most [`DONE_MAX`]).
+    /// Acked ids and when: the newest [`DONE_MAX`], while the inbox is kept (at least
+    /// [`DONE_KEEP_MS`] after the last ack).
     done: HashMap<MsgId, u64>,
     /// Until when the inbox is kept untouched (Redis: the keys' expiry).
     keep_until_ms: u64,
 }
 
 impl Inbox {
-    fn forget_done(&mut self, now: u64) {
-        self.done
-            .retain(|_, at| now.saturating_sub(*at) < DONE_KEEP_MS);
+    fn forget_done(&mut self) {
         if self.done.len() > DONE_MAX {
             let mut by_age: Vec<(u64, MsgId)> = self.done.iter().map(|(i, t)| (*t, *i)).collect();
             by_age.sort_unstable();
@@ -80,7 +79,7 @@ impl MemoryEngine {
             let removed = inbox.entries.len() < before;
             if removed || always {
                 inbox.done.insert(id, now);
-                inbox.forget_done(now);
+                inbox.forget_done();
             }
             (
                 removed,
@@ -152,7 +151,6 @@ impl Engine for MemoryEngine {
         let deliver = {
             let mut s = self.lock();
             let inbox = s.inboxes.entry(user).or_default();
-            inbox.forget_done(now);
             if inbox.done.contains_key(&id) || inbox.entries.iter().any(|(i, _, _)| *i == id) {
                 return Ok(Pushed::Duplicate);
             }

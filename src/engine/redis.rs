@@ -33,9 +33,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{self, Batcher};
-use super::inbox::{
-    keep_inbox_ms, InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX,
-};
+use super::inbox::{keep_inbox_ms, InboxEntry, MsgId, Pushed, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX};
 use super::wire::{self, Event};
 use super::{
     Engine, EngineError, Keys, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
@@ -111,28 +109,32 @@ return out
 
 /// Removes acked notifications (a round of them, from any users of one slot) and, for
 /// each that was there, remembers the ack and tells the user's other sockets, if the
-/// user has any: with one live socket lease (the acking socket's, which has recorded the
-/// ack itself) nobody else needs the news, and the publish is skipped. A socket that
-/// takes its lease after this script runs reads the inbox afterwards and never sees the
-/// notification.
+/// user may have any: with one socket lease (the acking socket's, which has recorded
+/// the ack itself) nobody else needs the news, and the publish is skipped. A lease left
+/// by a socket that ended without releasing it only costs a publish nobody needs. A
+/// socket that takes its lease after this script runs reads the inbox afterwards and
+/// never sees the notification.
+/// The acked set is trimmed only when it is over its bound (one `ZCARD` per ack, the
+/// oldest removed): its ids are remembered while the set lives.
 /// KEYS per ack: pending zset, frames hash, acked zset, socket leases zset. ARGV now ms,
-/// keep ms, keep count, idle ms, then per ack: id, channel, the `A` event
+/// keep count, idle ms, then per ack: id, channel, the `A` event
 /// ([`wire::Event::Acked`]).
 /// Returns per ack 1 if it was in the inbox, else 0.
 const ACK_LUA: &str = r"
-local now = tonumber(ARGV[1])
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for i = 0, #KEYS / 4 - 1 do
-  local k, a = i * 4, 4 + i * 3
+  local k, a = i * 4, 3 + i * 3
   local id = ARGV[a + 1]
   local n = redis.call('HDEL', KEYS[k + 2], id)
   redis.call('ZREM', KEYS[k + 1], id)
   if n == 1 then
     redis.call('ZADD', KEYS[k + 3], now, id)
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now - tonumber(ARGV[2]))
-    redis.call('ZREMRANGEBYRANK', KEYS[k + 3], 0, -tonumber(ARGV[3]) - 1)
-    redis.call('PEXPIRE', KEYS[k + 3], ARGV[4])
-    if redis.call('ZCOUNT', KEYS[k + 4], now, '+inf') > 1 then
+    if redis.call('ZCARD', KEYS[k + 3]) > max then
+      redis.call('ZREMRANGEBYRANK', KEYS[k + 3], 0, -max - 1)
+    end
+    redis.call('PEXPIRE', KEYS[k + 3], ARGV[3])
+    if redis.call('ZCARD', KEYS[k + 4]) > 1 then
       redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3])
     end
   end
@@ -143,15 +145,16 @@ return out
 
 /// Withdraws a notification: removed if there, remembered as done either way, and every
 /// replica told if it was there. KEYS pending zset, frames hash, acked zset, socket
-/// leases zset (unused); ARGV id, channel, the `A` event, now ms, keep ms, keep count,
-/// idle ms.
+/// leases zset (unused); ARGV id, channel, the `A` event, now ms, keep count, idle ms.
+/// The acked set is bounded as [`ACK_LUA`] bounds it.
 const WITHDRAW_LUA: &str = r"
 local n = redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
-redis.call('PEXPIRE', KEYS[3], ARGV[7])
+if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[5]) then
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[5]) - 1)
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
 if n == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n
 ";
@@ -622,7 +625,6 @@ impl RedisEngine {
                     Value::from(self.keys.channel(Target::User(user))),
                     Value::Bytes(Event::Acked(id).encode()),
                     Value::from(crate::time::unix_ms().to_string()),
-                    Value::from(DONE_KEEP_MS.to_string()),
                     Value::from(DONE_MAX.to_string()),
                     Value::from(INBOX_IDLE_MS.to_string()),
                 ],
@@ -750,10 +752,9 @@ async fn ack_round(r: ScriptRounds, jobs: Vec<(UserId, MsgId)>) -> Vec<Result<bo
     let now = crate::time::unix_ms().to_string();
     let args = |jobs: &[(UserId, MsgId)]| {
         let mut k = Vec::with_capacity(jobs.len() * 4);
-        let mut args = Vec::with_capacity(4 + jobs.len() * 3);
+        let mut args = Vec::with_capacity(3 + jobs.len() * 3);
         args.extend([
             Value::from(now.as_str()),
-            Value::from(DONE_KEEP_MS.to_string()),
             Value::from(DONE_MAX.to_string()),
             Value::from(INBOX_IDLE_MS.to_string()),
         ]);
