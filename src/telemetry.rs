@@ -225,6 +225,10 @@ fn describe() {
         "HTTP connections closed for sending their request headers too slowly (reason=headers) or sitting idle (reason=idle)."
     );
     describe_counter!(
+        "locallife_socket_release_failures_total",
+        "Closed sockets whose per-user place could not be given back in Redis at once; each is tried again every second until it is."
+    );
+    describe_counter!(
         "locallife_http_accept_errors_total",
         "Failed accepts (out of file descriptors, say), each followed by a short back-off."
     );

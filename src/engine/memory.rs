@@ -332,6 +332,7 @@ impl Engine for MemoryEngine {
         conn: &str,
         max: usize,
         lease_until_ms: u64,
+        overdue_before_ms: u64,
     ) -> Result<Place, EngineError> {
         let now = now_ms();
         let mut s = self.lock();
@@ -347,6 +348,9 @@ impl Engine for MemoryEngine {
         }
         let places = s.sockets.entry(user).or_default();
         places.retain(|_, until| *until > now);
+        if places.len() >= max {
+            places.retain(|_, until| *until >= overdue_before_ms);
+        }
         if places.len() >= max {
             return Ok(Place::Full);
         }

@@ -213,13 +213,16 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Takes one of `user`'s socket places, everywhere, unless `max` are taken already
     /// or the user is over the connect rate limit. The place holds until
-    /// `lease_until_ms` unless renewed by [`Engine::renew_sockets`].
+    /// `lease_until_ms` unless renewed by [`Engine::renew_sockets`]. When `max` are
+    /// taken, places whose lease ends before `overdue_before_ms` (overdue for renewal:
+    /// their replica died, or lost Redis) are given up first.
     async fn acquire_socket(
         &self,
         user: UserId,
         conn: &str,
         max: usize,
         lease_until_ms: u64,
+        overdue_before_ms: u64,
     ) -> Result<Place, EngineError>;
 
     async fn release_socket(&self, user: UserId, conn: &str) -> Result<(), EngineError>;

@@ -55,16 +55,20 @@ const CANARY_EVERY: Duration = Duration::from_secs(1);
 /// How recent the last returned canary must be for the subscription to count as live.
 pub const CANARY_FRESH: Duration = Duration::from_secs(5);
 
-/// Counts a connect attempt, then takes a socket place unless `max` live leases exist.
+/// Counts a connect attempt, then takes a socket place unless `max` live leases exist;
+/// when they do, leases overdue for renewal give way first.
 /// KEYS[1] user sockets zset, KEYS[2] connect counter;
-/// ARGV now_ms, lease_until_ms, max, conn, connect limit, window ms.
+/// ARGV now_ms, lease_until_ms, max, conn, connect limit, window ms, overdue_before_ms.
 /// Returns 1 taken, 0 full, -1 rate limited.
 const ACQUIRE_LUA: &str = r"
 local attempts = redis.call('INCR', KEYS[2])
 if attempts == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 if attempts > tonumber(ARGV[5]) then return -1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[7])
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
@@ -1254,6 +1258,7 @@ impl Engine for RedisEngine {
         conn: &str,
         max: usize,
         lease_until_ms: u64,
+        overdue_before_ms: u64,
     ) -> Result<Place, EngineError> {
         let now = crate::time::unix_ms();
         let taken: i64 = self
@@ -1268,6 +1273,7 @@ impl Engine for RedisEngine {
                     conn.to_owned(),
                     CONNECT_LIMIT.to_string(),
                     CONNECT_WINDOW_MS.to_string(),
+                    overdue_before_ms.to_string(),
                 ],
             )
             .await

@@ -22,7 +22,9 @@ mod trim;
 
 use std::sync::Arc;
 
-pub use registry::{Hub, HubConfig, HubError, CENSUS_STALE, LEASE, SOCKET_ROLES};
+pub use registry::{
+    Hub, HubConfig, HubError, CENSUS_STALE, LEASE, LEASE_OVERDUE, LEASE_RENEW, SOCKET_ROLES,
+};
 pub use socket::{Close, Outgoing, Protocol, RoleSet, Socket, Work};
 
 use crate::engine::{Engine, Sink};

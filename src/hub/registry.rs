@@ -23,6 +23,13 @@ pub const SOCKET_ROLES: [Role; 3] = [Role::Rider, Role::Merchant, Role::Platform
 /// How long a socket place is held without renewal; a replica that dies frees its
 /// users' places within this.
 pub const LEASE: Duration = Duration::from_secs(60);
+/// How often a replica renews the leases of its sockets.
+pub const LEASE_RENEW: Duration = Duration::from_secs(20);
+/// A lease not renewed for this long (a renewal overdue by 5 s) belongs to a socket
+/// whose replica died, or could not reach Redis when the socket closed: when its user
+/// has no place left, such leases give way to the new socket, so a user is never locked
+/// out for the rest of a dead replica's leases.
+pub const LEASE_OVERDUE: Duration = Duration::from_secs(25);
 /// A replica whose census is older than this is gone.
 pub const CENSUS_STALE: Duration = Duration::from_secs(30);
 
@@ -44,6 +51,9 @@ pub enum HubError {
     #[error("the hub is shutting down")]
     Closed,
 }
+
+/// Places waiting to be given back again after a failed release, at most.
+const UNRELEASED_MAX: usize = 65_536;
 
 /// Subscription commands waiting for the manager; when full, attaching waits.
 const SUBSCRIPTION_QUEUE: usize = 4096;
@@ -79,6 +89,10 @@ pub struct Hub {
     /// How many times the broker connection was made again: a SUBSCRIBE that was in
     /// flight across a reconnect may have gone to the connection that is gone.
     pub(super) links: AtomicU64,
+    /// Places of closed sockets that could not be given back (Redis did not answer):
+    /// the sweeper tries again, so a Redis outage does not leave them taken until
+    /// their leases run out.
+    pub(super) unreleased: Mutex<Vec<(UserId, Arc<str>)>>,
     /// The replica's tasks: the hub's own, and the one-off ones it starts.
     pub(super) tasks: Tasks,
 }
@@ -106,6 +120,7 @@ impl Hub {
             commands,
             resync: Mutex::new(Default::default()),
             links: AtomicU64::new(0),
+            unreleased: Mutex::new(Vec::new()),
             tasks: tasks.clone(),
         });
         (hub, queue)
@@ -267,13 +282,29 @@ impl Hub {
 
     /// Gives a socket place back (in the background: the socket is gone either way, and
     /// if this fails the lease runs out on its own).
-    pub fn release_place(&self, user: UserId, conn_id: Arc<str>) {
-        let engine = self.engine.clone();
+    pub fn release_place(self: &Arc<Self>, user: UserId, conn_id: Arc<str>) {
+        let hub = Arc::downgrade(self);
         // One per closing socket: tracked, but with no panic watcher (a second task)
         // for a single await that cannot panic.
         self.tasks.spawn_quiet(async move {
-            let _ = engine.release_socket(user, &conn_id).await;
+            let Some(engine) = hub.upgrade().map(|h| h.engine.clone()) else {
+                return;
+            };
+            if engine.release_socket(user, &conn_id).await.is_err() {
+                metrics::counter!("locallife_socket_release_failures_total").increment(1);
+                if let Some(hub) = hub.upgrade() {
+                    hub.retry_release(vec![(user, conn_id)]);
+                }
+            }
         });
+    }
+
+    /// Queues places for the sweeper to give back again (at most [`UNRELEASED_MAX`]:
+    /// beyond that, leases run out on their own).
+    pub(super) fn retry_release(&self, places: Vec<(UserId, Arc<str>)>) {
+        let mut unreleased = self.unreleased.lock().unwrap_or_else(|e| e.into_inner());
+        let room = UNRELEASED_MAX.saturating_sub(unreleased.len());
+        unreleased.extend(places.into_iter().take(room));
     }
 
     /// This replica's sockets of `user`.

@@ -7,7 +7,7 @@
 //! - **Housekeeping**: the engine's own clean-up, once a minute.
 //! - **Trim**: freed handshake memory given back after a wave of connects ([`super::trim`]).
 //! - **Leases**: this replica's socket places renewed (the per-user limit across
-//!   replicas), every third of [`LEASE`].
+//!   replicas), every [`LEASE_RENEW`].
 //! - **Census**: the socket counts other replicas read for `/v1/platform/connections`,
 //!   reported on change (at most every [`CENSUS_MIN`]) and as a heartbeat.
 
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{Hub, HubConfig, LEASE};
+use super::registry::{Hub, HubConfig, LEASE, LEASE_RENEW};
 use super::socket::Close;
 use super::trim;
 use crate::domain::UserId;
@@ -39,7 +39,8 @@ pub(super) async fn run(hub: Weak<Hub>, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(tick(&config));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut housekeeping = Every::new(HOUSEKEEPING_EVERY);
-    let mut leases = Every::new(LEASE / 3);
+    let mut leases = Every::new(LEASE_RENEW);
+    let mut releases = Every::new(Duration::from_secs(1));
     let mut trim = Trim::default();
     let mut census = CensusReport::default();
     loop {
@@ -55,6 +56,9 @@ pub(super) async fn run(hub: Weak<Hub>, cancel: CancellationToken) {
         trim.after_connect_wave(&hub);
         if leases.due() {
             renew_leases(&hub).await;
+        }
+        if releases.due() {
+            release_again(&hub).await;
         }
         census.report_if_due(&hub).await;
     }
@@ -158,6 +162,32 @@ impl Trim {
         }
         self.opened_before = opened;
     }
+}
+
+/// Gives back the places whose release failed: the first alone (while Redis is still
+/// away, one command fails, not thousands), then the rest together.
+async fn release_again(hub: &Hub) {
+    let places = std::mem::take(&mut *hub.unreleased.lock().unwrap_or_else(|e| e.into_inner()));
+    let Some((user, conn)) = places.first() else {
+        return;
+    };
+    if hub.engine.release_socket(*user, conn).await.is_err() {
+        hub.retry_release(places);
+        return;
+    }
+    let rest = &places[1..];
+    let results = futures::future::join_all(
+        rest.iter()
+            .map(|(user, conn)| hub.engine.release_socket(*user, conn)),
+    )
+    .await;
+    let failed: Vec<_> = rest
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_err())
+        .map(|(p, _)| p.clone())
+        .collect();
+    hub.retry_release(failed);
 }
 
 async fn renew_leases(hub: &Hub) {

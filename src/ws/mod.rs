@@ -24,7 +24,7 @@ use crate::auth::{token_from, TokenSource};
 use crate::domain::{Approval, Role};
 use crate::engine::Place;
 use crate::error::ApiError;
-use crate::hub::{Protocol, RoleSet, Socket, LEASE};
+use crate::hub::{Protocol, RoleSet, Socket, LEASE, LEASE_OVERDUE};
 use crate::state::AppState;
 use crate::store::users::AdmissionFacts;
 
@@ -242,11 +242,14 @@ async fn admit_socket(
 
     let hub = state.hub();
     let (seq, conn_id) = hub.next_id();
-    let lease_until = crate::time::unix_ms() + LEASE.as_millis() as u64;
+    let now = crate::time::unix_ms();
+    let lease_until = now + LEASE.as_millis() as u64;
+    // A lease ending before this was not renewed for LEASE_OVERDUE.
+    let overdue_before = lease_until - LEASE_OVERDUE.as_millis() as u64;
     let max = state.config().ws.max_sockets_per_user;
     let took = hub
         .engine()
-        .acquire_socket(user, &conn_id, max, lease_until)
+        .acquire_socket(user, &conn_id, max, lease_until, overdue_before)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot take a socket place");

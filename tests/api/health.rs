@@ -183,3 +183,53 @@ async fn a_resubscription_cut_by_another_reconnect_is_made_again() {
         .expect("the user's channel is subscribed again");
     assert_eq!(n["data"]["title"], "after");
 }
+
+/// A socket that closes while Redis is away cannot give its per-user place back then;
+/// the replica gives it back once Redis returns, so the user is not refused
+/// (`too_many_sockets`) until the lease runs out or is overdue.
+#[tokio::test]
+async fn a_place_released_during_a_redis_outage_is_given_back_when_redis_returns() {
+    let port = crate::helpers::stable_port();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::procs::OwnRedis::start_aof(port, dir.path()).await;
+    let app = spawn_app_with(|env| {
+        env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+        env.insert("WS_MAX_SOCKETS_PER_USER".into(), "1".into());
+    })
+    .await;
+    app.wait_readyz(200).await;
+    let (_, token) = app.socket_user(Role::Platform).await;
+    let failures = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("locallife_socket_release_failures_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = failures(app.metrics_text().await);
+    let mut socket = app.ws_ok(&token).await;
+    redis.stop().await;
+    let _ = socket.stream.close(None).await;
+    let failed = tokio::time::timeout(Duration::from_secs(20), async {
+        while failures(app.metrics_text().await) <= before {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(failed.is_ok(), "the release fails while Redis is away");
+    let _redis = crate::procs::OwnRedis::start_aof(port, dir.path()).await;
+    app.wait_readyz(200).await;
+    // The lease itself would hold for a minute, and give way only after 25 s.
+    let admitted = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if app.ws(&token).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        admitted.is_ok(),
+        "the place is given back once Redis returns"
+    );
+}

@@ -18,6 +18,7 @@ on_both_engines!(
     platform_staff_connect_with_every_role_that_passes,
     the_token_may_come_in_the_header,
     too_many_sockets_is_429_until_one_closes,
+    places_of_a_dead_replica_give_way_once_overdue,
     reconnecting_too_often_is_429,
     a_draining_replica_refuses_sockets,
     a_plain_get_is_400,
@@ -197,6 +198,47 @@ async fn too_many_sockets_is_429_until_one_closes(engine: EngineKind) {
     })
     .await;
     assert!(admitted.is_ok(), "a closed socket frees its place");
+}
+
+/// Places another replica took and stopped renewing (it died): while they are fresh
+/// the user is full; once overdue for renewal they give way to a new socket, long
+/// before their leases run out.
+async fn places_of_a_dead_replica_give_way_once_overdue(engine: EngineKind) {
+    use locallife::hub::{LEASE, LEASE_OVERDUE};
+    let app = spawn_app_on(engine).await;
+    let (user, token) = app.socket_user(Role::Platform).await;
+    let engine = app.state.hub().engine().clone();
+    let max = app.config.ws.max_sockets_per_user;
+    let now = locallife::time::unix_ms();
+    let ms = |d: Duration| d.as_millis() as u64;
+    let take = |conn: String, until: u64| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .acquire_socket(user, &conn, max, until, until - ms(LEASE_OVERDUE))
+                .await
+                .unwrap()
+        }
+    };
+    // Renewed a moment ago by a replica that is alive: they hold.
+    for i in 0..max {
+        let place = take(format!("alive-{i}"), now + ms(LEASE)).await;
+        assert_eq!(place, locallife::engine::Place::Taken);
+    }
+    app.ws_refused(&token, 429, "too_many_sockets").await;
+    for i in 0..max {
+        engine
+            .release_socket(user, &format!("alive-{i}"))
+            .await
+            .unwrap();
+    }
+    // Last renewed LEASE_OVERDUE + 1 s ago: their replica is gone.
+    let renewed = now + ms(LEASE) - ms(LEASE_OVERDUE) - 1000;
+    for i in 0..max {
+        let place = take(format!("dead-{i}"), renewed).await;
+        assert_eq!(place, locallife::engine::Place::Taken);
+    }
+    app.ws_ok(&token).await;
 }
 
 async fn reconnecting_too_often_is_429(engine: EngineKind) {
