@@ -422,7 +422,10 @@ impl RedisEngine {
             .with_performance_config(|p| {
                 p.default_command_timeout = COMMAND_TIMEOUT;
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+            // Attempts 100 ms apart doubling to 500 ms, never given up: after an outage
+            // the subscriber is back (and replays what its sockets missed) within half a
+            // second of Redis, and an attempt costs Redis one refused connect.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 500, 2));
         let commands = builder.build()?;
         // Only the subscriber needs deep channels: fred sizes every one of a client's
         // broadcast channels alike, and at 64k slots the two clients held ~90 MB.
