@@ -280,16 +280,14 @@ impl Hub {
         }
     }
 
-    /// Gives a socket place back (in the background: the socket is gone either way, and
-    /// if this fails the lease runs out on its own).
+    /// Gives a socket place back (in the background: the socket is gone either way; if
+    /// Redis does not answer, the sweeper tries again every second).
     pub fn release_place(self: &Arc<Self>, user: UserId, conn_id: Arc<str>) {
+        let engine = self.engine.clone();
         let hub = Arc::downgrade(self);
         // One per closing socket: tracked, but with no panic watcher (a second task)
         // for a single await that cannot panic.
         self.tasks.spawn_quiet(async move {
-            let Some(engine) = hub.upgrade().map(|h| h.engine.clone()) else {
-                return;
-            };
             if engine.release_socket(user, &conn_id).await.is_err() {
                 metrics::counter!("locallife_socket_release_failures_total").increment(1);
                 if let Some(hub) = hub.upgrade() {

@@ -58,7 +58,7 @@ pub(super) async fn run(hub: Weak<Hub>, cancel: CancellationToken) {
             renew_leases(&hub).await;
         }
         if releases.due() {
-            release_again(&hub).await;
+            release_again(&hub);
         }
         census.report_if_due(&hub).await;
     }
@@ -164,30 +164,35 @@ impl Trim {
     }
 }
 
-/// Gives back the places whose release failed: the first alone (while Redis is still
-/// away, one command fails, not thousands), then the rest together.
-async fn release_again(hub: &Hub) {
+/// Gives back the places whose release failed: in a task of its own (Redis may still
+/// be away, and the sweep must not wait for it), the first alone (then one command
+/// fails, not thousands), then the rest together. What fails again is queued again.
+fn release_again(hub: &Arc<Hub>) {
     let places = std::mem::take(&mut *hub.unreleased.lock().unwrap_or_else(|e| e.into_inner()));
-    let Some((user, conn)) = places.first() else {
-        return;
-    };
-    if hub.engine.release_socket(*user, conn).await.is_err() {
-        hub.retry_release(places);
+    if places.is_empty() {
         return;
     }
-    let rest = &places[1..];
-    let results = futures::future::join_all(
-        rest.iter()
-            .map(|(user, conn)| hub.engine.release_socket(*user, conn)),
-    )
-    .await;
-    let failed: Vec<_> = rest
-        .iter()
-        .zip(results)
-        .filter(|(_, r)| r.is_err())
-        .map(|(p, _)| p.clone())
-        .collect();
-    hub.retry_release(failed);
+    let engine = hub.engine.clone();
+    let weak = Arc::downgrade(hub);
+    hub.tasks.spawn_quiet(async move {
+        let failed = match places.split_first() {
+            Some(((user, conn), rest)) if engine.release_socket(*user, conn).await.is_ok() => {
+                let results = futures::future::join_all(
+                    rest.iter().map(|(u, c)| engine.release_socket(*u, c)),
+                )
+                .await;
+                rest.iter()
+                    .zip(results)
+                    .filter(|(_, r)| r.is_err())
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            }
+            _ => places,
+        };
+        if let Some(hub) = weak.upgrade() {
+            hub.retry_release(failed);
+        }
+    });
 }
 
 async fn renew_leases(hub: &Hub) {
