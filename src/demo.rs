@@ -18,8 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use secrecy::SecretString;
 
 use crate::app::Application;
@@ -28,6 +26,7 @@ use crate::client::PayKeys;
 use crate::config::Config;
 use crate::domain::{Role, UserId};
 use crate::store::{self, merchants, riders, users};
+use crate::wechat::rsa_keys::PemKeyPair;
 
 const SHOP: (f64, f64) = (31.2304, 121.4737);
 /// The demo's subscription-message template for `order.paid`.
@@ -102,18 +101,12 @@ async fn seed(db: &deadpool_postgres::Pool) -> anyhow::Result<World> {
 
 /// WeChat Pay's side for the demo: a platform key pair and an APIv3 key, kept in `dir`.
 fn pay_keys(dir: &Path) -> anyhow::Result<()> {
-    let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?;
+    let key = PemKeyPair::generate()?;
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text).with_context(|| format!("cannot write {name}"))
     };
-    write(
-        PayKeys::PLATFORM_PRIVATE,
-        key.to_pkcs8_pem(LineEnding::LF)?.as_str(),
-    )?;
-    write(
-        PayKeys::PLATFORM_PUBLIC,
-        &RsaPublicKey::from(&key).to_public_key_pem(LineEnding::LF)?,
-    )?;
+    write(PayKeys::PLATFORM_PRIVATE, &key.private)?;
+    write(PayKeys::PLATFORM_PUBLIC, &key.public)?;
     let apiv3: String = {
         use rand::distributions::Alphanumeric;
         use rand::Rng;

@@ -25,7 +25,7 @@ mod tests {
     use crate::engine::wire::Event;
     use crate::engine::MsgId;
     use crate::wechat::pay::{self, NotifyHeaders, NotifyVerifier, PlatformKey};
-    use crate::wechat::rsa_keys::{SigningKey, VerifyingKey};
+    use crate::wechat::rsa_keys::{PemKeyPair, SigningKey, VerifyingKey};
 
     /// Runs `test` over `strategy`: one batch, or fresh batches until `FUZZ_SECONDS`
     /// have passed. Prints how many cases ran.
@@ -74,19 +74,16 @@ mod tests {
     fn webhook() -> &'static (NotifyVerifier, SigningKey) {
         static KEYS: OnceLock<(NotifyVerifier, SigningKey)> = OnceLock::new();
         KEYS.get_or_init(|| {
-            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-            let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-            let public = rsa::RsaPublicKey::from(&key)
-                .to_public_key_pem(LineEnding::LF)
-                .unwrap();
+            let keys = PemKeyPair::generate().unwrap();
             let verifier = NotifyVerifier::new(
                 "1900000109",
-                PlatformKey::new(KEY_ID, VerifyingKey::from_public_key_pem(&public).unwrap()),
+                PlatformKey::new(
+                    KEY_ID,
+                    VerifyingKey::from_public_key_pem(&keys.public).unwrap(),
+                ),
                 secrecy::SecretString::from(APIV3.to_owned()),
             );
-            let signer =
-                SigningKey::from_pkcs8_pem(key.to_pkcs8_pem(LineEnding::LF).unwrap().as_str())
-                    .unwrap();
+            let signer = SigningKey::from_pkcs8_pem(&keys.private).unwrap();
             (verifier, signer)
         })
     }

@@ -1,6 +1,7 @@
 //! RSA-SHA256 (PKCS#1 v1.5) signatures as WeChat Pay uses them, on `ring`'s
 //! constant-time RSA: the merchant's private key signs requests and `paySign`; WeChat
-//! Pay's public key verifies notifications and API answers.
+//! Pay's public key verifies notifications and API answers. Throwaway key pairs (the
+//! demo's WeChat Pay, the tests) come from AWS-LC, since ring cannot generate RSA keys.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -18,6 +19,51 @@ pub enum KeyError {
     Private,
     #[error("not a PEM RSA public key (SubjectPublicKeyInfo)")]
     Public,
+    #[error("cannot generate an RSA key pair")]
+    Generate,
+}
+
+/// A new 2048-bit RSA key pair, as PEM text in the shapes the keys above read and WeChat
+/// Pay hands out.
+pub struct PemKeyPair {
+    /// `-----BEGIN PRIVATE KEY-----` (PKCS#8).
+    pub private: String,
+    /// `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo).
+    pub public: String,
+}
+
+impl PemKeyPair {
+    /// Generates a throwaway key pair with AWS-LC (ring has no RSA key generation; the
+    /// RustCrypto `rsa` crate, which has, carries RUSTSEC-2023-0071 and is kept out of
+    /// the binary). Only key generation uses AWS-LC: signing and verifying stay on ring.
+    pub fn generate() -> Result<Self, KeyError> {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+        use aws_lc_rs::rsa::{KeyPair, KeySize};
+        use aws_lc_rs::signature::KeyPair as _;
+
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
+        let private: Pkcs8V1Der = pair.as_der().map_err(|_| KeyError::Generate)?;
+        let public: PublicKeyX509Der =
+            pair.public_key().as_der().map_err(|_| KeyError::Generate)?;
+        Ok(Self {
+            private: pem("PRIVATE KEY", private.as_ref()),
+            public: pem("PUBLIC KEY", public.as_ref()),
+        })
+    }
+}
+
+/// RFC 7468 text: base64 in lines of 64 characters between the labelled boundaries.
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = B64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for (i, c) in body.chars().enumerate() {
+        if i > 0 && i % 64 == 0 {
+            out.push('\n');
+        }
+        out.push(c);
+    }
+    out.push_str(&format!("\n-----END {label}-----\n"));
+    out
 }
 
 /// A private key that signs.
@@ -172,46 +218,55 @@ mod tests {
     }
 }
 
-/// Checked against the RustCrypto implementation, which the test fakes also use.
+/// Checked against AWS-LC, a second implementation: what one signs the other verifies,
+/// and the generated PEM text reads in both.
 #[cfg(test)]
 mod cross_check {
     use super::*;
-    use ::rsa::pkcs1v15;
-    use ::rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-    use ::rsa::signature::{SignatureEncoding, Signer, Verifier};
-    use sha2::Sha256;
+    use aws_lc_rs::rand::SystemRandom as TheirRandom;
+    use aws_lc_rs::signature::{
+        KeyPair as _, RsaKeyPair as TheirKeyPair, UnparsedPublicKey as TheirPublicKey,
+        RSA_PKCS1_2048_8192_SHA256 as THEIR_VERIFY, RSA_PKCS1_SHA256 as THEIR_SIGN,
+    };
 
     #[test]
     fn signatures_agree_with_another_implementation() {
-        let key = ::rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-        let public = ::rsa::RsaPublicKey::from(&key);
-        let signing =
-            SigningKey::from_pkcs8_pem(key.to_pkcs8_pem(LineEnding::LF).unwrap().as_str()).unwrap();
-        let verifying =
-            VerifyingKey::from_public_key_pem(&public.to_public_key_pem(LineEnding::LF).unwrap())
-                .unwrap();
+        let pems = PemKeyPair::generate().unwrap();
+        assert!(pems.private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(pems.public.ends_with("\n-----END PUBLIC KEY-----\n"));
+        assert!(pems.private.lines().all(|l| l.len() <= 64));
+        let signing = SigningKey::from_pkcs8_pem(&pems.private).unwrap();
+        let verifying = VerifyingKey::from_public_key_pem(&pems.public).unwrap();
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pems.private.as_bytes()).unwrap();
+        let theirs = TheirKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+        let their_public = TheirPublicKey::new(&THEIR_VERIFY, theirs.public_key().as_ref());
         let message = b"1700000000\nnonce\n{\"prepay_id\":\"wx1\"}\n";
 
         // Ours signs, theirs verifies.
         let ours = B64.decode(signing.sign(message)).unwrap();
-        let theirs_verifier = pkcs1v15::VerifyingKey::<Sha256>::new(public);
-        theirs_verifier
-            .verify(
-                message,
-                &pkcs1v15::Signature::try_from(ours.as_slice()).unwrap(),
-            )
-            .unwrap();
+        their_public.verify(message, &ours).unwrap();
         // Theirs signs, ours verifies; a changed message or signature does not.
-        let theirs = B64.encode(
-            pkcs1v15::SigningKey::<Sha256>::new(key)
-                .sign(message)
-                .to_bytes(),
-        );
+        let mut signature = vec![0; theirs.public_modulus_len()];
+        theirs
+            .sign(&THEIR_SIGN, &TheirRandom::new(), message, &mut signature)
+            .unwrap();
+        let theirs = B64.encode(&signature);
         assert!(verifying.verify(message, &theirs));
         assert!(!verifying.verify(b"other", &theirs));
         let mut bent = B64.decode(&theirs).unwrap();
         bent[10] ^= 1;
         assert!(!verifying.verify(message, &B64.encode(bent)));
         assert!(!verifying.verify(message, "not base64!"));
+    }
+
+    #[test]
+    fn pem_lines_are_64_characters() {
+        let text = pem("X", &[0xab; 100]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.first(), Some(&"-----BEGIN X-----"));
+        assert_eq!(lines.last(), Some(&"-----END X-----"));
+        // 100 bytes are 136 characters of base64: 64, 64 and 8.
+        let widths: Vec<usize> = lines[1..lines.len() - 1].iter().map(|l| l.len()).collect();
+        assert_eq!(widths, [64, 64, 8]);
     }
 }
