@@ -75,7 +75,7 @@ export REDIS_URL=redis://127.0.0.1:6379
 export REDIS_KEY_PREFIX=bench-$$
 export LOG_FORMAT=json RUST_LOG=warn
 # Capacity, not the abuse limits, is measured: request rate limits out of the way.
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 HTTP_RATE_BACK_OFFICE=1000000
+export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
 "$BIN" migrate >&2
 "$GEN" seed --riders "$SEED" --out "$WORK/users.json" >&2
 

@@ -35,7 +35,7 @@ trap cleanup EXIT
 export JWT_SECRET=compare-secret-0123456789abcdef-0123456 REDIS_URL=redis://127.0.0.1:6379
 export LOG_FORMAT=json RUST_LOG=warn
 # Capacity, not the abuse limits, is measured: request rate limits out of the way.
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 HTTP_RATE_BACK_OFFICE=1000000
+export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
 for i in 0 1; do
     psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_compare_$i WITH (FORCE)" \
         -c "CREATE DATABASE locallife_compare_$i" >/dev/null 2>&1

@@ -24,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export JWT_SECRET=idle-secret-0123456789abcdef-0123456789 REDIS_URL=redis://127.0.0.1:6379
-export LOG_FORMAT=json RUST_LOG=warn HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000
+export LOG_FORMAT=json RUST_LOG=warn HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000
 export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_idle
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_idle WITH (FORCE)" -c "CREATE DATABASE locallife_idle" >/dev/null
 "${BINS[0]}" migrate >&2

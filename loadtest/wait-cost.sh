@@ -40,7 +40,7 @@ psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_wait WITH (FORCE)" -c "
 export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_wait
 export JWT_SECRET=wait-cost-secret-0123456789abcdef-0123 LOG_FORMAT=json RUST_LOG=warn
 # Capacity, not the abuse limits, is measured: request rate limits out of the way.
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 HTTP_RATE_BACK_OFFICE=1000000
+export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
 export REDIS_URL=redis://127.0.0.1:$P REDIS_KEY_PREFIX=wait-$$
 "$BIN" migrate >&2
 "$GEN" seed --riders $((SOCKETS * 2)) --out "$WORK/users.json" >&2

@@ -137,6 +137,10 @@ pub struct RateConfig {
     /// `HTTP_RATE_BACK_OFFICE` (default 1000): per user and per address on
     /// `/v1/platform/*` and the WeChat Pay webhook.
     pub back_office: u32,
+    /// `HTTP_RATE_LOGIN` (default 10): anonymous logins per client address, checked
+    /// before WeChat's `code2Session` is called (the app's daily WeChat quota is shared
+    /// by every user).
+    pub login: u32,
     /// `HTTP_FORWARDED_FOR` (default false): behind an ingress or load balancer that
     /// appends the client's address to `X-Forwarded-For`, take the client address from
     /// that header's last entry (the one the proxy wrote; earlier ones are the client's
@@ -156,6 +160,10 @@ pub struct ConnLimits {
     /// `MAX_CONNECTIONS` (default 20,000): connections held at once, WebSockets included;
     /// more are answered 503 and closed.
     pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_ADDRESS` (default 1,000): connections held at once from one
+    /// client address (an IPv6 client by its /64); `None` behind a proxy
+    /// (`HTTP_FORWARDED_FOR`), where every connection comes from the proxy.
+    pub max_per_address: Option<usize>,
 }
 
 /// WebSocket tuning (SPEC §2.2, §3).
@@ -565,6 +573,12 @@ impl Config {
                     |n| *n >= 1,
                     "a whole number, at least 1",
                 )?,
+                login: vars.number(
+                    "HTTP_RATE_LOGIN",
+                    10,
+                    |n| *n >= 1,
+                    "a whole number, at least 1",
+                )?,
                 forwarded_for: vars.number(
                     "HTTP_FORWARDED_FOR",
                     false,
@@ -582,6 +596,12 @@ impl Config {
                     |n| (1..=10_000_000).contains(n),
                     "a whole number from 1 to 10000000",
                 )?,
+                max_per_address: Some(vars.number(
+                    "MAX_CONNECTIONS_PER_ADDRESS",
+                    1_000,
+                    |n| (1..=10_000_000).contains(n),
+                    "a whole number from 1 to 10000000",
+                )?),
             },
             orders_unpaid_max: vars.number(
                 "ORDERS_UNPAID_MAX",
@@ -599,7 +619,18 @@ impl Config {
             subscribe,
             wechat_pay,
             log_format,
-        })
+        }
+        .behind_proxy_rules())
+    }
+
+    /// Behind a proxy every connection comes from the proxy's address: the per-address
+    /// connection cap would cap the proxy, so it is off (the proxy's own limits and the
+    /// per-address request rate, keyed by `X-Forwarded-For`, protect the replica).
+    fn behind_proxy_rules(mut self) -> Self {
+        if self.rates.forwarded_for {
+            self.connections.max_per_address = None;
+        }
+        self
     }
 }
 

@@ -268,4 +268,107 @@ mod tests {
             },
         );
     }
+
+    #[test]
+    fn http_method_tokens() {
+        // Any token a client can send as a method: one of ten labels, never its own.
+        fuzz("method_tokens", "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}", |m| {
+            if let Ok(method) = axum::http::Method::from_bytes(m.as_bytes()) {
+                let label = crate::http::log::method_label(&method);
+                prop_assert!(
+                    label == "other" || label == method.as_str(),
+                    "{} labelled {}",
+                    m,
+                    label
+                );
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn forwarded_for_headers() {
+        // Whatever a client writes, the key is the right-most entry when it parses,
+        // else nothing (the peer counts): never an earlier entry.
+        fuzz(
+            "forwarded_for",
+            proptest::collection::vec("[0-9a-fA-F:.\\[\\], ]{0,48}|unknown", 0..4),
+            |entries| {
+                let mut headers = HeaderMap::new();
+                for e in &entries {
+                    if let Ok(v) = HeaderValue::from_str(e) {
+                        headers.append("x-forwarded-for", v);
+                    }
+                }
+                let got = crate::http::limits::forwarded_for(&headers);
+                // Only the right-most entry decides.
+                let last = headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .next_back()
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit(',').next())
+                    .map(str::to_owned);
+                let mut alone = HeaderMap::new();
+                if let Some(v) = last.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+                    alone.insert("x-forwarded-for", v);
+                }
+                prop_assert_eq!(crate::http::limits::forwarded_for(&alone), got);
+                if let Some(ip) = got {
+                    let key = crate::http::limits::address_key(ip);
+                    prop_assert_eq!(crate::http::limits::address_key(key), key);
+                }
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn order_lines() {
+        // Merged lines hold each product once, within the caps; nothing overflows.
+        fuzz(
+            "order_lines",
+            proptest::collection::vec((0i64..5, any::<i32>()), 0..60),
+            |lines| {
+                if let Ok(merged) = crate::http::orders::merged_lines_of(&lines) {
+                    let mut products: Vec<i64> = merged.iter().map(|(p, _)| *p).collect();
+                    products.sort_unstable();
+                    products.dedup();
+                    prop_assert_eq!(products.len(), merged.len());
+                    prop_assert!(merged.iter().all(|(_, q)| (1..=999).contains(q)));
+                    prop_assert!(merged.iter().map(|(_, q)| i64::from(*q)).sum::<i64>() <= 2_000);
+                    let asked: i64 = lines.iter().map(|(_, q)| i64::from(*q)).sum();
+                    let got: i64 = merged.iter().map(|(_, q)| i64::from(*q)).sum();
+                    prop_assert_eq!(asked, got, "nothing dropped or added");
+                }
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn control_characters_in_bodies() {
+        // A body whose text holds a control character (other than tab, line feed,
+        // carriage return) is always found, whatever its nesting.
+        fuzz(
+            "control_characters",
+            (".{0,20}", 0u32..0x20, 0usize..4),
+            |(text, control, depth)| {
+                let control = char::from_u32(control).unwrap_or('\0');
+                let mut value = serde_json::Value::String(format!("{text}{control}"));
+                for i in 0..depth {
+                    value = if i % 2 == 0 {
+                        serde_json::json!({ "k": value })
+                    } else {
+                        serde_json::json!([1, value])
+                    };
+                }
+                let found = crate::http::json::control_character_at(&value);
+                let forbidden = crate::http::json::forbidden_control(control)
+                    || text.chars().any(crate::http::json::forbidden_control);
+                prop_assert_eq!(found.is_some(), forbidden);
+                Ok(())
+            },
+        );
+    }
 }

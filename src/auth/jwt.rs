@@ -56,6 +56,18 @@ impl Claims {
 /// The longest lifetime a token may be minted with (`ACCESS_TOKEN_TTL`, `token --ttl`).
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// Whether `claims` lives no longer than [`MAX_TTL`] (plus the leeway), whoever minted
+/// it: issued no later than `now_s` (plus the leeway), expiring at most `MAX_TTL` after
+/// it was issued, its millisecond issue time within its issue second. A token signed
+/// with the key but a century long is refused like a forged one.
+fn lifetime_within_cap(claims: &Claims, now_s: u64) -> bool {
+    let issued_in_time = claims.iat <= now_s.saturating_add(LEEWAY_SECS);
+    let short_enough =
+        claims.exp.saturating_sub(claims.iat) <= MAX_TTL.as_secs().saturating_add(LEEWAY_SECS);
+    let ms_agrees = claims.iat_ms.is_none_or(|ms| ms / 1000 == claims.iat);
+    issued_in_time && short_enough && ms_agrees
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("token expired")]
@@ -169,7 +181,7 @@ impl Tokens {
                 _ => TokenError::Invalid,
             })?;
         let id: i64 = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
-        if id <= 0 {
+        if id <= 0 || !lifetime_within_cap(&data.claims, crate::time::unix_ms() / 1000) {
             return Err(TokenError::Invalid);
         }
         Ok((UserId(id), data.claims))
@@ -191,6 +203,31 @@ mod tests {
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_token_longer_than_the_cap_is_refused_whoever_signed_it() {
+        let t = Tokens::new(&config(KEY));
+        let now = now_secs();
+        let claims = |iat: u64, exp: u64, iat_ms: Option<u64>| Claims {
+            sub: "42".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat,
+            exp,
+            nbf: None,
+            iat_ms,
+        };
+        let signed = |c: &Claims| t.mint_claims(c, Duration::ZERO).token;
+        let century = claims(now, now + 100 * 365 * 86_400, None);
+        assert_eq!(t.verify(&signed(&century)).err(), Some(TokenError::Invalid));
+        let a_day = claims(now, now + MAX_TTL.as_secs(), Some(now * 1000 + 999));
+        assert!(t.verify(&signed(&a_day)).is_ok());
+        let future = claims(now + 3600, now + 7200, None);
+        assert_eq!(t.verify(&signed(&future)).err(), Some(TokenError::Invalid));
+        // A millisecond issue time far from the second: a way round a logout.
+        let skewed = claims(now, now + 600, Some((now + 86_400) * 1000));
+        assert_eq!(t.verify(&signed(&skewed)).err(), Some(TokenError::Invalid));
+    }
 
     #[test]
     fn a_token_not_yet_valid_is_refused() {

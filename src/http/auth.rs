@@ -48,12 +48,14 @@ fn valid_code(code: &str) -> bool {
         (status = 200, description = "Signed in", body = LoginResponse),
         (status = 401, description = "`wechat_code_invalid`: the code is invalid or used (WeChat 40029/40163)", body = super::openapi::Error),
         (status = 403, description = "`wechat_user_blocked` (WeChat 40226)", body = super::openapi::Error),
+        (status = 429, description = "`rate_limited`: too many logins from this address (`HTTP_RATE_LOGIN`), or WeChat's own limit (45011)", body = super::openapi::Error),
         (status = 502, description = "`wechat_unavailable`: WeChat failed or timed out", body = super::openapi::Error),
         (status = 503, description = "`wechat_not_configured`, or the database is unavailable", body = super::openapi::Error),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn wechat_login(
     State(state): State<AppState>,
+    address: Option<axum::Extension<super::limits::ClientAddress>>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     if !valid_code(&body.code) {
@@ -61,6 +63,13 @@ pub async fn wechat_login(
             "invalid_code",
             "code must be the non-empty string from wx.login",
         ));
+    }
+    // Every login calls WeChat, whose daily quota the whole app shares: an address gets
+    // a small budget of its own, checked before the call.
+    if let Some(axum::Extension(super::limits::ClientAddress(address))) = address {
+        if let Err(wait) = state.limits().check_login(address) {
+            return Err(super::limits::too_many(wait, "login"));
+        }
     }
     let wechat = state.wechat().ok_or_else(|| {
         ApiError::unavailable("wechat_not_configured", "WeChat login is not configured")

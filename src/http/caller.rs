@@ -56,7 +56,12 @@ pub async fn authenticate_on(
         .tokens()
         .verify(&token)
         .map_err(|_| ApiError::unauthorized())?;
-    if let Err(wait) = state.limits().check_user(id, back_office) {
+    // A token known to be logged out is refused before it can spend its user's quota
+    // (a stolen, logged-out token cannot lock its owner out).
+    if state.limits().known_revoked(id, &claims) {
+        return Err(ApiError::unauthorized());
+    }
+    if let Err(wait) = state.limits().check_user(id, &claims, back_office) {
         return Err(super::limits::too_many(wait, "user"));
     }
     let (roles, valid_from) = store::users::roles(state.db(), id)
@@ -64,6 +69,9 @@ pub async fn authenticate_on(
         .ok_or_else(ApiError::unauthorized)?;
     // Minted before the user logged out: refused (read with the roles, no extra query).
     if claims.revoked_by(valid_from) {
+        if let Some(from) = valid_from {
+            state.limits().remember_revoked(id, from);
+        }
         return Err(ApiError::unauthorized());
     }
     Ok(Caller { id, roles })

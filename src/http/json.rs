@@ -2,13 +2,22 @@
 //!
 //! axum's own `Json` answers rejections as plain text; clients of this API switch on
 //! `code`, so each way a body can be wrong gets one: `malformed_json` (400, not JSON),
-//! `invalid_body` (422, JSON of the wrong shape), `unsupported_media_type` (400, no JSON
-//! content type), `body_too_large` (413).
+//! `invalid_body` (422, JSON of the wrong shape, or a text holding a control
+//! character), `unsupported_media_type` (400, no JSON content type), `body_too_large`
+//! (413).
+//!
+//! Control characters: no text a client stores or sends on may hold one (SPEC §4): a NUL
+//! cannot be stored in PostgreSQL at all, and the others only hide text from whoever
+//! reads it. Tab, line feed and carriage return are let through (multi-line notices).
+//! The check runs on every string of the body, object keys included, before the body
+//! reaches a handler, so no field can be forgotten.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -23,11 +32,100 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::bad_request(
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the body is too large",
+                )
+            } else {
+                ApiError::bad_request("bad_body", e.body_text())
+            }
+        })?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::bad_request("malformed_json", "the body is not valid JSON"))?;
+        if let Some(field) = control_character_at(&value) {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                format!("{field}: control characters are not allowed in text"),
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(rejection_to_error(rejection)),
         }
     }
+}
+
+/// `application/json`, or any `application/*+json`, parameters aside.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Whether `c` may not appear in client text: a control character other than tab, line
+/// feed and carriage return.
+pub fn forbidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// The path (`address.detail`, `items[2].name`) of the first string in `value` that
+/// holds a forbidden control character, if any; a key holding one names its parent.
+pub fn control_character_at(value: &Value) -> Option<String> {
+    fn walk(value: &Value, path: &mut String) -> Option<String> {
+        match value {
+            Value::String(s) if s.chars().any(forbidden_control) => Some(shown(path)),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(v, path);
+                path.truncate(len);
+                found
+            }),
+            Value::Object(map) => map.iter().find_map(|(k, v)| {
+                if k.chars().any(forbidden_control) {
+                    return Some(shown(path));
+                }
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let found = walk(v, path);
+                path.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    /// Keys are the client's: a long path is cut.
+    fn shown(path: &str) -> String {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.chars().take(100).collect()
+        }
+    }
+    walk(value, &mut String::new())
 }
 
 fn rejection_to_error(rejection: JsonRejection) -> ApiError {
@@ -52,5 +150,54 @@ fn rejection_to_error(rejection: JsonRejection) -> ApiError {
             )
         }
         other => ApiError::bad_request("bad_body", other.body_text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_control_character_is_found_by_its_field() {
+        assert_eq!(
+            control_character_at(&json!({"name": "ok\ttoo\nfine"})),
+            None
+        );
+        assert_eq!(
+            control_character_at(&json!({"name": "bad\u{0}"})).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            control_character_at(&json!({"address": {"lat": 1, "detail": "x\u{1b}[31m"}}))
+                .as_deref(),
+            Some("address.detail")
+        );
+        assert_eq!(
+            control_character_at(&json!({"items": [{"n": "a"}, {"n": "\u{7f}"}]})).as_deref(),
+            Some("items[1].n")
+        );
+        assert_eq!(
+            control_character_at(&json!({"data": {"k\u{0}": 1}})).as_deref(),
+            Some("data")
+        );
+        assert_eq!(
+            control_character_at(&json!("\u{85}")).as_deref(),
+            Some("body")
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, v.parse().unwrap());
+            json_content_type(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!json_content_type(&HeaderMap::new()));
     }
 }

@@ -10,14 +10,54 @@ use super::openapi::{OrderReceipts, Urged};
 use super::caller::Caller;
 use super::json::ApiJson;
 use super::path::ApiPath;
-use crate::domain::Role;
+use crate::domain::{Role, UserId};
 use crate::error::ApiError;
 use crate::service::orders as flows;
 use crate::state::AppState;
 use crate::store::orders::{self, Address, Order, UrgeOutcome};
+use crate::store::receipts::Receipt;
 use crate::wechat::pay::PayParams;
 
 const MAX_ITEMS: usize = 50;
+/// The most of one product in an order (after lines of the same product are merged).
+const MAX_QUANTITY: i32 = 999;
+/// The most units in an order, all products together.
+const MAX_TOTAL_QUANTITY: i32 = 2_000;
+
+/// The order's lines with each product once (lines of the same product added up), each
+/// within [`MAX_QUANTITY`] and all within [`MAX_TOTAL_QUANTITY`]: repeating a line
+/// cannot get round the per-line cap.
+fn merged_lines(lines: &[NewItem]) -> Result<Vec<(i64, i32)>, ApiError> {
+    let pairs: Vec<(i64, i32)> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+    merged_lines_of(&pairs)
+}
+
+/// [`merged_lines`] of (product, quantity) pairs.
+pub(crate) fn merged_lines_of(lines: &[(i64, i32)]) -> Result<Vec<(i64, i32)>, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable("invalid_items", message);
+    let mut merged: Vec<(i64, i32)> = Vec::with_capacity(lines.len());
+    for &(product, quantity) in lines {
+        if quantity < 1 {
+            return Err(invalid(format!("quantity must be 1 to {MAX_QUANTITY}")));
+        }
+        match merged.iter_mut().find(|(p, _)| *p == product) {
+            Some((_, q)) => *q = q.saturating_add(quantity),
+            None => merged.push((product, quantity)),
+        }
+    }
+    if merged.iter().any(|(_, q)| *q > MAX_QUANTITY) {
+        return Err(invalid(format!(
+            "quantity must be 1 to {MAX_QUANTITY} per product (lines of one product are added up)"
+        )));
+    }
+    let total = merged.iter().fold(0i32, |t, (_, q)| t.saturating_add(*q));
+    if total > MAX_TOTAL_QUANTITY {
+        return Err(invalid(format!(
+            "an order holds at most {MAX_TOTAL_QUANTITY} units in all"
+        )));
+    }
+    Ok(merged)
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"merchant_id": 1, "items": [{"product_id": 1, "quantity": 2}],
@@ -69,12 +109,7 @@ pub async fn create(
             format!("an order has 1 to {MAX_ITEMS} items"),
         ));
     }
-    if body.items.iter().any(|i| !(1..=999).contains(&i.quantity)) {
-        return Err(ApiError::unprocessable(
-            "invalid_items",
-            "quantity must be 1 to 999",
-        ));
-    }
+    let items = merged_lines(&body.items)?;
     let a = &body.address;
     if !crate::domain::valid_position(a.lat, a.lng) {
         return Err(ApiError::unprocessable(
@@ -88,11 +123,6 @@ pub async fn create(
             "detail must be 1 to 200 characters",
         ));
     }
-    let items: Vec<(i64, i32)> = body
-        .items
-        .iter()
-        .map(|i| (i.product_id, i.quantity))
-        .collect();
     let address = Address {
         lat: a.lat,
         lng: a.lng,
@@ -165,11 +195,23 @@ pub async fn urge(
     }
 }
 
+/// The receipts, with only the recipients in `users`; receipts left with none dropped.
+fn only_to(receipts: Vec<Receipt>, users: &[UserId]) -> Vec<Receipt> {
+    receipts
+        .into_iter()
+        .filter_map(|mut r| {
+            r.recipients.retain(|p| users.contains(&p.user_id));
+            (!r.recipients.is_empty()).then_some(r)
+        })
+        .collect()
+}
+
 /// `GET /v1/orders/{id}/notifications`: the receipts of the order's notifications, for
-/// its merchant's admins and platform staff (404 for anyone else).
+/// its merchant's admins (those addressed to the merchant's admins only) and platform
+/// staff (all; 404 for anyone else).
 #[utoipa::path(get, path = "/orders/{id}/notifications", operation_id = "order_receipts", tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The order")),
-    responses((status = 200, description = "The receipts of the order's notifications", body = OrderReceipts)))]
+    responses((status = 200, description = "The receipts of the order's notifications: for the merchant's admins, only those addressed to them", body = OrderReceipts)))]
 pub async fn receipts(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,16 +220,60 @@ pub async fn receipts(
     let order = orders::get(state.db(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let allowed = caller.has(Role::Platform)
-        || crate::store::merchants::admins(state.db(), order.merchant_id)
-            .await?
-            .contains(&caller.id);
-    if !allowed {
+    let staff = caller.has(Role::Platform);
+    let admins = if staff {
+        Vec::new()
+    } else {
+        crate::store::merchants::admins(state.db(), order.merchant_id).await?
+    };
+    if !staff && !admins.contains(&caller.id) {
         return Err(ApiError::not_found());
     }
-    let notifications = crate::store::receipts::of_order(state.db(), id).await?;
+    let mut notifications = crate::store::receipts::of_order(state.db(), id).await?;
+    // A merchant sees what was sent to its own admins, nothing of the riders offered
+    // the order or of staff notices; staff see everything.
+    if !staff {
+        notifications = only_to(notifications, &admins);
+    }
     Ok(Json(OrderReceipts {
         order_id: id,
         notifications,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(l: &[(i64, i32)]) -> Vec<NewItem> {
+        l.iter()
+            .map(|&(product_id, quantity)| NewItem {
+                product_id,
+                quantity,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeated_lines_are_merged_before_the_per_product_cap() {
+        assert_eq!(
+            merged_lines(&lines(&[(1, 2), (2, 1), (1, 3)])).unwrap(),
+            vec![(1, 5), (2, 1)]
+        );
+        assert!(merged_lines(&lines(&[(1, 999)])).is_ok());
+        let fifty = vec![(7, 999); 50];
+        assert!(
+            merged_lines(&lines(&fifty)).is_err(),
+            "50 x 999 of one product"
+        );
+        assert!(merged_lines(&lines(&[(1, 500), (1, 500)])).is_err());
+        assert!(merged_lines(&lines(&[(1, 0)])).is_err());
+        assert!(merged_lines(&lines(&[(1, i32::MAX), (1, i32::MAX)])).is_err());
+    }
+
+    #[test]
+    fn an_order_has_a_total_cap() {
+        assert!(merged_lines(&lines(&[(1, 999), (2, 999)])).is_ok());
+        assert!(merged_lines(&lines(&[(1, 999), (2, 999), (3, 3)])).is_err());
+    }
 }

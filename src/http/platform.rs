@@ -29,6 +29,11 @@ const MAX_TITLE: usize = 100;
 /// The longest `Idempotency-Key` accepted.
 const MAX_KEY: usize = 255;
 
+/// 1 to [`MAX_KEY`] bytes of visible ASCII: no spaces, tabs or control characters.
+fn valid_idempotency_key(key: &str) -> bool {
+    (1..=MAX_KEY).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The request's `Idempotency-Key`, if any, bound to `caller` and to the request itself
 /// (`route` and the parsed body): the same key with another body is refused (422).
 fn idempotency(
@@ -43,7 +48,7 @@ fn idempotency(
     let key = value
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
+        .filter(|k| valid_idempotency_key(k))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_idempotency_key",
@@ -132,7 +137,7 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
 /// `POST /v1/platform/notifications`: to one user (kept until acked) or to every
 /// connected socket of a role (an announcement, live only).
 #[utoipa::path(post, path = "/platform/notifications", tag = "platform", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters: a repeat within 24 h answers the same message_id and sends nothing again")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters (no spaces): a repeat within 24 h answers the same message_id and sends nothing again")),
     request_body = SendNotification,
     responses(
         (status = 202, description = "Sent", body = MessageId),
@@ -555,11 +560,26 @@ pub async fn receipt(
     ApiPath(message_id): ApiPath<String>,
 ) -> Result<Json<store::receipts::Receipt>, ApiError> {
     caller.require(Role::Platform)?;
-    if message_id.len() > 64 {
+    if message_id.len() > 64 || !message_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::not_found());
     }
     store::receipts::of_message(state.db(), &message_id)
         .await?
         .map(Json)
         .ok_or_else(ApiError::not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_of_1_to_255_bytes() {
+        assert!(valid_idempotency_key("order-42:paid"));
+        assert!(valid_idempotency_key(&"k".repeat(255)));
+        for bad in ["", "a b", "a\tb", "key\u{7f}", "ключ"] {
+            assert!(!valid_idempotency_key(bad), "{bad:?} is refused");
+        }
+        assert!(!valid_idempotency_key(&"k".repeat(256)));
+    }
 }

@@ -17,7 +17,7 @@
 //! finish (`run` returns when every connection has ended).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,8 +42,14 @@ pub use crate::config::ConnLimits;
 /// What a connection over the cap is told before it is closed.
 const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-retry-after: 1\r\nconnection: close\r\ncontent-length: 68\r\n\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 69\r\n\r\n\
 {\"code\":\"overloaded\",\"message\":\"too many connections; retry shortly\"}";
+
+/// What a connection over its address's cap is told before it is closed.
+const OVER_ADDRESS_CAP: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 82\r\n\r\n\
+{\"code\":\"too_many_connections\",\"message\":\"too many connections from this address\"}";
 
 /// After an accept error (the process out of file descriptors, say), wait this long
 /// before accepting again rather than spinning.
@@ -58,6 +64,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = limits.max_per_address.map(PerAddress::new);
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -76,14 +83,24 @@ pub async fn run(
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(stream);
+            refuse(stream, OVER_CAPACITY, "total");
             continue;
+        };
+        let address_permit = match &per_address {
+            Some(per_address) => match per_address.take(peer.ip()) {
+                Some(p) => Some(p),
+                None => {
+                    refuse(stream, OVER_ADDRESS_CAP, "address");
+                    continue;
+                }
+            },
+            None => None,
         };
         let _ = stream.set_nodelay(true);
         connections.spawn(serve_connection(
             stream,
             peer,
-            permit,
+            (permit, address_permit),
             router.clone(),
             limits,
             stop.clone(),
@@ -130,16 +147,71 @@ pub fn fit_file_limit(max_connections: usize) {
     }
 }
 
-/// Answers 503 without waiting on the client: one non-blocking write, then close.
-fn refuse(stream: TcpStream) {
-    metrics::counter!("locallife_http_connections_refused_total").increment(1);
-    let _ = stream.try_write(OVER_CAPACITY);
+/// Answers without waiting on the client: one non-blocking write, then close.
+/// `cap`: which cap refused it (`total` or `address`).
+fn refuse(stream: TcpStream, answer: &[u8], cap: &'static str) {
+    metrics::counter!("locallife_http_connections_refused_total", "cap" => cap).increment(1);
+    let _ = stream.try_write(answer);
 }
+
+type Held = Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
+/// The connections held per client address (`MAX_CONNECTIONS_PER_ADDRESS`; an IPv6
+/// client by its /64), so one address cannot take every place of the replica.
+struct PerAddress {
+    max: usize,
+    held: Held,
+}
+
+/// One connection's place in its address's count, given back when dropped.
+struct AddressPermit {
+    address: IpAddr,
+    held: Held,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            held: Default::default(),
+        }
+    }
+
+    /// A place for a connection from `ip`, unless its address holds `max` already.
+    fn take(&self, ip: IpAddr) -> Option<AddressPermit> {
+        let address = super::limits::address_key(ip);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(address).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPermit {
+            address,
+            held: self.held.clone(),
+        })
+    }
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// What a connection holds for its whole life, WebSocket included.
+type Permits = (OwnedSemaphorePermit, Option<AddressPermit>);
 
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Permits,
     router: Router,
     limits: ConnLimits,
     stop: CancellationToken,
@@ -218,11 +290,11 @@ struct Watch {
     /// Requests being handled.
     running: AtomicU32,
     /// Held for the connection's whole life, WebSocket included.
-    _permit: OwnedSemaphorePermit,
+    _permit: Permits,
 }
 
 impl Watch {
-    fn new(permit: OwnedSemaphorePermit) -> Self {
+    fn new(permit: Permits) -> Self {
         Watch {
             accepted: Instant::now(),
             activity_ms: AtomicU64::new(0),
@@ -368,12 +440,50 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10,
+            max_per_address: None,
         }
     }
 
     async fn watch() -> Arc<Watch> {
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        Arc::new(Watch::new(permit))
+        Arc::new(Watch::new((permit, None)))
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_cap_and_gets_places_back() {
+        let cap = PerAddress::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = cap.take(a).unwrap();
+        let _second = cap.take(a).unwrap();
+        assert!(cap.take(a).is_none(), "a third from one address is refused");
+        assert!(cap.take(b).is_some(), "another address is not affected");
+        drop(first);
+        assert!(
+            cap.take(a).is_some(),
+            "a closed connection gives its place back"
+        );
+        // One IPv6 /64 is one client.
+        let _p = cap.take("2001:db8::1".parse().unwrap()).unwrap();
+        let _q = cap.take("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(cap.take("2001:db8::3".parse().unwrap()).is_none());
+        assert!(cap.held.lock().unwrap().len() <= 3);
+    }
+
+    #[test]
+    fn the_refusals_are_well_formed_http() {
+        for answer in [OVER_CAPACITY, OVER_ADDRESS_CAP] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(length, body.len());
+            assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -76,7 +76,7 @@ fn listing(state: &AppState, stored: Vec<(String, i32)>) -> Vec<Subscription> {
     request_body = Report,
     responses(
         (status = 200, description = "What is left of this template", body = Subscription),
-        (status = 422, description = "`invalid_template` or `invalid_accepted`", body = super::openapi::Error),
+        (status = 422, description = "`invalid_template`, `invalid_accepted`, `unknown_template` (not in the service's templates file) or `too_many_templates` (over 50 per user)", body = super::openapi::Error),
     ))]
 pub async fn report(
     State(state): State<AppState>,
@@ -95,8 +95,27 @@ pub async fn report(
             format!("accepted must be 0 to {MAX_ACCEPTED}"),
         ));
     }
-    let remaining =
-        subscriptions::add(state.db(), caller.id, &body.template_id, body.accepted).await?;
+    // With a templates file, only its templates can ever be sent: any other id is
+    // refused rather than stored.
+    if let Some(config) = &state.config().subscribe {
+        if !config.templates.template_ids().contains(&body.template_id) {
+            return Err(ApiError::unprocessable(
+                "unknown_template",
+                "template_id is not one of the service's templates (GET /v1/me/subscriptions lists them)",
+            ));
+        }
+    }
+    let remaining = subscriptions::add(state.db(), caller.id, &body.template_id, body.accepted)
+        .await?
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "too_many_templates",
+                format!(
+                    "at most {} templates per user",
+                    subscriptions::MAX_TEMPLATES_PER_USER
+                ),
+            )
+        })?;
     let mut listed = listing(&state, vec![(body.template_id.clone(), remaining)]);
     let one = listed
         .iter()

@@ -400,14 +400,18 @@ impl Socket {
         }
     }
 
-    /// The client (on this socket or another, on any replica) acked `id`.
-    pub fn acked(&self, id: MsgId) {
+    /// The client (on this socket or another, on any replica) acked `id`. Whether this
+    /// socket still tracked `id`: it wrote it, and no ack or inbox removal came since.
+    pub fn acked(&self, id: MsgId) -> bool {
         let mut out = self.outbox();
+        let before = out.pending.len();
         out.pending.retain(|p| p.id != id);
+        let was_waiting = out.pending.len() < before;
         if out.pending.is_empty() {
             // Give the memory back: most sockets are idle most of the time.
             out.pending = Vec::new();
         }
+        was_waiting
     }
 
     /// How many notifications await an ack on this socket.

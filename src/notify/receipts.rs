@@ -41,8 +41,14 @@ impl Receipts {
     /// `user` was delivered `id` (a Pong to a Ping written after it), acked it, or
     /// had it withdrawn.
     pub fn record(&self, kind: Mark, id: MsgId, user: UserId) {
-        let at = crate::time::unix_ms() as i64;
-        self.queue(Update::mark(kind, id.to_string(), user, at));
+        let now = crate::time::unix_ms();
+        // Receipts are filed by their id's time, and pruned by it: a mark of an id
+        // dated far from now could never be pruned, so none is stored.
+        if !near_now(id.ms, now) {
+            metrics::counter!("locallife_receipts_dropped_total").increment(1);
+            return;
+        }
+        self.queue(Update::mark(kind, id.to_string(), user, now as i64));
     }
 
     /// A receipt's pending row (or any other part of it).
@@ -51,6 +57,17 @@ impl Receipts {
             metrics::counter!("locallife_receipts_dropped_total").increment(1);
         }
     }
+}
+
+/// How far a message id's time may lie ahead of now (clock skew between replicas).
+const AHEAD: u64 = 5 * 60 * 1000;
+/// How old a notification may be and still get a mark: the longest ttl (7 days) and a
+/// day's margin, within the receipts' 8-day life.
+const BEHIND: u64 = 8 * 86_400 * 1000;
+
+/// Whether a message id of `id_ms` may still get a receipt at `now_ms`.
+fn near_now(id_ms: u64, now_ms: u64) -> bool {
+    id_ms <= now_ms.saturating_add(AHEAD) && id_ms.saturating_add(BEHIND) >= now_ms
 }
 
 async fn run(
@@ -100,5 +117,23 @@ async fn write(db: &deadpool_postgres::Pool, batch: &mut Vec<Item>) {
             metrics::counter!("locallife_receipts_dropped_total").increment(rows.len() as u64);
             tracing::warn!(error = %e, receipts = rows.len(), "receipts not recorded");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ids_dated_near_now_get_marks() {
+        let now = 1_800_000_000_000;
+        assert!(near_now(now, now));
+        assert!(near_now(now - 7 * 86_400_000, now));
+        assert!(!near_now(now + 366 * 86_400_000, now), "a year ahead");
+        assert!(
+            !near_now(now - 9 * 86_400_000, now),
+            "older than receipts live"
+        );
+        assert!(!near_now(0, now));
     }
 }

@@ -17,25 +17,38 @@ type Pool = deadpool_postgres::Pool;
 /// per template per call.
 pub const MAX_ACCEPTED: i32 = 1000;
 
-/// Adds `accepted` sends of `template` for `user`; the new remaining count.
+/// The most distinct templates one user may hold a quota of: template ids are the
+/// client's to choose, and no client may grow the database without bound.
+pub const MAX_TEMPLATES_PER_USER: i64 = 50;
+
+/// Adds `accepted` sends of `template` for `user`; the new remaining count, or `None`
+/// when `template` would be the user's `MAX_TEMPLATES_PER_USER + 1`th (nothing stored).
+/// The user's row is locked meanwhile, so concurrent reports cannot pass the cap.
 pub async fn add(
     db: &Pool,
     user: UserId,
     template: &str,
     accepted: i32,
-) -> Result<i32, StoreError> {
-    let client = db.get().await?;
-    let row = client
-        .query_one(
-            "INSERT INTO subscriptions (user_id, template_id, remaining) VALUES ($1, $2, $3)
+) -> Result<Option<i32>, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user.0])
+        .await?;
+    let row = tx
+        .query_opt(
+            "INSERT INTO subscriptions (user_id, template_id, remaining)
+             SELECT $1, $2, $3
+             WHERE EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1 AND template_id = $2)
+                OR (SELECT count(*) FROM subscriptions WHERE user_id = $1) < $4
              ON CONFLICT (user_id, template_id) DO UPDATE
                 SET remaining = LEAST(subscriptions.remaining + EXCLUDED.remaining, 1000000),
                     updated_at = now()
              RETURNING remaining",
-            &[&user.0, &template, &accepted],
+            &[&user.0, &template, &accepted, &MAX_TEMPLATES_PER_USER],
         )
         .await?;
-    Ok(row.get(0))
+    tx.commit().await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// The user's remaining sends per template.

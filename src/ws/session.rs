@@ -402,9 +402,12 @@ async fn handle(
             let Ok(id) = message_id.parse::<MsgId>() else {
                 return Ok(None);
             };
-            socket.acked(id);
-            crate::telemetry::stage(crate::telemetry::Stage::Confirmed, id.ms);
-            state.receipts().record(Mark::Acked, id, socket.user);
+            // Only an ack of what this socket was sent and still waits for is a receipt
+            // (SPEC §3): an ack of a made-up id, or a repeat, stores nothing.
+            if socket.acked(id) {
+                crate::telemetry::stage(crate::telemetry::Stage::Confirmed, id.ms);
+                state.receipts().record(Mark::Acked, id, socket.user);
+            }
             metrics::counter!("locallife_acks_total").increment(1);
             metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
                 .increment(1);

@@ -620,6 +620,74 @@ async fn a_failed_order_reserves_nothing_and_low_stock_is_announced() {
     );
 }
 
+/// Lines of one product are added up before the per-product cap (999) and an order
+/// holds at most 2,000 units: repeating a line cannot move a shop's stock.
+#[tokio::test]
+async fn repeated_lines_cannot_get_round_the_quantity_caps() {
+    let w = World::new(1, &[]).await;
+    let big = w.a().product(&w.owner, w.merchant, 100, 200_000, 0).await;
+    let fifty = Value::Array(vec![json!({"product_id": big, "quantity": 999}); 50]);
+    assert_error(&w.order_items(w.a(), fifty).await, 422, "invalid_items");
+    let split = json!([{"product_id": big, "quantity": 600}, {"product_id": big, "quantity": 600}]);
+    assert_error(&w.order_items(w.a(), split).await, 422, "invalid_items");
+    assert_eq!(w.stock(big).await, 200_000, "nothing reserved");
+    let (status, order) = w
+        .order_items(
+            w.a(),
+            json!([{"product_id": big, "quantity": 2}, {"product_id": big, "quantity": 3}]),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(w.stock(big).await, 200_000 - 5);
+}
+
+/// An order's receipts, as its merchant's admins see them: only what was sent to the
+/// merchant's admins, never the riders offered the order; staff see everything.
+#[tokio::test]
+async fn a_merchant_sees_only_its_own_receipts_of_an_order() {
+    let w = World::new(1, &[]).await;
+    let (rider, rider_token) = w.rider("nearby", 0.001).await;
+    let mut rider_socket = w.a().ws_ok(&rider_token).await;
+    let order = w.paid_order().await;
+    let id = order["id"].as_i64().unwrap();
+    expect_event(&mut rider_socket, "order.recommend").await;
+    let path = format!("/v1/orders/{id}/notifications");
+    let staff_view = tokio::time::timeout(crate::ws_client::WAIT, async {
+        loop {
+            let (_, body) = w.a().get(&path, Some(&w.staff)).await;
+            let events: Vec<&str> = body["notifications"]
+                .as_array()
+                .map(|n| n.iter().filter_map(|r| r["event"].as_str()).collect())
+                .unwrap_or_default();
+            if events.contains(&"order.paid") && events.contains(&"order.recommend") {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("staff see the order's receipts");
+    let rider_listed = staff_view["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["recipients"].as_array().unwrap())
+        .any(|p| p["user_id"] == rider.0);
+    assert!(rider_listed, "{staff_view}");
+    let (_, me) = w.a().get("/v1/me", Some(&w.owner)).await;
+    let owner = me["id"].as_i64().unwrap();
+    let (status, merchant_view) = w.a().get(&path, Some(&w.owner)).await;
+    assert_eq!(status, 200);
+    let receipts = merchant_view["notifications"].as_array().unwrap();
+    assert!(!receipts.is_empty());
+    for r in receipts {
+        assert_eq!(r["event"], "order.paid", "{merchant_view}");
+        for p in r["recipients"].as_array().unwrap() {
+            assert_eq!(p["user_id"], owner, "{merchant_view}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_first_rider_to_accept_wins_and_the_others_are_told() {
     let w = World::new(2, &[]).await;

@@ -80,7 +80,9 @@ pub fn binary_listening(db_url: &str, port: u16) -> tokio::process::Command {
         .env("ORDERS_UNPAID_MAX", TEST_ORDERS_UNPAID_MAX)
         .env("HTTP_RATE_USER", TEST_RATE)
         .env("HTTP_RATE_ADDRESS", TEST_RATE)
-        .env("HTTP_RATE_BACK_OFFICE", TEST_RATE);
+        .env("HTTP_RATE_BACK_OFFICE", TEST_RATE)
+        .env("HTTP_RATE_LOGIN", TEST_RATE)
+        .env("MAX_CONNECTIONS_PER_ADDRESS", "4000");
     cmd
 }
 
@@ -237,6 +239,8 @@ pub fn base_env(db: &TestDatabase, wechat: &FakeWechat) -> HashMap<String, Strin
         ("HTTP_RATE_USER".into(), TEST_RATE.into()),
         ("HTTP_RATE_ADDRESS".into(), TEST_RATE.into()),
         ("HTTP_RATE_BACK_OFFICE".into(), TEST_RATE.into()),
+        ("HTTP_RATE_LOGIN".into(), TEST_RATE.into()),
+        ("MAX_CONNECTIONS_PER_ADDRESS".into(), "4000".into()),
         // Many replicas share this process's open-file limit; the cap has its own test.
         ("MAX_CONNECTIONS".into(), "4000".into()),
     ])

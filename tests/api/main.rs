@@ -21,6 +21,7 @@ macro_rules! on_both_engines {
     )*};
 }
 
+mod abuse;
 mod admission;
 mod chaos;
 mod cli;

@@ -340,16 +340,24 @@ async fn the_quota_endpoints_validate_and_add_up() {
             .post_json(
                 "/v1/me/subscriptions",
                 Some(&token),
-                &json!({"template_id": "TPL_OTHER", "accepted": 2}),
+                &json!({"template_id": "TPL_NOTICE", "accepted": 2}),
             )
             .await;
         assert_eq!(status, 200);
     }
+    // With a templates file, a template it does not name is refused, not stored.
+    let answer = a
+        .post_json(
+            "/v1/me/subscriptions",
+            Some(&token),
+            &json!({"template_id": "TPL_OTHER", "accepted": 2}),
+        )
+        .await;
+    crate::helpers::assert_error(&answer, 422, "unknown_template");
     let (_, list) = a.get("/v1/me/subscriptions", Some(&token)).await;
     assert_eq!(
         list,
-        json!([{"template_id": "TPL_NOTICE", "remaining": 0, "events": ["platform.notice"]},
-               {"template_id": "TPL_OTHER", "remaining": 4, "events": []}])
+        json!([{"template_id": "TPL_NOTICE", "remaining": 4, "events": ["platform.notice"]}])
     );
     assert_eq!(a.get("/v1/me/subscriptions", None).await.0, 401);
 }
