@@ -1,8 +1,9 @@
 //! WeChat Pay, faked with real cryptography: a platform key pair (WeChat Pay's, which
 //! signs notifications), a merchant key pair (ours, which signs requests), an APIv3 key;
 //! a local server for JSAPI prepay that checks our request signatures; and notifications
-//! built as WeChat Pay builds them. Signing and encryption here use the RSA and AES-GCM
-//! crates directly, not the service's code, so the two are checked against each other.
+//! built as WeChat Pay builds them. Signing and encryption here use AWS-LC and the AES-GCM
+//! crate directly, not the service's code (ring), so the two are checked against each
+//! other.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,6 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    KeyPair as _, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -17,21 +22,58 @@ use axum::routing::post;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use locallife::wechat::rsa_keys::PemKeyPair;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 pub const MCHID: &str = "1900000109";
 pub const APIV3_KEY: &str = "apiv3-key-0123456789abcdefghijkl";
 pub const PLATFORM_KEY_ID: &str = "PUB_KEY_ID_0114232134912410000";
 pub const MERCHANT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
 
+/// A 2048-bit RSA key pair that signs and verifies RSA-SHA256 (PKCS#1 v1.5) with AWS-LC.
+struct Key {
+    pair: RsaKeyPair,
+    pem: PemKeyPair,
+}
+
+impl Key {
+    fn generate() -> Key {
+        let pem = PemKeyPair::generate().unwrap();
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.private.as_bytes()).unwrap();
+        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+        Key { pair, pem }
+    }
+
+    /// The base64 signature of `message`.
+    fn sign(&self, message: &[u8]) -> String {
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message,
+                &mut signature,
+            )
+            .unwrap();
+        B64.encode(signature)
+    }
+
+    /// Whether `signature_b64` is this key's signature of `message`.
+    fn verify(&self, message: &[u8], signature_b64: &str) -> bool {
+        let Ok(signature) = B64.decode(signature_b64) else {
+            return false;
+        };
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, self.pair.public_key().as_ref())
+            .verify(message, &signature)
+            .is_ok()
+    }
+}
+
 struct Keys {
-    platform: RsaPrivateKey,
-    merchant: RsaPrivateKey,
+    platform: Key,
+    merchant: Key,
     dir: PathBuf,
 }
 
@@ -58,23 +100,12 @@ fn key_dir() -> PathBuf {
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let mut rng = rand::thread_rng();
-        let platform = RsaPrivateKey::new(&mut rng, 2048).unwrap();
-        let merchant = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let platform = Key::generate();
+        let merchant = Key::generate();
         let dir = key_dir();
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("wechatpay_public.pem"),
-            RsaPublicKey::from(&platform)
-                .to_public_key_pem(LineEnding::LF)
-                .unwrap(),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("merchant_private.pem"),
-            merchant.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-        )
-        .unwrap();
+        std::fs::write(dir.join("wechatpay_public.pem"), &platform.pem.public).unwrap();
+        std::fs::write(dir.join("merchant_private.pem"), &merchant.pem.private).unwrap();
         Keys {
             platform,
             merchant,
@@ -179,14 +210,10 @@ impl FakePay {
 
 /// Signs an API answer as WeChat Pay does: the four `Wechatpay-*` headers over
 /// `timestamp\nnonce\nbody\n`.
-fn signed_answer(key: &RsaPrivateKey, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
+fn signed_answer(key: &Key, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
     let nonce = format!("{:032x}", rand::random::<u128>());
     let message = format!("{timestamp}\n{nonce}\n{body}\n");
-    let signature = B64.encode(
-        SigningKey::<Sha256>::new(key.clone())
-            .sign(message.as_bytes())
-            .to_bytes(),
-    );
+    let signature = key.sign(message.as_bytes());
     vec![
         ("Wechatpay-Timestamp", timestamp.to_string()),
         ("Wechatpay-Nonce", nonce),
@@ -196,9 +223,9 @@ fn signed_answer(key: &RsaPrivateKey, timestamp: i64, body: &str) -> Vec<(&'stat
 }
 
 /// Some other 2048-bit key, made once.
-fn other_key() -> &'static RsaPrivateKey {
-    static OTHER: OnceLock<RsaPrivateKey> = OnceLock::new();
-    OTHER.get_or_init(|| RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap())
+fn other_key() -> &'static Key {
+    static OTHER: OnceLock<Key> = OnceLock::new();
+    OTHER.get_or_init(Key::generate)
 }
 
 /// Checks `paySign` of `wx.requestPayment` parameters with the merchant's public key.
@@ -209,23 +236,10 @@ pub fn pay_sign_is_valid(appid: &str, payment: &Value) -> bool {
         payment["nonceStr"].as_str().unwrap_or_default(),
         payment["package"].as_str().unwrap_or_default()
     );
-    verify(
-        &RsaPublicKey::from(&keys().merchant),
+    keys().merchant.verify(
         message.as_bytes(),
         payment["paySign"].as_str().unwrap_or_default(),
     )
-}
-
-fn verify(key: &RsaPublicKey, message: &[u8], signature_b64: &str) -> bool {
-    let Ok(bytes) = B64.decode(signature_b64) else {
-        return false;
-    };
-    let Ok(sig) = Signature::try_from(bytes.as_slice()) else {
-        return false;
-    };
-    VerifyingKey::<Sha256>::new(key.clone())
-        .verify(message, &sig)
-        .is_ok()
 }
 
 /// JSAPI prepay: answers a prepay id to a correctly signed request, itself signed with
@@ -252,8 +266,7 @@ async fn jsapi(
         fields.get("nonce_str").copied().unwrap_or_default(),
         body
     );
-    let signed = verify(
-        &RsaPublicKey::from(&keys().merchant),
+    let signed = keys().merchant.verify(
         message.as_bytes(),
         fields.get("signature").copied().unwrap_or_default(),
     );
@@ -379,11 +392,7 @@ pub fn notification_at(transaction: &Value, timestamp: i64) -> Notification {
     .to_string();
     let sig_nonce = format!("{:032x}", rand::random::<u128>());
     let message = format!("{timestamp}\n{sig_nonce}\n{body}\n");
-    let signature = B64.encode(
-        SigningKey::<Sha256>::new(keys().platform.clone())
-            .sign(message.as_bytes())
-            .to_bytes(),
-    );
+    let signature = keys().platform.sign(message.as_bytes());
     Notification {
         headers: vec![
             ("Wechatpay-Timestamp", timestamp.to_string()),
@@ -402,15 +411,10 @@ pub fn notification(transaction: &Value) -> Notification {
 /// A signature by a key WeChat Pay does not hold.
 pub fn forged(transaction: &Value) -> Notification {
     let mut n = notification(transaction);
-    let stranger = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
     let ts = &n.headers[0].1;
     let nonce = &n.headers[1].1;
     let message = format!("{ts}\n{nonce}\n{}\n", n.body);
-    n.headers[2].1 = B64.encode(
-        SigningKey::<Sha256>::new(stranger)
-            .sign(message.as_bytes())
-            .to_bytes(),
-    );
+    n.headers[2].1 = other_key().sign(message.as_bytes());
     n
 }
 
