@@ -72,7 +72,7 @@ async fn metrics_show_real_traffic_and_pass_promtool() {
             assert!(
                 [
                     "role", "result", "type", "event", "code", "method", "route", "status",
-                    "reason", "le", "task", "protocol", "kind", "stage"
+                    "reason", "le", "task", "protocol", "kind", "stage", "cap"
                 ]
                 .contains(&key),
                 "unexpected label {key:?} in {line}"
