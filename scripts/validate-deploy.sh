@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Validates the deployment artifacts without a cluster:
-#   1. helm lint --strict of helm/locallife with three value sets: the defaults, every
-#      optional part switched on, and operator-managed Secrets with optional parts off;
-#   2. renders the chart with the same three value sets to a temp dir;
+#   1. helm lint --strict of helm/locallife with four value sets: the defaults plus a
+#      Redis, one replica without Redis (singleNode), every optional part switched on,
+#      and operator-managed Secrets with optional parts off;
+#   2. renders the chart with the same value sets to a temp dir, and with every case of
+#      tests/helm/cases.yaml (what it must refuse, e.g. several replicas without Redis);
 #   3. kubernetes-validate --strict on every k8s/*.yaml manifest (except
 #      kustomization.yaml) and on the rendered chart, against the Kubernetes API schemas
 #      of KUBE_VERSIONS;
@@ -96,7 +98,7 @@ ALL_FEATURES = {
 }
 # The other branches: operator-managed Secrets, fixed replica count, optional parts off.
 EXISTING_SECRETS = {
-    "secret": {"existingSecret": "locallife"},
+    "secret": {"existingSecret": "locallife", "existingSecretHasRedisUrl": True},
     "wechatpayKeys": {"existingSecret": "locallife-wechatpay"},
     "subscribeTemplates": {"existingConfigMap": "locallife-subscribe"},
     "serviceAccount": {"create": False, "name": "locallife"},
@@ -108,8 +110,13 @@ EXISTING_SECRETS = {
     "preStopSleepSeconds": 0,
     "image": {"digest": "sha256:" + "0" * 64},
 }
-PROFILES = {"defaults": None, "all-features": ALL_FEATURES,
-            "existing-secrets": EXISTING_SECRETS}
+# The defaults as a production install completes them: the Secret's three URLs and key.
+WITH_REDIS = {"secret": {"values": {
+    k: ALL_FEATURES["secret"]["values"][k] for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")}}}
+# The defaults alone are refused (several replicas, no Redis: tests/helm/cases.yaml); one
+# replica with the in-process engine and nothing else configured renders.
+PROFILES = {"with-redis": WITH_REDIS, "single-node": {"singleNode": True},
+            "all-features": ALL_FEATURES, "existing-secrets": EXISTING_SECRETS}
 
 print(f"helm SDK {helm.helm_sdk_version()} (helm-c {helm.helm_c_version()}), "
       f"native library {helm.library_path}")
@@ -148,6 +155,55 @@ for profile, values in PROFILES.items():
     notes = next((t for p, t in rendered.items() if p.endswith("NOTES.txt")), "")
     if not notes.strip():
         fail(f"NOTES.txt ({profile}) rendered empty")
+
+
+def merged(base, over):
+    """`over` deep-merged onto `base`, as Helm merges a values file onto the defaults."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# What the chart must render, refuse, or reject: tests/helm/cases.yaml.
+with open(os.path.join(root, "tests", "helm", "cases.yaml")) as f:
+    case_file = yaml.safe_load(f)
+with helm.Chart.load(chart_dir) as chart:
+    for case in case_file["cases"]:
+        name, expect = case["name"], case["expect"]
+        values = merged(case_file.get("common") or {}, case.get("values") or {})
+        try:
+            rendered = chart.render(values, name="locallife", namespace="locallife",
+                                    is_install=True)
+            outcome, error = "ok", ""
+        except helm.HelmValuesError as e:
+            outcome, error = "invalid", str(e)
+        except helm.HelmError as e:
+            outcome, error = "refused", str(e)
+        if outcome != expect:
+            fail(f"case '{name}': expected {expect}, got {outcome} {error}".rstrip())
+            continue
+        if expect != "ok":
+            if case["message"] not in error:
+                fail(f"case '{name}': {outcome}, but without {case['message']!r}: {error}")
+            else:
+                print(f"ok   case '{name}': {outcome}: ...{case['message']}...")
+            continue
+        docs = [d for p, t in rendered.items() if p.endswith((".yaml", ".yml"))
+                for d in yaml.safe_load_all(t) if d]
+        kinds = {d["kind"] for d in docs}
+        problems = [f"no {k}" for k in case.get("present", []) if k not in kinds]
+        problems += [f"a {k}" for k in case.get("absent", []) if k in kinds]
+        if "replicas" in case:
+            deployment = next(d for d in docs if d["kind"] == "Deployment")
+            got = deployment["spec"].get("replicas")
+            if got != case["replicas"]:
+                problems.append(f"Deployment replicas {got}, expected {case['replicas']}")
+        if problems:
+            fail(f"case '{name}': {', '.join(problems)}")
+        else:
+            print(f"ok   case '{name}': renders ({len(docs)} documents)")
+
 
 def nulls(node, path=""):
     if node is None:

@@ -121,3 +121,68 @@ mounted PEM files when the chart mounts them and they were left blank.
 {{ $key }}: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+The most server pods this release can run: 1 with singleNode, the HPA's maxReplicas
+when autoscaling, else replicaCount.
+*/}}
+{{- define "locallife.maxReplicas" -}}
+{{- if .Values.singleNode }}1
+{{- else if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.maxReplicas }}
+{{- else }}{{ int .Values.replicaCount }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the server pods get a REDIS_URL from, as far as the chart can tell, or "" when
+from nowhere. In the container's own precedence: extraEnv, then the Secret, then the
+ConfigMap (config). An existing Secret is opaque to the chart: it counts only once the
+operator says it holds REDIS_URL (secret.existingSecretHasRedisUrl). Blank values are
+unset to the binary, so they do not count.
+*/}}
+{{- define "locallife.redisUrlSource" -}}
+{{- $source := "" }}
+{{- range .Values.extraEnv }}
+{{- if and (eq (toString (get . "name")) "REDIS_URL") (or (get . "valueFrom") (trim (toString (get . "value")))) }}
+{{- $source = "extraEnv" }}
+{{- end }}
+{{- end }}
+{{- if not $source }}
+{{- if .Values.secret.existingSecret }}
+{{- if .Values.secret.existingSecretHasRedisUrl }}
+{{- $source = printf "secret.existingSecret %q" .Values.secret.existingSecret }}
+{{- end }}
+{{- else if trim (toString (default "" .Values.secret.values.REDIS_URL)) }}
+{{- $source = "secret.values.REDIS_URL" }}
+{{- end }}
+{{- end }}
+{{- if and (not $source) (trim (toString (default "" (get .Values.config "REDIS_URL")))) }}
+{{- $source = "config.REDIS_URL" }}
+{{- end }}
+{{- $source }}
+{{- end }}
+
+{{/*
+Refuses values that deploy something broken (included by the Deployment, so `helm
+template` and `helm install` stop before anything is applied). Without REDIS_URL every
+replica runs its own in-process engine: a notification published on one replica never
+reaches a socket on another, and nothing in the pods' logs says so.
+*/}}
+{{- define "locallife.checkValues" -}}
+{{- if and .Values.secret.existingSecretHasRedisUrl (not .Values.secret.existingSecret) }}
+{{- fail "locallife: secret.existingSecretHasRedisUrl=true describes secret.existingSecret, which is not set: put the Redis URL in secret.values.REDIS_URL instead" }}
+{{- end }}
+{{- $max := include "locallife.maxReplicas" . | int }}
+{{- if and (gt $max 1) (not (include "locallife.redisUrlSource" .)) }}
+{{- $count := printf "%d replicas (replicaCount)" $max }}
+{{- if .Values.autoscaling.enabled }}
+{{- $count = printf "up to %d replicas (autoscaling.enabled, maxReplicas %d)" $max $max }}
+{{- end }}
+{{- $why := printf "locallife: %s need a shared Redis, and no REDIS_URL is configured: each replica would run its own in-process engine and events would not cross replicas." $count }}
+{{- if .Values.secret.existingSecret }}
+{{- fail (printf "%s The chart cannot see inside secret.existingSecret %q: once it holds REDIS_URL, set secret.existingSecretHasRedisUrl=true (or set config.REDIS_URL, or REDIS_URL in extraEnv). Or set singleNode=true: one replica, no Redis." $why .Values.secret.existingSecret) }}
+{{- else }}
+{{- fail (printf "%s Set secret.values.REDIS_URL (or config.REDIS_URL, or REDIS_URL in extraEnv, or secret.existingSecret with secret.existingSecretHasRedisUrl=true). Or set singleNode=true: one replica, no Redis." $why) }}
+{{- end }}
+{{- end }}
+{{- end }}
