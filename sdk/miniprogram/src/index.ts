@@ -10,6 +10,8 @@ import type {
   ClientOptions,
   ClientState,
   Notification,
+  OutgoingMessages,
+  OutgoingType,
   SocketTaskLike,
   Storage,
   SubscribeOptions,
@@ -30,6 +32,8 @@ export const SEEN_KEEP_MS = 8 * 24 * 3600 * 1000;
 const SEEN_KEY = 'locallife.realtime.seen';
 /** The token is refreshed this long before it expires (a short-lived one at 80% of its life). */
 const REFRESH_BEFORE_MS = 60_000;
+/** The message types the SDK sends itself, which `Client.send` refuses. */
+const SDK_SENDS = ['ack', 'ping', 'pong', 'auth'];
 
 /** The ceiling of the `attempt`-th reconnect delay (attempt 0 is the first). */
 export function backoffCeiling(attempt: number): number {
@@ -115,6 +119,22 @@ interface Welcome {
   token_expires_at?: string;
 }
 
+/**
+ * A client for one user's socket: nothing happens until `connect()`. It then keeps one
+ * socket open to `options.url` (with `?token=…&protocol=2` added), reconnecting after
+ * every close but a 4003, hands each notification to `options.onNotification` once and
+ * acks it after the handler resolved.
+ *
+ * ```js
+ * const client = createClient({
+ *   url: 'wss://api.example.com/v1/ws',
+ *   getToken: () => getApp().refreshToken('merchant'),
+ *   onNotification: async (n) => { if (n.event === 'order.paid') playSound(); },
+ *   onEvent: (e) => { if (e.type === 'stopped') showNotAdmitted(e.reason); },
+ * });
+ * client.connect();
+ * ```
+ */
 export function createClient(options: ClientOptions): Client {
   const wx = options.wx || defaultWx();
   const seen = new SeenIds(options.storage || wxStorage(wx));
@@ -126,6 +146,10 @@ export function createClient(options: ClientOptions): Client {
   /** Bumped for every socket: events of an older one are ignored. */
   let generation = 0;
   let task: SocketTaskLike | undefined;
+  /** Ends the current socket as if the network had dropped it (1006). */
+  let lose: ((reason: string) => void) | undefined;
+  /** The last heartbeat `ping` has had no answer yet (no message at all since). */
+  let pingSentAt: number | undefined;
   let retryTimer: unknown;
   let pingTimer: unknown;
   let refreshTimer: unknown;
@@ -144,11 +168,37 @@ export function createClient(options: ClientOptions): Client {
     if (refreshTimer !== undefined) clearTimeout(refreshTimer);
     pingTimer = undefined;
     refreshTimer = undefined;
+    pingSentAt = undefined;
   };
 
-  const send = (message: unknown) => {
-    if (!task || state !== 'open') return;
-    task.send({ data: JSON.stringify(message), fail: () => undefined });
+  /** Writes on the open socket. A send WeChat refuses means the socket is gone (a
+   * backgrounded app's socket may die without an `onClose`): it is treated as a drop. */
+  const write = (message: unknown): boolean => {
+    if (!task || state !== 'open') return false;
+    const mine = generation;
+    let failed = false;
+    task.send({
+      data: JSON.stringify(message),
+      fail: () => {
+        failed = true;
+        if (mine === generation && lose) lose('send failed');
+      },
+    });
+    return !failed;
+  };
+
+  /** The heartbeat. A `ping` not answered by the next tick (no message at all came in
+   * an interval) means a dead socket that WeChat has not noticed: a half-open TCP
+   * connection after a network change reports no close for minutes. Half an interval,
+   * not a whole one: ticks that fire late, back to back (timers resuming after the app
+   * was in the background), do not count as an unanswered interval. */
+  const heartbeat = (every: number) => {
+    if (pingSentAt !== undefined && Date.now() - pingSentAt >= every / 2) {
+      if (lose) lose('no answer to ping');
+      return;
+    }
+    if (pingSentAt === undefined) pingSentAt = Date.now();
+    write({ type: 'ping', data: {} });
   };
 
   const dropSocket = () => {
@@ -156,6 +206,7 @@ export function createClient(options: ClientOptions): Client {
     generation += 1;
     const old = task;
     task = undefined;
+    lose = undefined;
     if (old) {
       try {
         old.close({ code: 1000, reason: 'client closing' });
@@ -178,9 +229,14 @@ export function createClient(options: ClientOptions): Client {
     }, delay);
   };
 
-  /** The app came to the foreground, or the network came back: try now. */
+  /** The app came to the foreground, or the network came back: try now. An open socket
+   * is probed with a `ping`: if it died in the background, the send fails (a drop). */
   const nudge = () => {
-    if (!wanted || state === 'open' || retryTimer === undefined) return;
+    if (wanted && state === 'open') {
+      write({ type: 'ping', data: {} });
+      return;
+    }
+    if (!wanted || retryTimer === undefined) return;
     clearTimeout(retryTimer);
     retryTimer = undefined;
     open();
@@ -202,7 +258,7 @@ export function createClient(options: ClientOptions): Client {
       refreshTimer = undefined;
       options.getToken().then(
         (token) => {
-          if (mine === generation) send({ type: 'auth', data: { token } });
+          if (mine === generation) write({ type: 'auth', data: { token } });
         },
         (error) => emit({ type: 'error', error }),
       );
@@ -215,7 +271,7 @@ export function createClient(options: ClientOptions): Client {
     const idle = (data.idle_timeout_s || 60) * 1000;
     // Comfortably inside the idle timeout: mini-programs may not answer Ping frames.
     const every = Math.max(1000, Math.min(idle / 3, (data.ping_interval_s || 54) * 1000));
-    pingTimer = setInterval(() => send({ type: 'ping', data: {} }), every);
+    pingTimer = setInterval(() => heartbeat(every), every);
     scheduleRefresh(data.token_expires_at);
     emit({ type: 'open' });
   };
@@ -224,7 +280,7 @@ export function createClient(options: ClientOptions): Client {
     const id = n && n.message_id;
     if (typeof id !== 'string') return;
     const ack = () => {
-      if (n.requires_ack) send({ type: 'ack', data: { message_id: id } });
+      if (n.requires_ack) write({ type: 'ack', data: { message_id: id } });
     };
     if (seen.has(id)) {
       // Handled before (maybe before an app restart): only the ack was missing.
@@ -256,6 +312,8 @@ export function createClient(options: ClientOptions): Client {
   };
 
   const onMessage = (raw: string | ArrayBuffer) => {
+    // Anything from the server answers the heartbeat.
+    pingSentAt = undefined;
     if (typeof raw !== 'string') return;
     let message: { type?: string; data?: unknown };
     try {
@@ -285,6 +343,7 @@ export function createClient(options: ClientOptions): Client {
   const onClose = (code: number, reason: string) => {
     clearTimers();
     task = undefined;
+    lose = undefined;
     emit({ type: 'close', code, reason });
     if (!wanted) {
       state = 'idle';
@@ -331,6 +390,14 @@ export function createClient(options: ClientOptions): Client {
           return;
         }
         task = socket;
+        lose = (reason) => {
+          closeOnce(1006, reason);
+          try {
+            socket.close({ code: 1000, reason: 'client closing' });
+          } catch (_) {
+            // Already closed.
+          }
+        };
         socket.onMessage((r) => {
           if (mine === generation) onMessage(r.data);
         });
@@ -378,6 +445,12 @@ export function createClient(options: ClientOptions): Client {
     },
     state() {
       return state;
+    },
+    send<T extends OutgoingType>(type: T, data: OutgoingMessages[T]): boolean {
+      if (SDK_SENDS.indexOf(type) >= 0) {
+        throw new TypeError(`@locallife/realtime: the SDK sends '${type}' itself`);
+      }
+      return write({ type, data });
     },
   };
 }

@@ -202,10 +202,32 @@ export interface ClientOptions {
 
 export type ClientState = 'idle' | 'connecting' | 'open' | 'stopped';
 
+/**
+ * What a page may send over the client's socket itself, by `type` (SPEC §2.1). The SDK
+ * sends `ack`, `ping`, `pong` and `auth` on its own.
+ */
+export interface OutgoingMessages {
+  /**
+   * Riders only: the rider's position, for order matching (as `POST /v1/rider/location`).
+   * The server answers nothing when it took it, and an `error` message (reported as an
+   * `error` event: `not_rider`, `location_refused`, `invalid_message`) when it did not.
+   */
+  location: { lat: number; lng: number };
+}
+
+export type OutgoingType = keyof OutgoingMessages;
+
 export interface Client {
   /** Connects (and keeps connecting); again after `close()` or a stop. */
   connect(): void;
   /** Closes the socket and stops reconnecting. */
   close(): void;
   state(): ClientState;
+  /**
+   * Sends `{"type": type, "data": data}` on the open socket, e.g. a rider's `location`.
+   * `true` once handed to the socket; `false` when no socket is open (`state()` is not
+   * `"open"`) or the socket refused it: nothing is queued, so send again after the next
+   * `open` event. Throws a `TypeError` for the types the SDK sends itself.
+   */
+  send<T extends OutgoingType>(type: T, data: OutgoingMessages[T]): boolean;
 }

@@ -51,3 +51,116 @@ test('connect() twice opens one socket, and close() stops', async () => {
   client.close();
   assert.strictEqual(client.state(), 'idle');
 });
+
+// A socket the test drives: `serverSays` delivers a message, `sent` holds what the
+// client wrote, and `failSends` makes WeChat refuse every send from then on.
+function scriptedWx() {
+  const sockets = [];
+  const wx = {
+    connectSocket({ url }) {
+      const s = {
+        url,
+        sent: [],
+        closedWith: undefined,
+        failSends: false,
+        handlers: {},
+        send({ data, fail }) {
+          if (s.failSends) fail({ errMsg: 'sendSocketMessage:fail WebSocket is not connected' });
+          else s.sent.push(JSON.parse(data));
+        },
+        close(o) { s.closedWith = o; },
+        onOpen(h) { s.handlers.open = h; },
+        onMessage(h) { s.handlers.message = h; },
+        onClose(h) { s.handlers.close = h; },
+        onError(h) { s.handlers.error = h; },
+        serverSays(type, data) { s.handlers.message({ data: JSON.stringify({ type, data }) }); },
+      };
+      sockets.push(s);
+      return s;
+    },
+  };
+  return { wx, sockets };
+}
+
+function clientOn(wx, events) {
+  return createClient({
+    url: 'wss://example.invalid/v1/ws',
+    wx,
+    storage: { get() {}, set() {} },
+    getToken: async () => 't',
+    onNotification() {},
+    onEvent: (e) => events.push(e),
+  });
+}
+
+const tick = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('send() writes on the open socket only, and refuses the types the SDK sends itself', async () => {
+  const { wx, sockets } = scriptedWx();
+  const client = clientOn(wx, []);
+  assert.strictEqual(client.send('location', { lat: 31.2, lng: 121.5 }), false, 'idle: nothing to send on');
+  client.connect();
+  await tick(5);
+  assert.strictEqual(client.send('location', { lat: 31.2, lng: 121.5 }), false, 'not open before welcome');
+  sockets[0].serverSays('welcome', { idle_timeout_s: 60 });
+  assert.strictEqual(client.send('location', { lat: 31.2, lng: 121.5 }), true);
+  assert.deepStrictEqual(sockets[0].sent, [{ type: 'location', data: { lat: 31.2, lng: 121.5 } }]);
+  assert.throws(() => client.send('ack', { message_id: 'x' }), TypeError);
+  client.close();
+});
+
+test('a refused send is a dropped socket: close 1006, then a reconnect', async () => {
+  const { wx, sockets } = scriptedWx();
+  const events = [];
+  const client = clientOn(wx, events);
+  client.connect();
+  await tick(5);
+  sockets[0].serverSays('welcome', { idle_timeout_s: 60 });
+  sockets[0].failSends = true;
+  assert.strictEqual(client.send('location', { lat: 1, lng: 2 }), false);
+  assert.deepStrictEqual(events.filter((e) => e.type === 'close'), [{ type: 'close', code: 1006, reason: 'send failed' }]);
+  assert.ok(events.some((e) => e.type === 'reconnecting'));
+  assert.ok(sockets[0].closedWith, 'the dead socket is closed too');
+  assert.strictEqual(client.state(), 'connecting');
+  client.close();
+});
+
+test('a heartbeat ping with no answer by the next tick drops the socket; an answer keeps it', async () => {
+  const { wx, sockets } = scriptedWx();
+  const events = [];
+  const client = clientOn(wx, events);
+  client.connect();
+  await tick(5);
+  // idle 3 s: a ping every second (the SDK's floor).
+  sockets[0].serverSays('welcome', { idle_timeout_s: 3 });
+  await tick(1100);
+  assert.deepStrictEqual(sockets[0].sent, [{ type: 'ping', data: {} }]);
+  sockets[0].serverSays('pong', {});
+  await tick(1000);
+  assert.strictEqual(sockets[0].sent.length, 2, 'answered: another ping');
+  assert.strictEqual(client.state(), 'open');
+  await tick(1000);
+  assert.deepStrictEqual(events.filter((e) => e.type === 'close'), [{ type: 'close', code: 1006, reason: 'no answer to ping' }]);
+  assert.strictEqual(client.state(), 'connecting');
+  client.close();
+});
+
+test('the app shown while open probes the socket with a ping', async () => {
+  const { wx, sockets } = scriptedWx();
+  let show;
+  wx.onAppShow = (h) => { show = h; };
+  wx.offAppShow = () => { show = undefined; };
+  const events = [];
+  const client = clientOn(wx, events);
+  client.connect();
+  await tick(5);
+  sockets[0].serverSays('welcome', { idle_timeout_s: 60 });
+  show();
+  assert.deepStrictEqual(sockets[0].sent, [{ type: 'ping', data: {} }]);
+  // It died in the background without telling: the probe finds out.
+  sockets[0].failSends = true;
+  show();
+  assert.strictEqual(events.filter((e) => e.type === 'close')[0].code, 1006);
+  client.close();
+  assert.strictEqual(show, undefined, 'close() stops listening');
+});
