@@ -54,6 +54,7 @@ step "helm lint --strict, helm template, consistency checks"
 import json
 import os
 import sys
+import tomllib
 
 import yaml
 import helm_python as helm
@@ -294,6 +295,19 @@ for where, keys in (("k8s/ (configmap + secret example)", base_keys),
         fail(f"{where} lacks settings {missing}")
     else:
         print(f"ok   {where}: all {len(SETTINGS)} settings")
+
+# The default image is locallife:<appVersion> (no registry publishes one): appVersion is
+# the version the binary is built as, so an image tagged with it holds that binary.
+with open(os.path.join(root, "Cargo.toml"), "rb") as f:
+    crate_version = tomllib.load(f)["package"]["version"]
+with open(os.path.join(chart_dir, "Chart.yaml")) as f:
+    app_version = str(yaml.safe_load(f)["appVersion"])
+if app_version != crate_version:
+    fail(f"helm/locallife/Chart.yaml appVersion {app_version} != Cargo.toml version "
+         f"{crate_version} (the default image tag)")
+else:
+    print(f"ok   Chart.yaml appVersion {app_version} = Cargo.toml version (default image "
+          f"{chart_values['image']['repository']}:{app_version})")
 
 # The dashboard is valid JSON with a Prometheus datasource variable.
 with open(os.path.join(chart_dir, "dashboards", "locallife.json")) as f:
