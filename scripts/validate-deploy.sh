@@ -9,15 +9,19 @@
 #      kustomization.yaml) and on the rendered chart, against the Kubernetes API schemas
 #      of KUBE_VERSIONS;
 #   4. small consistency checks (kustomization resources exist, secret example kept out,
-#      every setting of docs/configuration.md configurable, dashboard JSON valid).
-# Custom resources (monitoring.coreos.com ServiceMonitor) have no schema in
-# kubernetes-validate: they are filtered out before validating and listed as skipped.
+#      every setting of docs/configuration.md configurable, dashboard JSON valid, the
+#      alert rules' metrics exist in src/ and their alerts in docs/operations.md);
+#   5. promtool check rules and promtool test rules on helm/locallife/rules/.
+# Custom resources (monitoring.coreos.com ServiceMonitor, PrometheusRule) have no schema
+# in kubernetes-validate: they are filtered out before validating and listed as skipped.
 # Any other document whose schema is missing fails the run.
 #
 # Tools come from PyPI into the project venv (scripts/venv.sh, pinned in
 # scripts/requirements.txt): helm-python-sdk (Helm v4's Go SDK as a shared library
 # inside the wheel: no helm binary, nothing downloaded at run time) and
-# kubernetes-validate (Kubernetes JSON schemas inside the wheel).
+# kubernetes-validate (Kubernetes JSON schemas inside the wheel). promtool: on PATH, or
+# in target/tools/bin (scripts/services.sh --with-test-tools puts it there), else
+# unpacked there from Debian's prometheus package, as services.sh does.
 #
 # Usage: scripts/validate-deploy.sh          (from any directory)
 # Env:   KUBE_VERSIONS="1.30 1.37"           Kubernetes versions to validate against
@@ -53,6 +57,7 @@ step "helm lint --strict, helm template, consistency checks"
 "$venv/bin/python" - "$root" "$work" <<'PY'
 import json
 import os
+import re
 import sys
 import tomllib
 
@@ -75,6 +80,7 @@ ALL_FEATURES = {
     "ingress": {"enabled": True,
                 "tls": [{"secretName": "locallife-tls", "hosts": ["locallife.example.com"]}]},
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "networkPolicy": {"enabled": True,
                       "httpFrom": [{"namespaceSelector": {"matchLabels": {
                           "kubernetes.io/metadata.name": "ingress-nginx"}}}],
@@ -217,6 +223,10 @@ def nulls(node, path=""):
             yield from nulls(v, f"{path}[{i}]")
 
 
+# The alert rules (rules/alerts.yaml; promtool checks and tests them below).
+with open(os.path.join(chart_dir, "rules", "alerts.yaml")) as f:
+    alert_rules = yaml.safe_load(f)
+
 # Sort documents: custom resources are skipped (no schema in kubernetes-validate).
 SKIP_GROUPS = ("monitoring.coreos.com/",)
 to_validate = []
@@ -240,6 +250,9 @@ for src in sources:
             ports = [e.get("port") for e in d.get("spec", {}).get("endpoints", [])]
             if kind == "ServiceMonitor" and ports != ["metrics"]:
                 fail(f"{label}: ServiceMonitor {name} should scrape port 'metrics', has {ports}")
+            # The PrometheusRule carries rules/alerts.yaml (promtool-tested) unchanged.
+            if kind == "PrometheusRule" and d.get("spec") != alert_rules:
+                fail(f"{label}: PrometheusRule {name}: spec is not rules/alerts.yaml")
             continue
         # A template that reads a missing value renders an empty scalar (helm lint
         # --strict does not catch that): no manifest here has a null anywhere.
@@ -296,6 +309,41 @@ for where, keys in (("k8s/ (configmap + secret example)", base_keys),
     else:
         print(f"ok   {where}: all {len(SETTINGS)} settings")
 
+# Every metric the alert rules read exists: a locallife_* name is one src/ records (a
+# histogram's with _bucket, _sum or _count), anything else one of kube-state-metrics'.
+EXTERNAL_METRICS = {"kube_deployment_spec_replicas", "kube_deployment_status_replicas_available"}
+recorded = {}
+for dirpath, _, names in os.walk(os.path.join(root, "src")):
+    for n in names:
+        if n.endswith(".rs"):
+            with open(os.path.join(dirpath, n)) as f:
+                for kind, metric in re.findall(
+                        r'\b(counter|gauge|histogram)!\(\s*"(locallife_[a-z0-9_]+)"', f.read()):
+                    recorded[metric] = kind
+readable = set(recorded) | {f"{m}{s}" for m, k in recorded.items() if k == "histogram"
+                            for s in ("_bucket", "_sum", "_count")}
+rules = [r for g in alert_rules["groups"] for r in g["rules"]]
+for r in rules:
+    used = set(re.findall(r"\b((?:locallife|kube)_[a-z0-9_]+)", r["expr"]))
+    unknown = sorted(used - readable - EXTERNAL_METRICS)
+    if unknown:
+        fail(f"rules/alerts.yaml {r['alert']}: no such metric in src/: {unknown}")
+alert_names = [r["alert"] for r in rules]
+print(f"ok   rules/alerts.yaml: {len(rules)} alerts, every metric recorded in src/ "
+      f"({len(recorded)} names) or kube-state-metrics'")
+
+# The alerts and docs/operations.md#alerts-to-watch name each other.
+with open(os.path.join(root, "docs", "operations.md")) as f:
+    ops = f.read()
+section = ops.split("## Alerts to watch", 1)[-1].split("\n## ", 1)[0]
+documented = set(re.findall(r"`(LocalLife[A-Za-z]+)`", section))
+missing, stray = sorted(set(alert_names) - documented), sorted(documented - set(alert_names))
+if missing or stray:
+    fail(f"docs/operations.md#alerts-to-watch: alerts not named there {missing}, "
+         f"named there but not in rules/alerts.yaml {stray}")
+else:
+    print(f"ok   docs/operations.md#alerts-to-watch names the {len(alert_names)} alerts")
+
 # The default image is locallife:<appVersion> (no registry publishes one): appVersion is
 # the version the binary is built as, so an image tagged with it holds that binary.
 with open(os.path.join(root, "Cargo.toml"), "rb") as f:
@@ -347,5 +395,24 @@ if [[ $rc -ne 0 ]]; then
 fi
 passed=$(grep -c '^INFO .* passed' "$work/kv.log" || true)
 echo "ok   $passed document validations passed (${#files[@]} files x versions $kube_versions)"
+
+# The alert rules: valid for Prometheus, and each alert fires (and stays quiet) as its
+# unit test says.
+step "promtool check rules, promtool test rules (helm/locallife/rules)"
+promtool="$(command -v promtool || true)"
+if [[ -z "$promtool" ]]; then
+    promtool="$root/target/tools/bin/promtool"
+    if [[ ! -x "$promtool" ]]; then
+        # Debian's prometheus package downloaded, never installed (installing would start
+        # a Prometheus server on :9090): the recipe of scripts/services.sh.
+        echo "downloading Debian's prometheus package for its promtool (not installing it)"
+        (cd "$work" && { apt-get download prometheus >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+        dpkg-deb -x "$work"/prometheus_*.deb "$work/prometheus"
+        install -D -m 0755 "$work/prometheus/usr/bin/promtool" "$promtool"
+    fi
+fi
+echo "using $promtool ($("$promtool" --version 2>&1 | head -1))"
+(cd "$root/helm/locallife/rules" && "$promtool" check rules alerts.yaml && "$promtool" test rules alerts_test.yaml)
 
 step "deployment artifacts valid"
