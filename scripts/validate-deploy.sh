@@ -11,7 +11,9 @@
 #   4. small consistency checks (kustomization resources exist, secret example kept out,
 #      every setting of docs/configuration.md configurable, dashboard JSON valid, the
 #      alert rules' metrics exist in src/ and their alerts in docs/operations.md);
-#   5. promtool check rules and promtool test rules on helm/locallife/rules/.
+#   5. promtool check rules and promtool test rules on helm/locallife/rules/;
+#   6. helm/locallife/README.md's values table is what scripts/chart-readme.py makes of
+#      values.yaml and values.schema.json today.
 # Custom resources (monitoring.coreos.com ServiceMonitor, PrometheusRule) have no schema
 # in kubernetes-validate: they are filtered out before validating and listed as skipped.
 # Any other document whose schema is missing fails the run.
@@ -414,5 +416,9 @@ if [[ -z "$promtool" ]]; then
 fi
 echo "using $promtool ($("$promtool" --version 2>&1 | head -1))"
 (cd "$root/helm/locallife/rules" && "$promtool" check rules alerts.yaml && "$promtool" test rules alerts_test.yaml)
+
+# The chart README's values table, generated from values.yaml's comments and the schema.
+step "scripts/chart-readme.py --check"
+"$venv/bin/python" "$root/scripts/chart-readme.py" --check
 
 step "deployment artifacts valid"
