@@ -20,7 +20,35 @@ import type {
   WxLike,
 } from './types';
 
-export * from './types';
+// Types only, so the build is one file with no require(): a mini-program can copy
+// dist/index.js alone (as the example's libs/realtime.js).
+export type {
+  Announcement,
+  AlertPaymentTimeout,
+  AlertSystemError,
+  Client,
+  ClientEvent,
+  ClientOptions,
+  ClientState,
+  InventoryLow,
+  Notification,
+  NotificationEvent,
+  OrderDispatched,
+  OrderPaid,
+  OrderRecommend,
+  OrderTaken,
+  OrderUrged,
+  OutgoingMessages,
+  OutgoingType,
+  PlatformNotice,
+  RiderCommand,
+  SocketTaskLike,
+  Storage,
+  SubscribeOptions,
+  SubscribeResult,
+  Subscription,
+  WxLike,
+} from './types';
 
 /** First reconnect delay ceiling; it doubles per failed attempt up to `BACKOFF_MAX_MS`. */
 export const BACKOFF_BASE_MS = 500;
@@ -45,20 +73,24 @@ export function backoffDelay(attempt: number): number {
   return Math.floor(Math.random() * backoffCeiling(attempt));
 }
 
-/** Handled message ids with when they may be forgotten, kept in `storage`. */
+/** Handled message ids with when they may be forgotten, kept in `storage`. Clients
+ * sharing a storage (two pages' clients in one mini-program) share the ids: each write
+ * merges what the others wrote, instead of replacing it. */
 export class SeenIds {
   private ids: Record<string, number>;
 
   constructor(private readonly storage: Storage | undefined) {
-    this.ids = {};
+    this.ids = this.stored();
+  }
+
+  private stored(): Record<string, number> {
     try {
-      const stored = storage ? storage.get(SEEN_KEY) : undefined;
-      if (stored && typeof stored === 'object') {
-        this.ids = { ...(stored as Record<string, number>) };
-      }
+      const stored = this.storage ? this.storage.get(SEEN_KEY) : undefined;
+      if (stored && typeof stored === 'object') return { ...(stored as Record<string, number>) };
     } catch (_) {
-      this.ids = {};
+      // Unreadable: as if empty.
     }
+    return {};
   }
 
   has(id: string, now: number = Date.now()): boolean {
@@ -67,7 +99,7 @@ export class SeenIds {
   }
 
   add(id: string, now: number = Date.now()): void {
-    this.ids[id] = now + SEEN_KEEP_MS;
+    this.ids = { ...this.stored(), ...this.ids, [id]: now + SEEN_KEEP_MS };
     const live = Object.keys(this.ids)
       .filter((k) => this.ids[k] > now)
       .sort((a, b) => this.ids[b] - this.ids[a])

@@ -164,3 +164,15 @@ test('the app shown while open probes the socket with a ping', async () => {
   client.close();
   assert.strictEqual(show, undefined, 'close() stops listening');
 });
+
+test('two clients sharing a storage keep each other\'s seen ids', () => {
+  const map = new Map();
+  const storage = { get: (k) => map.get(k), set: (k, v) => map.set(k, v) };
+  const merchant = new SeenIds(storage);
+  const rider = new SeenIds(storage);
+  merchant.add('m-1', 1000);
+  rider.add('r-1', 1000);
+  merchant.add('m-2', 1000);
+  const restarted = new SeenIds(storage);
+  for (const id of ['m-1', 'r-1', 'm-2']) assert.ok(restarted.has(id, 2000), id);
+});
