@@ -105,10 +105,12 @@ function createWx({ backends, storage = new Map(), log = () => {} }) {
     getStorageSync(k) { return storage.has(k) ? JSON.parse(storage.get(k)) : ''; },
     setStorageSync(k, v) { storage.set(k, JSON.stringify(v)); },
     // wx.request over Node's fetch, to the first backend, answering as WeChat does:
-    // success with statusCode and parsed JSON data for any HTTP answer.
+    // success with statusCode and parsed JSON data for any HTTP answer. Like WeChat's,
+    // the body is JSON unless the caller's header says otherwise.
     request({ url, method = 'GET', header = {}, data, success, fail }) {
       const target = url.replace('api.example.com', backends[0]);
-      const init = { method, headers: header };
+      const typed = Object.keys(header).some((k) => k.toLowerCase() === 'content-type');
+      const init = { method, headers: typed ? header : { ...header, 'content-type': 'application/json' } };
       if (data !== undefined && method !== 'GET') init.body = JSON.stringify(data);
       fetch(target, init)
         .then(async (res) => {
