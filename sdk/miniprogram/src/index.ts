@@ -1,8 +1,16 @@
-// @locallife/realtime: LocalLife's notifications in a WeChat mini-program, over
-// protocol 2 of `/v1/ws` (SPEC §2.3, §7). One socket per client at most; reconnects
-// with capped exponential backoff and full jitter; the token refreshed in-band before
-// it expires; each notification handed to `onNotification` once per `message_id`
-// (remembered in storage across app restarts) and acked after the handler resolved.
+/**
+ * LocalLife's notifications in a WeChat mini-program, over protocol 2 of `/v1/ws`
+ * (SPEC §2.3, §7). One socket per client at most; reconnects with capped exponential
+ * backoff and full jitter; the token refreshed in-band before it expires; each
+ * notification handed to `onNotification` once per `message_id` (remembered in storage
+ * across app restarts) and acked after the handler resolved.
+ *
+ * How to use it, with a merchant and a rider page that run against `locallife demo`:
+ * `sdk/miniprogram/README.md`. This reference is generated from the SDK's types and
+ * comments (`npm run docs` in `sdk/miniprogram`); `npm test` fails when it is stale.
+ *
+ * @packageDocumentation
+ */
 
 import type {
   Client,

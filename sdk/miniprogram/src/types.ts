@@ -195,11 +195,14 @@ export interface ClientOptions {
   wx?: WxLike;
   /** Called at most once per `message_id`; acked after it resolves (not if it throws). */
   onNotification: (n: Notification) => void | Promise<void>;
+  /** Told of connects, closes, reconnect delays, a stop (4003) and errors. */
   onEvent?: (e: ClientEvent) => void;
-  /** Defaults to wx storage. */
+  /** Where handled ids are remembered across app restarts. Defaults to wx storage. */
   storage?: Storage;
 }
 
+/** `idle` before `connect()` and after `close()`; `connecting` while connecting or
+ * waiting to reconnect; `open` from `welcome` on; `stopped` after a 4003. */
 export type ClientState = 'idle' | 'connecting' | 'open' | 'stopped';
 
 /**
@@ -217,11 +220,13 @@ export interface OutgoingMessages {
 
 export type OutgoingType = keyof OutgoingMessages;
 
+/** What `createClient` answers. */
 export interface Client {
   /** Connects (and keeps connecting); again after `close()` or a stop. */
   connect(): void;
   /** Closes the socket and stops reconnecting. */
   close(): void;
+  /** Where the client is now. */
   state(): ClientState;
   /**
    * Sends `{"type": type, "data": data}` on the open socket, e.g. a rider's `location`.
