@@ -28,7 +28,10 @@ npm ci --prefix tests/asyncapi --no-audit --no-fund --loglevel=error
 # The mini-program SDK: built from its lockfile, then driven by tests/api/sdk.rs (and
 # its own unit tests, in Node).
 npm ci --prefix sdk/miniprogram --no-audit --no-fund --loglevel=error
-npm test --prefix sdk/miniprogram --silent >/dev/null || { echo "test.sh: the SDK did not build or its unit tests failed (npm test in sdk/miniprogram)" >&2; exit 1; }
+npm test --prefix sdk/miniprogram --silent >/dev/null || { echo "test.sh: the SDK did not build, its tests failed or docs/sdk-api is stale (npm test in sdk/miniprogram)" >&2; exit 1; }
+# The SDK's npm package, the artefact a front-end team installs: packed into target/sdk/
+# and checked to hold the build, its types and the README, and nothing else.
+node sdk/miniprogram/scripts/check-pack.js --into target/sdk || { echo "test.sh: the SDK's npm package is not as it should be (sdk/miniprogram/scripts/check-pack.js)" >&2; exit 1; }
 # The metrics test lints the exposition with promtool; services.sh unpacked it into
 # target/tools/bin when no promtool was on PATH.
 export PATH="$PWD/target/tools/bin:$PATH"
@@ -62,6 +65,16 @@ if [ "$status" -eq 0 ] && [ "${FUZZ_SECONDS:-10}" != 0 ]; then
     FUZZ_SECONDS=${FUZZ_SECONDS:-10} cargo test --locked --lib fuzz:: -- --nocapture 2>&1 | grep -E "^fuzz target|panicked|minimal failing|test result"
     status=${PIPESTATUS[0]}
     set -e
+fi
+# The SDK's example mini-program against a real `locallife demo` (the binary the tests
+# just built), as its README's first-notification steps go.
+if [ "$status" -eq 0 ]; then
+    echo "test.sh: the SDK's example pages against locallife demo"
+    if ! sdk_out=$(LOCALLIFE_BIN="$PWD/target/debug/locallife" npm run test:e2e --prefix sdk/miniprogram --silent 2>&1); then
+        printf '%s\n' "$sdk_out" >&2
+        echo "test.sh: the SDK's example test failed (npm run test:e2e in sdk/miniprogram)" >&2
+        status=1
+    fi
 fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG" | tee "${TEST_SUMMARY_FILE:-/dev/null}"
