@@ -93,14 +93,20 @@ pub struct Work {
 }
 
 /// How a socket's client confirms delivery (SPEC §2.3), chosen with `?protocol=`.
+///
+/// On both, the Pong to a Ping the server wrote after a notification proves that the
+/// client's WebSocket stack received it: its receipt becomes `delivered` (and the
+/// subscription-message fallback leaves it alone). Both therefore get a confirming Ping
+/// right after notifications are written, one per burst, not only the keep-alive Ping
+/// every `WS_PING_INTERVAL`. What the Pong does beyond the receipt differs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Protocol {
-    /// The seed's clients, which never ack: a notification is confirmed by the Pong to
-    /// a Ping the server sent after writing it (or by an ack), and is never written
-    /// twice on one socket.
+    /// The seed's clients, which never ack: the Pong (or an ack) confirms the
+    /// notification, which leaves the inbox and is never written twice on one socket.
     #[default]
     V1,
-    /// The SDK: explicit acks, redelivery on the live socket after `WS_ACK_TIMEOUT`.
+    /// The SDK: only an ack takes a notification out of the inbox; until then it is
+    /// written again on the live socket after `WS_ACK_TIMEOUT`, Pong or not.
     V2,
 }
 
@@ -128,11 +134,12 @@ struct Pending {
     /// Hub clock: when to send it again (protocol 2).
     due_ms: u64,
     redeliveries: u32,
-    /// The payload of the first Ping written after it (protocol 1): a Pong carrying
-    /// this or a later one confirms it.
+    /// The payload of the first Ping written after it: a Pong carrying this or a later
+    /// one proves it delivered.
     epoch: u32,
-    /// Confirmed by a Pong; kept (so a late copy is still recognised) until the inbox
-    /// has been told.
+    /// Proved delivered by a Pong. Protocol 1: confirmed, kept (so a late copy is still
+    /// recognised) until the inbox has been told. Protocol 2: its receipt is marked, and
+    /// it stays tracked (and redelivered) until acked.
     confirmed: bool,
 }
 
@@ -151,10 +158,10 @@ struct Outbox {
     close: Option<Close>,
     /// Empty (unallocated) until the first tracked notification is sent.
     pending: Vec<Pending>,
-    /// The payload of the next Ping (protocol 1 confirmation).
+    /// The payload of the next Ping (each Ping proves what was written before it).
     epoch: u32,
-    /// A Ping that would confirm pending notifications is written and unanswered: no
-    /// second one until it is (one Ping per burst).
+    /// A Ping that would prove pending notifications delivered is written and
+    /// unanswered: no second one until it is (one Ping per burst).
     confirming: bool,
 }
 
@@ -343,15 +350,15 @@ impl Socket {
     }
 
     /// The payload of a Ping about to be written, if the session should write one after
-    /// the notifications it just wrote (protocol 1: some are unconfirmed and no
-    /// confirming Ping is out). `keepalive`: a Ping is written anyway; it confirms too.
+    /// the notifications it just wrote (some are not proved delivered and no confirming
+    /// Ping is out), on either protocol. `keepalive`: a Ping is written anyway; it
+    /// confirms too.
     pub fn confirmation_ping(&self, keepalive: bool) -> Option<u32> {
         let mut out = self.outbox();
-        let unconfirmed = self.protocol == Protocol::V1
-            && out
-                .pending
-                .iter()
-                .any(|p| !p.confirmed && p.epoch == out.epoch);
+        let unconfirmed = out
+            .pending
+            .iter()
+            .any(|p| !p.confirmed && p.epoch == out.epoch);
         if !(keepalive || (unconfirmed && !out.confirming)) {
             return None;
         }
@@ -364,9 +371,10 @@ impl Socket {
     }
 
     /// A Pong carrying `payload` arrived: the ids it proves delivered (written before
-    /// that Ping), each once. Under protocol 1 they are confirmed: to remove from the
-    /// inbox, and known until [`Socket::forget`]; if newer ones wait unconfirmed,
-    /// another Ping is requested. Under protocol 2 they still wait for their ack.
+    /// that Ping), each once, for their receipts; if newer ones wait unproved, another
+    /// Ping is requested. Under protocol 1 they are confirmed: to remove from the inbox,
+    /// and known until [`Socket::forget`]. Under protocol 2 they still wait for their
+    /// ack (and are redelivered until it comes).
     pub fn pong(&self, payload: &[u8]) -> Vec<MsgId> {
         let Ok(bytes) = <[u8; 4]>::try_from(payload) else {
             return Vec::new();
@@ -382,7 +390,7 @@ impl Socket {
             }
         }
         out.confirming = false;
-        let more = self.protocol == Protocol::V1 && out.pending.iter().any(|p| !p.confirmed);
+        let more = out.pending.iter().any(|p| !p.confirmed);
         drop(out);
         if more {
             self.outbox().ping = true;
@@ -588,6 +596,31 @@ mod tests {
         assert_eq!(s.sweep_pending(200, 0, 100, 2).redelivered, 1);
         assert_eq!(s.sweep_pending(300, 0, 100, 2).given_up, 1);
         assert_eq!(s.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn protocol_2_pings_after_notifications_and_a_pong_only_proves_delivery() {
+        let s = socket();
+        let f = Utf8Bytes::from("n");
+        let (first, second) = (MsgId { ms: 1, seq: 1 }, MsgId { ms: 1, seq: 2 });
+        assert!(s.begin_send(tracked(1, false), &f, 100));
+        let ping = s
+            .confirmation_ping(false)
+            .expect("a confirming Ping after a tracked notification");
+        assert!(s.begin_send(tracked(2, false), &f, 100));
+        assert_eq!(s.confirmation_ping(false), None, "one Ping per burst");
+        assert_eq!(s.pong(&ping.to_be_bytes()), vec![first]);
+        // The second was written after that Ping: another is asked for at once.
+        let work = s.work().await;
+        assert!(work.ping);
+        let ping = s.confirmation_ping(work.ping).unwrap();
+        assert_eq!(s.pong(&ping.to_be_bytes()), vec![second]);
+        assert!(s.pong(&ping.to_be_bytes()).is_empty(), "each proved once");
+        // Still tracked, and written again, until acked.
+        assert_eq!(s.pending(), 2);
+        assert_eq!(s.sweep_pending(100, 0, 100, 5).redelivered, 2);
+        assert!(s.acked(first) && s.acked(second));
+        assert_eq!(s.confirmation_ping(false), None, "nothing left to prove");
     }
 
     #[test]

@@ -5,9 +5,14 @@
 //!
 //! No second source of truth: candidates come from the receipts (§3), the text from
 //! the notification itself in the recipient's inbox (gone from there: acked, expired
-//! or withdrawn, so nothing is sent), and quota from `subscriptions`. A claim row per
-//! (notification, recipient) makes one replica the sender; a replica that dies between
-//! its claim and the send sends nothing for it (at most once, never twice).
+//! or withdrawn, so nothing is sent), and quota from `subscriptions`. "Delivered"
+//! counts on either protocol: a protocol-2 notification whose Pong came but whose ack
+//! has not is still in the inbox, yet the app has it, so it is not pushed — checked at
+//! the scan and again before each send (a retry can come long after the scan).
+//!
+//! A claim row per (notification, recipient) makes one replica the sender; a replica
+//! that dies between its claim and the send sends nothing for it (at most once, never
+//! twice).
 //!
 //! The access token is shared by every replica through the engine (Redis): fetched by
 //! one replica at a time under a lock, kept until 5 minutes before it expires, dropped
@@ -25,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SubscribeConfig;
 use crate::engine::Engine;
 use crate::state::AppState;
+use crate::store::receipts;
 use crate::store::subscriptions::{self, Claim, Outcome};
 use crate::wechat::subscribe::{self, SendOutcome, SubscribeClient};
 
@@ -186,6 +192,17 @@ async fn pending_fields(
     Ok(None)
 }
 
+/// Whether the recipient's receipt shows the notification delivered or acked by now.
+async fn delivered_since(
+    state: &AppState,
+    claim: &Claim,
+) -> Result<bool, crate::store::StoreError> {
+    let receipt = receipts::of_message(state.db(), &claim.message_id).await?;
+    Ok(receipt
+        .and_then(|r| r.recipients.into_iter().find(|p| p.user_id == claim.user))
+        .is_some_and(|p| p.delivered_at.is_some() || p.acked_at.is_some()))
+}
+
 fn retry_or_fail(claim: &Claim, error: String) -> Outcome {
     let wait = Duration::from_secs(2u64.saturating_pow(claim.attempts as u32 + 1)).min(MAX_BACKOFF);
     let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -211,6 +228,11 @@ async fn send_one(
         Ok(None) => return Outcome::Skipped("no longer pending"),
         Err(_) => return retry_or_fail(claim, "inbox unavailable".into()),
     };
+    match delivered_since(state, claim).await {
+        Ok(false) => {}
+        Ok(true) => return Outcome::Skipped("delivered"),
+        Err(_) => return retry_or_fail(claim, "database unavailable".into()),
+    }
     match subscriptions::reserve(state.db(), claim.user, &claim.template_id).await {
         Ok(true) => {}
         Ok(false) => return Outcome::Skipped("no quota"),

@@ -13,6 +13,7 @@ on_both_engines!(
     an_unconfirmed_notification_is_pushed_once_with_its_template_page_and_data,
     no_push_when_delivered_in_time_without_quota_or_without_a_template,
     a_refused_token_is_refreshed_once_and_43101_zeroes_the_quota,
+    a_protocol_2_pong_is_delivery_so_a_slow_acker_is_not_pushed,
 );
 
 const TEMPLATES: &str = r#"{
@@ -303,6 +304,86 @@ async fn a_refused_token_is_refreshed_once_and_43101_zeroes_the_quota(kind: Engi
         "{receipt}"
     );
     assert_eq!(a.wechat.token_calls(), 2, "the token is cached and shared");
+}
+
+/// Delivered means delivered on protocol 2 too (SPEC §2.3, §3, §9): a protocol-2 client
+/// that answers Pings but has not acked yet. The server Pings right after writing the
+/// notification (not only every `WS_PING_INTERVAL`, 54 s here), the Pong marks the
+/// receipt `delivered` within moments, and the fallback sends no subscription message;
+/// the notification still waits in the inbox for its ack, so the next connect gets it
+/// again.
+async fn a_protocol_2_pong_is_delivery_so_a_slow_acker_is_not_pushed(kind: EngineKind) {
+    let (apps, _file) = replicas(kind).await;
+    let (a, b) = (&apps[0], &apps[apps.len() - 1]);
+    let (_, staff) = a.user_with_role("staff", Role::Platform).await;
+    let (slow, _, slow_token) = subscriber(a, "slow-acker", 2).await;
+    // Protocol 2; tokio-tungstenite answers each Ping while the socket is read.
+    let mut socket = a.ws_ok(&slow_token).await;
+    assert_eq!(socket.welcome["data"]["protocol"], 2);
+    assert_eq!(socket.welcome["data"]["ping_interval_s"], 54);
+    let message_id = notify(b, &staff, slow, "新订单").await;
+    let n = socket.next_event("platform.notice").await;
+    assert_eq!(n["data"]["message_id"].as_str(), Some(message_id.as_str()));
+    let receipt_path = format!("/v1/platform/notifications/{message_id}");
+    let entry = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            // Reading on is what lets the client stack answer the Ping.
+            socket.nothing_within(Duration::from_millis(100)).await;
+            let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
+            let entry = receipt["recipients"][0].clone();
+            if entry["state"] == "delivered" {
+                return entry;
+            }
+        }
+    })
+    .await
+    .expect("delivered within seconds of the notification, unacked");
+    assert!(entry["delivered_at"].is_string() && entry["acked_at"].is_null());
+
+    // A later notification that does fall back: once it is pushed, the fallback has
+    // looked at the earlier one too.
+    let (witness_user, _, _) = subscriber(a, "witness", 1).await;
+    let witness = notify(a, &staff, witness_user, "最后").await;
+    pushed(a, &staff, &witness, witness_user).await;
+    assert!(accepted_for(a, &message_id).is_empty());
+    assert!(
+        a.wechat
+            .sends()
+            .iter()
+            .all(|s| !is_for(&s.body, &message_id)),
+        "never even tried"
+    );
+    assert_eq!(remaining(a, &slow_token).await, 2, "no quota used");
+    let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
+    let entry = &receipt["recipients"][0];
+    assert_eq!(entry["state"], "delivered");
+    assert!(entry.get("pushed_at").is_none(), "{receipt}");
+
+    // Delivered is not acked: still in the inbox, so the next connect (on any
+    // replica) gets it again, until the ack.
+    drop(socket);
+    let mut again = b.ws_ok(&slow_token).await;
+    let n = again.next_event("platform.notice").await;
+    assert_eq!(n["data"]["message_id"].as_str(), Some(message_id.as_str()));
+    again.ack(&n).await;
+    again.roundtrip().await;
+    drop(again);
+    let mut after = a.ws_ok(&slow_token).await;
+    assert!(
+        after.nothing_within(Duration::from_millis(500)).await,
+        "acked: not delivered again"
+    );
+    tokio::time::timeout(crate::ws_client::WAIT, async {
+        loop {
+            let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
+            if receipt["recipients"][0]["state"] == "acked" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the ack shows on the receipt");
 }
 
 #[tokio::test]
