@@ -65,6 +65,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::rider_command))
         .routes(routes!(platform::approve_merchant))
         .routes(routes!(platform::dispatch))
+        .routes(routes!(orders::close))
         .routes(routes!(platform::suspend_rider))
         .routes(routes!(platform::suspend_merchant))
         .routes(routes!(riders::apply))
@@ -80,6 +81,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::create))
         .routes(routes!(orders::get))
         .routes(routes!(orders::urge))
+        .routes(routes!(orders::refuse))
         .routes(routes!(orders::receipts))
         .routes(routes!(webhooks::wechat_pay_notify));
     OpenApiRouter::with_openapi(openapi::Base::openapi())

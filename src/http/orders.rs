@@ -1,4 +1,5 @@
-//! `/v1/orders/...`: place an order, read it, urge it.
+//! `/v1/orders/...`: place an order, read it, urge it, refuse it (its merchant); and
+//! `/v1/platform/orders/{id}/close` (staff), which shares the closing rules.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,14 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use super::openapi::{OrderReceipts, Urged};
 
-use super::caller::Caller;
+use super::caller::{Caller, Principal, Staff};
 use super::json::ApiJson;
 use super::path::ApiPath;
-use crate::domain::{Role, UserId};
+use crate::auth::keys::Scope;
+use crate::domain::{OrderStatus, Reason, Role, UserId};
 use crate::error::ApiError;
 use crate::service::orders as flows;
 use crate::state::AppState;
-use crate::store::orders::{self, Address, Order, UrgeOutcome};
+use crate::store::orders::{self, Address, Closer, Order, Transition, UrgeOutcome};
 use crate::store::receipts::Receipt;
 use crate::wechat::pay::PayParams;
 
@@ -193,6 +195,105 @@ pub async fn urge(
             "only a paid order that is not delivered yet can be urged",
         )),
     }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"reason": "商品已售罄，无法出餐"}))]
+pub struct CloseOrder {
+    /// Why: one line of 1 to 200 characters, shown to the consumer with the order.
+    reason: String,
+}
+
+fn close_reason(body: &CloseOrder) -> Result<Reason, ApiError> {
+    Reason::parse(&body.reason)
+        .map_err(|e| ApiError::unprocessable("invalid_reason", e.to_string()))
+}
+
+/// The answer to a close or a refusal; `why_not` explains a refusal from the status.
+fn closed(
+    t: Transition,
+    why_not: impl FnOnce(OrderStatus) -> &'static str,
+) -> Result<Json<Order>, ApiError> {
+    match t {
+        Transition::Done(order) => Ok(Json(*order)),
+        Transition::NotFound => Err(ApiError::not_found()),
+        Transition::Refused(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_not_closable",
+            format!("the order is {status}; {}", why_not(status)),
+        )),
+    }
+}
+
+/// `POST /v1/platform/orders/{id}/close`: staff close a paid order that will not be
+/// delivered. Its stock is returned (unless a rider already picked it up), its offers
+/// are withdrawn (`order.taken` to the riders still holding one), a rider who has it
+/// gets `rider.command`, and the consumer's order shows the reason. A refund through
+/// WeChat Pay is not part of this.
+#[utoipa::path(post, path = "/platform/orders/{id}/close", operation_id = "close_order", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
+    params(("id" = i64, Path, description = "The order")),
+    request_body = CloseOrder,
+    responses(
+        (status = 200, description = "Closed: the order, `closed`, with `close_reason` and `closed_by`", body = Order),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
+        (status = 404, description = "`not_found`: no such order", body = super::openapi::Error),
+        (status = 409, description = "`order_not_closable`: not paid yet, already delivered, or closed", body = super::openapi::Error),
+        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
+    ))]
+pub async fn close(
+    State(state): State<AppState>,
+    staff: Staff,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CloseOrder>,
+) -> Result<Json<Order>, ApiError> {
+    staff.require(Scope::Admin)?;
+    let reason = close_reason(&body)?;
+    let closer = match staff.principal {
+        Principal::User(user) => Closer::Staff(user),
+        Principal::Key { id, .. } => Closer::Key(id),
+    };
+    closed(flows::close(&state, id, closer, &reason).await?, |_| {
+        "only a paid order that is not delivered yet can be closed"
+    })
+}
+
+/// `POST /v1/orders/{id}/refuse`: an admin of the order's merchant refuses a paid order
+/// no rider has taken. It is closed as staff would close it.
+#[utoipa::path(post, path = "/orders/{id}/refuse", operation_id = "refuse_order", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order")),
+    request_body = CloseOrder,
+    responses(
+        (status = 200, description = "Refused: the order, `closed`, with `close_reason` and `closed_by`", body = Order),
+        (status = 403, description = "`not_merchant_admin`: the consumer, the rider or staff tried", body = super::openapi::Error),
+        (status = 404, description = "`not_found`: no such order, or the caller may not see it", body = super::openapi::Error),
+        (status = 409, description = "`order_not_closable`: not paid yet, a rider has taken it, delivered, or closed", body = super::openapi::Error),
+        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
+    ))]
+pub async fn refuse(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CloseOrder>,
+) -> Result<Json<Order>, ApiError> {
+    let order = visible(&state, &caller, id).await?;
+    if crate::store::merchants::is_admin(state.db(), order.merchant_id, caller.id).await?
+        != Some(true)
+    {
+        return Err(ApiError::forbidden(
+            "not_merchant_admin",
+            "only an admin of the order's merchant refuses it",
+        ));
+    }
+    let reason = close_reason(&body)?;
+    closed(
+        flows::close(&state, id, Closer::MerchantAdmin(caller.id), &reason).await?,
+        |status| match status {
+            OrderStatus::Dispatched | OrderStatus::PickedUp => {
+                "a rider has taken it: ask platform staff to close it"
+            }
+            _ => "only a paid order no rider has taken can be refused",
+        },
+    )
 }
 
 /// The receipts, with only the recipients in `users`; receipts left with none dropped.

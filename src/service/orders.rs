@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use super::riders::{self as rider_flows, RiderError};
-use crate::domain::UserId;
+use crate::domain::{OrderStatus, Reason, UserId};
 use crate::notify::{Kind, Notification};
 use crate::state::AppState;
 use crate::store::orders::{
-    self, Address, CreateError, LowStock, NewOrder, Order, PaymentOutcome, Transition, UrgeOutcome,
+    self, Address, Closer, CreateError, LowStock, NewOrder, Order, PaymentOutcome, Transition,
+    UrgeOutcome,
 };
 use crate::store::outbox::{Audience, NewRow};
 use crate::store::{riders, users, StoreError};
@@ -261,4 +262,92 @@ pub async fn deliver(
     rider: UserId,
 ) -> Result<Transition, StoreError> {
     orders::deliver(state.db(), order_id, rider).await
+}
+
+/// What staff may close: any paid order not yet delivered. With a rider on it, the
+/// rider is told; once picked up, the goods have left the shop and no stock returns.
+const STAFF_CLOSES: &[OrderStatus] = &[
+    OrderStatus::Paid,
+    OrderStatus::Dispatched,
+    OrderStatus::PickedUp,
+];
+
+/// What the merchant may refuse: a paid order no rider has taken yet.
+const MERCHANT_REFUSES: &[OrderStatus] = &[OrderStatus::Paid];
+
+/// What `closer` may close: staff (people or keys) any paid order not yet delivered,
+/// the merchant's admins one no rider has taken.
+pub fn closable_by(closer: Closer) -> &'static [OrderStatus] {
+    match closer {
+        Closer::Staff(_) | Closer::Key(_) => STAFF_CLOSES,
+        Closer::MerchantAdmin(_) => MERCHANT_REFUSES,
+    }
+}
+
+/// Closes a paid order that will not be delivered (SPEC §4): platform staff close it,
+/// or an admin of its merchant refuses it (the caller has checked that they are one),
+/// if [`closable_by`] the closer. With what that decides, in the same transaction: a
+/// paid order's offers are withdrawn as when a rider takes it (the relay removes its
+/// `order.recommend` from every recommended rider's inbox and sends them `order.taken`);
+/// a rider who has the order hears it is closed.
+pub async fn close(
+    state: &AppState,
+    order_id: i64,
+    closer: Closer,
+    reason: &Reason,
+) -> Result<Transition, StoreError> {
+    let reason = reason.as_str();
+    let from = closable_by(closer);
+    let t = orders::close(
+        state.db(),
+        order_id,
+        closer,
+        reason,
+        from,
+        |order, before| after_close(order, before, reason),
+    )
+    .await?;
+    if matches!(t, Transition::Done(_)) {
+        state.wake_relay();
+    }
+    Ok(t)
+}
+
+/// The notifications closing `order` (which was `before`) decides.
+fn after_close(order: &Order, before: OrderStatus, reason: &str) -> Vec<NewRow> {
+    match (before, order.rider_id) {
+        (OrderStatus::Paid, _) => {
+            vec![
+                Notification::new(Kind::OrderTaken, "订单已取消", "该订单已关闭，无需再接单")
+                    .with("order_id", order.id)
+                    .outbox(Audience::RecommendedRiders(order.id), Some(order.id)),
+            ]
+        }
+        (_, Some(rider)) => vec![Notification::new(
+            Kind::RiderCommand,
+            "订单已关闭",
+            format!("订单 {} 已由平台关闭：{reason}", order.id),
+        )
+        .with("order_id", order.id)
+        .with("reason", reason)
+        .outbox(Audience::Users(vec![UserId(rider)]), Some(order.id))],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merchant_refuses_only_what_staff_could_close() {
+        assert!(MERCHANT_REFUSES.iter().all(|s| STAFF_CLOSES.contains(s)));
+        for s in [
+            OrderStatus::PendingPayment,
+            OrderStatus::Delivered,
+            OrderStatus::Closed,
+        ] {
+            assert!(!STAFF_CLOSES.contains(&s), "{s}");
+        }
+    }
 }

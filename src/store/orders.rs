@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 
 use super::outbox::{self, NewRow};
 use super::StoreError;
-use crate::domain::{OrderStatus, UserId};
+use crate::domain::{OrderStatus, Role, UserId};
 
 type Pool = deadpool_postgres::Pool;
 
@@ -47,13 +47,32 @@ pub struct Order {
     pub picked_up_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Why a paid order was closed, as whoever closed it wrote it; null for an unpaid
+    /// order the service closed (payment deadline passed, prepay failed).
+    pub close_reason: Option<String>,
+    /// Who closed a paid order; null for an unpaid order the service closed.
+    pub closed_by: Option<ClosedBy>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Who closed an order: platform staff (a person, or a back-office service with a
+/// key), or an admin of the order's merchant refusing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ClosedBy {
+    /// `platform` (staff closed it) or `merchant` (the merchant refused it).
+    pub role: Role,
+    /// The user who did; null for a service key, or once that user no longer exists.
+    pub user_id: Option<i64>,
+    /// The service key's id, when a back-office service closed it (SPEC §10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
 }
 
 const ORDER_COLUMNS: &str =
     "id, out_trade_no, status, consumer_id, merchant_id, rider_id, total_fen,
     delivery_lat, delivery_lng, delivery_detail, pay_deadline, paid_at, dispatched_at,
-    picked_up_at, delivered_at, closed_at, created_at";
+    picked_up_at, delivered_at, closed_at, close_reason, closed_by, closed_by_key, closed_as,
+    created_at";
 
 async fn load<C: GenericClient>(c: &C, row: &tokio_postgres::Row) -> Result<Order, StoreError> {
     let id: i64 = row.get("id");
@@ -92,6 +111,15 @@ async fn load<C: GenericClient>(c: &C, row: &tokio_postgres::Row) -> Result<Orde
         picked_up_at: row.get("picked_up_at"),
         delivered_at: row.get("delivered_at"),
         closed_at: row.get("closed_at"),
+        close_reason: row.get("close_reason"),
+        closed_by: row
+            .get::<_, Option<&str>>("closed_as")
+            .and_then(|role| role.parse().ok())
+            .map(|role| ClosedBy {
+                role,
+                user_id: row.get("closed_by"),
+                key: row.get("closed_by_key"),
+            }),
         created_at: row.get("created_at"),
     })
 }
@@ -652,13 +680,118 @@ pub async fn close_now(db: &Pool, order: i64) -> Result<(), StoreError> {
         )
         .await?;
     if n == 1 {
-        tx.execute(
-            "UPDATE products p SET stock = p.stock + i.quantity, updated_at = now()
-             FROM order_items i WHERE i.order_id = $1 AND p.id = i.product_id",
-            &[&order],
-        )
-        .await?;
+        return_stock(&tx, order).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Puts the order's items back in stock (the caller's transaction closed the order).
+async fn return_stock<C: GenericClient>(c: &C, order: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE products p SET stock = p.stock + i.quantity, updated_at = now()
+         FROM order_items i WHERE i.order_id = $1 AND p.id = i.product_id",
+        &[&order],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Who closes a paid order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closer {
+    /// A member of platform staff.
+    Staff(UserId),
+    /// A back-office service, by its key's id (SPEC §10).
+    Key(i64),
+    /// An admin of the order's merchant, refusing it.
+    MerchantAdmin(UserId),
+}
+
+impl Closer {
+    /// The role it closes as (`closed_as`).
+    pub fn role(self) -> Role {
+        match self {
+            Closer::Staff(_) | Closer::Key(_) => Role::Platform,
+            Closer::MerchantAdmin(_) => Role::Merchant,
+        }
+    }
+
+    fn user(self) -> Option<i64> {
+        match self {
+            Closer::Staff(u) | Closer::MerchantAdmin(u) => Some(u.0),
+            Closer::Key(_) => None,
+        }
+    }
+
+    fn key(self) -> Option<i64> {
+        match self {
+            Closer::Key(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the order's goods are still at the merchant in `status`: closing it then
+/// puts them back in stock. Once picked up they have left the shop.
+pub fn goods_at_merchant(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::PendingPayment | OrderStatus::Paid | OrderStatus::Dispatched
+    )
+}
+
+/// Closes a paid order that will not be delivered, if its status is one of `from`:
+/// records who closed it (`closer`) and why, and returns its stock while the goods are still at
+/// the merchant ([`goods_at_merchant`]). The outbox rows `notes` builds from the closed
+/// order and the status it was closed from are written in the same transaction.
+///
+/// The order's row is locked first, so a rider accepting at the same moment either
+/// takes it before (the close then sees `dispatched`) or finds it closed.
+pub async fn close(
+    db: &Pool,
+    order: i64,
+    closer: Closer,
+    reason: &str,
+    from: &[OrderStatus],
+    notes: impl FnOnce(&Order, OrderStatus) -> Vec<NewRow>,
+) -> Result<Transition, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
+            &[&order],
+        )
+        .await?
+    else {
+        return Ok(Transition::NotFound);
+    };
+    let before: OrderStatus = row.get(0);
+    if !from.contains(&before) {
+        return Ok(Transition::Refused(before));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE orders SET status = 'closed', closed_at = now(), close_reason = $2,
+                        closed_by = $3, closed_by_key = $4, closed_as = $5, updated_at = now()
+                 WHERE id = $1 RETURNING {ORDER_COLUMNS}"
+            ),
+            &[
+                &order,
+                &reason,
+                &closer.user(),
+                &closer.key(),
+                &closer.role().as_str(),
+            ],
+        )
+        .await?;
+    if goods_at_merchant(before) {
+        return_stock(&tx, order).await?;
+    }
+    let closed = load(&tx, &row).await?;
+    outbox::insert(&tx, &notes(&closed, before)).await?;
+    tx.commit().await?;
+    Ok(Transition::Done(Box::new(closed)))
 }

@@ -18,18 +18,18 @@ const SHOP: (f64, f64) = (31.2304, 121.4737);
 
 /// A small world on `replicas` replicas sharing Redis and the database, with WeChat
 /// Pay configured against the fake.
-struct World {
-    apps: Vec<TestApp>,
+pub(crate) struct World {
+    pub(crate) apps: Vec<TestApp>,
     pay: FakePay,
-    staff: String,
-    owner: String,
-    merchant: i64,
-    product: i64,
-    consumer: String,
+    pub(crate) staff: String,
+    pub(crate) owner: String,
+    pub(crate) merchant: i64,
+    pub(crate) product: i64,
+    pub(crate) consumer: String,
 }
 
 impl World {
-    async fn new(replicas: usize, extra: &[(&str, &str)]) -> World {
+    pub(crate) async fn new(replicas: usize, extra: &[(&str, &str)]) -> World {
         let pay = FakePay::start().await;
         let extra: Vec<(String, String)> = extra
             .iter()
@@ -63,17 +63,17 @@ impl World {
         }
     }
 
-    fn a(&self) -> &TestApp {
+    pub(crate) fn a(&self) -> &TestApp {
         &self.apps[0]
     }
 
-    fn b(&self) -> &TestApp {
+    pub(crate) fn b(&self) -> &TestApp {
         &self.apps[self.apps.len() - 1]
     }
 
     /// A rider who logged in, applied, was approved and went online `offset` degrees
     /// of latitude north of the shop (0.001° ≈ 111 m).
-    async fn rider(&self, name: &str, offset: f64) -> (UserId, String) {
+    pub(crate) async fn rider(&self, name: &str, offset: f64) -> (UserId, String) {
         let a = self.a();
         let login = a.login(name).await;
         let id = UserId(login.1["user"]["id"].as_i64().unwrap());
@@ -100,7 +100,7 @@ impl World {
     }
 
     /// Places an order for `quantity` of the product on replica `app`.
-    async fn order(&self, app: &TestApp, quantity: i32) -> (u16, Value) {
+    pub(crate) async fn order(&self, app: &TestApp, quantity: i32) -> (u16, Value) {
         self.order_items(
             app,
             json!([{"product_id": self.product, "quantity": quantity}]),
@@ -113,7 +113,7 @@ impl World {
         app.place_order(&self.consumer, self.merchant, items).await
     }
 
-    async fn paid_order(&self) -> Value {
+    pub(crate) async fn paid_order(&self) -> Value {
         let (status, order) = self.order(self.b(), 1).await;
         assert_eq!(status, 201, "{order}");
         let n = fake_pay::notification(&transaction_for(&order));
@@ -133,7 +133,7 @@ impl World {
     }
 
     /// Staff dispatch order `id` to `rider`, on the last replica.
-    async fn dispatch(&self, id: i64, rider: UserId) -> (u16, Value) {
+    pub(crate) async fn dispatch(&self, id: i64, rider: UserId) -> (u16, Value) {
         self.b()
             .post_json(
                 &format!("/v1/platform/orders/{id}/dispatch"),
@@ -152,7 +152,7 @@ impl World {
     }
 
     /// The stock of `product` as the database has it.
-    async fn stock(&self, product: i64) -> i32 {
+    pub(crate) async fn stock(&self, product: i64) -> i32 {
         self.a()
             .db
             .scalar("SELECT stock FROM products WHERE id = $1", &[&product])
@@ -168,7 +168,7 @@ fn transaction_for(order: &Value) -> Value {
     )
 }
 
-fn token(login: (u16, Value)) -> String {
+pub(crate) fn token(login: (u16, Value)) -> String {
     assert_eq!(login.0, 200, "{}", login.1);
     login.1["access_token"].as_str().unwrap().to_owned()
 }
@@ -226,7 +226,7 @@ impl TestApp {
     }
 
     /// The rider takes `step` (`accept`, `pickup`, `deliver`) on order `id`.
-    async fn rider_step(&self, rider: &str, id: i64, step: &str) -> (u16, Value) {
+    pub(crate) async fn rider_step(&self, rider: &str, id: i64, step: &str) -> (u16, Value) {
         self.post_json(
             &format!("/v1/rider/orders/{id}/{step}"),
             Some(rider),
@@ -261,7 +261,7 @@ impl TestApp {
     }
 }
 
-async fn expect_event(socket: &mut WsClient, event: &str) -> Value {
+pub(crate) async fn expect_event(socket: &mut WsClient, event: &str) -> Value {
     let n = socket.next_notification().await;
     assert_eq!(n["data"]["event"], event, "{n}");
     n

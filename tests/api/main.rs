@@ -25,6 +25,7 @@ mod abuse;
 mod admission;
 mod chaos;
 mod cli;
+mod closing;
 mod cluster;
 mod connections;
 mod console;
