@@ -19,7 +19,9 @@ use crate::engine::EngineError;
 use crate::service::notifications::SendError;
 use crate::service::orders::{DispatchError, OrderError};
 use crate::service::riders::RiderError;
+use crate::service::suspensions::SuspensionError;
 use crate::store::orders::CreateError;
+use crate::store::suspensions::Account;
 use crate::store::StoreError;
 use crate::wechat::LoginError;
 
@@ -236,6 +238,7 @@ impl From<RiderError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "already_applied", message)
             }
             RiderError::NotApproved => ApiError::forbidden("rider_not_approved", message),
+            RiderError::Suspended => ApiError::forbidden("rider_suspended", message),
             RiderError::Offline => ApiError::forbidden("rider_offline", message),
             RiderError::LocationWhileOffline => {
                 ApiError::new(StatusCode::CONFLICT, "rider_offline", message)
@@ -253,6 +256,46 @@ impl From<DispatchError> for ApiError {
                 ApiError::unprocessable("rider_not_approved", e.to_string())
             }
             DispatchError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SuspensionError> for ApiError {
+    fn from(e: SuspensionError) -> Self {
+        let message = e.to_string();
+        let rider = |account: &Account| matches!(account, Account::Rider(_));
+        match e {
+            SuspensionError::NotFound(account) if rider(&account) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no rider application")
+            }
+            SuspensionError::NotFound(_) => ApiError::not_found(),
+            SuspensionError::NotApproved(account, _) => ApiError::new(
+                StatusCode::CONFLICT,
+                if rider(&account) {
+                    "rider_not_approved"
+                } else {
+                    "merchant_not_approved"
+                },
+                message,
+            ),
+            SuspensionError::NotSuspended(account, _) => ApiError::new(
+                StatusCode::CONFLICT,
+                if rider(&account) {
+                    "rider_not_suspended"
+                } else {
+                    "merchant_not_suspended"
+                },
+                message,
+            ),
+            SuspensionError::Store(e) => e.into(),
+            SuspensionError::Engine(e) => {
+                metrics::counter!("locallife_redis_errors_total").increment(1);
+                tracing::warn!(error = %e, "suspended, but the sockets could not be told");
+                ApiError::unavailable(
+                    "engine_unavailable",
+                    "suspended; the sockets close at the next re-check, or repeat the request",
+                )
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Domain types: values that are valid by construction once past the boundary.
 
+mod reason;
 mod role;
 mod status;
 
+pub use reason::{Reason, ReasonError};
 pub use role::{Role, RoleParseError};
 pub use status::{Approval, OrderStatus, StatusParseError};
 

@@ -65,11 +65,14 @@ status_enum!(
 );
 
 status_enum!(
-    /// `riders.status` and `merchants.status`: an application as the platform decided it.
+    /// `riders.status` and `merchants.status`: an application as the platform decided it
+    /// (`pending` → `approved` or `rejected`), and an approved account platform staff
+    /// have stopped (`suspended`, until reinstated: `approved` again).
     Approval, "approval state", {
         Pending => "pending",
         Approved => "approved",
         Rejected => "rejected",
+        Suspended => "suspended",
     }
 );
 

@@ -4,7 +4,8 @@
 //! `code`, so each way a body can be wrong gets one: `malformed_json` (400, not JSON),
 //! `invalid_body` (422, JSON of the wrong shape, or a text holding a control
 //! character), `unsupported_media_type` (400, no JSON content type), `body_too_large`
-//! (413).
+//! (413). A route whose body is optional takes `Option<ApiJson<T>>`: an empty body is
+//! `None`.
 //!
 //! Control characters: no text a client stores or sends on may hold one (SPEC §4): a NUL
 //! cannot be stored in PostgreSQL at all, and the others only hide text from whoever
@@ -14,7 +15,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -33,34 +34,70 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !json_content_type(req.headers()) {
-            return Err(ApiError::bad_request(
-                "unsupported_media_type",
-                "expected Content-Type: application/json",
-            ));
+            return Err(unsupported_media_type());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the body is too large",
-                )
-            } else {
-                ApiError::bad_request("bad_body", e.body_text())
-            }
-        })?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| ApiError::bad_request("malformed_json", "the body is not valid JSON"))?;
-        if let Some(field) = control_character_at(&value) {
-            return Err(ApiError::unprocessable(
-                "invalid_body",
-                format!("{field}: control characters are not allowed in text"),
-            ));
+        let bytes = body_bytes(req, state).await?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// An optional body (`Option<ApiJson<T>>`): no body at all is `None`, whatever the
+/// headers say; any body is read exactly as a required one.
+impl<S, T> OptionalFromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let json = json_content_type(req.headers());
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(None);
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(rejection_to_error(rejection)),
+        if !json {
+            return Err(unsupported_media_type());
         }
+        parse(&bytes).map(|value| Some(ApiJson(value)))
+    }
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::bad_request(
+        "unsupported_media_type",
+        "expected Content-Type: application/json",
+    )
+}
+
+/// The request's body, within the body limit.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body is too large",
+            )
+        } else {
+            ApiError::bad_request("bad_body", e.body_text())
+        }
+    })
+}
+
+/// A JSON body: valid JSON, no control character in any text, then the shape of `T`.
+fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::bad_request("malformed_json", "the body is not valid JSON"))?;
+    if let Some(field) = control_character_at(&value) {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("{field}: control characters are not allowed in text"),
+        ));
+    }
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(rejection_to_error(rejection)),
     }
 }
 

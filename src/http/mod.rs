@@ -19,6 +19,7 @@ mod platform;
 mod riders;
 pub mod server;
 mod subscriptions;
+mod suspensions;
 mod webhooks;
 
 pub use caller::Caller;
@@ -66,8 +67,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::approve_merchant))
         .routes(routes!(platform::dispatch))
         .routes(routes!(orders::close))
-        .routes(routes!(platform::suspend_rider))
-        .routes(routes!(platform::suspend_merchant))
+        .routes(routes!(suspensions::suspend_rider))
+        .routes(routes!(suspensions::reinstate_rider))
+        .routes(routes!(suspensions::rider_suspensions))
+        .routes(routes!(suspensions::suspend_merchant))
+        .routes(routes!(suspensions::reinstate_merchant))
+        .routes(routes!(suspensions::merchant_suspensions))
         .routes(routes!(riders::apply))
         .routes(routes!(riders::online))
         .routes(routes!(riders::offline))

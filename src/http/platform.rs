@@ -24,6 +24,7 @@ use crate::service::orders as flows;
 use crate::state::AppState;
 use crate::store;
 use crate::store::orders::{Order, Transition};
+use crate::store::suspensions::Approve;
 
 const MAX_TITLE: usize = 100;
 /// The longest `Idempotency-Key` accepted.
@@ -359,6 +360,7 @@ pub async fn alerts(
     responses(
         (status = 200, description = "Approves a rider application.", body = UserStatus),
         (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 409, description = "`rider_suspended`: a suspended rider is reinstated, not approved", body = super::openapi::Error),
     ))]
 pub async fn approve_rider(
     State(state): State<AppState>,
@@ -366,83 +368,20 @@ pub async fn approve_rider(
     ApiPath(user): ApiPath<i64>,
 ) -> Result<Json<UserStatus>, ApiError> {
     caller.require(Role::Platform)?;
-    if !store::riders::approve(state.db(), UserId(user), caller.id).await? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no rider application",
-        ));
+    match store::riders::approve(state.db(), UserId(user), caller.id).await? {
+        Approve::Done => {}
+        Approve::NotFound => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no rider application",
+            ))
+        }
+        Approve::Suspended => return Err(super::suspensions::approving_suspended(Role::Rider)),
     }
     Ok(Json(UserStatus {
         user_id: UserId(user),
         status: "approved",
-    }))
-}
-
-/// `POST /v1/platform/riders/{user_id}/suspend`: no longer approved, offline; within
-/// seconds every socket admitted as that rider drops the role (closes with 4003 when it
-/// had no other).
-#[utoipa::path(post, path = "/platform/riders/{user_id}/suspend", tag = "platform", security(("bearer" = [])),
-    params(("user_id" = i64, Path, description = "The rider (a user id)")),
-    responses(
-        (status = 200, description = "Suspends a rider: no longer approved, offline, and within 5 s every socket admitted as that rider drops the role (closes with 4003 when it had no other).", body = UserStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
-    ))]
-pub async fn suspend_rider(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(user): ApiPath<i64>,
-) -> Result<Json<UserStatus>, ApiError> {
-    caller.require(Role::Platform)?;
-    if !crate::service::riders::suspend(&state, UserId(user)).await? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no rider application",
-        ));
-    }
-    Ok(Json(UserStatus {
-        user_id: UserId(user),
-        status: "suspended",
-    }))
-}
-
-/// `POST /v1/platform/merchants/{id}/suspend`: no longer approved; each of its admins
-/// who administers no other approved merchant loses the merchant role on their sockets.
-#[utoipa::path(post, path = "/platform/merchants/{id}/suspend", tag = "platform", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "The merchant")),
-    responses(
-        (status = 200, description = "Suspends a merchant: its admins who administer no other approved merchant lose the merchant role on their sockets.", body = IdStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
-    ))]
-pub async fn suspend_merchant(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<IdStatus>, ApiError> {
-    caller.require(Role::Platform)?;
-    let Some(admins) = store::merchants::suspend(state.db(), id).await? else {
-        return Err(ApiError::not_found());
-    };
-    for admin in admins {
-        let still = store::users::admission(state.db(), admin)
-            .await?
-            .is_some_and(|f| f.admin_of_approved_merchant);
-        if !still {
-            crate::notify::revoke_role(&**state.engine(), admin, Role::Merchant)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "suspend: the sockets could not be told");
-                    ApiError::unavailable(
-                        "engine_unavailable",
-                        "suspended; sockets close at the next re-check",
-                    )
-                })?;
-        }
-    }
-    Ok(Json(IdStatus {
-        id,
-        status: "suspended",
     }))
 }
 
@@ -452,6 +391,7 @@ pub async fn suspend_merchant(
     responses(
         (status = 200, description = "Approves a merchant.", body = IdStatus),
         (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 409, description = "`merchant_suspended`: a suspended merchant is reinstated, not approved", body = super::openapi::Error),
     ))]
 pub async fn approve_merchant(
     State(state): State<AppState>,
@@ -459,8 +399,10 @@ pub async fn approve_merchant(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<IdStatus>, ApiError> {
     caller.require(Role::Platform)?;
-    if !store::merchants::approve(state.db(), id, caller.id).await? {
-        return Err(ApiError::not_found());
+    match store::merchants::approve(state.db(), id, caller.id).await? {
+        Approve::Done => {}
+        Approve::NotFound => return Err(ApiError::not_found()),
+        Approve::Suspended => return Err(super::suspensions::approving_suspended(Role::Merchant)),
     }
     Ok(Json(IdStatus {
         id,

@@ -9,4 +9,5 @@ pub mod orders;
 pub mod payments;
 pub mod relay;
 pub mod riders;
+pub mod suspensions;
 pub mod sweeper;

@@ -19,6 +19,9 @@ pub enum RiderError {
     AlreadyApplied,
     #[error("the rider is not approved by the platform")]
     NotApproved,
+    /// Suspended by platform staff, until reinstated.
+    #[error("the rider is suspended by the platform")]
+    Suspended,
     /// Taking an order needs the rider online.
     #[error("the rider is offline")]
     Offline,
@@ -69,11 +72,22 @@ pub async fn go_online(
     lng: f64,
 ) -> Result<(), RiderError> {
     check_position(lat, lng)?;
-    riders::go_online(state.db(), rider, lat, lng)
+    if riders::go_online(state.db(), rider, lat, lng)
         .await?
-        .ok_or(RiderError::NotApproved)?;
+        .is_none()
+    {
+        return Err(not_approved(state, rider).await?);
+    }
     state.engine().geo_set(rider, lat, lng).await?;
     Ok(())
+}
+
+/// Why a rider who may not work is refused: suspended, or not (or not yet) approved.
+async fn not_approved(state: &AppState, rider: UserId) -> Result<RiderError, RiderError> {
+    Ok(match riders::state(state.db(), rider).await? {
+        Some(s) if s.suspended => RiderError::Suspended,
+        _ => RiderError::NotApproved,
+    })
 }
 
 /// Offline: out of matching, and the rider role taken from the rider's sockets on every
@@ -88,18 +102,6 @@ pub async fn go_offline(state: &AppState, rider: UserId) -> Result<(), RiderErro
     Ok(())
 }
 
-/// Suspended by platform staff: no longer approved, offline, out of matching, and the
-/// rider role taken from their sockets everywhere. `false`: no such rider.
-pub async fn suspend(state: &AppState, rider: UserId) -> Result<bool, RiderError> {
-    if !riders::suspend(state.db(), rider).await? {
-        return Ok(false);
-    }
-    let engine = state.engine();
-    engine.geo_remove(rider).await?;
-    notify::revoke_role(&**engine, rider, crate::domain::Role::Rider).await?;
-    Ok(true)
-}
-
 /// A new position of an online rider (`POST /v1/rider/location` and the socket's
 /// `location` message).
 pub async fn update_location(
@@ -112,6 +114,7 @@ pub async fn update_location(
     if !riders::set_location(state.db(), rider, lat, lng).await? {
         return Err(match riders::state(state.db(), rider).await? {
             Some(s) if s.approved => RiderError::LocationWhileOffline,
+            Some(s) if s.suspended => RiderError::Suspended,
             _ => RiderError::NotApproved,
         });
     }
@@ -124,6 +127,7 @@ pub async fn require_online(state: &AppState, rider: UserId) -> Result<(), Rider
     match riders::state(state.db(), rider).await? {
         Some(s) if s.approved && s.online => Ok(()),
         Some(s) if s.approved => Err(RiderError::Offline),
+        Some(s) if s.suspended => Err(RiderError::Suspended),
         _ => Err(RiderError::NotApproved),
     }
 }

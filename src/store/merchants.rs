@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::suspensions::Approve;
 use super::StoreError;
 use crate::domain::{Approval, Role, UserId};
 
@@ -70,39 +71,30 @@ pub async fn create(
     Ok(id)
 }
 
-pub async fn approve(db: &Pool, id: i64, by: UserId) -> Result<bool, StoreError> {
+/// Approves a merchant (pending, rejected, or approved already). A suspended merchant is
+/// not approved so: it is reinstated.
+pub async fn approve(db: &Pool, id: i64, by: UserId) -> Result<Approve, StoreError> {
     let client = db.get().await?;
     let n = client
         .execute(
             "UPDATE merchants SET status = 'approved', approved_at = COALESCE(approved_at, now()),
                     approved_by = $2, updated_at = now()
-             WHERE id = $1",
+             WHERE id = $1 AND status <> 'suspended'",
             &[&id, &by.0],
         )
         .await?;
-    Ok(n == 1)
-}
-
-/// No longer approved (`rejected`, until approved again); its admins, or `None` when
-/// there is no such merchant.
-pub async fn suspend(db: &Pool, id: i64) -> Result<Option<Vec<UserId>>, StoreError> {
-    let client = db.get().await?;
-    let n = client
-        .execute(
-            "UPDATE merchants SET status = 'rejected', updated_at = now() WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    if n == 0 {
-        return Ok(None);
+    if n == 1 {
+        return Ok(Approve::Done);
     }
-    let admins = client
-        .query(
-            "SELECT user_id FROM merchant_admins WHERE merchant_id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(Some(admins.iter().map(|r| UserId(r.get(0))).collect()))
+    let exists = client
+        .query_opt("SELECT 1 FROM merchants WHERE id = $1", &[&id])
+        .await?
+        .is_some();
+    Ok(if exists {
+        Approve::Suspended
+    } else {
+        Approve::NotFound
+    })
 }
 
 pub async fn get(db: &Pool, id: i64) -> Result<Option<Merchant>, StoreError> {

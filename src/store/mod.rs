@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod receipts;
 pub mod riders;
 pub mod subscriptions;
+pub mod suspensions;
 pub mod users;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
-//! Riders: application, approval, online state, position.
+//! Riders: application, approval, online state, position. Suspension is in
+//! [`super::suspensions`].
 
+use super::suspensions::Approve;
 use super::StoreError;
 use crate::domain::{Approval, Role, UserId};
 
@@ -8,6 +10,8 @@ type Pool = deadpool_postgres::Pool;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RiderState {
     pub approved: bool,
+    /// Suspended by platform staff (not approved, until reinstated).
+    pub suspended: bool,
     pub online: bool,
 }
 
@@ -32,47 +36,47 @@ pub async fn state(db: &Pool, user: UserId) -> Result<Option<RiderState>, StoreE
             &[&user.0],
         )
         .await?
-        .map(|r| RiderState {
-            approved: r.get::<_, Approval>(0) == Approval::Approved,
-            online: r.get(1),
+        .map(|r| {
+            let status: Approval = r.get(0);
+            RiderState {
+                approved: status == Approval::Approved,
+                suspended: status == Approval::Suspended,
+                online: r.get(1),
+            }
         }))
 }
 
-/// Approves an application and grants the rider role; `false` when there is none.
-pub async fn approve(db: &Pool, user: UserId, by: UserId) -> Result<bool, StoreError> {
+/// Approves an application (pending, rejected, or approved already) and grants the
+/// rider role. A suspended rider is not approved so: they are reinstated.
+pub async fn approve(db: &Pool, user: UserId, by: UserId) -> Result<Approve, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
     let n = tx
         .execute(
             "UPDATE riders SET status = 'approved', approved_at = COALESCE(approved_at, now()),
                     approved_by = $2, updated_at = now()
-             WHERE user_id = $1",
+             WHERE user_id = $1 AND status <> 'suspended'",
             &[&user.0, &by.0],
         )
         .await?;
-    if n == 1 {
-        tx.execute(
-            "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&user.0, &Role::Rider.as_str()],
-        )
-        .await?;
+    if n == 0 {
+        let exists = tx
+            .query_opt("SELECT 1 FROM riders WHERE user_id = $1", &[&user.0])
+            .await?
+            .is_some();
+        return Ok(if exists {
+            Approve::Suspended
+        } else {
+            Approve::NotFound
+        });
     }
+    tx.execute(
+        "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&user.0, &Role::Rider.as_str()],
+    )
+    .await?;
     tx.commit().await?;
-    Ok(n == 1)
-}
-
-/// No longer approved (`rejected`, until approved again) and offline; whether the
-/// rider exists.
-pub async fn suspend(db: &Pool, user: UserId) -> Result<bool, StoreError> {
-    let client = db.get().await?;
-    let n = client
-        .execute(
-            "UPDATE riders SET status = 'rejected', online = false, updated_at = now()
-             WHERE user_id = $1",
-            &[&user.0],
-        )
-        .await?;
-    Ok(n == 1)
+    Ok(Approve::Done)
 }
 
 /// Goes online at a position; `None` when the user is not an approved rider.

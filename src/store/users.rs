@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::suspensions::SuspensionNotice;
 use super::StoreError;
 use crate::domain::{Approval, Role, UserId};
 
@@ -254,6 +255,8 @@ pub struct RiderView {
     pub phone: String,
     pub lat: Option<f64>,
     pub lng: Option<f64>,
+    /// While `suspended`: when and why (else `null`).
+    pub suspension: Option<SuspensionNotice>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -261,6 +264,28 @@ pub struct MerchantView {
     pub id: i64,
     pub name: String,
     pub status: Approval,
+    /// While `suspended`: when and why (else `null`).
+    pub suspension: Option<SuspensionNotice>,
+}
+
+/// The standing suspension of a row of `riders` or `merchants` (alias `acc`), joined as
+/// `s` with `suspended_at` and `suspension_reason` when the account is suspended: the
+/// newest `suspend` row of its history.
+fn standing_suspension(column: &str, key: &str) -> String {
+    format!(
+        "LEFT JOIN LATERAL (
+            SELECT created_at AS suspended_at, reason AS suspension_reason FROM suspensions
+            WHERE {column} = acc.{key} AND action = 'suspend' ORDER BY id DESC LIMIT 1
+         ) s ON acc.status = 'suspended'"
+    )
+}
+
+fn notice(row: &tokio_postgres::Row) -> Option<SuspensionNotice> {
+    row.get::<_, Option<chrono::DateTime<chrono::Utc>>>("suspended_at")
+        .map(|at| SuspensionNotice {
+            at,
+            reason: row.get("suspension_reason"),
+        })
 }
 
 /// `GET /v1/me`.
@@ -281,7 +306,12 @@ pub async fn me(
     let client = db.get().await?;
     let rider = client
         .query_opt(
-            "SELECT status, online, name, phone, last_lat, last_lng FROM riders WHERE user_id = $1",
+            &format!(
+                "SELECT acc.status, acc.online, acc.name, acc.phone, acc.last_lat, acc.last_lng,
+                        s.suspended_at, s.suspension_reason
+                 FROM riders acc {} WHERE acc.user_id = $1",
+                standing_suspension("rider_id", "user_id")
+            ),
             &[&user.0],
         )
         .await?
@@ -292,12 +322,16 @@ pub async fn me(
             phone: r.get("phone"),
             lat: r.get("last_lat"),
             lng: r.get("last_lng"),
+            suspension: notice(&r),
         });
     let merchants = client
         .query(
-            "SELECT m.id, m.name, m.status FROM merchants m
-             JOIN merchant_admins a ON a.merchant_id = m.id
-             WHERE a.user_id = $1 ORDER BY m.id",
+            &format!(
+                "SELECT acc.id, acc.name, acc.status, s.suspended_at, s.suspension_reason
+                 FROM merchants acc JOIN merchant_admins a ON a.merchant_id = acc.id {}
+                 WHERE a.user_id = $1 ORDER BY acc.id",
+                standing_suspension("merchant_id", "id")
+            ),
             &[&user.0],
         )
         .await?
@@ -306,6 +340,7 @@ pub async fn me(
             id: r.get("id"),
             name: r.get("name"),
             status: r.get("status"),
+            suspension: notice(r),
         })
         .collect();
     Ok(Me {
@@ -329,6 +364,8 @@ pub struct AdmissionFacts {
     pub admin_of_approved_merchant: bool,
     /// Tokens minted before this (unix ms) are refused: the user logged out.
     pub tokens_valid_from_ms: Option<u64>,
+    /// Admin of at least one suspended merchant.
+    pub admin_of_suspended_merchant: bool,
 }
 
 /// What admission reads of a user (`WHERE` added by the callers).
@@ -339,6 +376,8 @@ const ADMISSION: &str = "SELECT u.id,
         EXISTS (SELECT 1 FROM merchant_admins a WHERE a.user_id = u.id) AS merchant_admin,
         EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
                 WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin,
+        EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
+                WHERE a.user_id = u.id AND m.status = 'suspended') AS suspended_admin,
         (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
      FROM users u LEFT JOIN riders r ON r.user_id = u.id";
 
@@ -356,6 +395,7 @@ fn admission_facts(row: &tokio_postgres::Row) -> AdmissionFacts {
         tokens_valid_from_ms: row
             .get::<_, Option<i64>>("valid_from")
             .map(|ms| ms.max(0) as u64),
+        admin_of_suspended_merchant: row.get("suspended_admin"),
     }
 }
 

@@ -40,8 +40,12 @@ const FULL_RETRY_AFTER_S: u64 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
     RiderNotApproved,
+    /// Suspended by platform staff: distinct from an application not (yet) approved.
+    RiderSuspended,
     RiderOffline,
     NotMerchantAdmin,
+    /// The user administers no approved merchant, and one platform staff suspended.
+    MerchantSuspended,
     RoleNotAllowed,
 }
 
@@ -49,17 +53,22 @@ impl Denied {
     pub fn code(self) -> &'static str {
         match self {
             Denied::RiderNotApproved => "rider_not_approved",
+            Denied::RiderSuspended => "rider_suspended",
             Denied::RiderOffline => "rider_offline",
             Denied::NotMerchantAdmin => "not_merchant_admin",
+            Denied::MerchantSuspended => "merchant_suspended",
             Denied::RoleNotAllowed => "role_not_allowed",
         }
     }
 
+    /// Short enough that the protocol-2 close reason keeps it (123 bytes with the code).
     fn message(self) -> &'static str {
         match self {
             Denied::RiderNotApproved => "the rider is not approved by the platform",
+            Denied::RiderSuspended => "the rider is suspended by the platform",
             Denied::RiderOffline => "the rider is offline: POST /v1/rider/online first",
             Denied::NotMerchantAdmin => "not an admin of an approved merchant",
+            Denied::MerchantSuspended => "the merchant is suspended by the platform",
             Denied::RoleNotAllowed => "only riders, merchants and platform staff may connect",
         }
     }
@@ -83,8 +92,12 @@ pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
     }
     match facts.rider_status {
         Some(Approval::Approved) => return Err(Denied::RiderOffline),
+        Some(Approval::Suspended) => return Err(Denied::RiderSuspended),
         Some(_) => return Err(Denied::RiderNotApproved),
         None => {}
+    }
+    if facts.admin_of_suspended_merchant {
+        return Err(Denied::MerchantSuspended);
     }
     if facts.roles.contains(&Role::Merchant) || facts.merchant_admin {
         return Err(Denied::NotMerchantAdmin);
@@ -382,18 +395,43 @@ mod tests {
         assert_eq!(admit(&f), Err(Denied::RiderOffline));
         f.rider_online = true;
         assert_eq!(admit(&f).map(|r| r.contains(Role::Rider)), Ok(true));
+        f.rider_status = Some(Approval::Suspended);
+        f.rider_online = false;
+        assert_eq!(admit(&f), Err(Denied::RiderSuspended));
+        f.rider_status = Some(Approval::Rejected);
+        assert_eq!(admit(&f), Err(Denied::RiderNotApproved));
 
         let mut f = facts();
         f.roles = vec![Role::Merchant];
         assert_eq!(admit(&f), Err(Denied::NotMerchantAdmin));
         f.merchant_admin = true;
         assert_eq!(admit(&f), Err(Denied::NotMerchantAdmin));
+        f.admin_of_suspended_merchant = true;
+        assert_eq!(admit(&f), Err(Denied::MerchantSuspended));
         f.admin_of_approved_merchant = true;
         assert_eq!(admit(&f).map(|r| r.contains(Role::Merchant)), Ok(true));
 
         let mut f = facts();
         f.roles = vec![Role::Platform];
         assert_eq!(admit(&f).map(|r| r.contains(Role::Platform)), Ok(true));
+    }
+
+    /// A protocol-2 client reads the refusal from the close reason: each fits whole.
+    #[test]
+    fn every_refusal_fits_a_close_reason_with_its_message() {
+        for d in [
+            Denied::RiderNotApproved,
+            Denied::RiderSuspended,
+            Denied::RiderOffline,
+            Denied::NotMerchantAdmin,
+            Denied::MerchantSuspended,
+            Denied::RoleNotAllowed,
+        ] {
+            let reason = refusal_reason(&ApiError::forbidden(d.code(), d.message()));
+            let body: serde_json::Value = serde_json::from_str(&reason).unwrap();
+            assert_eq!(body["code"], d.code());
+            assert_eq!(body["message"], d.message());
+        }
     }
 
     #[test]
@@ -405,6 +443,7 @@ mod tests {
             merchant_admin: true,
             admin_of_approved_merchant: true,
             tokens_valid_from_ms: None,
+            admin_of_suspended_merchant: true,
         };
         let roles = admit(&f).unwrap();
         assert!(roles.contains(Role::Platform) && roles.contains(Role::Merchant));

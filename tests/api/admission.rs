@@ -35,7 +35,7 @@ async fn suspending_a_rider_closes_their_socket_on_another_replica_with_4003() {
         .await;
     assert_eq!(status, 200, "{body}");
     closes_within_5s(&mut socket, 4003).await;
-    b.ws_refused(&token, 403, "rider_not_approved").await;
+    b.ws_refused(&token, 403, "rider_suspended").await;
     let (status, _) = a
         .post_json(
             "/v1/platform/riders/999999/suspend",

@@ -50,5 +50,6 @@ mod redis_modes;
 mod sdk;
 mod seed_client;
 mod subscriptions;
+mod suspension;
 mod ws;
 mod ws_client;
