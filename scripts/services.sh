@@ -178,7 +178,8 @@ ensure_redis_running() {
 # ---------------------------------------------------------------- tools
 # curl: the README's examples and the commands `locallife demo` prints use it.
 # With --with-test-tools also promtool, which the test suite uses to lint the /metrics
-# exposition, and Debian's Chromium, in which the console's browser test runs.
+# exposition, Debian's Chromium, in which the console's browser test runs, and
+# libfaketime, which gives the clock-skew test's replicas clocks of their own.
 ensure_tools() {
     local missing=()
     command -v curl >/dev/null 2>&1 || missing+=(curl)
@@ -188,6 +189,7 @@ ensure_tools() {
     if [ "${1:-}" = "--with-test-tools" ]; then
         ensure_promtool
         command -v chromium >/dev/null 2>&1 || apt_install chromium
+        command -v faketime >/dev/null 2>&1 || apt_install faketime
     fi
 }
 

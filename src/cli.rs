@@ -180,18 +180,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(config.log_format);
             let db = store::connect_pool(&config.database)?;
             let user = UserId(user_id);
-            if !store::users::exists(&db, user)
+            // The user's current token epoch: a token of an earlier one is refused.
+            let Some(epoch) = store::users::token_epoch(&db, user)
                 .await
                 .context("cannot look up the user")?
-            {
+            else {
                 anyhow::bail!("no user with id {user_id}");
-            }
+            };
             let tokens = crate::auth::Tokens::new(&config.jwt);
             let ttl = ttl.unwrap_or(tokens.ttl());
             if ttl > crate::auth::jwt::MAX_TTL {
                 anyhow::bail!("--ttl is at most 24h");
             }
-            let minted = tokens.mint_with_ttl(user, ttl);
+            let minted = tokens.mint_with_ttl(crate::auth::jwt::Subject { user, epoch }, ttl);
             println!("{}", minted.token);
             Ok(())
         }

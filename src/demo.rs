@@ -186,9 +186,20 @@ pub async fn run(
         // As if the merchant had tapped "accept" once in wx.requestSubscribeMessage.
         store::subscriptions::add(&db, world.owner, DEMO_TEMPLATE, 1).await?;
     }
+    // Each user's current token epoch: on a database used before, they may have logged
+    // out, and a token of an earlier epoch is refused.
+    let mut epochs = std::collections::HashMap::new();
+    for user in [world.platform, world.owner, world.rider, world.consumer] {
+        epochs.insert(user, users::token_epoch(&db, user).await?.unwrap_or(0));
+    }
     db.close();
     let tokens = Tokens::new(&config.jwt);
-    let token = |u: UserId| tokens.mint_with_ttl(u, TOKEN_TTL).token;
+    let token = |user: UserId| {
+        let epoch = epochs.get(&user).copied().unwrap_or(0);
+        tokens
+            .mint_with_ttl(crate::auth::jwt::Subject { user, epoch }, TOKEN_TTL)
+            .token
+    };
 
     let app = Application::build(config.clone()).await?;
     let mut addr = app.local_addr();

@@ -7,6 +7,10 @@
 //! The algorithm is pinned to HS256 on both sides (no `alg` negotiation, so `none` or an
 //! RSA/HMAC confusion cannot pass), and `exp`, `iss`, `aud` and `sub` are required and
 //! checked, with at most 5 s of clock-skew leeway.
+//!
+//! Logout compares no clocks: a token carries its user's token epoch (`epoch`, read from
+//! the database at login) and a logout moves the epoch on in the database, so replicas
+//! whose clocks differ agree on which tokens it refused ([`Claims::revoked_by`]).
 
 use std::time::Duration;
 #[cfg(test)]
@@ -18,10 +22,15 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
-use crate::domain::UserId;
+use crate::domain::{TokenEpoch, UserId};
 
 /// Clock-skew leeway allowed on `exp` (SPEC §2: at most 5 s).
 pub const LEEWAY_SECS: u64 = 5;
+
+/// How far ahead of the verifying replica's clock a token's issue time may be: it is the
+/// minting replica's clock, and replicas' clocks differ. Five minutes, Kerberos' bound
+/// for the same question; the lifetime cap still counts from the issue time.
+pub const MAX_ISSUE_SKEW_SECS: u64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -31,13 +40,19 @@ pub struct Claims {
     pub aud: String,
     pub iat: u64,
     pub exp: u64,
-    /// Not before (validated when present; minted equal to `iat`).
+    /// Not before (validated when present). No longer minted: equal to `iat`, it said
+    /// nothing more, and made a token minted on a replica whose clock runs ahead
+    /// unusable on one whose clock runs behind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
-    /// When it was minted, in unix ms: a logout refuses tokens minted before it, also
-    /// within the same second.
+    /// When it was minted, in unix ms (the minting replica's clock): the token's own
+    /// request quota is kept by it, and the previous release judges logouts by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat_ms: Option<u64>,
+    /// The user's token epoch when it was minted ([`TokenEpoch::epoch`]). Absent from
+    /// tokens minted by the previous release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 impl Claims {
@@ -46,10 +61,34 @@ impl Claims {
         self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
     }
 
-    /// Whether the token was minted before the user's last logout (`tokens_valid_from`,
-    /// unix ms): such a token is refused everywhere.
-    pub fn revoked_by(&self, valid_from_ms: Option<u64>) -> bool {
-        valid_from_ms.is_some_and(|from| self.issued_ms() < from)
+    /// Whether a logout of the user has refused this token, everywhere. A token with an
+    /// epoch is refused once the user's epoch has moved past it: no clock is compared.
+    /// A token without one (minted by the previous release, during a rolling upgrade)
+    /// is judged as that release judged it: refused when minted before the last logout,
+    /// its minting replica's clock against the database's.
+    pub fn revoked_by(&self, user: &TokenEpoch) -> bool {
+        match self.epoch {
+            Some(epoch) => epoch < user.epoch,
+            None => user
+                .valid_from_ms
+                .is_some_and(|from| self.issued_ms() < from),
+        }
+    }
+}
+
+/// Whom a token is minted for: the user and their current token epoch, read from the
+/// database where the login reads the user ([`crate::store::users::token_epoch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject {
+    pub user: UserId,
+    pub epoch: u64,
+}
+
+impl From<UserId> for Subject {
+    /// Epoch 0: a user who has never logged out. A token minted so for a user who has
+    /// is refused (never wrongly accepted); mint those with their epoch.
+    fn from(user: UserId) -> Self {
+        Subject { user, epoch: 0 }
     }
 }
 
@@ -57,11 +96,12 @@ impl Claims {
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Whether `claims` lives no longer than [`MAX_TTL`] (plus the leeway), whoever minted
-/// it: issued no later than `now_s` (plus the leeway), expiring at most `MAX_TTL` after
-/// it was issued, its millisecond issue time within its issue second. A token signed
-/// with the key but a century long is refused like a forged one.
+/// it: issued no later than `now_s` (plus [`MAX_ISSUE_SKEW_SECS`]: the minting replica's
+/// clock may run ahead of this one's), expiring at most `MAX_TTL` after it was issued,
+/// its millisecond issue time within its issue second. A token signed with the key but a
+/// century long is refused like a forged one.
 fn lifetime_within_cap(claims: &Claims, now_s: u64) -> bool {
-    let issued_in_time = claims.iat <= now_s.saturating_add(LEEWAY_SECS);
+    let issued_in_time = claims.iat <= now_s.saturating_add(MAX_ISSUE_SKEW_SECS);
     let short_enough =
         claims.exp.saturating_sub(claims.iat) <= MAX_TTL.as_secs().saturating_add(LEEWAY_SECS);
     let ms_agrees = claims.iat_ms.is_none_or(|ms| ms / 1000 == claims.iat);
@@ -138,25 +178,27 @@ impl Tokens {
         self.ttl
     }
 
-    /// Mints a token for `user` valid for the configured lifetime.
-    pub fn mint(&self, user: UserId) -> Minted {
-        self.mint_with_ttl(user, self.ttl)
+    /// Mints a token for `subject` valid for the configured lifetime.
+    pub fn mint(&self, subject: impl Into<Subject>) -> Minted {
+        self.mint_with_ttl(subject, self.ttl)
     }
 
-    /// Mints a token for `user` valid for `ttl`.
-    pub fn mint_with_ttl(&self, user: UserId, ttl: Duration) -> Minted {
+    /// Mints a token for `subject` valid for `ttl`.
+    pub fn mint_with_ttl(&self, subject: impl Into<Subject>, ttl: Duration) -> Minted {
+        let subject = subject.into();
         let ttl = ttl.min(MAX_TTL);
         let iat_ms = crate::time::unix_ms();
         let iat = iat_ms / 1000;
         let exp = iat.saturating_add(ttl.as_secs());
         let claims = Claims {
-            sub: user.0.to_string(),
+            sub: subject.user.0.to_string(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat,
             exp,
-            nbf: Some(iat),
+            nbf: None,
             iat_ms: Some(iat_ms),
+            epoch: Some(subject.epoch),
         };
         self.mint_claims(&claims, ttl)
     }
@@ -216,6 +258,7 @@ mod tests {
             exp,
             nbf: None,
             iat_ms,
+            epoch: None,
         };
         let signed = |c: &Claims| t.mint_claims(c, Duration::ZERO).token;
         let century = claims(now, now + 100 * 365 * 86_400, None);
@@ -241,6 +284,7 @@ mod tests {
             exp: now + 600,
             nbf: Some(now + 60),
             iat_ms: None,
+            epoch: None,
         };
         let early = t.mint_claims(&claims, Duration::from_secs(600));
         assert_eq!(t.verify(&early.token).unwrap_err(), TokenError::Invalid);
@@ -256,6 +300,70 @@ mod tests {
         let (user, claims) = t.verify(&minted.token).unwrap();
         assert_eq!(user, UserId(42));
         assert_eq!(claims.exp - claims.iat, 600);
+        assert_eq!((claims.epoch, claims.nbf), (Some(0), None));
+        let subject = Subject {
+            user: UserId(42),
+            epoch: 7,
+        };
+        let (_, claims) = t.verify(&t.mint(subject).token).unwrap();
+        assert_eq!(claims.epoch, Some(7));
+    }
+
+    /// A token minted on a replica whose clock runs a minute ahead works on this one;
+    /// an issue time further ahead than the skew allowed does not.
+    #[test]
+    fn an_issue_time_ahead_by_clock_skew_is_accepted() {
+        let t = Tokens::new(&config(KEY));
+        let now = now_secs();
+        let claims = |iat: u64| Claims {
+            sub: "42".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat,
+            exp: iat + 600,
+            nbf: None,
+            iat_ms: Some(iat * 1000 + 1),
+            epoch: Some(0),
+        };
+        let signed = |c: &Claims| t.mint_claims(c, Duration::ZERO).token;
+        assert!(t.verify(&signed(&claims(now + 60))).is_ok());
+        assert_eq!(
+            t.verify(&signed(&claims(now + MAX_ISSUE_SKEW_SECS + 10)))
+                .err(),
+            Some(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_logout_refuses_earlier_epochs_and_judges_epochless_tokens_by_time() {
+        let claims = |epoch: Option<u64>, iat_ms: u64| Claims {
+            sub: "1".into(),
+            iss: "locallife".into(),
+            aud: "locallife".into(),
+            iat: iat_ms / 1000,
+            exp: iat_ms / 1000 + 600,
+            nbf: None,
+            iat_ms: Some(iat_ms),
+            epoch,
+        };
+        let never = TokenEpoch::default();
+        let twice = TokenEpoch {
+            epoch: 2,
+            valid_from_ms: Some(5_000),
+        };
+        assert!(!claims(Some(0), 1_000).revoked_by(&never));
+        assert!(
+            claims(Some(1), 9_000).revoked_by(&twice),
+            "an earlier epoch"
+        );
+        // No clock decides: minted "later" by a fast clock, refused all the same...
+        assert!(claims(Some(1), 99_000).revoked_by(&twice));
+        // ...and minted "earlier" by a slow clock, accepted all the same.
+        assert!(!claims(Some(2), 1_000).revoked_by(&twice));
+        // The previous release's tokens: by time, as that release judged them.
+        assert!(claims(None, 4_999).revoked_by(&twice));
+        assert!(!claims(None, 5_000).revoked_by(&twice));
+        assert!(!claims(None, 1).revoked_by(&never));
     }
 
     #[test]
@@ -294,6 +402,7 @@ mod tests {
             exp,
             nbf: None,
             iat_ms: None,
+            epoch: None,
         };
         let within = t.mint_claims(&claims(now - 2), Duration::ZERO);
         assert!(t.verify(&within.token).is_ok());
@@ -312,6 +421,7 @@ mod tests {
             exp: now_secs() + 60,
             nbf: None,
             iat_ms: None,
+            epoch: None,
         };
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
@@ -338,6 +448,7 @@ mod tests {
             exp: now_secs() + 60,
             nbf: None,
             iat_ms: None,
+            epoch: None,
         };
         let token = t.mint_claims(&claims, Duration::ZERO).token;
         assert_eq!(t.verify(&token), Err(TokenError::Invalid));

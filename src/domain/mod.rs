@@ -3,10 +3,12 @@
 mod reason;
 mod role;
 mod status;
+mod token;
 
 pub use reason::{Reason, ReasonError};
 pub use role::{Role, RoleParseError};
 pub use status::{Approval, OrderStatus, StatusParseError};
+pub use token::TokenEpoch;
 
 /// A user's id: the `users.id` primary key, and the `sub` of their access tokens.
 #[derive(

@@ -79,7 +79,10 @@ pub async fn wechat_login(
     if user.created {
         tracing::info!(user_id = %user.id, "new user");
     }
-    let minted = state.tokens().mint(user.id);
+    let minted = state.tokens().mint(crate::auth::jwt::Subject {
+        user: user.id,
+        epoch: user.epoch,
+    });
     Ok(Json(LoginResponse {
         access_token: minted.token,
         token_type: "Bearer",
@@ -105,7 +108,8 @@ pub async fn me(
 
 /// `POST /v1/auth/logout` → 204: every token of the caller minted before now is refused
 /// from now on, on every replica (the check reads the user's row, as every request
-/// does), and the caller's sockets close with 4001 wherever they are.
+/// does), and the caller's sockets close with 4001 wherever they are. "Before" is decided
+/// by the user's token epoch in the database, never by comparing replicas' clocks.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "Logged out: older tokens are refused and the sockets close with 4001")))]
 #[tracing::instrument(skip_all)]
@@ -113,9 +117,10 @@ pub async fn logout(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    // A millisecond on: a token minted in this very millisecond is older too.
-    let at = crate::time::unix_ms() + 1;
-    store::users::log_out(state.db(), caller.id, at).await?;
+    if let Some(tokens) = store::users::log_out(state.db(), caller.id).await? {
+        // This replica refuses the old tokens from now on without asking again.
+        state.limits().remember_revoked(caller.id, tokens);
+    }
     if let Err(e) =
         crate::notify::close_user(&**state.engine(), caller.id, 4001, "logged out").await
     {

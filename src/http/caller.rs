@@ -64,14 +64,12 @@ pub async fn authenticate_on(
     if let Err(wait) = state.limits().check_user(id, &claims, back_office) {
         return Err(super::limits::too_many(wait, "user"));
     }
-    let (roles, valid_from) = store::users::roles(state.db(), id)
+    let (roles, tokens) = store::users::roles(state.db(), id)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    // Minted before the user logged out: refused (read with the roles, no extra query).
-    if claims.revoked_by(valid_from) {
-        if let Some(from) = valid_from {
-            state.limits().remember_revoked(id, from);
-        }
+    // Refused by a logout of the user (read with the roles, no extra query).
+    if claims.revoked_by(&tokens) {
+        state.limits().remember_revoked(id, tokens);
         return Err(ApiError::unauthorized());
     }
     Ok(Caller { id, roles })

@@ -22,14 +22,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::jwt::Claims;
 use crate::config::RateConfig;
-use crate::domain::UserId;
+use crate::domain::{TokenEpoch, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Every this many checks, keys that have refilled are forgotten.
 const SWEEP_EVERY: u64 = 10_000;
 
-/// Users whose revocation (`tokens_valid_from`) this replica remembers; past this many
+/// Users whose revocation (their token epoch) this replica remembers; past this many
 /// the memory starts over (a forgotten one costs one database read to learn again).
 const REVOKED_USERS: usize = 100_000;
 
@@ -54,10 +54,10 @@ pub struct Limits {
     /// Socket upgrades per user on this replica, before the database is asked: the
     /// engine's connect limit (across replicas) is checked only after admission.
     connect_by_user: DefaultKeyedRateLimiter<TokenKey>,
-    /// Per user, the time before which their tokens are refused (a logout), as last
-    /// read: a replayed logged-out token is refused here, costing neither a database
-    /// read nor its user's quota.
-    revoked: std::sync::Mutex<std::collections::HashMap<i64, u64>>,
+    /// Per user, which tokens their logouts refused, as last read: a replayed
+    /// logged-out token is refused here, costing neither a database read nor its user's
+    /// quota. A reading only ever lags the database, so it never refuses a good token.
+    revoked: std::sync::Mutex<std::collections::HashMap<i64, TokenEpoch>>,
     checks: AtomicU64,
     forwarded_for: bool,
 }
@@ -147,21 +147,24 @@ impl Limits {
         check(&self.connect_by_user, &(user.0, claims.issued_ms()))
     }
 
-    /// Whether `claims` is known to be refused for `user`: minted before a logout this
-    /// replica has read already.
+    /// Whether `claims` is known to be refused for `user`: by a logout this replica
+    /// has read already.
     pub fn known_revoked(&self, user: UserId, claims: &Claims) -> bool {
         let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        claims.revoked_by(revoked.get(&user.0).copied())
+        revoked
+            .get(&user.0)
+            .is_some_and(|tokens| claims.revoked_by(tokens))
     }
 
-    /// Remembers that `user`'s tokens minted before `valid_from_ms` are refused.
-    pub fn remember_revoked(&self, user: UserId, valid_from_ms: u64) {
+    /// Remembers where `user`'s tokens stand after a logout (the later of this and what
+    /// was remembered).
+    pub fn remember_revoked(&self, user: UserId, tokens: TokenEpoch) {
         let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if revoked.len() >= REVOKED_USERS && !revoked.contains_key(&user.0) {
             revoked.clear();
         }
-        let at = revoked.entry(user.0).or_insert(valid_from_ms);
-        *at = (*at).max(valid_from_ms);
+        let at = revoked.entry(user.0).or_default();
+        *at = at.max(tokens);
     }
 
     /// `Err(seconds to wait)` when `address` is over its quota.

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::suspensions::SuspensionNotice;
 use super::StoreError;
-use crate::domain::{Approval, Role, UserId};
+use crate::domain::{Approval, Role, TokenEpoch, UserId};
 
 /// Rows of `user_roles` to [`Role`]s; an unknown value (impossible while the CHECK
 /// constraint holds) is skipped rather than failing the request.
@@ -17,35 +17,48 @@ fn roles_from(rows: &[tokio_postgres::Row]) -> Vec<Role> {
     roles
 }
 
-/// The user's roles, or `None` when there is no such user.
+/// `users.token_epoch` and `users.tokens_valid_from` (in unix ms) as `epoch` and
+/// `valid_from` of a row, read into a [`TokenEpoch`] by [`token_epoch_of`].
+const TOKEN_EPOCH: &str = "u.token_epoch AS epoch,
+        (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from";
+
+fn token_epoch_of(row: &tokio_postgres::Row) -> TokenEpoch {
+    TokenEpoch {
+        epoch: row.get::<_, i64>("epoch").max(0) as u64,
+        valid_from_ms: row
+            .get::<_, Option<i64>>("valid_from")
+            .map(|ms| ms.max(0) as u64),
+    }
+}
+
+/// The user's roles and where their tokens stand, or `None` when there is no such user.
 pub async fn roles(
     db: &deadpool_postgres::Pool,
     user: UserId,
-) -> Result<Option<(Vec<Role>, Option<u64>)>, StoreError> {
+) -> Result<Option<(Vec<Role>, TokenEpoch)>, StoreError> {
     let client = db.get().await?;
     let rows = client
         .query(
-            &client.prepare_cached(
-                "SELECT r.role, (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
-                 FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1",
-            )
-            .await?,
+            &client
+                .prepare_cached(&format!(
+                    "SELECT r.role, {TOKEN_EPOCH}
+                     FROM users u LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = $1"
+                ))
+                .await?,
             &[&user.0],
         )
         .await?;
     if rows.is_empty() {
         return Ok(None);
     }
-    let valid_from = rows[0]
-        .get::<_, Option<i64>>("valid_from")
-        .map(|ms| ms.max(0) as u64);
+    let tokens = token_epoch_of(&rows[0]);
     // The LEFT JOIN yields one row with a NULL role for a user without roles.
     let roles = rows
         .iter()
         .filter_map(|r| r.get::<_, Option<&str>>("role"))
         .filter_map(|s| s.parse().ok())
         .collect::<std::collections::BTreeSet<Role>>();
-    Ok(Some((roles.into_iter().collect(), valid_from)))
+    Ok(Some((roles.into_iter().collect(), tokens)))
 }
 
 /// Removes `role` from `user`; whether they had it.
@@ -64,20 +77,38 @@ pub async fn revoke_role(
     Ok(n == 1)
 }
 
-/// Logs `user` out everywhere: every token minted before `at_ms` is refused from now on.
+/// Logs `user` out everywhere: the token epoch moves on, so every token minted before
+/// (with an earlier epoch) is refused from now on; `tokens_valid_from` is set from the
+/// database's clock for tokens without an epoch. Where the user's tokens now stand, or
+/// `None` when there is no such user.
 pub async fn log_out(
     db: &deadpool_postgres::Pool,
     user: UserId,
-    at_ms: u64,
-) -> Result<(), StoreError> {
+) -> Result<Option<TokenEpoch>, StoreError> {
     let client = db.get().await?;
-    client
-        .execute(
-            "UPDATE users SET tokens_valid_from = to_timestamp($2::bigint / 1000.0) WHERE id = $1",
-            &[&user.0, &(at_ms as i64)],
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE users u SET token_epoch = token_epoch + 1, tokens_valid_from = now()
+                 WHERE id = $1 RETURNING {TOKEN_EPOCH}"
+            ),
+            &[&user.0],
         )
         .await?;
-    Ok(())
+    Ok(row.as_ref().map(token_epoch_of))
+}
+
+/// The user's current token epoch (what a token minted now carries), or `None` when
+/// there is no such user.
+pub async fn token_epoch(
+    db: &deadpool_postgres::Pool,
+    user: UserId,
+) -> Result<Option<u64>, StoreError> {
+    let client = db.get().await?;
+    Ok(client
+        .query_opt("SELECT token_epoch FROM users WHERE id = $1", &[&user.0])
+        .await?
+        .map(|r| r.get::<_, i64>(0).max(0) as u64))
 }
 
 /// What a WeChat login found or made.
@@ -86,6 +117,8 @@ pub struct LoginUser {
     pub id: UserId,
     pub roles: Vec<Role>,
     pub created: bool,
+    /// The user's token epoch, read in the login's transaction: the token to mint.
+    pub epoch: u64,
 }
 
 /// Finds the user with this openid, or creates them with the `consumer` role. Safe
@@ -98,11 +131,12 @@ pub async fn login_by_openid(
     let tx = client.transaction().await?;
     let inserted = tx
         .query_opt(
-            "INSERT INTO users (openid) VALUES ($1) ON CONFLICT (openid) DO NOTHING RETURNING id",
+            "INSERT INTO users (openid) VALUES ($1) ON CONFLICT (openid) DO NOTHING
+             RETURNING id, token_epoch",
             &[&openid],
         )
         .await?;
-    let (id, created) = match inserted {
+    let (id, epoch, created) = match inserted {
         Some(row) => {
             let id: i64 = row.get(0);
             tx.execute(
@@ -110,13 +144,16 @@ pub async fn login_by_openid(
                 &[&id],
             )
             .await?;
-            (id, true)
+            (id, row.get::<_, i64>(1), true)
         }
         None => {
             let row = tx
-                .query_one("SELECT id FROM users WHERE openid = $1", &[&openid])
+                .query_one(
+                    "SELECT id, token_epoch FROM users WHERE openid = $1",
+                    &[&openid],
+                )
                 .await?;
-            (row.get(0), false)
+            (row.get(0), row.get(1), false)
         }
     };
     let rows = tx
@@ -127,6 +164,7 @@ pub async fn login_by_openid(
         id: UserId(id),
         roles: roles_from(&rows),
         created,
+        epoch: epoch.max(0) as u64,
     })
 }
 
@@ -362,10 +400,10 @@ pub struct AdmissionFacts {
     pub merchant_admin: bool,
     /// Admin of at least one approved merchant.
     pub admin_of_approved_merchant: bool,
-    /// Tokens minted before this (unix ms) are refused: the user logged out.
-    pub tokens_valid_from_ms: Option<u64>,
     /// Admin of at least one suspended merchant.
     pub admin_of_suspended_merchant: bool,
+    /// Which of the user's tokens their logouts refused.
+    pub tokens: TokenEpoch,
 }
 
 /// What admission reads of a user (`WHERE` added by the callers).
@@ -378,6 +416,7 @@ const ADMISSION: &str = "SELECT u.id,
                 WHERE a.user_id = u.id AND m.status = 'approved') AS approved_admin,
         EXISTS (SELECT 1 FROM merchant_admins a JOIN merchants m ON m.id = a.merchant_id
                 WHERE a.user_id = u.id AND m.status = 'suspended') AS suspended_admin,
+        u.token_epoch AS epoch,
         (extract(epoch FROM u.tokens_valid_from) * 1000)::bigint AS valid_from
      FROM users u LEFT JOIN riders r ON r.user_id = u.id";
 
@@ -392,10 +431,8 @@ fn admission_facts(row: &tokio_postgres::Row) -> AdmissionFacts {
         rider_online: row.get("rider_online"),
         merchant_admin: row.get("merchant_admin"),
         admin_of_approved_merchant: row.get("approved_admin"),
-        tokens_valid_from_ms: row
-            .get::<_, Option<i64>>("valid_from")
-            .map(|ms| ms.max(0) as u64),
         admin_of_suspended_merchant: row.get("suspended_admin"),
+        tokens: token_epoch_of(row),
     }
 }
 

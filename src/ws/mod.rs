@@ -264,10 +264,8 @@ async fn admit_socket(
     let facts = crate::store::users::admission(state.db(), user)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    if claims.revoked_by(facts.tokens_valid_from_ms) {
-        if let Some(from) = facts.tokens_valid_from_ms {
-            limits.remember_revoked(user, from);
-        }
+    if claims.revoked_by(&facts.tokens) {
+        limits.remember_revoked(user, facts.tokens);
         return Err(ApiError::unauthorized());
     }
     let roles = admit(&facts).map_err(|d| ApiError::forbidden(d.code(), d.message()))?;
@@ -442,8 +440,8 @@ mod tests {
             rider_online: false,
             merchant_admin: true,
             admin_of_approved_merchant: true,
-            tokens_valid_from_ms: None,
             admin_of_suspended_merchant: true,
+            tokens: Default::default(),
         };
         let roles = admit(&f).unwrap();
         assert!(roles.contains(Role::Platform) && roles.contains(Role::Merchant));

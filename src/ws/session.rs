@@ -431,7 +431,7 @@ async fn handle(
             // A token issued before the user's last logout is refused here as at
             // admission.
             match crate::store::users::roles(state.db(), socket.user).await {
-                Ok(Some((_, valid_from))) if !claims.revoked_by(valid_from) => {}
+                Ok(Some((_, tokens))) if !claims.revoked_by(&tokens) => {}
                 Ok(_) => return Err(invalid()),
                 Err(_) => {
                     return Err(ProtocolError {

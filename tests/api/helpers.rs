@@ -459,7 +459,20 @@ impl TestApp {
         let id = locallife::store::users::ensure_with_role(&pool, openid, role)
             .await
             .unwrap();
-        (id, self.tokens.mint(id).token)
+        (id, self.fresh_token(id).await)
+    }
+
+    /// A token for `user` as a login now mints it: with their current token epoch.
+    pub async fn fresh_token(&self, user: UserId) -> String {
+        let epoch: i64 = self
+            .db
+            .scalar("SELECT token_epoch FROM users WHERE id = $1", &[&user.0])
+            .await;
+        let subject = locallife::auth::jwt::Subject {
+            user,
+            epoch: epoch as u64,
+        };
+        self.tokens.mint(subject).token
     }
 
     /// Stops the server and waits for it to return.

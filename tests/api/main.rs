@@ -25,6 +25,7 @@ mod abuse;
 mod admission;
 mod chaos;
 mod cli;
+mod clock_skew;
 mod closing;
 mod cluster;
 mod connections;

@@ -34,6 +34,7 @@ fn claims(sub: &str, exp: u64) -> Claims {
         exp,
         nbf: None,
         iat_ms: None,
+        epoch: None,
     }
 }
 
@@ -80,7 +81,7 @@ async fn rider_and_merchant_records_are_shown() {
     assert_eq!(me["rider"]["name"], "Li Lei");
     assert_eq!(
         me["merchants"],
-        json!([{ "id": merchant, "name": "Noodle Bar", "status": "pending" }])
+        json!([{ "id": merchant, "name": "Noodle Bar", "status": "pending", "suspension": null }])
     );
 }
 
@@ -190,7 +191,7 @@ async fn logout_refuses_older_tokens_and_closes_sockets_on_every_replica() {
     assert_eq!(socket.closed_with().await, 4001);
     b.ws_refused(&token, 401, "unauthorized").await;
 
-    let fresh = a.tokens.mint(user).token;
+    let fresh = a.fresh_token(user).await;
     assert_eq!(b.get("/v1/me", Some(&fresh)).await.0, 200);
     let mut again = b.ws_ok(&fresh).await;
     // Nor can the old token extend a new socket in band.
@@ -204,7 +205,7 @@ async fn logout_refuses_older_tokens_and_closes_sockets_on_every_replica() {
         "{refused}"
     );
     again
-        .send_json(json!({"type": "auth", "data": {"token": a.tokens.mint(user).token}}))
+        .send_json(json!({"type": "auth", "data": {"token": a.fresh_token(user).await}}))
         .await;
     assert_eq!(again.next_json().await["type"], "auth_ok");
 }

@@ -83,6 +83,7 @@ async fn bad_tokens_are_401(engine: EngineKind) {
         exp: locallife::time::unix_secs() - 60,
         nbf: None,
         iat_ms: None,
+        epoch: None,
     };
     let long_expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
