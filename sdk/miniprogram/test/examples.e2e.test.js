@@ -179,8 +179,11 @@ test(
     assert.strictEqual(paid.order_id, orderId);
     assert.deepStrictEqual(screen.ui.filter((u) => u.call === 'play'), [{ call: 'play', src: '/assets/new-order.mp3' }]);
     await eventually('the merchant page acked it', async () => {
-      const receipt = await get(demo.http, `/v1/platform/notifications/${paid.message_id}`, demo.tokens.platform);
-      return receipt.recipients.some((r) => r.state === 'acked');
+      // The receipt may be written a moment after the delivery: 404 until then.
+      const res = await fetch(`${demo.http}/v1/platform/notifications/${paid.message_id}`, {
+        headers: { authorization: `Bearer ${demo.tokens.platform}` },
+      });
+      return res.status === 200 && (await res.json()).recipients.some((r) => r.state === 'acked');
     });
 
     const [offer] = await eventually('order.recommend on the rider page', () => rider.data.offers.length && rider.data.offers);
