@@ -6,9 +6,9 @@
 // "不校验合法域名、web-view（业务域名）、TLS 版本以及 HTTPS 证书" ticked (this project sets
 // it: urlCheck false). On a phone (预览 / 真机调试) use your computer's LAN address
 // instead, e.g. http://192.168.1.20:8080 (start the demo with LISTEN_ADDR=0.0.0.0:8080).
-// In production: https://your.domain, with that
-// domain in the mini-program console (开发管理 → 开发设置 → 服务器域名) under both request
-// 合法域名 (https://) and socket 合法域名 (wss://).
+// In production: https://your.domain, with that domain in the mini-program console
+// (开发管理 → 开发设置 → 服务器域名) under both request 合法域名 (https://) and socket
+// 合法域名 (wss://).
 const API_BASE = 'http://127.0.0.1:8080';
 
 module.exports = {
