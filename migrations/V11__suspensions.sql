@@ -33,8 +33,9 @@ CREATE TABLE suspensions (
     rider_id    BIGINT REFERENCES riders (user_id) ON DELETE RESTRICT,
     merchant_id BIGINT REFERENCES merchants (id) ON DELETE RESTRICT,
     action      TEXT        NOT NULL CHECK (action IN ('suspend', 'reinstate')),
-    -- The member of platform staff who did it.
+    -- Who did it: a member of platform staff, or a service key (SPEC §10).
     staff_id    BIGINT      REFERENCES users (id) ON DELETE SET NULL,
+    key_id      BIGINT      REFERENCES service_keys (id) ON DELETE SET NULL,
     -- What staff wrote (optional): one line of 1 to 200 characters, checked trimmed by
     -- the service too.
     reason      TEXT        CHECK (char_length(reason) BETWEEN 1 AND 200),

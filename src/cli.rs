@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `token`, `user create`.
+//! The command line: `serve`, `migrate`, `token`, `user create`, `key create`.
 //!
 //! Commands that print a value (`token`, `user create`) print only that value on
 //! stdout, so scripts can capture it; everything else goes to stderr.
@@ -14,10 +14,18 @@ use crate::config::{self, Config, DatabaseConfig, LogFormat};
 use crate::domain::{Role, UserId};
 use crate::{store, telemetry};
 
+/// `locallife --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LOCALLIFE_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "locallife",
-    version,
+    version = VERSION,
     about = "LocalLife realtime: notifications and API"
 )]
 struct Cli {
@@ -50,6 +58,18 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Check the configuration: print the effective settings (secrets masked) and warn
+    /// about variables that look like settings but are none (a typo such as
+    /// `WS_INTERVALL`). Exits non-zero when the configuration is invalid.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage service keys, the credentials of back-office services (SPEC §10).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
     },
     /// Migrate, seed a small world, print tokens and commands to try it, then serve.
     Demo,
@@ -106,6 +126,45 @@ enum UserCommand {
         #[arg(long)]
         role: Role,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective settings and warn about unknown ones.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a key and print only the key (`llk_<id>_<secret>`), shown this once.
+    Create {
+        /// What it is for (shown in receipts as the sender).
+        #[arg(long)]
+        name: String,
+        /// notify, read or admin; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<crate::auth::keys::Scope>,
+        /// Lifetime, like 90d or 12h (default: until revoked).
+        #[arg(long, value_parser = config::parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// List every key: id, name, scopes, created, expires, last used, revoked.
+    List,
+    /// Revoke a key: refused on every replica within 5 s.
+    Revoke {
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+impl clap::ValueEnum for crate::auth::keys::Scope {
+    fn value_variants<'a>() -> &'a [Self] {
+        &crate::auth::keys::Scope::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 impl clap::ValueEnum for Role {
@@ -210,6 +269,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::SimulatePayment { url, keys, order } => {
             crate::client::simulate_payment(&url, &keys, &order).await
         }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let unknown = config::unknown_settings(std::env::vars().map(|(k, _)| k));
+            for name in &unknown {
+                eprintln!(
+                    "warning: {name} is not a setting of this service (a typo?); it is ignored"
+                );
+            }
+            let config = Config::from_env()?;
+            println!("{config:#?}");
+            eprintln!(
+                "configuration valid{}",
+                if unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} unknown variable(s) ignored", unknown.len())
+                }
+            );
+            Ok(())
+        }
+        Command::Key { command } => {
+            let db_config = DatabaseConfig::from_env()?;
+            telemetry::init(log_format_from_env());
+            store::migrate::run(&db_config).await?;
+            let db = store::connect_pool(&db_config)?;
+            key_command(&db, command).await
+        }
         Command::User {
             command: UserCommand::Create { openid, role },
         } => {
@@ -259,6 +346,61 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `locallife key …`: what is printed on stdout is the key (create) or the list.
+async fn key_command(db: &deadpool_postgres::Pool, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create {
+            name,
+            scopes,
+            expires,
+        } => {
+            let made = crate::service::keys::create(db, &name, &scopes, expires, None)
+                .await
+                .context("cannot make the key")?;
+            eprintln!(
+                "key {} ({}) made; it is shown only now:",
+                made.info.id, made.info.name
+            );
+            println!("{}", made.key);
+        }
+        KeyCommand::List => {
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".to_owned(), |t| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                })
+            };
+            println!("id\tname\tscopes\tcreated\texpires\tlast used\trevoked");
+            for k in crate::store::keys::list(db)
+                .await
+                .context("cannot list the keys")?
+            {
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    scopes.join(","),
+                    when(Some(k.created_at)),
+                    when(k.expires_at),
+                    when(k.last_used_at),
+                    when(k.revoked_at),
+                );
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            // A replica trusts what it read of a key for at most 2 s.
+            if !crate::store::keys::revoke(db, id)
+                .await
+                .context("cannot revoke the key")?
+            {
+                anyhow::bail!("no key with id {id}");
+            }
+            eprintln!("key {id} revoked: refused on every replica within 5 s");
+        }
+    }
+    Ok(())
 }
 
 /// Commands that do not need the whole configuration still honour `LOG_FORMAT`.

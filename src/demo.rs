@@ -71,7 +71,7 @@ async fn seed(db: &deadpool_postgres::Pool) -> anyhow::Result<World> {
             .await?
         }
     };
-    merchants::approve(db, merchant, platform).await?;
+    merchants::approve(db, merchant, Some(platform)).await?;
     let product = client
         .query_opt(
             "SELECT id FROM products WHERE merchant_id = $1 ORDER BY id LIMIT 1",
@@ -87,7 +87,7 @@ async fn seed(db: &deadpool_postgres::Pool) -> anyhow::Result<World> {
         }
     };
     riders::apply(db, rider, "Demo Rider", "13800000000").await?;
-    riders::approve(db, rider, platform).await?;
+    riders::approve(db, rider, Some(platform)).await?;
     riders::go_online(db, rider, SHOP.0 + 0.0016, SHOP.1).await?;
     Ok(World {
         platform,

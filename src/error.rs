@@ -16,6 +16,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::engine::EngineError;
+use crate::service::keys::KeyError;
 use crate::service::notifications::SendError;
 use crate::service::orders::{DispatchError, OrderError};
 use crate::service::riders::RiderError;
@@ -320,6 +321,20 @@ impl From<SendError> for ApiError {
             }
             SendError::Store(e) => e.into(),
             SendError::Engine(e) => e.into(),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::InvalidName => ApiError::unprocessable("invalid_name", e.to_string()),
+            KeyError::InvalidScopes => ApiError::unprocessable("invalid_scopes", e.to_string()),
+            KeyError::InvalidLifetime => {
+                ApiError::unprocessable("invalid_expires_in", e.to_string())
+            }
+            KeyError::Refused => ApiError::unauthorized(),
+            KeyError::Store(e) => e.into(),
         }
     }
 }

@@ -41,6 +41,7 @@ pub struct Parts {
 struct Inner {
     parts: Parts,
     limits: crate::http::limits::Limits,
+    key_cache: crate::auth::keys::KeyCache,
     known_users: crate::store::users::KnownUsers,
     draining: AtomicBool,
     /// Wakes this replica's outbox relay after a commit here.
@@ -51,6 +52,7 @@ impl AppState {
     pub fn new(parts: Parts) -> Self {
         Self(Arc::new(Inner {
             limits: crate::http::limits::Limits::new(&parts.config.rates),
+            key_cache: Default::default(),
             known_users: Default::default(),
             parts,
             draining: AtomicBool::new(false),
@@ -66,6 +68,11 @@ impl AppState {
     /// Request rate limits (per address, per user).
     pub fn limits(&self) -> &crate::http::limits::Limits {
         &self.0.limits
+    }
+
+    /// What this replica last read of the service keys it was shown.
+    pub fn key_cache(&self) -> &crate::auth::keys::KeyCache {
+        &self.0.key_cache
     }
 
     pub fn config(&self) -> &Config {

@@ -14,7 +14,7 @@
 //! | `ll:riders:geo` | geo set | online riders' positions, for matching, and the member `ready` while it is whole |
 //! | `ll:replicas` | hash | per-replica socket counts, for `/v1/platform/connections` |
 //! | `ll:canary:<nonce>` | channel | one replica's pub/sub canary, to itself, every second |
-//! | `ll:idem:7:<sha256>` | string | user 7's `Idempotency-Key` (hashed): the request's fingerprint and answer, for 24 h |
+//! | `ll:idem:7:<sha256>`, `ll:idem:k3:<sha256>` | string | user 7's (or service key 3's) `Idempotency-Key` (hashed): the request's fingerprint and answer, for 24 h |
 //!
 //! Why the `{u:42}` hash tag: in Redis Cluster every key of one user then lives in one
 //! slot, so the multi-key scripts a user's delivery needs stay legal, and the user's
@@ -34,7 +34,8 @@ pub enum Target {
 /// client's key is arbitrary text; the stored name is not).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey {
-    pub caller: UserId,
+    /// Whose keys these are: a user (`7`) or a service key (`k7`).
+    pub caller: String,
     pub key_sha256: String,
 }
 
@@ -95,7 +96,7 @@ impl Keys {
     }
 
     pub fn idempotency(&self, key: &IdempotencyKey) -> String {
-        format!("{}:idem:{}:{}", self.prefix, key.caller.0, key.key_sha256)
+        format!("{}:idem:{}:{}", self.prefix, key.caller, key.key_sha256)
     }
 
     /// A value every replica shares ([`super::Engine::shared_get`]).

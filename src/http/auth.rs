@@ -14,7 +14,8 @@ use crate::store;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"code": "0a3Xb21w3TnEq83eq63w3MxQN14Xb21w"}))]
 pub struct LoginRequest {
-    /// The code from `wx.login`.
+    /// The code from `wx.login`: visible ASCII.
+    #[schema(min_length = 1, max_length = 256)]
     code: String,
 }
 

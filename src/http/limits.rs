@@ -49,6 +49,8 @@ pub struct Limits {
     by_user: DefaultKeyedRateLimiter<TokenKey>,
     back_office_by_address: DefaultKeyedRateLimiter<IpAddr>,
     back_office_by_user: DefaultKeyedRateLimiter<TokenKey>,
+    /// Service keys (SPEC §10), each its own quota: the back-office one.
+    by_key: DefaultKeyedRateLimiter<i64>,
     /// Anonymous logins per address, before WeChat is called.
     login_by_address: DefaultKeyedRateLimiter<IpAddr>,
     /// Socket upgrades per user on this replica, before the database is asked: the
@@ -100,6 +102,7 @@ impl Limits {
             by_user: RateLimiter::keyed(quota(rates.user)),
             back_office_by_address: RateLimiter::keyed(quota(rates.back_office)),
             back_office_by_user: RateLimiter::keyed(quota(rates.back_office)),
+            by_key: RateLimiter::keyed(quota(rates.back_office)),
             login_by_address: RateLimiter::keyed(quota(rates.login)),
             connect_by_user: RateLimiter::keyed(connect_quota()),
             revoked: Default::default(),
@@ -128,8 +131,16 @@ impl Limits {
             self.back_office_by_address.retain_recent();
             self.back_office_by_user.retain_recent();
             self.login_by_address.retain_recent();
+            self.by_key.retain_recent();
             self.connect_by_user.retain_recent();
         }
+    }
+
+    /// `Err(seconds to wait)` when service key `id` is over its quota (checked before the
+    /// key is looked up).
+    pub fn check_key(&self, id: i64) -> Result<(), u64> {
+        self.sweep();
+        check(&self.by_key, &id)
     }
 
     /// `Err(seconds to wait)` when `address` has signed in too often: checked before

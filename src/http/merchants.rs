@@ -17,28 +17,40 @@ use crate::store::merchants::{self, Product};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"name": "老王面馆", "lat": 31.2304, "lng": 121.4737, "address": "南京东路 100 号"}))]
 pub struct NewMerchant {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(minimum = -85.05112878, maximum = 85.05112878)]
     lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
     lng: f64,
+    #[schema(max_length = 200)]
     address: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"name": "牛肉面", "price_fen": 1800, "stock": 50, "low_stock_threshold": 5}))]
 pub struct NewProduct {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(minimum = 0, maximum = 100000000)]
     price_fen: i64,
+    #[schema(minimum = 0)]
     stock: i32,
     #[serde(default)]
+    #[schema(minimum = 0)]
     low_stock_threshold: i32,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"stock": 3}))]
 pub struct ProductPatch {
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
+    #[schema(minimum = 0, maximum = 100000000)]
     price_fen: Option<i64>,
+    #[schema(minimum = 0)]
     stock: Option<i32>,
+    #[schema(minimum = 0)]
     low_stock_threshold: Option<i32>,
 }
 
@@ -164,8 +176,8 @@ pub async fn create_product(
     Ok((StatusCode::CREATED, Json(product)))
 }
 
-/// Changes any of a product's fields; only the merchant's admins. Stock falling to
-/// its threshold alerts the merchant (`alert.low_stock`).
+/// Changes any of a product's fields; only the merchant's admins. (`inventory.low` is
+/// sent when an order takes the stock to its threshold, not when the merchant sets it.)
 #[utoipa::path(patch, path = "/merchants/{id}/products/{product_id}", tag = "merchants", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The merchant"), ("product_id" = i64, Path, description = "The product")),
     request_body = ProductPatch,

@@ -9,6 +9,7 @@ pub mod caller;
 mod console;
 mod health;
 pub(crate) mod json;
+mod keys;
 pub mod limits;
 pub(crate) mod log;
 mod merchants;
@@ -62,6 +63,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(platform::connections))
         .routes(routes!(platform::status))
         .routes(routes!(platform::alerts))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
         .routes(routes!(platform::approve_rider))
         .routes(routes!(platform::rider_command))
         .routes(routes!(platform::approve_merchant))

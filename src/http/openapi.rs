@@ -205,6 +205,18 @@ impl Modify for StandardErrors {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "service_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("llk_<id>_<secret>")
+                    .description(Some(
+                        "A service key (`locallife key create`, or `POST /v1/platform/keys`), for back-office services on the platform routes. The scope an operation needs is listed with it: `notify`, `read` or `admin`.",
+                    ))
+                    .build(),
+            ),
+        );
         for (path, item) in doc.paths.paths.iter_mut() {
             let ops = [
                 item.get.as_mut(),
@@ -251,7 +263,7 @@ fn add_shared(path: &str, op: &mut Operation) {
     if secured {
         add(
             "401",
-            error("`unauthorized`: no token, an invalid or expired one, or one issued before the user's last logout"),
+            error("`unauthorized`: no token, an invalid or expired one, or one issued before the user's last logout; or a service key that is unknown, malformed, expired or revoked"),
         );
     }
     if path.starts_with("/v1/") {
@@ -301,18 +313,187 @@ pub fn document(mut doc: OpenApi) -> OpenApi {
     StandardErrors.modify(&mut doc);
     doc.info.title = "LocalLife realtime".to_owned();
     doc.info.description = Some(
-        "The HTTP API of LocalLife's real-time backend (SPEC §4). The WebSocket protocol of `/v1/ws` is described in AsyncAPI 3 (`docs/asyncapi.yaml`). Errors are `{\"code\", \"message\"}`; money is integer fen; coordinates are WGS-84.".to_owned(),
+        "The HTTP API of LocalLife's real-time backend. The WebSocket protocol of `/v1/ws` is described in AsyncAPI 3 (`docs/asyncapi.yaml`). Errors are `{\"code\", \"message\"}` (the codes: `docs/api.md`); money is integer fen; coordinates are WGS-84.".to_owned(),
     );
     doc.info.license = None;
     doc.info.contact = None;
     doc
 }
 
-/// `GET /openapi.json`, pretty-printed so the committed copy diffs well.
+/// `GET /openapi.json`, pretty-printed so the committed copy diffs well, tidied for
+/// client generators: see [`tidy`].
 pub fn to_json(doc: &OpenApi) -> String {
-    let mut text = doc.to_pretty_json().unwrap_or_default();
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    tidy(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The longest summary kept whole; longer ones are cut at a word.
+const SUMMARY_MAX: usize = 100;
+
+/// What the handlers' doc comments give, made fit for client generators:
+/// - `servers`: this replica (relative) and a local run;
+/// - every operation's `summary` one line (its first sentence, without the route
+///   it repeats), the whole first paragraph moved into `description`;
+/// - no rustdoc link syntax (`` [`MAX_BATCH`] `` becomes `` `MAX_BATCH` ``) anywhere.
+pub fn tidy(doc: &mut serde_json::Value) {
+    doc["servers"] = serde_json::json!([
+        {"url": "/", "description": "the replica that serves this document"},
+        {"url": "http://127.0.0.1:8080", "description": "a local run (`locallife demo`, `scripts/dev.sh`)"}
+    ]);
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut() {
+            let Some(ops) = item.as_object_mut() else {
+                continue;
+            };
+            for op in ops.values_mut() {
+                let Some(summary) = op.get("summary").and_then(|s| s.as_str()) else {
+                    continue;
+                };
+                let joined = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+                let short = one_line(&joined);
+                if short != summary {
+                    let rest = op.get("description").and_then(|d| d.as_str()).unwrap_or("");
+                    let description = if rest.is_empty() {
+                        joined.clone()
+                    } else {
+                        format!("{joined}\n\n{rest}")
+                    };
+                    op["description"] = description.into();
+                    op["summary"] = short.into();
+                }
+            }
+        }
+    }
+    unlink(doc);
+}
+
+/// A summary's first sentence without a leading `` `METHOD /path` `` (or
+/// `` `METHOD /path` → 204 ``) and its colon, at most [`SUMMARY_MAX`] characters.
+fn one_line(text: &str) -> String {
+    let mut rest = text;
+    if let Some(after) = rest.strip_prefix('`') {
+        if let Some(end) = after.find('`') {
+            let route = &after[..end];
+            if route.contains(' ') && route.contains('/') {
+                rest = after[end + 1..].trim_start();
+                if let Some(colon) = rest.find(": ") {
+                    if rest[..colon].len() < 20 || rest.starts_with(':') {
+                        rest = &rest[colon + 2..];
+                    }
+                }
+                rest = rest.trim_start_matches(':').trim_start();
+            }
+        }
+    }
+    let sentence = rest
+        .split(". ")
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches('.');
+    let mut out: String = sentence.to_owned();
+    if let Some(first) = out.get(..1) {
+        let upper = first.to_uppercase();
+        out.replace_range(..1, &upper);
+    }
+    if out.chars().count() > SUMMARY_MAX {
+        let cut: String = out.chars().take(SUMMARY_MAX).collect();
+        let at = cut.rfind(' ').unwrap_or(cut.len());
+        out = format!("{}…", &cut[..at]);
+    }
+    out
+}
+
+/// The internal contract's section marks (`(SPEC §4)`), which a reader of this document
+/// cannot follow: a parenthesised one goes, a bare one becomes "the contract".
+fn despec(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("SPEC §") {
+        let before = &rest[..start];
+        if let Some(open) = before.strip_suffix('(') {
+            if let Some(close) = rest[start..].find(')') {
+                out.push_str(open.trim_end_matches(' '));
+                rest = &rest[start + close + 1..];
+                continue;
+            }
+        }
+        out.push_str(before);
+        out.push_str("the contract");
+        let mark = &rest[start + "SPEC §".len()..];
+        let end = mark
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(mark.len());
+        let end = if mark[..end].ends_with('.') {
+            end - 1
+        } else {
+            end
+        };
+        rest = &mark[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Rustdoc's intra-doc links in every string: `` [`X`] `` → `` `X` ``; and [`despec`].
+fn unlink(value: &mut serde_json::Value) {
+    if let serde_json::Value::String(s) = value {
+        if s.contains("SPEC §") {
+            *s = despec(s);
+        }
+    }
+    match value {
+        serde_json::Value::String(s) if s.contains("[`") => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("[`") {
+                let after = &rest[start + 1..];
+                match after[1..].find("`]") {
+                    Some(end) => {
+                        out.push_str(&rest[..start]);
+                        out.push_str(&after[..end + 2]);
+                        rest = &after[end + 3..];
+                    }
+                    None => break,
+                }
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unlink),
+        serde_json::Value::Object(map) => map.values_mut().for_each(unlink),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tidy_tests {
+    use super::*;
+
+    #[test]
+    fn summaries_become_one_line_and_links_plain_code() {
+        assert_eq!(
+            one_line("`POST /v1/platform/notifications`: to one user (kept until acked) or to every connected socket of a role. More."),
+            "To one user (kept until acked) or to every connected socket of a role"
+        );
+        assert_eq!(
+            one_line("`POST /v1/auth/logout` → 204: every token of the caller is refused"),
+            "Every token of the caller is refused"
+        );
+        assert_eq!(one_line("Places an order."), "Places an order");
+        assert!(one_line(&"word ".repeat(40)).chars().count() <= SUMMARY_MAX + 1);
+        let mut v = serde_json::json!({"d": "up to [`MAX_BATCH`] items, [`Census`] and [x]"});
+        unlink(&mut v);
+        assert_eq!(v["d"], "up to `MAX_BATCH` items, `Census` and [x]");
+        assert_eq!(despec("receipts (SPEC §3). Next"), "receipts. Next");
+        assert_eq!(
+            despec("as SPEC §4 and the docs"),
+            "as the contract and the docs"
+        );
+        assert_eq!(despec("see SPEC §2.3."), "see the contract.");
+    }
 }
 
 /// Schemas used only through [`StandardErrors`], so that the derive registers them.

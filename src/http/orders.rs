@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::openapi::{OrderReceipts, Urged};
 
-use super::caller::{Caller, Principal, Staff};
+use super::caller::{Caller, Principal, Reader, Staff};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use crate::auth::keys::Scope;
@@ -66,6 +66,8 @@ pub(crate) fn merged_lines_of(lines: &[(i64, i32)]) -> Result<Vec<(i64, i32)>, A
     "address": {"lat": 31.2304, "lng": 121.4737, "detail": "人民广场 1 号"}}))]
 pub struct NewOrder {
     merchant_id: i64,
+    /// Lines of one product are added up; at most 999 of a product, 2,000 units in all.
+    #[schema(min_items = 1, max_items = 50)]
     items: Vec<NewItem>,
     address: NewAddress,
 }
@@ -73,13 +75,17 @@ pub struct NewOrder {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewItem {
     product_id: i64,
+    #[schema(minimum = 1, maximum = 999)]
     quantity: i32,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewAddress {
+    #[schema(minimum = -85.05112878, maximum = 85.05112878)]
     lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
     lng: f64,
+    #[schema(min_length = 1, max_length = 200)]
     detail: String,
 }
 
@@ -160,7 +166,7 @@ pub async fn get(
     Ok(Json(visible(&state, &caller, id).await?))
 }
 
-/// The consumer urges the merchant (`order.urge`), at most once every 5 minutes.
+/// The consumer urges the merchant (`order.urged`), at most once every 5 minutes.
 #[utoipa::path(post, path = "/orders/{id}/urge", tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The order")),
     responses(
@@ -310,24 +316,31 @@ fn only_to(receipts: Vec<Receipt>, users: &[UserId]) -> Vec<Receipt> {
 /// `GET /v1/orders/{id}/notifications`: the receipts of the order's notifications, for
 /// its merchant's admins (those addressed to the merchant's admins only) and platform
 /// staff (all; 404 for anyone else).
-#[utoipa::path(get, path = "/orders/{id}/notifications", operation_id = "order_receipts", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(get, path = "/orders/{id}/notifications", operation_id = "order_receipts", tag = "orders", security(("bearer" = []), ("service_key" = ["read"])),
     params(("id" = i64, Path, description = "The order")),
     responses((status = 200, description = "The receipts of the order's notifications: for the merchant's admins, only those addressed to them", body = OrderReceipts)))]
 pub async fn receipts(
     State(state): State<AppState>,
-    caller: Caller,
+    reader: Reader,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<OrderReceipts>, ApiError> {
+    let caller = match reader {
+        Reader::Key(key) => {
+            key.require(crate::auth::keys::Scope::Read)?;
+            None
+        }
+        Reader::User(caller) => Some(caller).filter(|c| !c.has(Role::Platform)),
+    };
     let order = orders::get(state.db(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let staff = caller.has(Role::Platform);
-    let admins = if staff {
-        Vec::new()
-    } else {
-        crate::store::merchants::admins(state.db(), order.merchant_id).await?
+    // Staff and `read` keys see everything; anyone else must be the merchant's admin.
+    let staff = caller.is_none();
+    let admins = match &caller {
+        None => Vec::new(),
+        Some(_) => crate::store::merchants::admins(state.db(), order.merchant_id).await?,
     };
-    if !staff && !admins.contains(&caller.id) {
+    if caller.is_some_and(|c| !admins.contains(&c.id)) {
         return Err(ApiError::not_found());
     }
     let mut notifications = crate::store::receipts::of_order(state.db(), id).await?;

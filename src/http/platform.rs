@@ -12,9 +12,10 @@ use super::openapi::{
     Alerts, BatchPartial, Connections, IdStatus, MessageId, MessageIds, PlatformStatus, UserStatus,
 };
 
-use super::caller::Caller;
+use super::caller::Staff;
 use super::json::ApiJson;
 use super::path::ApiPath;
+use crate::auth::keys::Scope;
 use crate::domain::{Role, UserId};
 use crate::error::ApiError;
 use crate::hub::{CENSUS_STALE, SOCKET_ROLES};
@@ -39,7 +40,7 @@ fn valid_idempotency_key(key: &str) -> bool {
 /// (`route` and the parsed body): the same key with another body is refused (422).
 fn idempotency(
     headers: &HeaderMap,
-    caller: &Caller,
+    staff: &Staff,
     route: &str,
     body: &impl Serialize,
 ) -> Result<Option<Idempotency>, ApiError> {
@@ -60,7 +61,11 @@ fn idempotency(
     what.push(b'\n');
     // Serialising a parsed body cannot fail; object keys come out sorted.
     what.extend(serde_json::to_vec(body).unwrap_or_default());
-    Ok(Some(Idempotency::new(caller.id, key, &what)))
+    Ok(Some(Idempotency::new(
+        &staff.idempotency_space(),
+        key,
+        &what,
+    )))
 }
 const MAX_CONTENT: usize = 2000;
 const MAX_DATA: usize = 4096;
@@ -74,15 +79,18 @@ pub struct SendNotification {
     /// `merchant` or `platform`.
     role: Option<Role>,
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     title: String,
     /// At most 2,000 characters.
+    #[schema(max_length = 2000)]
     content: String,
     /// Extra fields, at most 4,096 bytes of JSON.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     data: Option<Map<String, Value>>,
-    /// How long a user's notification stays deliverable (SPEC §4), in seconds.
+    /// How long a user's notification stays deliverable, in seconds (default 86400).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
     ttl_s: Option<u64>,
 }
 
@@ -137,28 +145,28 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
 
 /// `POST /v1/platform/notifications`: to one user (kept until acked) or to every
 /// connected socket of a role (an announcement, live only).
-#[utoipa::path(post, path = "/platform/notifications", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/notifications", tag = "platform", security(("bearer" = []), ("service_key" = ["notify"])),
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters (no spaces): a repeat within 24 h answers the same message_id and sends nothing again")),
     request_body = SendNotification,
     responses(
         (status = 202, description = "Sent", body = MessageId),
         (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = super::openapi::Error),
         (status = 404, description = "`user_not_found`", body = super::openapi::Error),
         (status = 422, description = "`invalid_target`, `invalid_role`, `invalid_title`, `invalid_content`, `invalid_data`, `invalid_ttl`, `idempotency_key_reused` or `invalid_body`", body = super::openapi::Error),
     ))]
 pub async fn send_notification(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendNotification>,
 ) -> Result<(StatusCode, Json<MessageId>), ApiError> {
-    caller.require(Role::Platform)?;
-    let once = idempotency(&headers, &caller, "notifications", &body)?;
+    staff.require(Scope::Notify)?;
+    let once = idempotency(&headers, &staff, "notifications", &body)?;
     let message_id = match (body.user_id, body.role) {
         (Some(user), None) => {
             let n = parse(&body, Kind::PlatformNotice)?;
-            send::to_user(&state, UserId(user), &n, once.as_ref()).await?
+            send::to_user(&state, UserId(user), &n, once.as_ref(), &staff.sent_by()).await?
         }
         (None, Some(role)) if SOCKET_ROLES.contains(&role) => {
             let n = parse(&body, Kind::Announcement)?;
@@ -186,6 +194,7 @@ pub const MAX_BATCH: usize = 1000;
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 pub struct SendBatch {
     /// 1 to 1,000 notifications, each with a `user_id`.
+    #[schema(min_items = 1, max_items = 1000)]
     notifications: Vec<SendNotification>,
 }
 
@@ -198,25 +207,25 @@ pub struct SendBatch {
 /// in the message) or an unknown user (404, the ids listed) sends nothing. 202
 /// `{"message_ids"}` in the order given. If Redis fails part-way, 503 with
 /// `message_ids` holding `null` for each notification that was not sent.
-#[utoipa::path(post, path = "/platform/notifications/batch", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/notifications/batch", tag = "platform", security(("bearer" = []), ("service_key" = ["notify"])),
     params(("Idempotency-Key" = Option<String>, Header, description = "As for a single notification")),
     request_body = SendBatch,
     responses(
         (status = 202, description = "All sent", body = MessageIds),
         (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = super::openapi::Error),
         (status = 404, description = "`user_not_found`: the unknown ids are listed; nothing was sent", body = super::openapi::Error),
         (status = 422, description = "`invalid_batch`, or an invalid item (its index in the message); nothing was sent", body = super::openapi::Error),
         (status = 503, description = "Part sent: `null` in `message_ids` for each notification whose outcome is unknown (or `database_unavailable`/`engine_unavailable` with nothing sent)", body = BatchPartial),
     ))]
 pub async fn send_batch(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendBatch>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Platform)?;
-    let once = idempotency(&headers, &caller, "notifications/batch", &body)?;
+    staff.require(Scope::Notify)?;
+    let once = idempotency(&headers, &staff, "notifications/batch", &body)?;
     let items = &body.notifications;
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::unprocessable(
@@ -238,7 +247,7 @@ pub async fn send_batch(
         })?;
         batch.push((UserId(user), n));
     }
-    let message_ids = send::batch(&state, &batch, once.as_ref()).await?;
+    let message_ids = send::batch(&state, &batch, once.as_ref(), &staff.sent_by()).await?;
     let failed = message_ids.iter().filter(|id| id.is_none()).count();
     if failed == 0 {
         return Ok((StatusCode::ACCEPTED, Json(MessageIds { message_ids })).into_response());
@@ -261,16 +270,16 @@ pub async fn send_batch(
 }
 
 /// `GET /v1/platform/connections`: sockets by role, across replicas and per replica.
-#[utoipa::path(get, path = "/platform/connections", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/connections", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     responses(
         (status = 200, description = "Sockets by role, in all and per replica", body = Connections),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
     ))]
 pub async fn connections(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
 ) -> Result<Json<Connections>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Read)?;
     let hub = state.hub();
     let fresh_after = crate::time::unix_ms().saturating_sub(CENSUS_STALE.as_millis() as u64);
     let mut replicas = state.engine().censuses(fresh_after).await?;
@@ -297,16 +306,16 @@ pub async fn connections(
 }
 
 /// `GET /v1/platform/status`: what the console shows beside the sockets.
-#[utoipa::path(get, path = "/platform/status", operation_id = "platform_status", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/status", operation_id = "platform_status", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     responses(
         (status = 200, description = "This replica's view of PostgreSQL, Redis and the outbox", body = PlatformStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
     ))]
 pub async fn status(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
 ) -> Result<Json<PlatformStatus>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Read)?;
     let (_, checks) = super::health::probe(&state).await;
     Ok(Json(PlatformStatus {
         replica_id: state.hub().replica_id().to_string(),
@@ -326,20 +335,20 @@ pub struct AlertsQuery {
 }
 
 /// `GET /v1/platform/alerts`: the most recent `alert.*` notifications.
-#[utoipa::path(get, path = "/platform/alerts", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/alerts", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     params(AlertsQuery),
     responses(
         (status = 200, description = "Newest first", body = Alerts),
         (status = 400, description = "`invalid_query`", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
         (status = 422, description = "`invalid_limit`: limit must be 1 to 100", body = super::openapi::Error),
     ))]
 pub async fn alerts(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     query: Result<axum::extract::Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Alerts>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Read)?;
     let axum::extract::Query(query) =
         query.map_err(|_| ApiError::bad_request("invalid_query", "limit must be a number"))?;
     let limit = query.limit.unwrap_or(20);
@@ -354,21 +363,21 @@ pub async fn alerts(
     }))
 }
 
-/// `POST /v1/platform/riders/{user_id}/approve`.
-#[utoipa::path(post, path = "/platform/riders/{user_id}/approve", tag = "platform", security(("bearer" = [])),
+/// Approves a rider's application: they may go online and be offered orders.
+#[utoipa::path(post, path = "/platform/riders/{user_id}/approve", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     responses(
         (status = 200, description = "Approves a rider application.", body = UserStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 409, description = "`rider_suspended`: a suspended rider is reinstated, not approved", body = super::openapi::Error),
     ))]
 pub async fn approve_rider(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(user): ApiPath<i64>,
 ) -> Result<Json<UserStatus>, ApiError> {
-    caller.require(Role::Platform)?;
-    match store::riders::approve(state.db(), UserId(user), caller.id).await? {
+    staff.require(Scope::Admin)?;
+    match store::riders::approve(state.db(), UserId(user), staff.user()).await? {
         Approve::Done => {}
         Approve::NotFound => {
             return Err(ApiError::new(
@@ -385,21 +394,21 @@ pub async fn approve_rider(
     }))
 }
 
-/// `POST /v1/platform/merchants/{id}/approve`.
-#[utoipa::path(post, path = "/platform/merchants/{id}/approve", tag = "platform", security(("bearer" = [])),
+/// Approves a merchant: its admins may open sockets and it takes orders.
+#[utoipa::path(post, path = "/platform/merchants/{id}/approve", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("id" = i64, Path, description = "The merchant")),
     responses(
         (status = 200, description = "Approves a merchant.", body = IdStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 409, description = "`merchant_suspended`: a suspended merchant is reinstated, not approved", body = super::openapi::Error),
     ))]
 pub async fn approve_merchant(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<IdStatus>, ApiError> {
-    caller.require(Role::Platform)?;
-    match store::merchants::approve(state.db(), id, caller.id).await? {
+    staff.require(Scope::Admin)?;
+    match store::merchants::approve(state.db(), id, staff.user()).await? {
         Approve::Done => {}
         Approve::NotFound => return Err(ApiError::not_found()),
         Approve::Suspended => return Err(super::suspensions::approving_suspended(Role::Merchant)),
@@ -417,23 +426,23 @@ pub struct Dispatch {
     rider_id: i64,
 }
 
-/// `POST /v1/platform/orders/{id}/dispatch`.
-#[utoipa::path(post, path = "/platform/orders/{id}/dispatch", tag = "platform", security(("bearer" = [])),
+/// Assigns a paid order to a rider, who gets `order.dispatched`.
+#[utoipa::path(post, path = "/platform/orders/{id}/dispatch", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("id" = i64, Path, description = "The order")),
     request_body = Dispatch,
     responses(
         (status = 200, description = "Dispatched: the rider gets `order.dispatched`", body = Order),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 409, description = "`order_not_dispatchable`: only a paid order waiting for a rider", body = super::openapi::Error),
         (status = 422, description = "`rider_not_approved`, or `invalid_body`", body = super::openapi::Error),
     ))]
 pub async fn dispatch(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(order): ApiPath<i64>,
     ApiJson(body): ApiJson<Dispatch>,
 ) -> Result<Json<Order>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Admin)?;
     match flows::dispatch(&state, order, UserId(body.rider_id)).await? {
         Transition::Done(o) => Ok(Json(*o)),
         Transition::NotFound => Err(ApiError::not_found()),
@@ -448,33 +457,35 @@ pub async fn dispatch(
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"title": "请前往新店取餐", "content": "人民广场店", "data": {"order_id": 1001}}))]
 pub struct Command {
+    #[schema(min_length = 1, max_length = 100)]
     title: String,
+    #[schema(max_length = 2000)]
     content: String,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     data: Option<Map<String, Value>>,
 }
 
-/// `POST /v1/platform/riders/{user_id}/commands`.
-#[utoipa::path(post, path = "/platform/riders/{user_id}/commands", tag = "platform", security(("bearer" = [])),
+/// Sends a rider an instruction (`rider.command`, kept until acked).
+#[utoipa::path(post, path = "/platform/riders/{user_id}/commands", tag = "platform", security(("bearer" = []), ("service_key" = ["notify"])),
     params(("user_id" = i64, Path, description = "The rider (a user id)"),
         ("Idempotency-Key" = Option<String>, Header, description = "As for a notification")),
     request_body = Command,
     responses(
         (status = 202, description = "Sent: the rider gets `rider.command`", body = MessageId),
         (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = super::openapi::Error),
         (status = 404, description = "`not_found`: no approved rider", body = super::openapi::Error),
     ))]
 pub async fn rider_command(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(user): ApiPath<i64>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Command>,
 ) -> Result<(StatusCode, Json<MessageId>), ApiError> {
-    caller.require(Role::Platform)?;
-    let once = idempotency(&headers, &caller, &format!("riders/{user}/commands"), &body)?;
+    staff.require(Scope::Notify)?;
+    let once = idempotency(&headers, &staff, &format!("riders/{user}/commands"), &body)?;
     let as_notification = SendNotification {
         user_id: Some(user),
         role: None,
@@ -484,24 +495,25 @@ pub async fn rider_command(
         ttl_s: None,
     };
     let n = parse(&as_notification, Kind::RiderCommand)?;
-    let message_id = send::rider_command(&state, UserId(user), &n, once.as_ref()).await?;
+    let message_id =
+        send::rider_command(&state, UserId(user), &n, once.as_ref(), &staff.sent_by()).await?;
     Ok((StatusCode::ACCEPTED, Json(MessageId { message_id })))
 }
 
 /// `GET /v1/platform/notifications/{message_id}`: the notification's receipt, per
 /// recipient (`pending`, `delivered`, `acked`, `expired`, `withdrawn`).
-#[utoipa::path(get, path = "/platform/notifications/{message_id}", operation_id = "notification_receipt", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/notifications/{message_id}", operation_id = "notification_receipt", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     params(("message_id" = String, Path, description = "From the answer to the send")),
     responses(
         (status = 200, description = "The receipt", body = store::receipts::Receipt),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
     ))]
 pub async fn receipt(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(message_id): ApiPath<String>,
 ) -> Result<Json<store::receipts::Receipt>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Read)?;
     if message_id.len() > 64 || !message_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::not_found());
     }

@@ -20,16 +20,21 @@ use crate::store::orders::{Order, Transition};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"name": "张三", "phone": "13800000000"}))]
 pub struct Apply {
+    #[schema(min_length = 1, max_length = 50)]
     name: String,
+    /// Digits and `+`.
+    #[schema(min_length = 5, max_length = 20, pattern = "^[0-9+]+$")]
     phone: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"lat": 31.2304, "lng": 121.4737}))]
 pub struct Position {
-    /// WGS-84, within ±90.
+    /// WGS-84, within ±85.05112878 (what the rider index can hold).
+    #[schema(minimum = -85.05112878, maximum = 85.05112878)]
     lat: f64,
     /// WGS-84, within ±180.
+    #[schema(minimum = -180, maximum = 180)]
     lng: f64,
 }
 

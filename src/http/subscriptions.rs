@@ -15,9 +15,11 @@ use crate::store::subscriptions::{self, MAX_ACCEPTED};
 #[schema(example = json!({"template_id": "TPL_ORDER_PAID", "accepted": 1}))]
 pub struct Report {
     /// The template the user was asked about.
+    #[schema(min_length = 1, max_length = 128)]
     template_id: String,
     /// How many sends the user allowed (`wx.requestSubscribeMessage` answers `accept`
     /// once per template per call): 0 to 1000.
+    #[schema(minimum = 0, maximum = 1000)]
     accepted: i32,
 }
 
@@ -129,6 +131,7 @@ pub async fn report(
     Ok(Json(one))
 }
 
+/// The templates the service uses or the user allowed, with the sends left of each.
 #[utoipa::path(get, path = "/me/subscriptions", tag = "auth", security(("bearer" = [])),
     responses((status = 200, description = "Each template the service uses or the user allowed", body = Vec<Subscription>)))]
 pub async fn list(

@@ -5,15 +5,24 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::caller::Caller;
+use super::caller::{Principal, Staff};
 use super::json::ApiJson;
 use super::openapi::{IdStatus, UserStatus};
 use super::path::ApiPath;
+use crate::auth::keys::Scope;
 use crate::domain::{Approval, Reason, Role, UserId};
 use crate::error::ApiError;
 use crate::service::suspensions as flows;
 use crate::state::AppState;
-use crate::store::suspensions::{Account, SuspensionEvent};
+use crate::store::suspensions::{Account, Actor, SuspensionEvent};
+
+/// Who a change is recorded as: the member of staff, or the service key.
+fn actor(staff: &Staff) -> Actor {
+    match staff.principal {
+        Principal::User(user) => Actor::Staff(user),
+        Principal::Key { id, .. } => Actor::Key(id),
+    }
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"reason": "多次超时未送达"}))]
@@ -90,12 +99,12 @@ pub struct MerchantSuspensions {
 /// `POST /v1/platform/riders/{user_id}/suspend`: an approved rider is `suspended`,
 /// offline and out of matching; within 5 s every socket admitted as that rider, on every
 /// replica, drops the role (closes with 4003 when it had no other).
-#[utoipa::path(post, path = "/platform/riders/{user_id}/suspend", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/riders/{user_id}/suspend", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     request_body = Option<Suspend>,
     responses(
         (status = 200, description = "Suspended (or already: nothing changes, the sockets are told again). Recorded with who, when and why.", body = RiderSuspension),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 404, description = "`not_found`: no rider application", body = super::openapi::Error),
         (status = 409, description = "`rider_not_approved`: only an approved rider is suspended", body = super::openapi::Error),
         (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
@@ -104,14 +113,14 @@ pub struct MerchantSuspensions {
 #[tracing::instrument(skip_all, fields(rider = user))]
 pub async fn suspend_rider(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(user): ApiPath<i64>,
     body: Option<ApiJson<Suspend>>,
 ) -> Result<Json<RiderSuspension>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Admin)?;
     let reason = reason(body)?;
     let account = Account::Rider(UserId(user));
-    let suspension = flows::suspend(&state, account, caller.id, reason.as_ref()).await?;
+    let suspension = flows::suspend(&state, account, actor(&staff), reason.as_ref()).await?;
     Ok(Json(RiderSuspension {
         user_id: UserId(user),
         status: Approval::Suspended,
@@ -122,12 +131,12 @@ pub async fn suspend_rider(
 /// `POST /v1/platform/merchants/{id}/suspend`: an approved merchant is `suspended` (no
 /// orders); each of its admins who administers no other approved merchant loses the
 /// merchant role on their sockets the same way.
-#[utoipa::path(post, path = "/platform/merchants/{id}/suspend", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/merchants/{id}/suspend", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("id" = i64, Path, description = "The merchant")),
     request_body = Option<Suspend>,
     responses(
         (status = 200, description = "Suspended (or already: nothing changes, the sockets are told again). Recorded with who, when and why.", body = MerchantSuspension),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 409, description = "`merchant_not_approved`: only an approved merchant is suspended", body = super::openapi::Error),
         (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
         (status = 503, description = "`engine_unavailable`: suspended, but the sockets could not be told (they are at the next re-check; repeating the request tells them)", body = super::openapi::Error),
@@ -135,14 +144,14 @@ pub async fn suspend_rider(
 #[tracing::instrument(skip_all, fields(merchant = id))]
 pub async fn suspend_merchant(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(id): ApiPath<i64>,
     body: Option<ApiJson<Suspend>>,
 ) -> Result<Json<MerchantSuspension>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Admin)?;
     let reason = reason(body)?;
     let account = Account::Merchant(id);
-    let suspension = flows::suspend(&state, account, caller.id, reason.as_ref()).await?;
+    let suspension = flows::suspend(&state, account, actor(&staff), reason.as_ref()).await?;
     Ok(Json(MerchantSuspension {
         id,
         status: Approval::Suspended,
@@ -152,22 +161,22 @@ pub async fn suspend_merchant(
 
 /// `POST /v1/platform/riders/{user_id}/reinstate`: a suspended rider is `approved`
 /// again (and offline until they go online), recorded with who and when.
-#[utoipa::path(post, path = "/platform/riders/{user_id}/reinstate", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/riders/{user_id}/reinstate", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     responses(
         (status = 200, description = "Approved again (or already approved: nothing changes)", body = UserStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 404, description = "`not_found`: no rider application", body = super::openapi::Error),
         (status = 409, description = "`rider_not_suspended`: a pending or rejected application is approved, not reinstated", body = super::openapi::Error),
     ))]
 #[tracing::instrument(skip_all, fields(rider = user))]
 pub async fn reinstate_rider(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(user): ApiPath<i64>,
 ) -> Result<Json<UserStatus>, ApiError> {
-    caller.require(Role::Platform)?;
-    flows::reinstate(&state, Account::Rider(UserId(user)), caller.id).await?;
+    staff.require(Scope::Admin)?;
+    flows::reinstate(&state, Account::Rider(UserId(user)), actor(&staff)).await?;
     Ok(Json(UserStatus {
         user_id: UserId(user),
         status: "approved",
@@ -176,21 +185,21 @@ pub async fn reinstate_rider(
 
 /// `POST /v1/platform/merchants/{id}/reinstate`: a suspended merchant is `approved`
 /// again, recorded with who and when.
-#[utoipa::path(post, path = "/platform/merchants/{id}/reinstate", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/merchants/{id}/reinstate", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
     params(("id" = i64, Path, description = "The merchant")),
     responses(
         (status = 200, description = "Approved again (or already approved: nothing changes)", body = IdStatus),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
         (status = 409, description = "`merchant_not_suspended`: a pending or rejected merchant is approved, not reinstated", body = super::openapi::Error),
     ))]
 #[tracing::instrument(skip_all, fields(merchant = id))]
 pub async fn reinstate_merchant(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<IdStatus>, ApiError> {
-    caller.require(Role::Platform)?;
-    flows::reinstate(&state, Account::Merchant(id), caller.id).await?;
+    staff.require(Scope::Admin)?;
+    flows::reinstate(&state, Account::Merchant(id), actor(&staff)).await?;
     Ok(Json(IdStatus {
         id,
         status: "approved",
@@ -199,19 +208,19 @@ pub async fn reinstate_merchant(
 
 /// `GET /v1/platform/riders/{user_id}/suspensions`: the rider's state, and every
 /// suspension and reinstatement with who, when and why.
-#[utoipa::path(get, path = "/platform/riders/{user_id}/suspensions", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/riders/{user_id}/suspensions", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     responses(
         (status = 200, description = "The state and the history, newest first", body = RiderSuspensions),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
         (status = 404, description = "`not_found`: no rider application", body = super::openapi::Error),
     ))]
 pub async fn rider_suspensions(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(user): ApiPath<i64>,
 ) -> Result<Json<RiderSuspensions>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Read)?;
     let (status, events) = flows::history(&state, Account::Rider(UserId(user))).await?;
     Ok(Json(RiderSuspensions {
         user_id: UserId(user),
@@ -222,18 +231,18 @@ pub async fn rider_suspensions(
 
 /// `GET /v1/platform/merchants/{id}/suspensions`: the merchant's state, and every
 /// suspension and reinstatement with who, when and why.
-#[utoipa::path(get, path = "/platform/merchants/{id}/suspensions", tag = "platform", security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/merchants/{id}/suspensions", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     params(("id" = i64, Path, description = "The merchant")),
     responses(
         (status = 200, description = "The state and the history, newest first", body = MerchantSuspensions),
-        (status = 403, description = "`forbidden`: requires the platform role", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
     ))]
 pub async fn merchant_suspensions(
     State(state): State<AppState>,
-    caller: Caller,
+    staff: Staff,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<MerchantSuspensions>, ApiError> {
-    caller.require(Role::Platform)?;
+    staff.require(Scope::Read)?;
     let (status, events) = flows::history(&state, Account::Merchant(id)).await?;
     Ok(Json(MerchantSuspensions { id, status, events }))
 }

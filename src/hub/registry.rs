@@ -385,12 +385,10 @@ impl Hub {
                 }
             }
             (Target::User(user), Event::Revoke(role)) => self.revoke_local(user, role),
-            (Target::User(user), Event::Close { code, .. }) => {
+            (Target::User(user), Event::Close { code, reason }) => {
+                let reason = close_reason_for(code, &reason);
                 for socket in self.user_sockets(user) {
-                    socket.close(Close {
-                        code,
-                        reason: close_reason(code),
-                    });
+                    socket.close(Close { code, reason });
                 }
             }
             (Target::Role(role), Event::Message(text)) => {
@@ -413,6 +411,18 @@ impl Hub {
             .report_census(&self.config.replica_id, None)
             .await;
     }
+}
+
+/// The reasons a close published by another replica may give (a logout's 4001 is not
+/// an expiry): kept when known, else the code's own reason.
+const PUBLISHED_REASONS: &[&str] = &["logged out"];
+
+fn close_reason_for(code: u16, reason: &str) -> &'static str {
+    PUBLISHED_REASONS
+        .iter()
+        .find(|known| **known == reason)
+        .copied()
+        .unwrap_or_else(|| close_reason(code))
 }
 
 /// Close reasons are static: a socket stores a `&'static str`, not a String.
@@ -525,5 +535,15 @@ async fn resubscribe_roles(engine: &dyn Engine, cancel: &CancellationToken) {
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_logout_close_keeps_its_reason_and_others_get_their_codes() {
+        assert_eq!(super::close_reason_for(4001, "logged out"), "logged out");
+        assert_eq!(super::close_reason_for(4001, "anything"), "token expired");
+        assert_eq!(super::close_reason_for(4003, ""), "no longer admitted");
     }
 }

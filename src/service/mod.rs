@@ -4,6 +4,7 @@
 //! enum; the HTTP mapping of all of them is in [`crate::error`].
 
 pub mod fallback;
+pub mod keys;
 pub mod notifications;
 pub mod orders;
 pub mod payments;

@@ -43,12 +43,13 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    /// `key` as the client sent it, for `caller`'s request `what` (method, path and
-    /// body, as bytes that are equal exactly when the requests are).
-    pub fn new(caller: UserId, key: &str, what: &[u8]) -> Self {
+    /// `key` as the client sent it, in `space` (a user's id, or `k` and a service
+    /// key's id: their keys never meet), for the request `what` (method, path and body,
+    /// as bytes that are equal exactly when the requests are).
+    pub fn new(space: &str, key: &str, what: &[u8]) -> Self {
         Self {
             key: IdempotencyKey {
-                caller,
+                caller: space.to_owned(),
                 key_sha256: hex(&Sha256::digest(key.as_bytes())),
             },
             fingerprint: hex(&Sha256::digest(what)),
@@ -95,18 +96,43 @@ async fn decide(
     Ok((ids, true))
 }
 
-/// Queues the pending receipts of what was just sent (`(recipient, id, notification)`),
-/// written in the next batch: never a database write on the sending path.
-fn receipts_for(state: &AppState, sent: &[(UserId, MsgId, &Notification)]) {
-    for (user, id, n) in sent.iter().filter(|(_, _, n)| n.kind.requires_ack()) {
-        state.receipts().queue(Update::pending(
-            id.to_string(),
-            *user,
-            n.kind.event(),
-            n.fields.get("order_id").and_then(|v| v.as_i64()),
-            id.ms as i64,
-            (id.ms + n.ttl.as_millis() as u64) as i64,
-        ));
+/// Writes the pending receipts of what was just sent (`(recipient, id, notification)`),
+/// naming `sent_by`, before the 202 goes out (SPEC §3: a receipt exists once the
+/// notification is accepted, on every replica): one statement for the request,
+/// whatever the number of recipients. Should PostgreSQL fail, they are queued for the
+/// next batch instead (the notification itself is in the inboxes already).
+async fn receipts_for(
+    state: &AppState,
+    sent: &[(UserId, MsgId, &Notification)],
+    sent_by: &serde_json::Value,
+) {
+    let rows: Vec<Update> = sent
+        .iter()
+        .filter(|(_, _, n)| n.kind.requires_ack())
+        .map(|(user, id, n)| {
+            Update::pending(
+                id.to_string(),
+                *user,
+                n.kind.event(),
+                n.fields.get("order_id").and_then(|v| v.as_i64()),
+                id.ms as i64,
+                (id.ms + n.ttl.as_millis() as u64) as i64,
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let sent_by = sent_by.to_string();
+    let written = async {
+        let client = state.db().get().await?;
+        store::receipts::write_sent(&client, &rows, Some(&sent_by)).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, receipts = rows.len(), "pending receipts queued for later");
+        for row in rows {
+            state.receipts().queue(row);
+        }
     }
 }
 
@@ -116,6 +142,7 @@ pub async fn to_user(
     user: UserId,
     n: &Notification,
     once: Option<&Idempotency>,
+    sent_by: &serde_json::Value,
 ) -> Result<String, SendError> {
     if !state
         .known_users()
@@ -127,7 +154,7 @@ pub async fn to_user(
     }
     let (ids, _) = decide(state, once, 1).await?;
     notify::to_user_as(&**state.engine(), user, ids[0], n).await?;
-    receipts_for(state, &[(user, ids[0], n)]);
+    receipts_for(state, &[(user, ids[0], n)], sent_by).await;
     Ok(ids[0].to_string())
 }
 
@@ -161,6 +188,7 @@ pub async fn batch(
     state: &AppState,
     batch: &[(UserId, Notification)],
     once: Option<&Idempotency>,
+    sent_by: &serde_json::Value,
 ) -> Result<Vec<Option<String>>, SendError> {
     let users: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
     let missing = state.known_users().missing(state.db(), &users).await?;
@@ -184,7 +212,7 @@ pub async fn batch(
         .filter(|(_, r)| r.is_ok())
         .map(|(((user, n), id), _)| (*user, *id, n))
         .collect();
-    receipts_for(state, &delivered);
+    receipts_for(state, &delivered, sent_by).await;
     Ok(sent
         .into_iter()
         .zip(ids)
@@ -198,6 +226,7 @@ pub async fn rider_command(
     rider: UserId,
     n: &Notification,
     once: Option<&Idempotency>,
+    sent_by: &serde_json::Value,
 ) -> Result<String, SendError> {
     match store::riders::state(state.db(), rider).await? {
         Some(s) if s.approved => {}
@@ -205,6 +234,6 @@ pub async fn rider_command(
     }
     let (ids, _) = decide(state, once, 1).await?;
     notify::to_user_as(&**state.engine(), rider, ids[0], n).await?;
-    receipts_for(state, &[(rider, ids[0], n)]);
+    receipts_for(state, &[(rider, ids[0], n)], sent_by).await;
     Ok(ids[0].to_string())
 }

@@ -4,11 +4,11 @@
 //! a suspended rider leaves the matching index. A reinstated account connects again by
 //! itself: nothing is pushed.
 
-use crate::domain::{Approval, Reason, Role, UserId};
+use crate::domain::{Approval, Reason, Role};
 use crate::engine::EngineError;
 use crate::notify;
 use crate::state::AppState;
-use crate::store::suspensions::{self, Account, Outcome, SuspensionEvent};
+use crate::store::suspensions::{self, Account, Actor, Outcome, SuspensionEvent};
 use crate::store::{merchants, users, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum SuspensionError {
     Engine(#[from] EngineError),
 }
 
-/// Suspends an approved account, recorded with `staff` and `reason`, and takes the role
+/// Suspends an approved account, recorded with who did it (`by`) and `reason`, and takes the role
 /// from its sockets everywhere. Suspending a suspended account changes nothing and
 /// answers its standing suspension, but tells the sockets again: a repeat after a
 /// failure to reach them completes the suspension. `None`: suspended without a record
@@ -37,10 +37,10 @@ pub enum SuspensionError {
 pub async fn suspend(
     state: &AppState,
     account: Account,
-    staff: UserId,
+    by: Actor,
     reason: Option<&Reason>,
 ) -> Result<Option<SuspensionEvent>, SuspensionError> {
-    let standing = match suspensions::suspend(state.db(), account, staff, reason).await? {
+    let standing = match suspensions::suspend(state.db(), account, by, reason).await? {
         Outcome::Done(event) => Some(event),
         Outcome::Unchanged(standing) => standing,
         Outcome::Refused(status) => return Err(SuspensionError::NotApproved(account, status)),
@@ -67,14 +67,14 @@ pub async fn suspend(
     Ok(standing)
 }
 
-/// Reinstates a suspended account (`approved` again), recorded with `staff`. An
+/// Reinstates a suspended account (`approved` again), recorded with `by`. An
 /// approved account is left as it is. A rider stays offline until they go online.
 pub async fn reinstate(
     state: &AppState,
     account: Account,
-    staff: UserId,
+    by: Actor,
 ) -> Result<(), SuspensionError> {
-    match suspensions::reinstate(state.db(), account, staff).await? {
+    match suspensions::reinstate(state.db(), account, by).await? {
         Outcome::Done(_) | Outcome::Unchanged(_) => Ok(()),
         Outcome::Refused(status) => Err(SuspensionError::NotSuspended(account, status)),
         Outcome::NotFound => Err(SuspensionError::NotFound(account)),

@@ -73,14 +73,15 @@ pub async fn create(
 
 /// Approves a merchant (pending, rejected, or approved already). A suspended merchant is
 /// not approved so: it is reinstated.
-pub async fn approve(db: &Pool, id: i64, by: UserId) -> Result<Approve, StoreError> {
+/// `by`: the member of staff, or `None` for a service key.
+pub async fn approve(db: &Pool, id: i64, by: Option<UserId>) -> Result<Approve, StoreError> {
     let client = db.get().await?;
     let n = client
         .execute(
             "UPDATE merchants SET status = 'approved', approved_at = COALESCE(approved_at, now()),
                     approved_by = $2, updated_at = now()
              WHERE id = $1 AND status <> 'suspended'",
-            &[&id, &by.0],
+            &[&id, &by.map(|u| u.0)],
         )
         .await?;
     if n == 1 {

@@ -132,6 +132,16 @@ pub fn bucket_of(message_id: &str) -> i64 {
 /// Appends `rows` (merged, best: one per message and recipient) as one batch row per
 /// second their ids begin with; how many parts it wrote.
 pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, StoreError> {
+    write_sent(c, rows, None).await
+}
+
+/// [`write`], the rows naming who sent them through the platform API (`sent_by`, the
+/// JSON of SPEC §10's `sent_by`).
+pub async fn write_sent<C: GenericClient>(
+    c: &C,
+    rows: &[Update],
+    sent_by: Option<&str>,
+) -> Result<u64, StoreError> {
     let mut buckets: std::collections::BTreeMap<i64, Vec<&Update>> = Default::default();
     for r in rows {
         buckets.entry(bucket_of(&r.message_id)).or_default().push(r);
@@ -148,8 +158,8 @@ pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, Stor
         };
         c.execute(
             "INSERT INTO receipt_batches (bucket, message_ids, user_ids, events, order_ids,
-                 created_at, expires_at, delivered_at, acked_at, withdrawn_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 created_at, expires_at, delivered_at, acked_at, withdrawn_at, sent_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 bucket,
                 &ids,
@@ -161,6 +171,7 @@ pub async fn write<C: GenericClient>(c: &C, rows: &[Update]) -> Result<u64, Stor
                 &column(|r| r.delivered_ms),
                 &column(|r| r.acked_ms),
                 &column(|r| r.withdrawn_ms),
+                &sent_by,
             ],
         )
         .await?;
@@ -203,6 +214,12 @@ pub struct Receipt {
     pub event: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Who sent it through the platform API (SPEC §10): `{"key": id, "name"}` for a
+    /// service key, `{"user_id"}` for a member of staff; absent for the service's own
+    /// notifications (payments, urges, dispatch, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub sent_by: Option<serde_json::Value>,
     pub recipients: Vec<Recipient>,
 }
 
@@ -211,9 +228,9 @@ pub struct Receipt {
 /// time of each mark.
 /// With each recipient's `pushed_at`: when a subscription message stood in for it
 /// (SPEC §9). Ordered by the caller with `ORDER BY` on `g.m`, `g.u`, `g.c`.
-const MERGED: &str = "SELECT g.m, g.u, g.e, g.c, g.x, g.d, g.a, g.w, p.pushed_at
+const MERGED: &str = "SELECT g.m, g.u, g.e, g.c, g.x, g.d, g.a, g.w, p.pushed_at, g.s
                       FROM (SELECT m, u, max(e) AS e, min(c) AS c, max(x) AS x,
-                                   min(d) AS d, min(a) AS a, min(w) AS w
+                                   min(d) AS d, min(a) AS a, min(w) AS w, max(b.sent_by) AS s
                             FROM receipt_batches b,
                                  unnest(b.message_ids, b.user_ids, b.events, b.created_at,
                                         b.expires_at, b.delivered_at, b.acked_at, b.withdrawn_at)
@@ -253,13 +270,22 @@ fn group(rows: &[tokio_postgres::Row]) -> Vec<Receipt> {
             acked_at,
             pushed_at: r.get(8),
         };
+        let sent_by = r
+            .get::<_, Option<String>>(9)
+            .and_then(|s| serde_json::from_str(&s).ok());
         match out.last_mut() {
-            Some(last) if last.message_id == message_id => last.recipients.push(recipient),
+            Some(last) if last.message_id == message_id => {
+                last.recipients.push(recipient);
+                if last.sent_by.is_none() {
+                    last.sent_by = sent_by;
+                }
+            }
             _ => out.push(Receipt {
                 message_id,
                 event,
                 created_at,
                 expires_at,
+                sent_by,
                 recipients: vec![recipient],
             }),
         }

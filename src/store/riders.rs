@@ -48,7 +48,8 @@ pub async fn state(db: &Pool, user: UserId) -> Result<Option<RiderState>, StoreE
 
 /// Approves an application (pending, rejected, or approved already) and grants the
 /// rider role. A suspended rider is not approved so: they are reinstated.
-pub async fn approve(db: &Pool, user: UserId, by: UserId) -> Result<Approve, StoreError> {
+/// `by`: the member of staff, or `None` for a service key.
+pub async fn approve(db: &Pool, user: UserId, by: Option<UserId>) -> Result<Approve, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
     let n = tx
@@ -56,7 +57,7 @@ pub async fn approve(db: &Pool, user: UserId, by: UserId) -> Result<Approve, Sto
             "UPDATE riders SET status = 'approved', approved_at = COALESCE(approved_at, now()),
                     approved_by = $2, updated_at = now()
              WHERE user_id = $1 AND status <> 'suspended'",
-            &[&user.0, &by.0],
+            &[&user.0, &by.map(|u| u.0)],
         )
         .await?;
     if n == 0 {

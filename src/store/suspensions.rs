@@ -51,10 +51,30 @@ impl SuspensionAction {
     }
 }
 
-/// Who did it: a member of platform staff (`{"user_id"}`).
+/// Who did it, as recorded: a member of platform staff (`{"user_id"}`) or a service key
+/// (`{"key"}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StaffMember {
-    pub user_id: UserId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
+}
+
+/// Who makes a change: a member of staff, or a service key with the `admin` scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Staff(UserId),
+    Key(i64),
+}
+
+impl Actor {
+    fn columns(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Actor::Staff(user) => (Some(user.0), None),
+            Actor::Key(key) => (None, Some(key)),
+        }
+    }
 }
 
 /// One row of an account's history, as platform staff read it.
@@ -63,7 +83,7 @@ pub struct StaffMember {
     "at": "2026-11-24T19:23:02.101Z", "reason": "多次超时未送达"}))]
 pub struct SuspensionEvent {
     pub action: SuspensionAction,
-    /// `null` when that staff user no longer exists.
+    /// `null` when that staff user (or key) no longer exists.
     pub by: Option<StaffMember>,
     pub at: DateTime<Utc>,
     /// What staff wrote, if anything (reinstatements have none).
@@ -79,7 +99,7 @@ pub struct SuspensionNotice {
     pub reason: Option<String>,
 }
 
-/// A `suspensions` row (`action`, `staff_id`, `reason`, `created_at`).
+/// A `suspensions` row (`action`, `staff_id`, `key_id`, `reason`, `created_at`).
 fn event(row: &tokio_postgres::Row) -> SuspensionEvent {
     // The CHECK allows these two only.
     let action = match row.get::<_, &str>("action") {
@@ -88,9 +108,16 @@ fn event(row: &tokio_postgres::Row) -> SuspensionEvent {
     };
     SuspensionEvent {
         action,
-        by: row.get::<_, Option<i64>>("staff_id").map(|id| StaffMember {
-            user_id: UserId(id),
-        }),
+        by: match (
+            row.get::<_, Option<i64>>("staff_id"),
+            row.get::<_, Option<i64>>("key_id"),
+        ) {
+            (None, None) => None,
+            (user, key) => Some(StaffMember {
+                user_id: user.map(UserId),
+                key,
+            }),
+        },
         at: row.get("created_at"),
         reason: row.get("reason"),
     }
@@ -123,25 +150,26 @@ pub enum Outcome {
 pub async fn suspend(
     db: &Pool,
     account: Account,
-    staff: UserId,
+    by: Actor,
     reason: Option<&Reason>,
 ) -> Result<Outcome, StoreError> {
-    change(db, account, SuspensionAction::Suspend, staff, reason).await
+    change(db, account, SuspensionAction::Suspend, by, reason).await
 }
 
 /// `suspended` → `approved`, recorded with `staff`. A rider stays offline until they go
 /// online again.
-pub async fn reinstate(db: &Pool, account: Account, staff: UserId) -> Result<Outcome, StoreError> {
-    change(db, account, SuspensionAction::Reinstate, staff, None).await
+pub async fn reinstate(db: &Pool, account: Account, by: Actor) -> Result<Outcome, StoreError> {
+    change(db, account, SuspensionAction::Reinstate, by, None).await
 }
 
 async fn change(
     db: &Pool,
     account: Account,
     action: SuspensionAction,
-    staff: UserId,
+    by: Actor,
     reason: Option<&Reason>,
 ) -> Result<Outcome, StoreError> {
+    let (staff_id, key_id) = by.columns();
     let (from, to) = match action {
         SuspensionAction::Suspend => (Approval::Approved, Approval::Suspended),
         SuspensionAction::Reinstate => (Approval::Suspended, Approval::Approved),
@@ -182,14 +210,15 @@ async fn change(
             let row = tx
                 .query_one(
                     &format!(
-                        "INSERT INTO suspensions ({column}, action, staff_id, reason)
-                         VALUES ($1, $2, $3, $4)
-                         RETURNING action, staff_id, reason, created_at"
+                        "INSERT INTO suspensions ({column}, action, staff_id, key_id, reason)
+                         VALUES ($1, $2, $3, $4, $5)
+                         RETURNING action, staff_id, key_id, reason, created_at"
                     ),
                     &[
                         &account.id(),
                         &action.as_str(),
-                        &staff.0,
+                        &staff_id,
+                        &key_id,
                         &reason.map(Reason::as_str),
                     ],
                 )
@@ -210,7 +239,7 @@ async fn standing(
     Ok(tx
         .query_opt(
             &format!(
-                "SELECT action, staff_id, reason, created_at FROM suspensions
+                "SELECT action, staff_id, key_id, reason, created_at FROM suspensions
                  WHERE {column} = $1 AND action = 'suspend' ORDER BY id DESC LIMIT 1"
             ),
             &[&account.id()],
@@ -241,7 +270,7 @@ pub async fn history(
     let events = client
         .query(
             &format!(
-                "SELECT action, staff_id, reason, created_at FROM suspensions
+                "SELECT action, staff_id, key_id, reason, created_at FROM suspensions
                  WHERE {column} = $1 ORDER BY id DESC LIMIT {HISTORY_MAX}"
             ),
             &[&account.id()],

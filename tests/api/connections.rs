@@ -238,5 +238,12 @@ async fn connections_over_the_cap_are_refused_at_once_and_served_again_below_it(
     })
     .await;
     assert!(served.is_ok(), "no place freed after a connection closed");
-    assert!(counter(&app, "locallife_http_connections_refused_total{cap=\"total\"}").await >= 20);
+    assert!(
+        counter(
+            &app,
+            "locallife_http_connections_refused_total{cap=\"total\"}"
+        )
+        .await
+            >= 20
+    );
 }

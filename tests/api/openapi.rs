@@ -58,6 +58,9 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/platform/connections"),
     ("get", "/v1/platform/status"),
     ("get", "/v1/platform/alerts"),
+    ("post", "/v1/platform/keys"),
+    ("get", "/v1/platform/keys"),
+    ("delete", "/v1/platform/keys/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -112,6 +115,19 @@ async fn openapi_json_is_valid_openapi_3_1_and_describes_every_endpoint() {
                 "{method} {path}: bearer auth"
             );
             assert!(responses.contains_key("401"), "{method} {path}: no 401");
+        }
+        // Platform routes take a service key too, and say which scope (SPEC §10).
+        if path.starts_with("/v1/platform/") {
+            let scopes = op["security"]
+                .as_array()
+                .and_then(|s| s.iter().find_map(|r| r.get("service_key")))
+                .and_then(Value::as_array)
+                .unwrap_or_else(|| panic!("{method} {path}: no service_key security"));
+            assert!(
+                scopes.len() == 1
+                    && ["notify", "read", "admin"].contains(&scopes[0].as_str().unwrap()),
+                "{method} {path}: {scopes:?}"
+            );
         }
         for (status, answer) in responses {
             if status.starts_with('4') || status.starts_with('5') {

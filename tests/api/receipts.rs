@@ -173,3 +173,57 @@ async fn a_mark_written_before_its_pending_row_is_kept() {
         first.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     );
 }
+
+/// A receipt exists the moment its notification is accepted (SPEC §3): sent on one
+/// replica, read at once on the other, a hundred times in a row, single and batch
+/// sends alike: never a 404, every recipient at least `pending`.
+#[tokio::test]
+async fn a_receipt_is_readable_on_any_replica_right_after_the_202() {
+    let apps = spawn_cluster_with(2, |_| {}).await;
+    let (a, b) = (&apps[0], &apps[1]);
+    let (_, staff) = a.user_with_role("staff", Role::Platform).await;
+    let (merchant, _) = a.socket_user(Role::Merchant).await;
+    let (rider, _) = a.socket_user(Role::Rider).await;
+    for i in 0..100 {
+        let (status, sent) = a
+            .post_notification(
+                &staff,
+                &json!({"user_id": merchant.0, "title": format!("n{i}"), "content": ""}),
+            )
+            .await;
+        assert_eq!(status, 202, "{sent}");
+        let id = sent["message_id"].as_str().unwrap();
+        let (status, receipt) = b
+            .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+            .await;
+        assert_eq!(status, 200, "send {i}: {receipt}");
+        assert_eq!(receipt["recipients"][0]["user_id"], merchant.0);
+    }
+    for i in 0..100 {
+        let (status, sent) = b
+            .post_json(
+                "/v1/platform/notifications/batch",
+                Some(&staff),
+                &json!({"notifications": [
+                    {"user_id": merchant.0, "title": format!("b{i}"), "content": ""},
+                    {"user_id": rider.0, "title": format!("b{i}"), "content": ""},
+                ]}),
+            )
+            .await;
+        assert_eq!(status, 202, "{sent}");
+        for id in sent["message_ids"].as_array().unwrap() {
+            let (status, receipt) = a
+                .get(
+                    &format!("/v1/platform/notifications/{}", id.as_str().unwrap()),
+                    Some(&staff),
+                )
+                .await;
+            assert_eq!(status, 200, "batch {i}: {receipt}");
+            let state = receipt["recipients"][0]["state"].as_str().unwrap();
+            assert!(
+                ["pending", "delivered", "acked"].contains(&state),
+                "{receipt}"
+            );
+        }
+    }
+}

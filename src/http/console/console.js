@@ -171,9 +171,15 @@
     token = field.value.trim();
     field.value = "";
     try {
-      const me = await api("GET", "/v1/me");
-      if (!me.roles.includes("platform")) throw new Error("this user is not platform staff");
-      $("#who").textContent = "user " + me.id;
+      if (token.startsWith("llk_")) {
+        // A service key (with the read scope; notify to send): not a user.
+        await api("GET", "/v1/platform/connections");
+        $("#who").textContent = "service key " + token.split("_")[1];
+      } else {
+        const me = await api("GET", "/v1/me");
+        if (!me.roles.includes("platform")) throw new Error("this user is not platform staff");
+        $("#who").textContent = "user " + me.id;
+      }
       $("#sign-in-panel").hidden = true;
       $("#console").hidden = false;
       $("#sign-out").hidden = false;

@@ -1,0 +1,154 @@
+//! Docs that cannot drift: the settings table (`docs/configuration.md`), the metrics
+//! table (`docs/operations.md`) and the error catalogue (`docs/api.md`,
+//! `docs/protocol.md`) are checked against the code, so a new setting, metric, error
+//! code or close code without its line fails here.
+
+use std::collections::BTreeSet;
+
+use regex::Regex;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `.rs` file under `src/`, with its path, tests and fuzz targets included.
+fn sources() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&std::path::Path::new(ROOT).join("src"), &mut out);
+    out
+}
+
+/// The names in the first column of the markdown tables of `text` (`` | `NAME` | ``).
+fn table_names(text: &str, pattern: &str) -> BTreeSet<String> {
+    let row = Regex::new(&format!(r"(?m)^\| `({pattern})")).unwrap();
+    row.captures_iter(text).map(|c| c[1].to_owned()).collect()
+}
+
+#[test]
+fn every_setting_read_is_listed_and_documented() {
+    let known: BTreeSet<String> = locallife::config::SETTINGS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // What the code reads: the names config.rs asks for, and any `env::var("…")`.
+    // (Not the list itself, its look-alike check, nor the unit tests.)
+    let config = read("src/config.rs");
+    let config = &config[..config.find("#[cfg(test)]").unwrap_or(config.len())];
+    let list_start = config.find("pub const SETTINGS").unwrap();
+    let list_end = list_start + config[list_start..].find("\n/// Reads settings").unwrap();
+    let outside_list = format!("{}{}", &config[..list_start], &config[list_end..]);
+    let literal = Regex::new(r#""([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|PGSSLROOTCERT)""#).unwrap();
+    let mut read_by_code: BTreeSet<String> = literal
+        .captures_iter(&outside_list)
+        .map(|c| c[1].to_owned())
+        .collect();
+    let env_var = Regex::new(r#"env::var\("([A-Z_]+)"\)"#).unwrap();
+    for (path, text) in sources() {
+        // Test-only knobs of the fuzz targets are not settings.
+        if path.ends_with("fuzz.rs") {
+            continue;
+        }
+        read_by_code.extend(env_var.captures_iter(&text).map(|c| c[1].to_owned()));
+    }
+    // RUST_LOG is read by the tracing filter, by name.
+    read_by_code.insert("RUST_LOG".into());
+    let unlisted: Vec<_> = read_by_code.difference(&known).collect();
+    assert!(
+        unlisted.is_empty(),
+        "read but not in config::SETTINGS: {unlisted:?}"
+    );
+    let unread: Vec<_> = known.difference(&read_by_code).collect();
+    assert!(
+        unread.is_empty(),
+        "in config::SETTINGS but never read: {unread:?}"
+    );
+
+    let documented = table_names(&read("docs/configuration.md"), "[A-Z][A-Z0-9_]+");
+    let undocumented: Vec<_> = known.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "settings without a row in docs/configuration.md: {undocumented:?}"
+    );
+}
+
+#[test]
+fn every_metric_is_in_the_operations_table_and_no_row_is_stale() {
+    let emitted =
+        Regex::new(r#"(?s)(?:counter|gauge|histogram)!\(\s*"(locallife_[a-z0-9_]+)""#).unwrap();
+    let mut metrics = BTreeSet::new();
+    for (_, text) in sources() {
+        metrics.extend(emitted.captures_iter(&text).map(|c| c[1].to_owned()));
+    }
+    assert!(metrics.len() > 30, "found only {metrics:?}");
+    let documented = table_names(&read("docs/operations.md"), "locallife_[a-z0-9_]+");
+    let missing: Vec<_> = metrics.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "metrics without a row in docs/operations.md: {missing:?}"
+    );
+    let stale: Vec<_> = documented.difference(&metrics).collect();
+    assert!(
+        stale.is_empty(),
+        "rows in docs/operations.md for metrics the code does not emit: {stale:?}"
+    );
+}
+
+#[test]
+fn every_error_code_and_close_code_is_in_the_catalogue() {
+    let catalogue = read("docs/api.md") + &read("docs/protocol.md");
+    // HTTP errors (`ApiError`'s constructors) and socket `error` messages.
+    let api_error = Regex::new(
+        r#"(?s)ApiError::(?:new\(\s*StatusCode::[A-Z_]+,|unprocessable\(|bad_request\(|forbidden\(|unavailable\()\s*"([a-z_]+)""#,
+    )
+    .unwrap();
+    let socket_error = Regex::new(r#"(?s)ProtocolError \{\s*code: "([a-z_]+)""#).unwrap();
+    let mut codes = BTreeSet::new();
+    for (_, text) in sources() {
+        codes.extend(api_error.captures_iter(&text).map(|c| c[1].to_owned()));
+        codes.extend(socket_error.captures_iter(&text).map(|c| c[1].to_owned()));
+    }
+    assert!(codes.len() > 30, "found only {codes:?}");
+    let missing: Vec<_> = codes
+        .iter()
+        .filter(|c| !catalogue.contains(&format!("`{c}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "error codes the docs never name (docs/api.md, docs/protocol.md): {missing:?}"
+    );
+
+    // Close codes the server uses: each in protocol.md's table.
+    let close = Regex::new(r"(?s)Close \{\s*code: (\d{4})").unwrap();
+    let mut closes = BTreeSet::new();
+    for (_, text) in sources() {
+        closes.extend(close.captures_iter(&text).map(|c| c[1].to_owned()));
+    }
+    assert!(
+        closes.contains("4003") && closes.contains("1001"),
+        "{closes:?}"
+    );
+    let protocol = read("docs/protocol.md");
+    let missing: Vec<_> = closes
+        .iter()
+        .filter(|c| {
+            !protocol.contains(&format!("| {c} ")) && !protocol.contains(&format!("| `{c}`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "close codes without a row in docs/protocol.md: {missing:?}"
+    );
+}
