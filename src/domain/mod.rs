@@ -1,10 +1,12 @@
 //! Domain types: values that are valid by construction once past the boundary.
 
+mod kind;
 mod reason;
 mod role;
 mod status;
 mod token;
 
+pub use kind::Kind;
 pub use reason::{Reason, ReasonError};
 pub use role::{Role, RoleParseError};
 pub use status::{Approval, OrderStatus, StatusParseError};

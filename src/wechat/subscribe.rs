@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::WechatConfig;
-use crate::notify::Kind;
+use crate::domain::Kind;
 
 /// One event's template.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
