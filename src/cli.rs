@@ -248,7 +248,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let tokens = crate::auth::Tokens::new(&config.jwt);
             let ttl = ttl.unwrap_or(tokens.ttl());
-            if ttl > crate::auth::jwt::MAX_TTL {
+            if ttl > crate::config::MAX_TTL {
                 anyhow::bail!("--ttl is at most 24h");
             }
             let minted = tokens.mint_with_ttl(crate::auth::jwt::Subject { user, epoch }, ttl);

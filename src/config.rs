@@ -113,6 +113,9 @@ fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
     (rest, mode, root)
 }
 
+/// The longest lifetime a token may be minted with (`ACCESS_TOKEN_TTL`, `token --ttl`).
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// JWT access-token settings.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
@@ -496,7 +499,7 @@ impl Config {
             audience: vars.or("JWT_AUDIENCE", "locallife"),
             access_token_ttl: {
                 let ttl = vars.duration("ACCESS_TOKEN_TTL", Duration::from_secs(2 * 3600))?;
-                if ttl > crate::auth::jwt::MAX_TTL || ttl < Duration::from_secs(60) {
+                if ttl > MAX_TTL || ttl < Duration::from_secs(60) {
                     return Err(ConfigError::new(
                         "ACCESS_TOKEN_TTL",
                         "must be from 1m to 24h",

@@ -21,7 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, MAX_TTL};
 use crate::domain::{TokenEpoch, UserId};
 
 /// Clock-skew leeway allowed on `exp` (SPEC §2: at most 5 s).
@@ -91,9 +91,6 @@ impl From<UserId> for Subject {
         Subject { user, epoch: 0 }
     }
 }
-
-/// The longest lifetime a token may be minted with (`ACCESS_TOKEN_TTL`, `token --ttl`).
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Whether `claims` lives no longer than [`MAX_TTL`] (plus the leeway), whoever minted
 /// it: issued no later than `now_s` (plus [`MAX_ISSUE_SKEW_SECS`]: the minting replica's
