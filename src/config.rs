@@ -9,6 +9,8 @@
 //! may embed passwords) are [`SecretString`]s: their `Debug` prints `[REDACTED]`, so not
 //! even a `{:?}` of the whole config can leak them.
 
+pub mod templates;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -264,7 +266,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct SubscribeConfig {
     /// Read from `WECHAT_SUBSCRIBE_FILE` and checked at start-up.
-    pub templates: crate::wechat::subscribe::Templates,
+    pub templates: templates::Templates,
     /// `PUSH_FALLBACK_AFTER` (default 30 s): how long a notification stays neither
     /// delivered nor acked before it falls back.
     pub fallback_after: Duration,
@@ -573,7 +575,7 @@ impl Config {
                         "needs WECHAT_APPID and WECHAT_SECRET (the sends use the mini-program's access token)",
                     ));
                 }
-                let templates = crate::wechat::subscribe::Templates::load(Path::new(&path))
+                let templates = templates::Templates::load(Path::new(&path))
                     .map_err(|why| ConfigError::new("WECHAT_SUBSCRIBE_FILE", why))?;
                 let fallback_after =
                     vars.duration("PUSH_FALLBACK_AFTER", Duration::from_secs(30))?;

@@ -174,7 +174,7 @@ pub async fn run(
             Err(_) => Duration::from_secs(10),
         };
         config.subscribe = Some(crate::config::SubscribeConfig {
-            templates: crate::wechat::subscribe::Templates::parse(DEMO_TEMPLATES.as_bytes())
+            templates: crate::config::templates::Templates::parse(DEMO_TEMPLATES.as_bytes())
                 .map_err(|e| anyhow::anyhow!("the demo's templates: {e}"))?,
             fallback_after,
         });

@@ -19,7 +19,8 @@ use crate::engine::{Engine, EngineError, MsgId, Pushed, Target};
 use crate::store::outbox::{Audience, NewRow};
 
 /// The event a notification is of. Defined in [`crate::domain`], so that the layers
-/// below this one (the subscription-message templates) can name it.
+/// below this one (the subscription-message templates of [`crate::config::templates`])
+/// can name it.
 pub use crate::domain::Kind;
 
 /// Fields every notification carries; event fields may not override them.
