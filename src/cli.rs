@@ -143,7 +143,7 @@ enum KeyCommand {
         name: String,
         /// notify, read or admin; repeat for several.
         #[arg(long = "scope", required = true)]
-        scopes: Vec<crate::auth::keys::Scope>,
+        scopes: Vec<crate::domain::Scope>,
         /// Lifetime, like 90d or 12h (default: until revoked).
         #[arg(long, value_parser = config::parse_duration)]
         expires: Option<Duration>,
@@ -157,9 +157,9 @@ enum KeyCommand {
     },
 }
 
-impl clap::ValueEnum for crate::auth::keys::Scope {
+impl clap::ValueEnum for crate::domain::Scope {
     fn value_variants<'a>() -> &'a [Self] {
-        &crate::auth::keys::Scope::ALL
+        &crate::domain::Scope::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {

@@ -5,64 +5,10 @@
 //! never logged (this type's `Debug` hides it).
 
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// What a key may do.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Send notifications and rider commands.
-    Notify,
-    /// Read receipts, connections, status, alerts.
-    Read,
-    /// Approve, suspend and reinstate; manage keys.
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Notify, Scope::Read, Scope::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Notify => "notify",
-            Scope::Read => "read",
-            Scope::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Scope {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or(())
-    }
-}
 
 /// The prefix every key begins with, so a key is told from a token at a glance.
 pub const PREFIX: &str = "llk_";
@@ -230,13 +176,5 @@ mod tests {
         ] {
             assert!(parse(&bad).is_none(), "{bad}");
         }
-    }
-
-    #[test]
-    fn scopes_round_trip() {
-        for scope in Scope::ALL {
-            assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
-        }
-        assert!("write".parse::<Scope>().is_err());
     }
 }

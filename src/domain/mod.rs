@@ -3,12 +3,14 @@
 mod kind;
 mod reason;
 mod role;
+mod scope;
 mod status;
 mod token;
 
 pub use kind::Kind;
 pub use reason::{Reason, ReasonError};
 pub use role::{Role, RoleParseError};
+pub use scope::Scope;
 pub use status::{Approval, OrderStatus, StatusParseError};
 pub use token::TokenEpoch;
 

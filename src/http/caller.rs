@@ -7,9 +7,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::auth::keys::{self, Scope};
+use crate::auth::keys;
 use crate::auth::{token_from, TokenSource};
-use crate::domain::{Role, UserId};
+use crate::domain::{Role, Scope, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::caller::Staff;
 use super::json::ApiJson;
 use super::path::ApiPath;
-use crate::auth::keys::Scope;
+use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::service::keys as flows;
 use crate::state::AppState;

@@ -11,8 +11,7 @@ use super::openapi::{OrderReceipts, Urged};
 use super::caller::{Caller, Principal, Reader, Staff};
 use super::json::ApiJson;
 use super::path::ApiPath;
-use crate::auth::keys::Scope;
-use crate::domain::{OrderStatus, Reason, Role, UserId};
+use crate::domain::{OrderStatus, Reason, Role, Scope, UserId};
 use crate::error::ApiError;
 use crate::service::orders as flows;
 use crate::state::AppState;
@@ -326,7 +325,7 @@ pub async fn receipts(
 ) -> Result<Json<OrderReceipts>, ApiError> {
     let caller = match reader {
         Reader::Key(key) => {
-            key.require(crate::auth::keys::Scope::Read)?;
+            key.require(Scope::Read)?;
             None
         }
         Reader::User(caller) => Some(caller).filter(|c| !c.has(Role::Platform)),

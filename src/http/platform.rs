@@ -15,8 +15,7 @@ use super::openapi::{
 use super::caller::Staff;
 use super::json::ApiJson;
 use super::path::ApiPath;
-use crate::auth::keys::Scope;
-use crate::domain::{Role, UserId};
+use crate::domain::{Role, Scope, UserId};
 use crate::error::ApiError;
 use crate::hub::{CENSUS_STALE, SOCKET_ROLES};
 use crate::notify::{Kind, Notification};

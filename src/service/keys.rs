@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::auth::keys::{self, KeyCache, Scope};
-use crate::domain::UserId;
+use crate::auth::keys::{self, KeyCache};
+use crate::domain::{Scope, UserId};
 use crate::store::keys::{KeyInfo, KeyRecord};
 use crate::store::{self, StoreError};
 

@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StoreError;
-use crate::auth::keys::Scope;
-use crate::domain::UserId;
+use crate::domain::{Scope, UserId};
 
 type Pool = deadpool_postgres::Pool;
 
