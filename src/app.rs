@@ -23,8 +23,8 @@ use crate::notify::alerts::{self, Alerts};
 use crate::notify::receipts::Receipts;
 use crate::state::{AppState, Parts};
 use crate::tasks::Tasks;
+use crate::wechat::login::WechatLogin;
 use crate::wechat::pay::{NotifyVerifier, Payer};
-use crate::wechat::WechatLogin;
 use crate::{http, service, store};
 
 /// How long the background tasks get to end once the replica stops.

@@ -24,7 +24,7 @@ use crate::service::suspensions::SuspensionError;
 use crate::store::orders::CreateError;
 use crate::store::suspensions::Account;
 use crate::store::StoreError;
-use crate::wechat::LoginError;
+use crate::wechat::login::LoginError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

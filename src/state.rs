@@ -16,8 +16,8 @@ use crate::hub::Hub;
 use crate::notify::alerts::Alerts;
 use crate::notify::receipts::Receipts;
 use crate::tasks::Tasks;
+use crate::wechat::login::WechatLogin;
 use crate::wechat::pay::{NotifyVerifier, Payer};
-use crate::wechat::WechatLogin;
 
 /// Cheap to clone (one `Arc`).
 #[derive(Clone)]

@@ -5,8 +5,6 @@ pub mod pay;
 pub mod rsa_keys;
 pub mod subscribe;
 
-pub use login::{LoginError, WechatLogin};
-
 /// The largest answer read from WeChat's servers: theirs are a few hundred bytes.
 pub const ANSWER_MAX: usize = 64 * 1024;
 
