@@ -300,7 +300,7 @@ mod tests {
                         headers.append("x-forwarded-for", v);
                     }
                 }
-                let got = crate::http::limits::forwarded_for(&headers);
+                let got = crate::limits::forwarded_for(&headers);
                 // Only the right-most entry decides.
                 let last = headers
                     .get_all("x-forwarded-for")
@@ -313,10 +313,10 @@ mod tests {
                 if let Some(v) = last.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
                     alone.insert("x-forwarded-for", v);
                 }
-                prop_assert_eq!(crate::http::limits::forwarded_for(&alone), got);
+                prop_assert_eq!(crate::limits::forwarded_for(&alone), got);
                 if let Some(ip) = got {
-                    let key = crate::http::limits::address_key(ip);
-                    prop_assert_eq!(crate::http::limits::address_key(key), key);
+                    let key = crate::limits::address_key(ip);
+                    prop_assert_eq!(crate::limits::address_key(key), key);
                 }
                 Ok(())
             },

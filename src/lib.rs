@@ -18,7 +18,8 @@
 //!    tokens, and where a request carries one).
 //! 3. Real-time: [`hub`] (this replica's sockets: registry and fan-out, subscription
 //!    manager, sweeper), [`notify`] (publishing the notifications of SPEC §3, and the
-//!    system alerts a replica raises).
+//!    system alerts a replica raises), [`limits`] (this replica's request rate limits
+//!    and the logouts it has read; their middleware is [`http::limits`]).
 //! 4. [`state`]: [`state::AppState`], what handlers, sessions and flows share.
 //! 5. [`service`]: business flows (orders, payments, riders, dispatch, platform
 //!    notices, the payment-timeout sweeper), called by handlers, sessions and timers.
@@ -41,6 +42,7 @@ pub mod error;
 mod fuzz;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod notify;
 pub mod service;
 pub mod state;

@@ -40,7 +40,7 @@ pub struct Parts {
 
 struct Inner {
     parts: Parts,
-    limits: crate::http::limits::Limits,
+    limits: crate::limits::Limits,
     key_cache: crate::auth::keys::KeyCache,
     known_users: crate::store::users::KnownUsers,
     draining: AtomicBool,
@@ -51,7 +51,7 @@ struct Inner {
 impl AppState {
     pub fn new(parts: Parts) -> Self {
         Self(Arc::new(Inner {
-            limits: crate::http::limits::Limits::new(&parts.config.rates),
+            limits: crate::limits::Limits::new(&parts.config.rates),
             key_cache: Default::default(),
             known_users: Default::default(),
             parts,
@@ -66,7 +66,7 @@ impl AppState {
     }
 
     /// Request rate limits (per address, per user).
-    pub fn limits(&self) -> &crate::http::limits::Limits {
+    pub fn limits(&self) -> &crate::limits::Limits {
         &self.0.limits
     }
 

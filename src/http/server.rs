@@ -179,7 +179,7 @@ impl PerAddress {
 
     /// A place for a connection from `ip`, unless its address holds `max` already.
     fn take(&self, ip: IpAddr) -> Option<AddressPermit> {
-        let address = super::limits::address_key(ip);
+        let address = crate::limits::address_key(ip);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let n = held.entry(address).or_insert(0);
         if *n >= self.max {
