@@ -35,10 +35,19 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
 }
 
-#[derive(Serialize)]
+// The one error body: every HTTP answer and the socket's refusals carry it, and the
+// OpenAPI document describes it (as `Error`) from this type. Its doc comments are that
+// description.
+/// Every error the API answers: a stable `code` that clients switch on, and a message
+/// for people.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error, example = json!({"code": "not_found", "message": "no such resource"}))]
 pub struct Body<'a> {
+    /// snake_case, stable: `unauthorized`, `forbidden`, `not_found`, `malformed_json`,
+    /// `invalid_body`, `rate_limited`, `engine_unavailable`, …
     pub code: &'a str,
     pub message: &'a str,
+    /// With 429 (and some 503s): seconds to wait, as in `Retry-After`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
 }

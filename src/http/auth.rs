@@ -47,11 +47,11 @@ fn valid_code(code: &str) -> bool {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
-        (status = 401, description = "`wechat_code_invalid`: the code is invalid or used (WeChat 40029/40163)", body = super::openapi::Error),
-        (status = 403, description = "`wechat_user_blocked` (WeChat 40226)", body = super::openapi::Error),
-        (status = 429, description = "`rate_limited`: too many logins from this address (`HTTP_RATE_LOGIN`), or WeChat's own limit (45011)", body = super::openapi::Error),
-        (status = 502, description = "`wechat_unavailable`: WeChat failed or timed out", body = super::openapi::Error),
-        (status = 503, description = "`wechat_not_configured`, or the database is unavailable", body = super::openapi::Error),
+        (status = 401, description = "`wechat_code_invalid`: the code is invalid or used (WeChat 40029/40163)", body = crate::error::Body),
+        (status = 403, description = "`wechat_user_blocked` (WeChat 40226)", body = crate::error::Body),
+        (status = 429, description = "`rate_limited`: too many logins from this address (`HTTP_RATE_LOGIN`), or WeChat's own limit (45011)", body = crate::error::Body),
+        (status = 502, description = "`wechat_unavailable`: WeChat failed or timed out", body = crate::error::Body),
+        (status = 503, description = "`wechat_not_configured`, or the database is unavailable", body = crate::error::Body),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn wechat_login(

@@ -47,8 +47,8 @@ pub struct CreatedKey {
     request_body = NewKey,
     responses(
         (status = 201, description = "Made; the key is shown only now", body = CreatedKey),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 422, description = "`invalid_name`, `invalid_scopes` or `invalid_expires_in`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 422, description = "`invalid_name`, `invalid_scopes` or `invalid_expires_in`", body = crate::error::Body),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -76,7 +76,7 @@ pub async fn create(
     security(("bearer" = []), ("service_key" = ["admin"])),
     responses(
         (status = 200, description = "Every key, newest first", body = Vec<KeyInfo>),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -92,7 +92,7 @@ pub async fn list(
     params(("id" = i64, Path, description = "The key's id (the number in `llk_<id>_…`)")),
     responses(
         (status = 204, description = "Revoked (again, if it was already)"),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
     ))]
 pub async fn revoke(
     State(state): State<AppState>,

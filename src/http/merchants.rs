@@ -149,7 +149,7 @@ async fn require_admin(state: &AppState, merchant: i64, caller: &Caller) -> Resu
     request_body = NewProduct,
     responses(
         (status = 201, description = "Created", body = Product),
-        (status = 403, description = "`not_merchant_admin`", body = super::openapi::Error),
+        (status = 403, description = "`not_merchant_admin`", body = crate::error::Body),
     ))]
 pub async fn create_product(
     State(state): State<AppState>,
@@ -183,7 +183,7 @@ pub async fn create_product(
     request_body = ProductPatch,
     responses(
         (status = 200, description = "The product", body = Product),
-        (status = 403, description = "`not_merchant_admin`", body = super::openapi::Error),
+        (status = 403, description = "`not_merchant_admin`", body = crate::error::Body),
     ))]
 pub async fn update_product(
     State(state): State<AppState>,

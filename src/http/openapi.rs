@@ -19,20 +19,6 @@ use crate::domain::{Role, UserId};
 use crate::engine::{Census, ReplicaCensus};
 use crate::store::receipts::Receipt;
 
-/// Every error the API answers: a stable `code` that clients switch on, and a message
-/// for people.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"code": "not_found", "message": "no such resource"}))]
-pub struct Error {
-    /// snake_case, stable: `unauthorized`, `forbidden`, `not_found`, `malformed_json`,
-    /// `invalid_body`, `rate_limited`, `engine_unavailable`, …
-    pub code: String,
-    pub message: String,
-    /// With 429 (and some 503s): seconds to wait, as in `Retry-After`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_s: Option<u64>,
-}
-
 /// The WeChat Pay failure shape (`code` is always `FAIL`); any failure makes WeChat Pay
 /// retry the notification.
 #[derive(Serialize, ToSchema)]
@@ -498,5 +484,5 @@ mod tidy_tests {
 
 /// Schemas used only through [`StandardErrors`], so that the derive registers them.
 #[derive(utoipa::OpenApi)]
-#[openapi(components(schemas(Error, Role)))]
+#[openapi(components(schemas(crate::error::Body, Role)))]
 pub struct Base;

@@ -102,8 +102,8 @@ pub struct Created {
     request_body = NewOrder,
     responses(
         (status = 201, description = "Placed, waiting for payment", body = Created),
-        (status = 409, description = "`insufficient_stock`, `too_many_unpaid_orders` or `merchant_unavailable`; nothing reserved", body = super::openapi::Error),
-        (status = 502, description = "`wechatpay_unavailable`: nothing was ordered", body = super::openapi::Error),
+        (status = 409, description = "`insufficient_stock`, `too_many_unpaid_orders` or `merchant_unavailable`; nothing reserved", body = crate::error::Body),
+        (status = 502, description = "`wechatpay_unavailable`: nothing was ordered", body = crate::error::Body),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -170,9 +170,9 @@ pub async fn get(
     params(("id" = i64, Path, description = "The order")),
     responses(
         (status = 202, description = "The merchant is urged", body = Urged),
-        (status = 403, description = "`not_order_consumer`", body = super::openapi::Error),
-        (status = 409, description = "`order_not_urgeable`: not paid, or already delivered", body = super::openapi::Error),
-        (status = 429, description = "`urge_too_frequent` (or `rate_limited`)", body = super::openapi::Error),
+        (status = 403, description = "`not_order_consumer`", body = crate::error::Body),
+        (status = 409, description = "`order_not_urgeable`: not paid, or already delivered", body = crate::error::Body),
+        (status = 429, description = "`urge_too_frequent` (or `rate_limited`)", body = crate::error::Body),
     ))]
 pub async fn urge(
     State(state): State<AppState>,
@@ -240,10 +240,10 @@ fn closed(
     request_body = CloseOrder,
     responses(
         (status = 200, description = "Closed: the order, `closed`, with `close_reason` and `closed_by`", body = Order),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 404, description = "`not_found`: no such order", body = super::openapi::Error),
-        (status = 409, description = "`order_not_closable`: not paid yet, already delivered, or closed", body = super::openapi::Error),
-        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 404, description = "`not_found`: no such order", body = crate::error::Body),
+        (status = 409, description = "`order_not_closable`: not paid yet, already delivered, or closed", body = crate::error::Body),
+        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = crate::error::Body),
     ))]
 pub async fn close(
     State(state): State<AppState>,
@@ -269,10 +269,10 @@ pub async fn close(
     request_body = CloseOrder,
     responses(
         (status = 200, description = "Refused: the order, `closed`, with `close_reason` and `closed_by`", body = Order),
-        (status = 403, description = "`not_merchant_admin`: the consumer, the rider or staff tried", body = super::openapi::Error),
-        (status = 404, description = "`not_found`: no such order, or the caller may not see it", body = super::openapi::Error),
-        (status = 409, description = "`order_not_closable`: not paid yet, a rider has taken it, delivered, or closed", body = super::openapi::Error),
-        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
+        (status = 403, description = "`not_merchant_admin`: the consumer, the rider or staff tried", body = crate::error::Body),
+        (status = 404, description = "`not_found`: no such order, or the caller may not see it", body = crate::error::Body),
+        (status = 409, description = "`order_not_closable`: not paid yet, a rider has taken it, delivered, or closed", body = crate::error::Body),
+        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = crate::error::Body),
     ))]
 pub async fn refuse(
     State(state): State<AppState>,

@@ -149,10 +149,10 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
     request_body = SendNotification,
     responses(
         (status = 202, description = "Sent", body = MessageId),
-        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = super::openapi::Error),
-        (status = 404, description = "`user_not_found`", body = super::openapi::Error),
-        (status = 422, description = "`invalid_target`, `invalid_role`, `invalid_title`, `invalid_content`, `invalid_data`, `invalid_ttl`, `idempotency_key_reused` or `invalid_body`", body = super::openapi::Error),
+        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = crate::error::Body),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = crate::error::Body),
+        (status = 404, description = "`user_not_found`", body = crate::error::Body),
+        (status = 422, description = "`invalid_target`, `invalid_role`, `invalid_title`, `invalid_content`, `invalid_data`, `invalid_ttl`, `idempotency_key_reused` or `invalid_body`", body = crate::error::Body),
     ))]
 pub async fn send_notification(
     State(state): State<AppState>,
@@ -211,10 +211,10 @@ pub struct SendBatch {
     request_body = SendBatch,
     responses(
         (status = 202, description = "All sent", body = MessageIds),
-        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = super::openapi::Error),
-        (status = 404, description = "`user_not_found`: the unknown ids are listed; nothing was sent", body = super::openapi::Error),
-        (status = 422, description = "`invalid_batch`, or an invalid item (its index in the message); nothing was sent", body = super::openapi::Error),
+        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = crate::error::Body),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = crate::error::Body),
+        (status = 404, description = "`user_not_found`: the unknown ids are listed; nothing was sent", body = crate::error::Body),
+        (status = 422, description = "`invalid_batch`, or an invalid item (its index in the message); nothing was sent", body = crate::error::Body),
         (status = 503, description = "Part sent: `null` in `message_ids` for each notification whose outcome is unknown (or `database_unavailable`/`engine_unavailable` with nothing sent)", body = BatchPartial),
     ))]
 pub async fn send_batch(
@@ -272,7 +272,7 @@ pub async fn send_batch(
 #[utoipa::path(get, path = "/platform/connections", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     responses(
         (status = 200, description = "Sockets by role, in all and per replica", body = Connections),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
     ))]
 pub async fn connections(
     State(state): State<AppState>,
@@ -308,7 +308,7 @@ pub async fn connections(
 #[utoipa::path(get, path = "/platform/status", operation_id = "platform_status", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
     responses(
         (status = 200, description = "This replica's view of PostgreSQL, Redis and the outbox", body = PlatformStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
     ))]
 pub async fn status(
     State(state): State<AppState>,
@@ -338,9 +338,9 @@ pub struct AlertsQuery {
     params(AlertsQuery),
     responses(
         (status = 200, description = "Newest first", body = Alerts),
-        (status = 400, description = "`invalid_query`", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
-        (status = 422, description = "`invalid_limit`: limit must be 1 to 100", body = super::openapi::Error),
+        (status = 400, description = "`invalid_query`", body = crate::error::Body),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
+        (status = 422, description = "`invalid_limit`: limit must be 1 to 100", body = crate::error::Body),
     ))]
 pub async fn alerts(
     State(state): State<AppState>,
@@ -367,8 +367,8 @@ pub async fn alerts(
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     responses(
         (status = 200, description = "Approves a rider application.", body = UserStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 409, description = "`rider_suspended`: a suspended rider is reinstated, not approved", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 409, description = "`rider_suspended`: a suspended rider is reinstated, not approved", body = crate::error::Body),
     ))]
 pub async fn approve_rider(
     State(state): State<AppState>,
@@ -398,8 +398,8 @@ pub async fn approve_rider(
     params(("id" = i64, Path, description = "The merchant")),
     responses(
         (status = 200, description = "Approves a merchant.", body = IdStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 409, description = "`merchant_suspended`: a suspended merchant is reinstated, not approved", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 409, description = "`merchant_suspended`: a suspended merchant is reinstated, not approved", body = crate::error::Body),
     ))]
 pub async fn approve_merchant(
     State(state): State<AppState>,
@@ -431,9 +431,9 @@ pub struct Dispatch {
     request_body = Dispatch,
     responses(
         (status = 200, description = "Dispatched: the rider gets `order.dispatched`", body = Order),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 409, description = "`order_not_dispatchable`: only a paid order waiting for a rider", body = super::openapi::Error),
-        (status = 422, description = "`rider_not_approved`, or `invalid_body`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 409, description = "`order_not_dispatchable`: only a paid order waiting for a rider", body = crate::error::Body),
+        (status = 422, description = "`rider_not_approved`, or `invalid_body`", body = crate::error::Body),
     ))]
 pub async fn dispatch(
     State(state): State<AppState>,
@@ -472,9 +472,9 @@ pub struct Command {
     request_body = Command,
     responses(
         (status = 202, description = "Sent: the rider gets `rider.command`", body = MessageId),
-        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = super::openapi::Error),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = super::openapi::Error),
-        (status = 404, description = "`not_found`: no approved rider", body = super::openapi::Error),
+        (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = crate::error::Body),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = crate::error::Body),
+        (status = 404, description = "`not_found`: no approved rider", body = crate::error::Body),
     ))]
 pub async fn rider_command(
     State(state): State<AppState>,
@@ -505,7 +505,7 @@ pub async fn rider_command(
     params(("message_id" = String, Path, description = "From the answer to the send")),
     responses(
         (status = 200, description = "The receipt", body = store::receipts::Receipt),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
     ))]
 pub async fn receipt(
     State(state): State<AppState>,

@@ -43,7 +43,7 @@ pub struct Position {
     request_body = Apply,
     responses(
         (status = 201, description = "Applied", body = UserStatus),
-        (status = 409, description = "`already_applied`", body = super::openapi::Error),
+        (status = 409, description = "`already_applied`", body = crate::error::Body),
     ))]
 pub async fn apply(
     State(state): State<AppState>,
@@ -65,7 +65,7 @@ pub async fn apply(
     request_body = Position,
     responses(
         (status = 200, description = "Online", body = StatusOnly),
-        (status = 403, description = "`rider_not_approved`", body = super::openapi::Error),
+        (status = 403, description = "`rider_not_approved`", body = crate::error::Body),
     ))]
 pub async fn online(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ pub async fn online(
 #[utoipa::path(post, path = "/rider/offline", tag = "riders", security(("bearer" = [])),
     responses(
         (status = 200, description = "Offline", body = StatusOnly),
-        (status = 403, description = "`rider_not_approved`", body = super::openapi::Error),
+        (status = 403, description = "`rider_not_approved`", body = crate::error::Body),
     ))]
 pub async fn offline(
     State(state): State<AppState>,
@@ -95,8 +95,8 @@ pub async fn offline(
     request_body = Position,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 403, description = "`rider_not_approved`", body = super::openapi::Error),
-        (status = 409, description = "`rider_offline`", body = super::openapi::Error),
+        (status = 403, description = "`rider_not_approved`", body = crate::error::Body),
+        (status = 409, description = "`rider_offline`", body = crate::error::Body),
     ))]
 pub async fn location(
     State(state): State<AppState>,
@@ -124,8 +124,8 @@ fn order_answer(t: Transition, refused_code: &'static str) -> Result<Json<Order>
     params(("id" = i64, Path, description = "The order")),
     responses(
         (status = 200, description = "The order", body = Order),
-        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = super::openapi::Error),
-        (status = 409, description = "`order_taken` (another rider has it) or `order_not_available`", body = super::openapi::Error),
+        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = crate::error::Body),
+        (status = 409, description = "`order_taken` (another rider has it) or `order_not_available`", body = crate::error::Body),
     ))]
 pub async fn accept(
     State(state): State<AppState>,
@@ -147,8 +147,8 @@ pub async fn accept(
     params(("id" = i64, Path, description = "The order")),
     responses(
         (status = 200, description = "The order", body = Order),
-        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = super::openapi::Error),
-        (status = 409, description = "`invalid_order_status`", body = super::openapi::Error),
+        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = crate::error::Body),
+        (status = 409, description = "`invalid_order_status`", body = crate::error::Body),
     ))]
 pub async fn pickup(
     State(state): State<AppState>,
@@ -164,8 +164,8 @@ pub async fn pickup(
     params(("id" = i64, Path, description = "The order")),
     responses(
         (status = 200, description = "The order", body = Order),
-        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = super::openapi::Error),
-        (status = 409, description = "`invalid_order_status`", body = super::openapi::Error),
+        (status = 403, description = "`rider_not_approved` or `rider_offline`", body = crate::error::Body),
+        (status = 409, description = "`invalid_order_status`", body = crate::error::Body),
     ))]
 pub async fn deliver(
     State(state): State<AppState>,

@@ -78,7 +78,7 @@ fn listing(state: &AppState, stored: Vec<(String, i32)>) -> Vec<Subscription> {
     request_body = Report,
     responses(
         (status = 200, description = "What is left of this template", body = Subscription),
-        (status = 422, description = "`invalid_template`, `invalid_accepted`, `unknown_template` (not in the service's templates file) or `too_many_templates` (over 50 per user)", body = super::openapi::Error),
+        (status = 422, description = "`invalid_template`, `invalid_accepted`, `unknown_template` (not in the service's templates file) or `too_many_templates` (over 50 per user)", body = crate::error::Body),
     ))]
 pub async fn report(
     State(state): State<AppState>,

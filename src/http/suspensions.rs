@@ -103,11 +103,11 @@ pub struct MerchantSuspensions {
     request_body = Option<Suspend>,
     responses(
         (status = 200, description = "Suspended (or already: nothing changes, the sockets are told again). Recorded with who, when and why.", body = RiderSuspension),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 404, description = "`not_found`: no rider application", body = super::openapi::Error),
-        (status = 409, description = "`rider_not_approved`: only an approved rider is suspended", body = super::openapi::Error),
-        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
-        (status = 503, description = "`engine_unavailable`: suspended, but the sockets could not be told (they are at the next re-check; repeating the request tells them)", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 404, description = "`not_found`: no rider application", body = crate::error::Body),
+        (status = 409, description = "`rider_not_approved`: only an approved rider is suspended", body = crate::error::Body),
+        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = crate::error::Body),
+        (status = 503, description = "`engine_unavailable`: suspended, but the sockets could not be told (they are at the next re-check; repeating the request tells them)", body = crate::error::Body),
     ))]
 #[tracing::instrument(skip_all, fields(rider = user))]
 pub async fn suspend_rider(
@@ -135,10 +135,10 @@ pub async fn suspend_rider(
     request_body = Option<Suspend>,
     responses(
         (status = 200, description = "Suspended (or already: nothing changes, the sockets are told again). Recorded with who, when and why.", body = MerchantSuspension),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 409, description = "`merchant_not_approved`: only an approved merchant is suspended", body = super::openapi::Error),
-        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = super::openapi::Error),
-        (status = 503, description = "`engine_unavailable`: suspended, but the sockets could not be told (they are at the next re-check; repeating the request tells them)", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 409, description = "`merchant_not_approved`: only an approved merchant is suspended", body = crate::error::Body),
+        (status = 422, description = "`invalid_reason`, or `invalid_body`", body = crate::error::Body),
+        (status = 503, description = "`engine_unavailable`: suspended, but the sockets could not be told (they are at the next re-check; repeating the request tells them)", body = crate::error::Body),
     ))]
 #[tracing::instrument(skip_all, fields(merchant = id))]
 pub async fn suspend_merchant(
@@ -164,9 +164,9 @@ pub async fn suspend_merchant(
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     responses(
         (status = 200, description = "Approved again (or already approved: nothing changes)", body = UserStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 404, description = "`not_found`: no rider application", body = super::openapi::Error),
-        (status = 409, description = "`rider_not_suspended`: a pending or rejected application is approved, not reinstated", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 404, description = "`not_found`: no rider application", body = crate::error::Body),
+        (status = 409, description = "`rider_not_suspended`: a pending or rejected application is approved, not reinstated", body = crate::error::Body),
     ))]
 #[tracing::instrument(skip_all, fields(rider = user))]
 pub async fn reinstate_rider(
@@ -188,8 +188,8 @@ pub async fn reinstate_rider(
     params(("id" = i64, Path, description = "The merchant")),
     responses(
         (status = 200, description = "Approved again (or already approved: nothing changes)", body = IdStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = super::openapi::Error),
-        (status = 409, description = "`merchant_not_suspended`: a pending or rejected merchant is approved, not reinstated", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
+        (status = 409, description = "`merchant_not_suspended`: a pending or rejected merchant is approved, not reinstated", body = crate::error::Body),
     ))]
 #[tracing::instrument(skip_all, fields(merchant = id))]
 pub async fn reinstate_merchant(
@@ -211,8 +211,8 @@ pub async fn reinstate_merchant(
     params(("user_id" = i64, Path, description = "The rider (a user id)")),
     responses(
         (status = 200, description = "The state and the history, newest first", body = RiderSuspensions),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
-        (status = 404, description = "`not_found`: no rider application", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
+        (status = 404, description = "`not_found`: no rider application", body = crate::error::Body),
     ))]
 pub async fn rider_suspensions(
     State(state): State<AppState>,
@@ -234,7 +234,7 @@ pub async fn rider_suspensions(
     params(("id" = i64, Path, description = "The merchant")),
     responses(
         (status = 200, description = "The state and the history, newest first", body = MerchantSuspensions),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = super::openapi::Error),
+        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
     ))]
 pub async fn merchant_suspensions(
     State(state): State<AppState>,

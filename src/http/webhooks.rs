@@ -35,7 +35,7 @@ use crate::wechat::pay::NotifyHeaders;
         (status = 401, description = "`verification failed`: signature, key id, timestamp or decryption", body = PayFailure),
         (status = 404, description = "`not configured`: this deployment takes no WeChat Pay notifications", body = PayFailure),
         (status = 413, description = "`body too large`: over 64 KiB", body = PayFailure),
-        (status = 429, description = "Rate limited", body = super::openapi::Error),
+        (status = 429, description = "Rate limited", body = crate::error::Body),
         (status = 503, description = "`try again`: the database is unavailable; WeChat Pay retries", body = PayFailure),
     ))]
 #[tracing::instrument(skip_all)]

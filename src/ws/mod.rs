@@ -120,9 +120,9 @@ pub fn admit(facts: &AdmissionFacts) -> Result<RoleSet, Denied> {
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 400, description = "`websocket_required` (not an upgrade request) or `unsupported_protocol`", body = crate::http::openapi::Error),
-        (status = 403, description = "No role that may hold a socket (`not_socket_role`, …)", body = crate::http::openapi::Error),
-        (status = 429, description = "`too_many_sockets`", body = crate::http::openapi::Error),
+        (status = 400, description = "`websocket_required` (not an upgrade request) or `unsupported_protocol`", body = crate::error::Body),
+        (status = 403, description = "No role that may hold a socket (`not_socket_role`, …)", body = crate::error::Body),
+        (status = 429, description = "`too_many_sockets`", body = crate::error::Body),
     ))]
 pub async fn connect(
     State(state): State<AppState>,
