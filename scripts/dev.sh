@@ -60,11 +60,10 @@ if [ "$command" = "serve" ] || [ "$command" = "demo" ]; then
     done
 fi
 
-# One build for everything needed: two cargo invocations with different targets would
-# settle features differently and compile shared crates twice.
-targets=(--bin locallife)
-[ "$fake" = 1 ] && targets+=(--example fake_wechat)
-cargo build --release --locked "${targets[@]}"
+# One build for everything, whatever the command: two cargo invocations with different
+# targets would settle features differently and compile shared crates again (a
+# `dev.sh key create` after `dev.sh demo` took minutes instead of a second).
+cargo build --release --locked --bin locallife --example fake_wechat
 if [ "$fake" = 1 ]; then
     target/release/examples/fake_wechat "$FAKE_WECHAT_ADDR" &
     fake_pid=$!
