@@ -152,3 +152,34 @@ fn every_error_code_and_close_code_is_in_the_catalogue() {
         "close codes without a row in docs/protocol.md: {missing:?}"
     );
 }
+
+/// Every relative link of the README and the docs leads to a file of the repository.
+#[test]
+fn every_relative_link_of_the_readme_and_docs_leads_to_a_file() {
+    let link = Regex::new(r"\]\(([^)#\s]+)(?:#[^)]*)?\)").unwrap();
+    let mut pages = vec!["README.md".to_owned(), "CHANGELOG.md".to_owned()];
+    for entry in std::fs::read_dir(format!("{ROOT}/docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(format!("docs/{}", path.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let dir = std::path::Path::new(ROOT)
+            .join(page)
+            .parent()
+            .unwrap()
+            .to_owned();
+        for c in link.captures_iter(&read(page)) {
+            let target = &c[1];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !dir.join(target).exists() {
+                broken.push(format!("{page} -> {target}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links to nothing: {broken:?}");
+}
