@@ -38,6 +38,29 @@ CMD ["serve"]
 FROM runtime AS image-prebuilt
 COPY --chmod=0755 target/image/locallife /usr/local/bin/locallife
 
+# ---- fake-wechat: the local stand-in for WeChat's servers (examples/fake_wechat.rs, the
+# fake the tests use; any code logs in once as openid dev-<code>), for the development
+# stack of compose.yaml only. Never deploy it. Built here (fake-wechat) or from a binary
+# the host built, copied to target/image/fake_wechat (fake-wechat-prebuilt).
+FROM runtime AS fake-wechat-base
+EXPOSE 8099
+ENTRYPOINT ["fake_wechat"]
+CMD ["0.0.0.0:8099"]
+
+FROM fake-wechat-base AS fake-wechat-prebuilt
+COPY --chmod=0755 target/image/fake_wechat /usr/local/bin/fake_wechat
+
+# An example builds with the dev-dependencies: a cargo run of its own, so the service's
+# binary above keeps its own feature set.
+FROM build AS build-fake-wechat
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --example fake_wechat \
+    && objcopy --strip-debug target/release/examples/fake_wechat /out/fake_wechat
+
+FROM fake-wechat-base AS fake-wechat
+COPY --from=build-fake-wechat --chmod=0755 /out/fake_wechat /usr/local/bin/fake_wechat
+
 # ---- image (the default, last): the binary of the build stage
 FROM runtime AS image
 COPY --from=build --chmod=0755 /out/locallife /usr/local/bin/locallife
