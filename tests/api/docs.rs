@@ -161,7 +161,10 @@ fn every_relative_link_of_the_readme_and_docs_leads_to_a_file() {
     for entry in std::fs::read_dir(format!("{ROOT}/docs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "md") {
-            pages.push(format!("docs/{}", path.file_name().unwrap().to_string_lossy()));
+            pages.push(format!(
+                "docs/{}",
+                path.file_name().unwrap().to_string_lossy()
+            ));
         }
     }
     let mut broken = Vec::new();
