@@ -134,8 +134,97 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// Every `code` an HTTP error answer may carry: the OpenAPI document lists them as the
+/// `Error` schema's enum (client generators switch on it), a test holds this list to the
+/// codes the source writes, and in debug builds (the test suite) an answer with any
+/// other code panics.
+pub const CODES: &[&str] = &[
+    "already_applied",
+    "bad_body",
+    "body_too_large",
+    "connect_rate_limited",
+    "database_unavailable",
+    "draining",
+    "engine_unavailable",
+    "forbidden",
+    "idempotency_key_reused",
+    "insufficient_stock",
+    "internal_error",
+    "invalid_accepted",
+    "invalid_address",
+    "invalid_batch",
+    "invalid_body",
+    "invalid_code",
+    "invalid_content",
+    "invalid_data",
+    "invalid_expires_in",
+    "invalid_idempotency_key",
+    "invalid_items",
+    "invalid_limit",
+    "invalid_name",
+    "invalid_order_status",
+    "invalid_phone",
+    "invalid_position",
+    "invalid_price",
+    "invalid_query",
+    "invalid_reason",
+    "invalid_role",
+    "invalid_scopes",
+    "invalid_stock",
+    "invalid_target",
+    "invalid_template",
+    "invalid_threshold",
+    "invalid_title",
+    "invalid_ttl",
+    "malformed_json",
+    "merchant_not_approved",
+    "merchant_not_suspended",
+    "merchant_suspended",
+    "merchant_unavailable",
+    "method_not_allowed",
+    "missing_scope",
+    "not_found",
+    "not_merchant_admin",
+    "not_order_consumer",
+    "order_not_available",
+    "order_not_closable",
+    "order_not_dispatchable",
+    "order_not_urgeable",
+    "order_taken",
+    "overloaded",
+    "rate_limited",
+    "rider_not_approved",
+    "rider_not_suspended",
+    "rider_offline",
+    "rider_suspended",
+    "role_not_allowed",
+    "too_many_connections",
+    "too_many_sockets",
+    "too_many_templates",
+    "too_many_unpaid_orders",
+    "unauthorized",
+    "unknown_template",
+    "unsupported_media_type",
+    "unsupported_protocol",
+    "urge_too_frequent",
+    "user_not_found",
+    "websocket_required",
+    "wechat_code_invalid",
+    "wechat_not_configured",
+    "wechat_rate_limited",
+    "wechat_unavailable",
+    "wechat_user_blocked",
+    "wechatpay_not_configured",
+    "wechatpay_unavailable",
+];
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        debug_assert!(
+            CODES.contains(&self.code.as_ref()),
+            "error code {:?} is not in error::CODES",
+            self.code
+        );
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(s) = self.retry_after_s {
             response

@@ -321,6 +321,7 @@ const SUMMARY_MAX: usize = 100;
 
 /// What the handlers' doc comments give, made fit for client generators:
 /// - `servers`: this replica (relative) and a local run;
+/// - the `Error` schema's `code` an enum of [`crate::error::CODES`];
 /// - every operation's `summary` one line (its first sentence, without the route
 ///   it repeats), the whole first paragraph moved into `description`;
 /// - no rustdoc link syntax (`` [`MAX_BATCH`] `` becomes `` `MAX_BATCH` ``) anywhere.
@@ -329,6 +330,13 @@ pub fn tidy(doc: &mut serde_json::Value) {
         {"url": "/", "description": "the replica that serves this document"},
         {"url": "http://127.0.0.1:8080", "description": "a local run (`locallife demo`, `scripts/dev.sh`)"}
     ]);
+    // The codes clients switch on, as an enum.
+    if let Some(code) = doc
+        .pointer_mut("/components/schemas/Error/properties/code")
+        .and_then(|c| c.as_object_mut())
+    {
+        code.insert("enum".to_owned(), serde_json::json!(crate::error::CODES));
+    }
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for item in paths.values_mut() {
             let Some(ops) = item.as_object_mut() else {

@@ -121,6 +121,32 @@ fn every_error_code_and_close_code_is_in_the_catalogue() {
         codes.extend(socket_error.captures_iter(&text).map(|c| c[1].to_owned()));
     }
     assert!(codes.len() > 30, "found only {codes:?}");
+    // HTTP codes the source writes are all in the enum the OpenAPI document lists.
+    let http: BTreeSet<String> = sources()
+        .iter()
+        .flat_map(|(_, text)| {
+            api_error
+                .captures_iter(text)
+                .map(|c| c[1].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let unlisted: Vec<_> = http
+        .iter()
+        .filter(|c| !locallife::error::CODES.contains(&c.as_str()))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "codes not in error::CODES: {unlisted:?}"
+    );
+    let undocumented: Vec<_> = locallife::error::CODES
+        .iter()
+        .filter(|c| !catalogue.contains(&format!("`{c}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "error::CODES the docs never name: {undocumented:?}"
+    );
     let missing: Vec<_> = codes
         .iter()
         .filter(|c| !catalogue.contains(&format!("`{c}`")))
