@@ -270,7 +270,8 @@ UP=1
 # the kernel leaves alone.
 network="${PROJECT}_default"
 podman network create --label "io.podman.compose.project=$PROJECT" "$network" >/dev/null
-podman run -d --name "${PROJECT}_anchor" --network "$network" "$base" sleep infinity >/dev/null
+podman run -d --name "${PROJECT}_anchor" --network "$network" "$base" sleep infinity \
+    >/dev/null 2>"$WORK/anchor.err" || die "cannot start a container on $network: $(cat "$WORK/anchor.err")"
 bridge=$(podman network inspect "$network" --format '{{.NetworkInterface}}')
 if [ -e "/sys/class/net/$bridge/address" ]; then # not with rootless podman's networks
     ip link set dev "$bridge" address "$(cat "/sys/class/net/$bridge/address")"
