@@ -175,6 +175,10 @@ interface Welcome {
  * client.connect();
  * ```
  */
+/** How long a socket given up on may take to report its close before the client
+ * reconnects anyway (a half-open socket may never report one). */
+const LOSE_WAIT_MS = 3000;
+
 export function createClient(options: ClientOptions): Client {
   const wx = options.wx || defaultWx();
   const seen = new SeenIds(options.storage || wxStorage(wx));
@@ -430,12 +434,18 @@ export function createClient(options: ClientOptions): Client {
           return;
         }
         task = socket;
+        // A socket given up on (a failed send, an unanswered ping) is closed first, and
+        // the client reconnects once WeChat reports it closed, or after LOSE_WAIT_MS
+        // when a half-open socket never does: never two sockets open at once.
+        let lostReason: string | undefined;
         lose = (reason) => {
-          closeOnce(1006, reason);
+          if (lostReason !== undefined) return;
+          lostReason = reason;
+          setTimeout(() => closeOnce(1006, reason), LOSE_WAIT_MS);
           try {
             socket.close({ code: 1000, reason: 'client closing' });
           } catch (_) {
-            // Already closed.
+            closeOnce(1006, reason);
           }
         };
         socket.onMessage((r) => {
@@ -444,7 +454,10 @@ export function createClient(options: ClientOptions): Client {
         socket.onError((error) => {
           if (mine === generation) emit({ type: 'error', error });
         });
-        socket.onClose((r) => closeOnce(r && r.code ? r.code : 1006, (r && r.reason) || ''));
+        socket.onClose((r) => {
+          if (lostReason !== undefined) closeOnce(1006, lostReason);
+          else closeOnce(r && r.code ? r.code : 1006, (r && r.reason) || '');
+        });
       },
       (error) => {
         if (mine !== generation) return;

@@ -68,7 +68,13 @@ function scriptedWx() {
           if (s.failSends) fail({ errMsg: 'sendSocketMessage:fail WebSocket is not connected' });
           else s.sent.push(JSON.parse(data));
         },
-        close(o) { s.closedWith = o; },
+        // WeChat reports a close the client asked for, a moment later (unless the test
+        // plays a half-open socket that never reports one).
+        silentClose: false,
+        close(o) {
+          s.closedWith = o;
+          if (!s.silentClose) setTimeout(() => s.handlers.close && s.handlers.close({ code: o && o.code, reason: o && o.reason }), 0);
+        },
         onOpen(h) { s.handlers.open = h; },
         onMessage(h) { s.handlers.message = h; },
         onClose(h) { s.handlers.close = h; },
@@ -118,6 +124,7 @@ test('a refused send is a dropped socket: close 1006, then a reconnect', async (
   sockets[0].serverSays('welcome', { idle_timeout_s: 60 });
   sockets[0].failSends = true;
   assert.strictEqual(client.send('location', { lat: 1, lng: 2 }), false);
+  await tick(5);
   assert.deepStrictEqual(events.filter((e) => e.type === 'close'), [{ type: 'close', code: 1006, reason: 'send failed' }]);
   assert.ok(events.some((e) => e.type === 'reconnecting'));
   assert.ok(sockets[0].closedWith, 'the dead socket is closed too');
@@ -140,6 +147,7 @@ test('a heartbeat ping with no answer by the next tick drops the socket; an answ
   assert.strictEqual(sockets[0].sent.length, 2, 'answered: another ping');
   assert.strictEqual(client.state(), 'open');
   await tick(1000);
+  await tick(5);
   assert.deepStrictEqual(events.filter((e) => e.type === 'close'), [{ type: 'close', code: 1006, reason: 'no answer to ping' }]);
   assert.strictEqual(client.state(), 'connecting');
   client.close();
@@ -160,6 +168,7 @@ test('the app shown while open probes the socket with a ping', async () => {
   // It died in the background without telling: the probe finds out.
   sockets[0].failSends = true;
   show();
+  await tick(5);
   assert.strictEqual(events.filter((e) => e.type === 'close')[0].code, 1006);
   client.close();
   assert.strictEqual(show, undefined, 'close() stops listening');
@@ -175,4 +184,22 @@ test('two clients sharing a storage keep each other\'s seen ids', () => {
   merchant.add('m-2', 1000);
   const restarted = new SeenIds(storage);
   for (const id of ['m-1', 'r-1', 'm-2']) assert.ok(restarted.has(id, 2000), id);
+});
+
+test('a socket given up on is replaced only once it reports its close, or after 3 s if it never does', async () => {
+  const { wx, sockets } = scriptedWx();
+  const events = [];
+  const client = clientOn(wx, events);
+  client.connect();
+  await tick(5);
+  sockets[0].serverSays('welcome', { idle_timeout_s: 60 });
+  sockets[0].failSends = true;
+  sockets[0].silentClose = true;
+  client.send('location', { lat: 1, lng: 2 });
+  await tick(1000);
+  assert.strictEqual(sockets.length, 1, 'no second socket while the first may still be open');
+  assert.deepStrictEqual(events.filter((e) => e.type === 'close'), []);
+  await tick(2100);
+  assert.deepStrictEqual(events.filter((e) => e.type === 'close'), [{ type: 'close', code: 1006, reason: 'send failed' }]);
+  client.close();
 });
