@@ -159,6 +159,10 @@ interface Welcome {
   token_expires_at?: string;
 }
 
+/** How long a socket given up on may take to report its close before the client
+ * reconnects anyway (a half-open socket may never report one). */
+const LOSE_WAIT_MS = 3000;
+
 /**
  * A client for one user's socket: nothing happens until `connect()`. It then keeps one
  * socket open to `options.url` (with `?token=…&protocol=2` added), reconnecting after
@@ -175,10 +179,6 @@ interface Welcome {
  * client.connect();
  * ```
  */
-/** How long a socket given up on may take to report its close before the client
- * reconnects anyway (a half-open socket may never report one). */
-const LOSE_WAIT_MS = 3000;
-
 export function createClient(options: ClientOptions): Client {
   const wx = options.wx || defaultWx();
   const seen = new SeenIds(options.storage || wxStorage(wx));
