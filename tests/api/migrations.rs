@@ -97,3 +97,37 @@ async fn the_schema_keeps_its_invariants() {
 async fn rejected(c: &tokio_postgres::Client, sql: &str) -> bool {
     c.batch_execute(sql).await.is_err()
 }
+
+/// A rollback, or a replica of the previous release restarting mid-roll, starts on a
+/// database a newer release has migrated: it runs on the schema it knows.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_release_is_accepted() {
+    let db = TestDatabase::create().await;
+    let cfg = config(&db);
+    locallife::store::migrate::run(&cfg).await.unwrap();
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+             VALUES (9999, 'from_a_newer_release', '2026-12-07T00:00:00Z', '1')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let applied = locallife::store::migrate::run(&cfg)
+        .await
+        .expect("a newer release's migrations do not stop this one");
+    assert!(applied.is_empty());
+
+    // A gap is still refused: a version of this release missing below applied ones.
+    db.client()
+        .await
+        .execute("DELETE FROM refinery_schema_history WHERE version = 2", &[])
+        .await
+        .unwrap();
+    let refused = locallife::store::migrate::run(&cfg).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("V2 was never applied"),
+        "{refused:#}"
+    );
+}
