@@ -44,6 +44,7 @@ mod me;
 mod migrations;
 mod openapi;
 mod ops;
+mod pg_outage;
 mod pg_tls;
 mod process;
 mod procs;
