@@ -13,26 +13,30 @@
 //!
 //! A connection can look connected and deliver nothing (a failover that wedges
 //! pub/sub, a paused server). So the replica proves its subscription live: every second
-//! it publishes a canary on a channel only it subscribes to, and [`Engine::pubsub_live`]
-//! says whether one came back within [`CANARY_FRESH`] (`/readyz` asks). A subscriber
-//! whose canaries stop coming back while it counts as connected is reconnected, which
-//! subscribes everything again and replays the inboxes.
+//! it publishes a canary on a channel only it subscribes to, and
+//! [`Broker::pubsub_live`](crate::engine::Broker::pubsub_live) says whether one came
+//! back within [`CANARY_FRESH`] (`/readyz` asks). A subscriber whose canaries stop
+//! coming back while it counts as connected is reconnected, which subscribes everything
+//! again and replays the inboxes.
 //!
 //! # Rooms
 //!
-//! `connect.rs` builds and connects the two clients; `pubsub.rs` runs the dispatch,
-//! the canary and the reconnect and topology watchers; `durability.rs` the `WAIT`
-//! confirmations of `REDIS_MIN_REPLICAS_ACK`; `scripts.rs` holds the Lua scripts and
-//! runs the inbox ones in rounds; `inbox.rs` and `geo.rs` what the inboxes and the
-//! rider index need besides; `engine.rs` is [`Engine`] for [`RedisEngine`].
+//! `mod.rs` holds [`RedisEngine`] and connects it, step by step: `connect.rs` builds and
+//! connects the two clients; `pubsub.rs` runs the dispatch, the canary and the
+//! reconnect and topology watchers; `durability.rs` the `WAIT` confirmations of
+//! `REDIS_MIN_REPLICAS_ACK`; `scripts.rs` holds the Lua scripts and runs the inbox ones
+//! in rounds. Each facet of the engine has its room: `broker.rs`, `inbox.rs`,
+//! `shared.rs`, `geo.rs` (the rider index), `places.rs` (socket leases, census).
 
+mod broker;
 mod connect;
 mod durability;
-mod engine;
 mod geo;
 mod inbox;
+mod places;
 mod pubsub;
 mod scripts;
+mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -63,7 +67,8 @@ pub struct RedisEngine {
     acquire: Script,
     /// Inbox writes, run in rounds like the acks.
     pushes: Batcher<PushJob, (bool, i64)>,
-    /// Acks, run in rounds ([`batch`](super::batch)): one script call per slot for all that waited.
+    /// Acks, run in rounds ([`batch`](super::batch)): one script call per slot for all
+    /// that waited.
     acks: Batcher<(UserId, MsgId), bool>,
     withdraw: Script,
     read: Script,
