@@ -19,10 +19,13 @@
 //!    [`tasks`] (every background task is spawned through one owner, cancelled and
 //!    awaited on shutdown).
 //! 2. Outside systems: [`store`] (PostgreSQL: pool, migrations, one file of queries per
-//!    aggregate), [`engine`] (moves events between replicas: Redis, or in-process for a
-//!    single node; Redis keys in [`engine::keys`]; the one wire format of a notification
-//!    in [`engine::wire`]), [`wechat`] (code2Session, WeChat Pay, subscription
-//!    messages), [`auth`] (HS256 tokens, service keys, and where a request carries one).
+//!    aggregate), [`engine`] (moves events between replicas: [`engine::redis`], a room
+//!    per job, or [`engine::memory`] for a single node; [`engine::Engine`] is the sum of
+//!    the facets [`engine::Broker`], [`engine::Inbox`], [`engine::Shared`],
+//!    [`engine::RiderIndex`], [`engine::Places`]; Redis keys in [`engine::keys`]; the one
+//!    wire format of a notification in [`engine::wire`]), [`wechat`] (code2Session,
+//!    WeChat Pay, subscription messages), [`auth`] (HS256 tokens, service keys, and
+//!    where a request carries one).
 //! 3. Real-time: [`hub`] (this replica's sockets: registry and fan-out, subscription
 //!    manager, sweeper), [`notify`] (publishing the notifications of SPEC §3, and the
 //!    system alerts a replica raises), [`limits`] (this replica's request rate limits

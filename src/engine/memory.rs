@@ -11,7 +11,8 @@ use bytes::Bytes;
 use super::inbox::{keep_inbox_ms, InboxEntry, MsgId, Pushed, DONE_KEEP_MS, DONE_MAX, INBOX_MAX};
 use super::wire::{self, Event};
 use super::{
-    Engine, EngineError, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
+    Broker, EngineError, IdempotencyKey, Place, Places, ReplicaCensus, RiderIndex, Shared, Sink,
+    Target, CONNECT_LIMIT, CONNECT_WINDOW_MS,
 };
 use crate::domain::UserId;
 
@@ -33,7 +34,7 @@ struct State {
     positions: HashMap<UserId, (f64, f64)>,
     geo_ready: bool,
     /// Idempotency keys: value and expiry (unix ms).
-    once: HashMap<super::IdempotencyKey, (String, u64)>,
+    once: HashMap<IdempotencyKey, (String, u64)>,
     /// Shared values: value and expiry (unix ms).
     shared: HashMap<String, (String, u64)>,
 }
@@ -107,7 +108,7 @@ fn now_ms() -> u64 {
 }
 
 #[async_trait]
-impl Engine for MemoryEngine {
+impl Broker for MemoryEngine {
     fn kind(&self) -> &'static str {
         "memory"
     }
@@ -140,6 +141,25 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    async fn housekeeping(&self) {
+        // What Redis does with PEXPIRE: inboxes untouched for a day (or past their
+        // longest ttl) go.
+        let now = now_ms();
+        self.lock()
+            .inboxes
+            .retain(|_, inbox| inbox.keep_until_ms > now);
+    }
+
+    async fn ping(&self) -> bool {
+        true
+    }
+
+    async fn shutdown(&self) {}
+}
+
+// By its path: `Inbox` in this file is one user's inbox.
+#[async_trait]
+impl super::Inbox for MemoryEngine {
     async fn push_inbox(
         &self,
         user: UserId,
@@ -214,15 +234,13 @@ impl Engine for MemoryEngine {
             })
             .collect())
     }
+}
 
-    async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
-        self.lock().positions.insert(rider, (lat, lng));
-        Ok(())
-    }
-
+#[async_trait]
+impl Shared for MemoryEngine {
     async fn claim_once(
         &self,
-        key: &super::IdempotencyKey,
+        key: &IdempotencyKey,
         value: &str,
         ttl_ms: u64,
     ) -> Result<Option<String>, EngineError> {
@@ -237,7 +255,7 @@ impl Engine for MemoryEngine {
         Ok(None)
     }
 
-    async fn release_once(&self, key: &super::IdempotencyKey) -> Result<(), EngineError> {
+    async fn release_once(&self, key: &IdempotencyKey) -> Result<(), EngineError> {
         self.lock().once.remove(key);
         Ok(())
     }
@@ -279,6 +297,14 @@ impl Engine for MemoryEngine {
         }
         Ok(())
     }
+}
+
+#[async_trait]
+impl RiderIndex for MemoryEngine {
+    async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError> {
+        self.lock().positions.insert(rider, (lat, lng));
+        Ok(())
+    }
 
     async fn geo_ready(&self) -> Result<bool, EngineError> {
         Ok(self.lock().geo_ready)
@@ -312,20 +338,10 @@ impl Engine for MemoryEngine {
         near.truncate(count);
         Ok(near)
     }
+}
 
-    async fn housekeeping(&self) {
-        // What Redis does with PEXPIRE: inboxes untouched for a day (or past their
-        // longest ttl) go.
-        let now = now_ms();
-        self.lock()
-            .inboxes
-            .retain(|_, inbox| inbox.keep_until_ms > now);
-    }
-
-    async fn ping(&self) -> bool {
-        true
-    }
-
+#[async_trait]
+impl Places for MemoryEngine {
     async fn acquire_socket(
         &self,
         user: UserId,
@@ -404,6 +420,4 @@ impl Engine for MemoryEngine {
             .cloned()
             .collect())
     }
-
-    async fn shutdown(&self) {}
 }

@@ -1,9 +1,15 @@
 //! The engine moves events between replicas and keeps the little shared state the hub
 //! needs (how many sockets a user has everywhere, how many each replica holds).
 //!
-//! Two implementations behind one trait, passing the same behaviour tests:
+//! Two implementations of [`Engine`], passing the same behaviour tests:
 //! [`redis::RedisEngine`] for production (N replicas sharing Redis) and
 //! [`memory::MemoryEngine`] for a single replica with no Redis (`REDIS_URL` unset).
+//!
+//! [`Engine`] is the sum of five facet traits, one per job (as centrifuge splits its
+//! `Broker` from its `PresenceManager`): [`Broker`] (pub/sub between replicas, and
+//! whether it is healthy), [`Inbox`] (each user's notifications until acked),
+//! [`Shared`] (idempotency claims, small shared values), [`RiderIndex`] (online riders'
+//! positions) and [`Places`] (socket leases, every replica's census).
 //!
 //! The engine does not know sockets. It hands every payload that arrives on a channel
 //! this replica subscribed to the [`Sink`] (the hub), and tells it when the connection
@@ -64,7 +70,7 @@ pub fn distance_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
 pub const CONNECT_LIMIT: u32 = 20;
 pub const CONNECT_WINDOW_MS: u64 = 10_000;
 
-/// What [`Engine::acquire_socket`] decided.
+/// What [`Places::acquire_socket`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     Taken,
@@ -90,8 +96,10 @@ pub struct ReplicaCensus {
     pub reported_at_ms: u64,
 }
 
+/// Moves payloads between replicas: publishes to a channel, subscribes this replica to
+/// channels (what arrives goes to the [`Sink`]), and says whether the broker is healthy.
 #[async_trait]
-pub trait Engine: Send + Sync + 'static {
+pub trait Broker: Send + Sync + 'static {
     /// `redis` or `memory`.
     fn kind(&self) -> &'static str;
 
@@ -106,6 +114,33 @@ pub trait Engine: Send + Sync + 'static {
 
     async fn unsubscribe(&self, targets: &[Target]) -> Result<(), EngineError>;
 
+    /// Periodic clean-up of state that nothing else would expire (the in-process
+    /// engine's idle inboxes). Redis expires keys itself.
+    async fn housekeeping(&self) {}
+
+    /// Whether the broker answers.
+    async fn ping(&self) -> bool;
+
+    /// Whether this replica's subscriptions provably deliver: a canary it published to
+    /// itself came back lately. `None` where nothing can wedge (the in-process engine).
+    fn pubsub_live(&self) -> Option<bool> {
+        None
+    }
+
+    /// The name this replica's subscriber connection gives itself in `CLIENT LIST`
+    /// (Redis only), so an operator can find it.
+    fn subscriber_name(&self) -> Option<String> {
+        None
+    }
+
+    /// Closes connections to the broker.
+    async fn shutdown(&self);
+}
+
+/// Each user's inbox: notifications kept until acked, withdrawn or expired, written
+/// and published in one step.
+#[async_trait]
+pub trait Inbox: Send + Sync + 'static {
     /// Writes notification `id` to `user`'s inbox, then publishes it on the user's
     /// channel, atomically: nothing can be live that is not in the inbox. Idempotent per
     /// id: an id already waiting, or acked lately, is neither written nor published
@@ -123,7 +158,7 @@ pub trait Engine: Send + Sync + 'static {
     /// tells every replica so their sockets stop redelivering it. Whether it was there.
     async fn ack(&self, user: UserId, id: MsgId) -> Result<bool, EngineError>;
 
-    /// [`Engine::ack`] for a socket, which does not wait for the outcome: queued (a
+    /// [`Inbox::ack`] for a socket, which does not wait for the outcome: queued (a
     /// wait only for room in the queue), and a failure logged. A notification whose ack
     /// was lost stays in the inbox and comes again on a later connect.
     async fn ack_soon(&self, user: UserId, id: MsgId) {
@@ -132,7 +167,7 @@ pub trait Engine: Send + Sync + 'static {
         }
     }
 
-    /// Returns once every [`Engine::ack_soon`] of `user` queued before it has run (or
+    /// Returns once every [`Inbox::ack_soon`] of `user` queued before it has run (or
     /// failed): a socket's acks are in the inbox before its close is answered, so a
     /// reconnect does not get them again.
     async fn acks_settled(&self, _user: UserId) {}
@@ -145,7 +180,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Every unexpired notification in `user`'s inbox, oldest first. Expired ones are
     /// removed (and counted) on the way.
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError>;
+}
 
+/// Small values every replica shares: idempotency claims and a few keys with an expiry.
+#[async_trait]
+pub trait Shared: Send + Sync + 'static {
     /// Stores `value` under idempotency key `key` for `ttl_ms` unless something is
     /// stored there already; `None` when this call stored it, else what was there.
     async fn claim_once(
@@ -173,11 +212,15 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Removes shared `key` if it still holds `value`.
     async fn shared_remove_if(&self, key: &str, value: &str) -> Result<(), EngineError>;
+}
 
+/// Online riders' positions, for matching an order to the nearest riders.
+#[async_trait]
+pub trait RiderIndex: Send + Sync + 'static {
     /// Records an online rider's position for matching.
     async fn geo_set(&self, rider: UserId, lat: f64, lng: f64) -> Result<(), EngineError>;
 
-    /// Whether the rider index is whole: marked by [`Engine::geo_mark_ready`] after a
+    /// Whether the rider index is whole: marked by [`RiderIndex::geo_mark_ready`] after a
     /// rebuild, and gone with the data when the broker loses it (a Redis restarted
     /// without persistence, a failover to an empty replica).
     async fn geo_ready(&self) -> Result<bool, EngineError>;
@@ -197,23 +240,15 @@ pub trait Engine: Send + Sync + 'static {
         radius_m: f64,
         count: usize,
     ) -> Result<Vec<(UserId, f64)>, EngineError>;
+}
 
-    /// Periodic clean-up of state that nothing else would expire (the in-process
-    /// engine's idle inboxes). Redis expires keys itself.
-    async fn housekeeping(&self) {}
-
-    /// Whether the broker answers.
-    async fn ping(&self) -> bool;
-
-    /// Whether this replica's subscriptions provably deliver: a canary it published to
-    /// itself came back lately. `None` where nothing can wedge (the in-process engine).
-    fn pubsub_live(&self) -> Option<bool> {
-        None
-    }
-
+/// Each user's socket places, leased across replicas and rate-limited, and every
+/// replica's census.
+#[async_trait]
+pub trait Places: Send + Sync + 'static {
     /// Takes one of `user`'s socket places, everywhere, unless `max` are taken already
     /// or the user is over the connect rate limit. The place holds until
-    /// `lease_until_ms` unless renewed by [`Engine::renew_sockets`]. When `max` are
+    /// `lease_until_ms` unless renewed by [`Places::renew_sockets`]. When `max` are
     /// taken, places whose lease ends before `overdue_before_ms` (overdue for renewal:
     /// their replica died, or lost Redis) are given up first.
     async fn acquire_socket(
@@ -244,13 +279,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Every live replica's latest census.
     async fn censuses(&self, fresh_after_ms: u64) -> Result<Vec<ReplicaCensus>, EngineError>;
-
-    /// The name this replica's subscriber connection gives itself in `CLIENT LIST`
-    /// (Redis only), so an operator can find it.
-    fn subscriber_name(&self) -> Option<String> {
-        None
-    }
-
-    /// Closes connections to the broker.
-    async fn shutdown(&self);
 }
+
+/// Everything an engine does, one facet trait each: [`Broker`], [`Inbox`], [`Shared`],
+/// [`RiderIndex`], [`Places`]. The replica holds one `Arc<dyn Engine>`; a caller imports
+/// the facet whose methods it calls.
+pub trait Engine: Broker + Inbox + Shared + RiderIndex + Places {}
+
+impl<T: Broker + Inbox + Shared + RiderIndex + Places + ?Sized> Engine for T {}
