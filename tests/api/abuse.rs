@@ -10,8 +10,7 @@ use locallife::domain::Role;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::{TestApp, WAIT, assert_error, spawn_app, spawn_app_with};
 
 /// Made-up HTTP methods share one label: `/metrics` gains no series per method.
 #[tokio::test]
@@ -169,7 +168,7 @@ async fn one_address_cannot_take_every_connection() {
         ),
         (
             "JWT_SECRET".to_owned(),
-            crate::helpers::JWT_SECRET.to_owned(),
+            crate::support::JWT_SECRET.to_owned(),
         ),
     ]);
     let config = |env: &std::collections::HashMap<String, String>| {
@@ -425,7 +424,7 @@ async fn tokens_longer_than_a_day_are_refused() {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &EncodingKey::from_secret(crate::helpers::JWT_SECRET.as_bytes()),
+            &EncodingKey::from_secret(crate::support::JWT_SECRET.as_bytes()),
         )
         .unwrap()
     };

@@ -25,9 +25,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fake_pay::{self, FakePay};
-use crate::helpers::{spawn_app_with, stable_port, TestDatabase};
-use crate::procs::{OwnRedis, Replica};
+use crate::support::fake_pay::{self, FakePay};
+use crate::support::{OwnRedis, Replica, TestDatabase, spawn_app_with, stable_port};
 
 /// Where the merchant is; riders wait around it.
 const SHOP: (f64, f64) = (31.2304, 121.4737);

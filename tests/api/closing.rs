@@ -10,8 +10,7 @@ use locallife::domain::UserId;
 use serde_json::{json, Value};
 
 use crate::flows::{expect_event, token, World};
-use crate::helpers::{assert_error, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::{TestApp, WAIT, assert_error};
 
 /// Staff close order `id` on the last replica.
 async fn close(w: &World, id: i64, reason: &str) -> (u16, Value) {

@@ -7,8 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{redis_url, spawn_cluster};
-use crate::ws_client::WAIT;
+use crate::support::{WAIT, redis_url, spawn_cluster};
 
 #[tokio::test]
 async fn a_notification_published_on_one_replica_reaches_a_socket_on_another() {
@@ -113,7 +112,7 @@ async fn connections_are_counted_across_replicas() {
 }
 
 /// Kills this replica's subscriber connection in Redis (found by its client name).
-async fn kill_subscriber(app: &crate::helpers::TestApp) {
+async fn kill_subscriber(app: &crate::support::TestApp) {
     use fred::prelude::*;
     use fred::types::CustomCommand;
     let name = app
@@ -206,7 +205,7 @@ async fn what_is_published_while_the_subscriber_is_down_arrives_after_it_returns
 
 #[tokio::test]
 async fn an_ack_on_one_replica_stops_redelivery_on_another() {
-    let apps = crate::helpers::spawn_cluster_with(2, |env| {
+    let apps = crate::support::spawn_cluster_with(2, |env| {
         env.insert("WS_ACK_TIMEOUT".into(), "300ms".into());
     })
     .await;
@@ -286,7 +285,7 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
             &json!({"notifications": [good, unknown]}),
         )
         .await;
-    crate::helpers::assert_error(&answer, 404, "user_not_found");
+    crate::support::assert_error(&answer, 404, "user_not_found");
     assert!(answer.1["message"].as_str().unwrap().contains("999999999"));
 
     let untitled = json!({"user_id": rider.0, "title": " ", "content": "c"});
@@ -297,7 +296,7 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
             &json!({"notifications": [good, untitled]}),
         )
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_title");
+    crate::support::assert_error(&answer, 422, "invalid_title");
     assert!(answer.1["message"]
         .as_str()
         .unwrap()
@@ -307,17 +306,17 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
     let answer = app
         .post_json(url, Some(&staff), &json!({"notifications": [role]}))
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_target");
+    crate::support::assert_error(&answer, 422, "invalid_target");
 
     let answer = app
         .post_json(url, Some(&staff), &json!({"notifications": []}))
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_batch");
+    crate::support::assert_error(&answer, 422, "invalid_batch");
     let many: Vec<_> = (0..1001).map(|_| good.clone()).collect();
     let answer = app
         .post_json(url, Some(&staff), &json!({"notifications": many}))
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_batch");
+    crate::support::assert_error(&answer, 422, "invalid_batch");
 
     let answer = app
         .post_json(url, Some(&token), &json!({"notifications": [good]}))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::support::{spawn_app_with, TestApp};
 use locallife::domain::Role;
 
 const WAIT: Duration = Duration::from_secs(10);

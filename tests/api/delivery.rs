@@ -7,7 +7,7 @@ use locallife::domain::{Role, UserId};
 use locallife::notify::{self, Kind, Notification};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
+use crate::support::{spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
 
 on_both_engines!(
     offline_notifications_arrive_on_connect_in_order,
@@ -236,7 +236,7 @@ async fn the_redis_inbox_expires_when_idle() {
     publish(&app, rider, "kept").await;
     let key = format!("{}:{{u:{}}}:inbox", app.config.redis_key_prefix, rider.0);
     let client = Builder::from_config(
-        fred::types::config::Config::from_url(&crate::helpers::redis_url()).unwrap(),
+        fred::types::config::Config::from_url(&crate::support::redis_url()).unwrap(),
     )
     .build()
     .unwrap();
@@ -295,7 +295,7 @@ async fn a_notice_with_a_long_ttl_is_kept_that_long() {
     publish(&app, rider, "a day").await;
 
     let client = Builder::from_config(
-        fred::types::config::Config::from_url(&crate::helpers::redis_url()).unwrap(),
+        fred::types::config::Config::from_url(&crate::support::redis_url()).unwrap(),
     )
     .build()
     .unwrap();
@@ -311,7 +311,7 @@ async fn a_notice_with_a_long_ttl_is_kept_that_long() {
     let _ = client.quit().await;
 
     let id = sent["message_id"].as_str().unwrap();
-    let receipt = tokio::time::timeout(crate::ws_client::WAIT, async {
+    let receipt = tokio::time::timeout(crate::support::WAIT, async {
         loop {
             let (status, body) = app
                 .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))

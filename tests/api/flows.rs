@@ -8,13 +8,9 @@ use std::time::Duration;
 use locallife::domain::{Role, UserId};
 use serde_json::{json, Value};
 
-use crate::fake_pay::{self, FakePay};
-use crate::fake_wechat;
-use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
-use crate::ws_client::WsClient;
-
-/// Where the merchant is; riders are placed relative to it.
-const SHOP: (f64, f64) = (31.2304, 121.4737);
+use crate::support::fake_pay::{self, FakePay};
+use crate::support::fake_wechat;
+use crate::support::{assert_error, spawn_cluster_with, TestApp, WsClient, SHOP};
 
 /// A small world on `replicas` replicas sharing Redis and the database, with WeChat
 /// Pay configured against the fake.
@@ -173,93 +169,6 @@ pub(crate) fn token(login: (u16, Value)) -> String {
     login.1["access_token"].as_str().unwrap().to_owned()
 }
 
-impl TestApp {
-    /// A merchant `owner` applied for at the shop; pending approval.
-    async fn apply_for_merchant(&self, owner: &str, name: &str) -> i64 {
-        let (status, m) = self
-            .post_json(
-                "/v1/merchants",
-                Some(owner),
-                &json!({"name": name, "lat": SHOP.0, "lng": SHOP.1, "address": "南京路 1 号"}),
-            )
-            .await;
-        assert_eq!(status, 201, "{m}");
-        assert_eq!(m["status"], "pending");
-        m["id"].as_i64().unwrap()
-    }
-
-    /// A merchant `owner` applied for at the shop, approved by `staff`.
-    pub(crate) async fn approved_merchant(&self, owner: &str, staff: &str, name: &str) -> i64 {
-        let merchant = self.apply_for_merchant(owner, name).await;
-        let (status, body) = self
-            .post_json(
-                &format!("/v1/platform/merchants/{merchant}/approve"),
-                Some(staff),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        merchant
-    }
-
-    async fn apply_as_rider(&self, token: &str, name: &str, phone: &str) -> (u16, Value) {
-        self.post_json(
-            "/v1/rider/apply",
-            Some(token),
-            &json!({"name": name, "phone": phone}),
-        )
-        .await
-    }
-
-    /// The consumer orders `items` from `merchant`, delivered near the shop.
-    async fn place_order(&self, consumer: &str, merchant: i64, items: Value) -> (u16, Value) {
-        self.post_json(
-            "/v1/orders",
-            Some(consumer),
-            &json!({
-                "merchant_id": merchant,
-                "items": items,
-                "address": {"lat": 31.2400, "lng": 121.4800, "detail": "人民广场 2 号"},
-            }),
-        )
-        .await
-    }
-
-    /// The rider takes `step` (`accept`, `pickup`, `deliver`) on order `id`.
-    pub(crate) async fn rider_step(&self, rider: &str, id: i64, step: &str) -> (u16, Value) {
-        self.post_json(
-            &format!("/v1/rider/orders/{id}/{step}"),
-            Some(rider),
-            &json!({}),
-        )
-        .await
-    }
-
-    pub(crate) async fn product(
-        &self,
-        owner: &str,
-        merchant: i64,
-        price: i64,
-        stock: i32,
-        threshold: i32,
-    ) -> i64 {
-        let (status, p) = self
-            .post_json(
-                &format!("/v1/merchants/{merchant}/products"),
-                Some(owner),
-                &json!({"name": "牛肉面", "price_fen": price, "stock": stock, "low_stock_threshold": threshold}),
-            )
-            .await;
-        assert_eq!(status, 201, "{p}");
-        p["id"].as_i64().unwrap()
-    }
-
-    async fn order_status(&self, token: &str, id: i64) -> String {
-        let (status, o) = self.get(&format!("/v1/orders/{id}"), Some(token)).await;
-        assert_eq!(status, 200, "{o}");
-        o["status"].as_str().unwrap().to_owned()
-    }
-}
 
 pub(crate) async fn expect_event(socket: &mut WsClient, event: &str) -> Value {
     let n = socket.next_notification().await;
@@ -652,7 +561,7 @@ async fn a_merchant_sees_only_its_own_receipts_of_an_order() {
     let id = order["id"].as_i64().unwrap();
     expect_event(&mut rider_socket, "order.recommend").await;
     let path = format!("/v1/orders/{id}/notifications");
-    let staff_view = tokio::time::timeout(crate::ws_client::WAIT, async {
+    let staff_view = tokio::time::timeout(crate::support::WAIT, async {
         loop {
             let (_, body) = w.a().get(&path, Some(&w.staff)).await;
             let events: Vec<&str> = body["notifications"]
@@ -994,7 +903,7 @@ async fn a_location_over_the_socket_moves_the_rider() {
 
 #[tokio::test]
 async fn without_merchant_credentials_orders_carry_no_payment() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let (_, staff) = app.user_with_role("staff", Role::Platform).await;
     let owner = token(app.login("owner").await);
     let merchant = app.approved_merchant(&owner, &staff, "店").await;
@@ -1047,7 +956,7 @@ impl Remote {
             .post(format!("http://{}{path}", self.address))
             .bearer_auth(token)
             .json(body);
-        crate::helpers::into_parts(req.send().await.unwrap()).await
+        crate::support::into_parts(req.send().await.unwrap()).await
     }
 
     async fn notify_payment(&self, n: &fake_pay::Notification) -> (u16, Value) {
@@ -1062,7 +971,7 @@ impl Remote {
         for (k, v) in &n.headers {
             req = req.header(*k, v);
         }
-        crate::helpers::into_parts(req.send().await.unwrap()).await
+        crate::support::into_parts(req.send().await.unwrap()).await
     }
 }
 
@@ -1100,8 +1009,8 @@ async fn expect_all(socket: &mut WsClient, wanted: &[(&str, &str, Value)]) -> Ve
 /// the surviving replica.
 #[tokio::test]
 async fn nothing_decided_is_lost_when_the_replica_dies_during_a_redis_outage() {
-    use crate::procs::{OwnRedis, Replica};
-    let port = crate::helpers::free_port();
+    use crate::support::{OwnRedis, Replica};
+    let port = crate::support::free_port();
     let redis = OwnRedis::start(port).await;
     let redis_url = format!("redis://127.0.0.1:{port}");
     let w = World::new(1, &[("REDIS_URL", &redis_url)]).await;
@@ -1299,7 +1208,7 @@ async fn a_taken_order_is_no_longer_offered_to_riders_who_connect_later() {
         let engine = app.state.engine().clone();
         async move { engine.inbox(away).await.unwrap().len() }
     };
-    tokio::time::timeout(crate::ws_client::WAIT, async {
+    tokio::time::timeout(crate::support::WAIT, async {
         while waiting(w.b()).await != 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1308,7 +1217,7 @@ async fn a_taken_order_is_no_longer_offered_to_riders_who_connect_later() {
     .expect("the offer reaches the away rider's inbox");
     // ...until the order is taken.
     assert_eq!(w.b().rider_step(&taker_token, id, "accept").await.0, 200);
-    tokio::time::timeout(crate::ws_client::WAIT, async {
+    tokio::time::timeout(crate::support::WAIT, async {
         while waiting(w.a()).await != 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1428,7 +1337,7 @@ async fn asyncapi_describes_every_frame_of_a_real_session() {
     let root = env!("CARGO_MANIFEST_DIR");
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&frames).unwrap()).unwrap();
-    let out = std::process::Command::new(crate::helpers::venv().join("bin/python"))
+    let out = std::process::Command::new(crate::support::venv().join("bin/python"))
         .arg(format!("{root}/tests/asyncapi/check.py"))
         .arg(format!("{root}/docs/asyncapi.yaml"))
         .arg(file.path())

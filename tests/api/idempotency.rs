@@ -8,8 +8,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_on, EngineKind};
-use crate::procs::OwnRedis;
+use crate::support::{EngineKind, OwnRedis, assert_error, spawn_app_on};
 
 on_both_engines!(
     a_repeat_answers_the_same_id_and_delivers_once,

@@ -7,8 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::{TestApp, WAIT, assert_error, spawn_cluster_with};
 
 /// A key made by `staff` on `app` with `scopes`: its id and the whole key.
 async fn make_key(app: &TestApp, staff: &str, name: &str, scopes: &[&str]) -> (i64, String) {
@@ -286,7 +285,7 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
     let apps = spawn_cluster_with(1, |_| {}).await;
     let a = &apps[0];
     let run = |args: &'static [&'static str]| {
-        let mut cmd = crate::helpers::binary(&a.db.url);
+        let mut cmd = crate::support::binary(&a.db.url);
         cmd.env("RUST_LOG", "debug").args(args);
         async move { cmd.output().await.unwrap() }
     };
@@ -307,8 +306,8 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
     assert!(key.starts_with("llk_") && !key.contains('\n'), "{key}");
     let id: i64 = key.split('_').nth(1).unwrap().parse().unwrap();
 
-    let port = crate::helpers::free_port();
-    let mut replica = crate::helpers::binary_listening(&a.db.url, port);
+    let port = crate::support::free_port();
+    let mut replica = crate::support::binary_listening(&a.db.url, port);
     let mut child = replica
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "json")
@@ -357,7 +356,7 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
     assert!(!listed.contains(secret));
 
     let revoke = {
-        let mut cmd = crate::helpers::binary(&a.db.url);
+        let mut cmd = crate::support::binary(&a.db.url);
         cmd.args(["key", "revoke", "--id", &id.to_string()]);
         cmd.output().await.unwrap()
     };

@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_error, free_port, spawn_app_with, spawn_cluster, TestApp};
-use crate::procs::{OwnRedis, Replica};
-use crate::ws_client::WAIT;
+use crate::support::{OwnRedis, Replica, TestApp, WAIT, assert_error, free_port, spawn_app_with, spawn_cluster};
 use locallife::domain::{Role, UserId};
 use locallife::notify::{self, Kind, Notification};
 
@@ -157,7 +155,7 @@ async fn a_replica_started_while_redis_is_stalled_becomes_ready() {
     let replica = Replica::spawn(
         &peer.db.url,
         &peer.config.redis_key_prefix,
-        crate::helpers::stable_port(),
+        crate::support::stable_port(),
         &[("REDIS_URL", &url)],
     );
     tokio::time::sleep(Duration::from_secs(3)).await;

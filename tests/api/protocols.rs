@@ -15,8 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use futures::{SinkExt, StreamExt};
 
-use crate::helpers::{assert_error, spawn_app_with, use_engine, EngineKind, TestApp};
-use crate::ws_client::{RawClient, WAIT};
+use crate::support::{EngineKind, RawClient, TestApp, WAIT, assert_error, spawn_app_with, use_engine};
 
 async fn app(engine: EngineKind) -> TestApp {
     spawn_app_with(|env| {
@@ -85,7 +84,7 @@ async fn protocol_1_without_pongs_delivers_again_on_the_next_connect(engine: Eng
     let app = app(engine).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     // Connected (and welcomed) without `protocol`: protocol 1.
-    let mut raw = RawClient::connect(&app, &token).await;
+    let mut raw = RawClient::connect(&app.address, &token).await;
     let id = publish(&app, rider, "unconfirmed").await;
     // The notification, then the confirming Ping, which this client never answers.
     let mut saw_ping = false;
@@ -113,7 +112,7 @@ async fn other_protocol_values_are_refused_before_the_upgrade() {
             app.address.replace("http://", "ws://")
         );
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let refused = crate::ws_client::WsClient::connect(url.into_client_request().unwrap())
+        let refused = crate::support::WsClient::connect(url.into_client_request().unwrap())
             .await
             .err()
             .expect("refused");
@@ -213,7 +212,7 @@ async fn refusals_are_http_for_protocol_1_and_close_codes_for_protocol_2() {
     let v1 = |token: &str| {
         let url = format!("{base}/v1/ws?token={token}");
         async move {
-            crate::ws_client::WsClient::connect(url.into_client_request().unwrap())
+            crate::support::WsClient::connect(url.into_client_request().unwrap())
                 .await
                 .err()
                 .expect("refused")

@@ -7,8 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::{TestApp, WAIT, assert_error, spawn_cluster_with};
 
 /// Polls the receipt until `user`'s state is `state`.
 async fn until_state(app: &TestApp, staff: &str, id: &str, user: i64, state: &str) -> Value {

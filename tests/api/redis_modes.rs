@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_with, stable_port, TestApp};
-use crate::procs::OwnRedis;
+use crate::support::{OwnRedis, TestApp, assert_error, spawn_app_with, stable_port};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, written to a fresh
 /// directory as `ca.pem`, `server.pem`, `server.key`.
@@ -359,7 +358,7 @@ async fn notify_until_accepted(
 #[tokio::test]
 async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_replicas() {
     let cluster = Scripted::up(CLUSTER_SCRIPT);
-    let apps = crate::helpers::spawn_cluster_with(2, |env| {
+    let apps = crate::support::spawn_cluster_with(2, |env| {
         env.insert("REDIS_URL".into(), cluster.url.clone());
         env.insert("WS_ACK_TIMEOUT".into(), "1s".into());
     })
@@ -460,7 +459,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 /// of a cluster made by `scripts/redis-cluster.sh` (each primary holds a third).
 async fn riders_on_every_shard(
     app: &TestApp,
-) -> Vec<(locallife::domain::UserId, crate::ws_client::WsClient)> {
+) -> Vec<(locallife::domain::UserId, crate::support::WsClient)> {
     let mut riders = Vec::new();
     let mut thirds = std::collections::HashSet::new();
     while thirds.len() < 3 {

@@ -16,8 +16,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::helpers::{spawn_app_with, spawn_cluster_with, use_engine, EngineKind, TestApp};
-use crate::procs::Replica;
+use crate::support::{EngineKind, Replica, TestApp, spawn_app_with, spawn_cluster_with, use_engine};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/miniprogram");
 
@@ -436,7 +435,7 @@ async fn a_notification_handled_before_an_app_restart_is_not_handled_again(kind:
 #[tokio::test]
 async fn backoff_grows_and_app_show_cuts_the_wait() {
     let app = app(EngineKind::Memory).await;
-    let nowhere = format!("127.0.0.1:{}", crate::helpers::free_port());
+    let nowhere = format!("127.0.0.1:{}", crate::support::free_port());
     let (user, _) = app.socket_user(Role::Merchant).await;
     let mut sdk = Sdk::start(
         &[nowhere],

@@ -13,8 +13,7 @@ use locallife::notify::{self, Kind, Notification};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{spawn_cluster, TestApp};
-use crate::procs::Replica;
+use crate::support::{Replica, TestApp, spawn_cluster};
 
 async fn publish(app: &TestApp, user: UserId, title: &str) {
     let n = Notification::new(Kind::PlatformNotice, title, "");

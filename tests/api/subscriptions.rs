@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, spawn_cluster_with, use_engine, EngineKind, TestApp};
+use crate::support::{spawn_app_with, spawn_cluster_with, use_engine, EngineKind, TestApp};
 use locallife::domain::{Role, UserId};
 
 on_both_engines!(
@@ -373,7 +373,7 @@ async fn a_protocol_2_pong_is_delivery_so_a_slow_acker_is_not_pushed(kind: Engin
         after.nothing_within(Duration::from_millis(500)).await,
         "acked: not delivered again"
     );
-    tokio::time::timeout(crate::ws_client::WAIT, async {
+    tokio::time::timeout(crate::support::WAIT, async {
         loop {
             let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
             if receipt["recipients"][0]["state"] == "acked" {
@@ -414,7 +414,7 @@ async fn the_quota_endpoints_validate_and_add_up() {
         let answer = a
             .post_json("/v1/me/subscriptions", Some(&token), &body)
             .await;
-        crate::helpers::assert_error(&answer, 422, code);
+        crate::support::assert_error(&answer, 422, code);
     }
     for _ in 0..2 {
         let (status, _) = a
@@ -434,7 +434,7 @@ async fn the_quota_endpoints_validate_and_add_up() {
             &json!({"template_id": "TPL_OTHER", "accepted": 2}),
         )
         .await;
-    crate::helpers::assert_error(&answer, 422, "unknown_template");
+    crate::support::assert_error(&answer, 422, "unknown_template");
     let (_, list) = a.get("/v1/me/subscriptions", Some(&token)).await;
     assert_eq!(
         list,
