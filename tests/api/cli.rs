@@ -6,7 +6,7 @@ use std::process::Output;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::support::{binary, free_port, spawn_app, TestDatabase};
+use crate::support::{binary, eventually, free_port, spawn_app, TestDatabase};
 
 fn command(db_url: &str) -> Command {
     let mut cmd = binary(db_url);
@@ -164,18 +164,15 @@ async fn serve_migrates_then_answers_and_exits_zero_on_sigterm() {
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/readyz");
     // Wait for readiness (an event), bounded.
-    let ready = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status() == 200 {
-                    return r.json::<Value>().await.unwrap();
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the replica becomes ready");
+    let ready = eventually(
+        std::time::Duration::from_secs(20),
+        "the replica becomes ready",
+        async || match http.get(&url).send().await {
+            Ok(r) if r.status() == 200 => Some(r.json::<Value>().await.unwrap()),
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(ready["checks"]["postgres"], "ok");
 
     let pid = child.id().unwrap() as i32;

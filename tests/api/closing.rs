@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use locallife::domain::UserId;
 use serde_json::{json, Value};
 
 use crate::flows::{expect_event, token, World};
-use crate::support::{TestApp, WAIT, assert_error};
+use crate::support::{assert_error, eventually, TestApp, WAIT};
 
 /// Staff close order `id` on the last replica.
 async fn close(w: &World, id: i64, reason: &str) -> (u16, Value) {
@@ -36,21 +35,6 @@ async fn user_id(app: &TestApp, token: &str) -> i64 {
 }
 
 /// How many notifications wait in `user`'s inbox.
-async fn inbox_len(app: &TestApp, user: UserId) -> usize {
-    app.state.engine().inbox(user).await.unwrap().len()
-}
-
-/// Waits until `user`'s inbox holds `n` notifications.
-async fn until_inbox(app: &TestApp, user: UserId, n: usize, what: &str) {
-    tokio::time::timeout(WAIT, async {
-        while inbox_len(app, user).await != n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}"));
-}
-
 #[tokio::test]
 async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returned() {
     let w = World::new(2, &[]).await;
@@ -66,8 +50,8 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
     // inbox of the one away.
     let offer = expect_event(&mut near_socket, "order.recommend").await;
     assert_eq!(offer["data"]["order_id"], id);
-    until_inbox(w.b(), away, 1, "the offer reaches the away rider's inbox").await;
-    assert_eq!(inbox_len(w.a(), near).await, 1);
+    w.b().until_inbox(away, 1, "the offer reaches the away rider's inbox").await;
+    assert_eq!(w.a().inbox_len(near).await, 1);
 
     let (status, closed) = close(&w, id, "  顾客电话取消  ").await;
     assert_eq!(status, 200, "{closed}");
@@ -86,14 +70,12 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
     let taken = expect_event(&mut near_socket, "order.taken").await;
     assert_eq!(taken["data"]["order_id"], id);
     assert_eq!(taken["data"]["requires_ack"], false);
-    until_inbox(
-        w.a(),
-        near,
+    w.a().until_inbox(near,
         0,
         "the offer leaves the connected rider's inbox",
     )
     .await;
-    until_inbox(w.a(), away, 0, "the offer leaves the away rider's inbox").await;
+    w.a().until_inbox(away, 0, "the offer leaves the away rider's inbox").await;
     let mut late = w.b().ws_ok(&away_token).await;
     assert!(
         late.nothing_within(Duration::from_millis(500)).await,
@@ -112,25 +94,19 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
 
     // The offer's receipts say withdrawn.
     let path = format!("/v1/orders/{id}/notifications");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, body) = w.a().get(&path, Some(&w.staff)).await;
-            let withdrawn = body["notifications"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r["event"] == "order.recommend")
-                .flat_map(|r| r["recipients"].as_array().unwrap().clone())
-                .filter(|p| p["state"] == "withdrawn")
-                .count();
-            if withdrawn == 2 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(WAIT, "both riders' offers show withdrawn", async || {
+        let (_, body) = w.a().get(&path, Some(&w.staff)).await;
+        let withdrawn = body["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["event"] == "order.recommend")
+            .flat_map(|r| r["recipients"].as_array().unwrap().clone())
+            .filter(|p| p["state"] == "withdrawn")
+            .count();
+        (withdrawn == 2).then_some(())
     })
-    .await
-    .expect("both riders' offers show withdrawn");
+    .await;
 
     // Closed is final: not closed twice, not taken.
     assert_error(&close(&w, id, "again").await, 409, "order_not_closable");

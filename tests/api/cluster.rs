@@ -7,7 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::support::{WAIT, redis_url, spawn_cluster};
+use crate::support::{eventually, redis_url, spawn_cluster, WAIT};
 
 #[tokio::test]
 async fn a_notification_published_on_one_replica_reaches_a_socket_on_another() {
@@ -92,18 +92,13 @@ async fn connections_are_counted_across_replicas() {
     let _r1 = apps[1].ws_ok(&rider).await;
     let _r2 = apps[2].ws_ok(&rider).await;
     // Replicas report their counts on their own; wait for all three to show.
-    let body = tokio::time::timeout(WAIT, async {
-        loop {
-            let (status, body) = apps[0].get("/v1/platform/connections", Some(&staff)).await;
-            assert_eq!(status, 200, "{body}");
-            if body["total"]["sockets"] == 3 && body["replicas"].as_array().unwrap().len() == 3 {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let body = eventually(WAIT, "every replica's sockets are counted", async || {
+        let (status, body) = apps[0].get("/v1/platform/connections", Some(&staff)).await;
+        assert_eq!(status, 200, "{body}");
+        let all = body["total"]["sockets"] == 3 && body["replicas"].as_array().unwrap().len() == 3;
+        all.then_some(body)
     })
-    .await
-    .expect("every replica's sockets are counted");
+    .await;
     assert_eq!(body["total"]["by_role"]["rider"], 2);
     assert_eq!(body["total"]["by_role"]["platform"], 1);
     for r in body["replicas"].as_array().unwrap() {

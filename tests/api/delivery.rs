@@ -7,7 +7,7 @@ use locallife::domain::{Role, UserId};
 use locallife::notify::{self, Kind, Notification};
 use serde_json::{json, Value};
 
-use crate::support::{spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
+use crate::support::{eventually, spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
 
 on_both_engines!(
     offline_notifications_arrive_on_connect_in_order,
@@ -311,19 +311,13 @@ async fn a_notice_with_a_long_ttl_is_kept_that_long() {
     let _ = client.quit().await;
 
     let id = sent["message_id"].as_str().unwrap();
-    let receipt = tokio::time::timeout(crate::support::WAIT, async {
-        loop {
-            let (status, body) = app
-                .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
-                .await;
-            if status == 200 {
-                return body;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+    let receipt = eventually(crate::support::WAIT, "the receipt is written", async || {
+        let (status, body) = app
+            .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+            .await;
+        (status == 200).then_some(body)
     })
-    .await
-    .expect("the receipt is written");
+    .await;
     let at = |f: &str| chrono::DateTime::parse_from_rfc3339(receipt[f].as_str().unwrap()).unwrap();
     let lasts = at("expires_at") - at("created_at");
     assert_eq!(lasts.num_seconds(), week, "{receipt}");

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use crate::support::fake_pay::{self, FakePay};
 use crate::support::fake_wechat;
-use crate::support::{assert_error, spawn_cluster_with, TestApp, WsClient, SHOP};
+use crate::support::{
+    assert_error, eventually, spawn_cluster_with, TestApp, WsClient, SHOP, WAIT,
+};
 
 /// A small world on `replicas` replicas sharing Redis and the database, with WeChat
 /// Pay configured against the fake.
@@ -561,21 +563,16 @@ async fn a_merchant_sees_only_its_own_receipts_of_an_order() {
     let id = order["id"].as_i64().unwrap();
     expect_event(&mut rider_socket, "order.recommend").await;
     let path = format!("/v1/orders/{id}/notifications");
-    let staff_view = tokio::time::timeout(crate::support::WAIT, async {
-        loop {
-            let (_, body) = w.a().get(&path, Some(&w.staff)).await;
-            let events: Vec<&str> = body["notifications"]
-                .as_array()
-                .map(|n| n.iter().filter_map(|r| r["event"].as_str()).collect())
-                .unwrap_or_default();
-            if events.contains(&"order.paid") && events.contains(&"order.recommend") {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let staff_view = eventually(WAIT, "staff see the order's receipts", async || {
+        let (_, body) = w.a().get(&path, Some(&w.staff)).await;
+        let events: Vec<&str> = body["notifications"]
+            .as_array()
+            .map(|n| n.iter().filter_map(|r| r["event"].as_str()).collect())
+            .unwrap_or_default();
+        let both = events.contains(&"order.paid") && events.contains(&"order.recommend");
+        both.then_some(body.clone())
     })
-    .await
-    .expect("staff see the order's receipts");
+    .await;
     let rider_listed = staff_view["notifications"]
         .as_array()
         .unwrap()
@@ -977,13 +974,10 @@ impl Remote {
 
 /// Waits until `sql` (one boolean) holds.
 async fn until_db(w: &World, sql: &str, what: &str) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while !w.a().db.scalar::<bool>(sql, &[]).await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(Duration::from_secs(20), what, async || {
+        w.a().db.scalar::<bool>(sql, &[]).await.then_some(())
     })
     .await
-    .unwrap_or_else(|_| panic!("never: {what}"));
 }
 
 /// Reads `socket` until every `(event, field, value)` has arrived, in any order; the
@@ -1204,26 +1198,14 @@ async fn a_taken_order_is_no_longer_offered_to_riders_who_connect_later() {
     let id = order["id"].as_i64().unwrap();
     expect_event(&mut taker, "order.recommend").await;
     // The offer waits in the away rider's inbox...
-    let waiting = |app: &TestApp| {
-        let engine = app.state.engine().clone();
-        async move { engine.inbox(away).await.unwrap().len() }
-    };
-    tokio::time::timeout(crate::support::WAIT, async {
-        while waiting(w.b()).await != 1 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the offer reaches the away rider's inbox");
+    w.b()
+        .until_inbox(away, 1, "the offer reaches the away rider's inbox")
+        .await;
     // ...until the order is taken.
     assert_eq!(w.b().rider_step(&taker_token, id, "accept").await.0, 200);
-    tokio::time::timeout(crate::support::WAIT, async {
-        while waiting(w.a()).await != 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the offer is withdrawn");
+    w.a()
+        .until_inbox(away, 0, "the offer is withdrawn")
+        .await;
     let mut late = w.b().ws_ok(&away_token).await;
     assert!(
         late.nothing_within(Duration::from_millis(500)).await,

@@ -1,6 +1,8 @@
 //! `/healthz`, `/readyz`, and the JSON answers for routes that do not exist.
 
-use crate::support::{assert_error, free_port, redis_url, spawn_app, spawn_app_with};
+use crate::support::{
+    assert_error, eventually, free_port, redis_url, spawn_app, spawn_app_with, within,
+};
 use locallife::domain::Role;
 use std::time::Duration;
 
@@ -167,13 +169,12 @@ async fn a_resubscription_cut_by_another_reconnect_is_made_again() {
 
     proxy.cut_subscribes_of(&format!("{{u:{}}}:live", rider.0), 4);
     assert_eq!(proxy.cut_subscribers(), 1, "one subscriber connection");
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while proxy.cuts_left() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the replica subscribes the user again, and is cut twice");
+    eventually(
+        Duration::from_secs(20),
+        "the replica subscribes the user again, and is cut twice",
+        async || (proxy.cuts_left() == 0).then_some(()),
+    )
+    .await;
     app.wait_readyz(200).await;
     let notice = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
     assert_eq!(app.post_notification(&staff, &notice).await.0, 202);
@@ -209,27 +210,20 @@ async fn a_place_released_during_a_redis_outage_is_given_back_when_redis_returns
     let mut socket = app.ws_ok(&token).await;
     redis.stop().await;
     let _ = socket.stream.close(None).await;
-    let failed = tokio::time::timeout(Duration::from_secs(20), async {
-        while failures(app.metrics_text().await) <= before {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let failed = within(Duration::from_secs(20), Duration::from_millis(100), async || {
+        (failures(app.metrics_text().await) > before).then_some(())
     })
     .await;
-    assert!(failed.is_ok(), "the release fails while Redis is away");
+    assert!(failed.is_some(), "the release fails while Redis is away");
     let _redis = crate::support::OwnRedis::start_aof(port, dir.path()).await;
     app.wait_readyz(200).await;
     // The lease itself would hold for a minute, and give way only after 25 s.
-    let admitted = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if app.ws(&token).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    let admitted = within(Duration::from_secs(10), Duration::from_millis(200), async || {
+        app.ws(&token).await.is_ok().then_some(())
     })
     .await;
     assert!(
-        admitted.is_ok(),
+        admitted.is_some(),
         "the place is given back once Redis returns"
     );
 }

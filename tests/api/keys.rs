@@ -7,7 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::support::{TestApp, WAIT, assert_error, spawn_cluster_with};
+use crate::support::{assert_error, eventually, spawn_cluster_with, TestApp, WAIT};
 
 /// A key made by `staff` on `app` with `scopes`: its id and the whole key.
 async fn make_key(app: &TestApp, staff: &str, name: &str, scopes: &[&str]) -> (i64, String) {
@@ -31,13 +31,11 @@ fn secret_of(key: &str) -> &str {
 
 /// Polls `path` with `key` until it answers `status`, at most `within`.
 async fn until_status(app: &TestApp, path: &str, key: &str, status: u16, within: Duration) {
-    tokio::time::timeout(within, async {
-        while app.get(path, Some(key)).await.0 != status {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let what = format!("{path} answers {status}");
+    eventually(within, &what, async || {
+        (app.get(path, Some(key)).await.0 == status).then_some(())
     })
-    .await
-    .unwrap_or_else(|_| panic!("{path} never answered {status} within {within:?}"));
+    .await;
 }
 
 #[tokio::test]
@@ -318,18 +316,11 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
         .unwrap();
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(WAIT, "the replica becomes ready", async || {
+        let answer = http.get(format!("{url}/readyz")).send().await;
+        answer.is_ok_and(|r| r.status() == 200).then_some(())
     })
-    .await
-    .expect("the replica becomes ready");
+    .await;
     let answer = http
         .get(format!("{url}/v1/platform/connections"))
         .bearer_auth(&key)
@@ -361,22 +352,16 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
         cmd.output().await.unwrap()
     };
     assert!(revoke.status.success(), "{revoke:?}");
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let r = http
-                .get(format!("{url}/v1/platform/connections"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            if r.status() == 401 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(Duration::from_secs(5), "revoked within 5 s", async || {
+        let r = http
+            .get(format!("{url}/v1/platform/connections"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        (r.status() == 401).then_some(())
     })
-    .await
-    .expect("revoked within 5 s");
+    .await;
 
     let _ = child.start_kill();
     let out = child.wait_with_output().await.unwrap();

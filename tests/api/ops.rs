@@ -10,7 +10,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::support::{
-    binary_listening, free_port, spawn_app_on, EngineKind, TestDatabase, JWT_SECRET,
+    binary_listening, eventually, eventually_every, free_port, spawn_app_on, EngineKind,
+    TestDatabase, JWT_SECRET,
 };
 
 #[tokio::test]
@@ -140,13 +141,10 @@ async fn no_token_appears_in_any_log_line() {
     });
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while http.get(format!("{base}/readyz")).send().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(Duration::from_secs(30), "ready", async || {
+        http.get(format!("{base}/readyz")).send().await.ok().map(drop)
     })
-    .await
-    .expect("ready");
+    .await;
 
     let pool = locallife::store::connect_pool(&locallife::config::DatabaseConfig {
         url: secrecy::SecretString::from(db.url.clone()),
@@ -329,22 +327,21 @@ async fn demo_prints_commands_that_work_as_printed() {
         .unwrap_or_default()
         .to_owned();
     let script = format!("order={}\n{receipt}\n", shell_quote(&placed));
-    let pushed = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
+    let pushed = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        "the receipt shows pushed_at",
+        async || {
             let out = Command::new("bash")
                 .args(["-c", &script])
                 .output()
                 .await
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.contains("pushed_at") {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .expect("the receipt shows pushed_at");
+            text.contains("pushed_at").then_some(text)
+        },
+    )
+    .await;
     assert!(pushed.contains("order.paid"), "{pushed}");
     let sends = wechat.accepted_sends();
     assert_eq!(sends.len(), 1, "{sends:?}");

@@ -33,17 +33,6 @@ async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
         .unwrap()
 }
 
-/// Waits until `user`'s inbox holds `n` notifications.
-async fn inbox_len(app: &TestApp, user: UserId, n: usize) {
-    tokio::time::timeout(WAIT, async {
-        while app.state.engine().inbox(user).await.unwrap().len() != n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the inbox never held {n}"));
-}
-
 on_both_engines!(
     protocol_1_confirms_by_pong_and_never_repeats,
     protocol_1_without_pongs_delivers_again_on_the_next_connect,
@@ -71,7 +60,7 @@ async fn protocol_1_confirms_by_pong_and_never_repeats(engine: EngineKind) {
         "never written twice on a live protocol-1 socket"
     );
     // The Pong confirmed both: they left the inbox.
-    inbox_len(&app, rider, 0).await;
+    app.until_inbox(rider, 0, "the inbox holds 0").await;
     drop(c);
     let mut again = app.ws_v1(&token).await;
     assert!(
@@ -92,14 +81,14 @@ async fn protocol_1_without_pongs_delivers_again_on_the_next_connect(engine: Eng
         let frame = raw.next_frame().await.expect("a frame");
         saw_ping = frame.opcode == 9;
     }
-    inbox_len(&app, rider, 1).await;
+    app.until_inbox(rider, 1, "the inbox holds 1").await;
     drop(raw);
     let mut c = app.ws_v1(&token).await;
     let n = c.next_notification().await;
     assert_eq!(n["data"]["message_id"], id.as_str(), "delivered once more");
     // This client answers the Ping: confirmed now.
     assert!(c.nothing_within(Duration::from_millis(300)).await);
-    inbox_len(&app, rider, 0).await;
+    app.until_inbox(rider, 0, "the inbox holds 0").await;
 }
 
 #[tokio::test]

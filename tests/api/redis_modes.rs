@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::support::{OwnRedis, TestApp, assert_error, spawn_app_with, stable_port};
+use crate::support::{
+    assert_error, eventually_every, eventually_sync, spawn_app_with, stable_port, OwnRedis, TestApp,
+};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, written to a fresh
 /// directory as `ca.pem`, `server.pem`, `server.key`.
@@ -126,13 +128,13 @@ async fn with_min_replicas_ack_a_write_no_replica_confirms_is_refused() {
     let notice = |title: &str| json!({"user_id": rider.0, "title": title, "content": ""});
 
     // Once the replica has synchronised, writes are confirmed and answered 202.
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while app.post_notification(&staff, &notice("confirmed")).await.0 != 202 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the replica confirms writes once in sync");
+    eventually_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "the replica confirms writes once in sync",
+        async || (app.post_notification(&staff, &notice("confirmed")).await.0 == 202).then_some(()),
+    )
+    .await;
     let n = socket.next_notification().await;
     assert_eq!(n["data"]["title"], "confirmed");
     socket.ack(&n).await;
@@ -273,13 +275,13 @@ async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_b
             tokio::time::sleep(Duration::from_millis(500)).await;
             sentinels.kill_primary();
             let replica = sentinels.port("REPLICA_PORT");
-            tokio::time::timeout(Duration::from_secs(30), async {
-                while !Sentinels::is_primary(replica) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
-            .expect("the sentinels promote the replica");
+            eventually_sync(
+                Duration::from_secs(30),
+                Duration::from_millis(100),
+                "the sentinels promote the replica",
+                || Sentinels::is_primary(replica).then_some(()),
+            )
+            .await;
             tokio::task::spawn_blocking(move || sentinels.restart_primary())
                 .await
                 .unwrap();
@@ -513,13 +515,13 @@ async fn a_cluster_failover_loses_nothing_answered_202() {
             .status()
             .unwrap();
         assert!(killed.success(), "the primary is killed");
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while !redis_cli(replica, &["ROLE"]).starts_with("master") {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-        .expect("the cluster promotes the replica");
+        eventually_sync(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "the cluster promotes the replica",
+            || redis_cli(replica, &["ROLE"]).starts_with("master").then_some(()),
+        )
+        .await;
         // Back, empty, as the new primary's replica: `WAIT 1` can be met again there.
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new(CLUSTER_SCRIPT)

@@ -416,13 +416,7 @@ async fn a_notification_handled_before_an_app_restart_is_not_handled_again(kind:
     )
     .await;
     // Replayed on connect, recognised, acked: the inbox empties.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !app.state.engine().inbox(user).await.unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the repeat is acked");
+    app.until_inbox(user, 0, "the repeat is acked").await;
     while let Some(v) = sdk.next_within(Duration::from_secs(2)).await {
         handled.see(&v);
     }

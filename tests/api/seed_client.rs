@@ -81,20 +81,7 @@ async fn the_seed_reference_client_shows_each_notification_once_across_a_redeplo
         }
     }
     // The client's Pong confirms n1..n3: they leave the inbox.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !peer
-            .state
-            .engine()
-            .inbox(merchant)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("confirmed by the Pong");
+    peer.until_inbox(merchant, 0, "confirmed by the Pong").await;
 
     // A redeploy of its replica: SIGTERM drains with 1001.
     let i = addresses.iter().position(|a| *a == opened).unwrap();

@@ -7,7 +7,11 @@ use futures::SinkExt;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::support::{EngineKind, RawClient, TestApp, WsClient, assert_error, spawn_app_on, spawn_app_with, use_engine};
+use crate::support::eventually::POLL;
+use crate::support::{
+    assert_error, spawn_app_on, spawn_app_with, use_engine, within, EngineKind, RawClient, TestApp,
+    WsClient,
+};
 
 on_both_engines!(
     bad_tokens_are_401,
@@ -188,16 +192,11 @@ async fn too_many_sockets_is_429_until_one_closes(engine: EngineKind) {
     let mut closing = sockets.pop().unwrap();
     closing.stream.close(None).await.unwrap();
     // The place is released as the session ends: wait for it, bounded.
-    let admitted = tokio::time::timeout(crate::support::WAIT, async {
-        loop {
-            if app.ws(&token).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    let admitted = within(crate::support::WAIT, POLL, async || {
+        app.ws(&token).await.is_ok().then_some(())
     })
     .await;
-    assert!(admitted.is_ok(), "a closed socket frees its place");
+    assert!(admitted.is_some(), "a closed socket frees its place");
 }
 
 /// Places another replica took and stopped renewing (it died): while they are fresh

@@ -17,11 +17,12 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::db::TestDatabase;
+use crate::support::eventually::eventually;
 use crate::support::env::{base_env, redis_url, unique_prefix, use_engine, EngineKind};
 use crate::support::fake_pay;
 use crate::support::fake_wechat::FakeWechat;
 use crate::support::http::{into_parts, send};
-use crate::support::ws_client::{Refused, WsClient};
+use crate::support::ws_client::{Refused, WsClient, WAIT};
 
 /// Where the test merchant is; riders and delivery addresses are placed relative to it.
 pub const SHOP: (f64, f64) = (31.2304, 121.4737);
@@ -121,17 +122,12 @@ async fn start(env: HashMap<String, String>, db: Arc<TestDatabase>, wechat: Fake
 impl TestApp {
     /// Waits (20 s at most) until `/readyz` answers `status`; its body then.
     pub async fn wait_readyz(&self, status: u16) -> serde_json::Value {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                let (got, body) = self.get("/readyz", None).await;
-                if got == status {
-                    return body;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let what = format!("/readyz answers {status}");
+        eventually(Duration::from_secs(20), &what, async || {
+            let (got, body) = self.get("/readyz", None).await;
+            (got == status).then_some(body)
         })
         .await
-        .unwrap_or_else(|_| panic!("/readyz never answered {status}"))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -221,6 +217,20 @@ impl TestApp {
             epoch: epoch as u64,
         };
         self.tokens.mint(subject).token
+    }
+
+    /// How many notifications `user`'s inbox holds (as the engine has it).
+    pub async fn inbox_len(&self, user: UserId) -> usize {
+        self.state.engine().inbox(user).await.unwrap().len()
+    }
+
+    /// Waits ([`WAIT`] at most) until `user`'s inbox holds `n` notifications; `what`
+    /// names the wait.
+    pub async fn until_inbox(&self, user: UserId, n: usize, what: &str) {
+        eventually(WAIT, what, async || {
+            (self.inbox_len(user).await == n).then_some(())
+        })
+        .await
     }
 
     // Sockets.

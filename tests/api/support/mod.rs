@@ -11,6 +11,7 @@
 pub mod app;
 pub mod db;
 pub mod env;
+pub mod eventually;
 pub mod fake_pay;
 pub mod fake_wechat;
 pub mod http;
@@ -21,6 +22,7 @@ pub use app::{
     spawn_app, spawn_app_on, spawn_app_with, spawn_cluster, spawn_cluster_with, TestApp, SHOP,
 };
 pub use db::TestDatabase;
+pub use eventually::{eventually, eventually_every, eventually_sync, within};
 pub use env::{redis_url, unique_prefix, use_engine, EngineKind, JWT_SECRET};
 pub use http::{assert_error, into_parts};
 pub use processes::{

@@ -8,6 +8,7 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::app::{spawn_app_with, TestApp};
+use crate::support::eventually::{eventually_every, within, POLL};
 use crate::support::env::{redis_url, JWT_SECRET, TEST_ORDERS_UNPAID_MAX, TEST_RATE};
 use crate::support::ws_client::{WsClient, WAIT};
 
@@ -103,22 +104,16 @@ impl Replica {
         );
     }
 
-    /// Whether `/readyz` answers 200 within `within`.
-    pub async fn ready_within(&self, within: Duration) -> bool {
+    /// Whether `/readyz` answers 200 within `limit`.
+    pub async fn ready_within(&self, limit: Duration) -> bool {
         let url = format!("http://{}/readyz", self.address);
         let http = reqwest::Client::new();
-        tokio::time::timeout(within, async {
-            loop {
-                if let Ok(r) = http.get(&url).send().await {
-                    if r.status() == 200 {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        within(limit, POLL, async || {
+            let answer = http.get(&url).send().await;
+            answer.is_ok_and(|r| r.status() == 200).then_some(())
         })
         .await
-        .is_ok()
+        .is_some()
     }
 
     pub async fn ws(&self, token: &str) -> WsClient {
@@ -255,16 +250,11 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server is installed (scripts/services.sh installs it)");
         let redis = OwnRedis { child, _dir: dir };
-        tokio::time::timeout(WAIT, async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        eventually_every(WAIT, Duration::from_millis(20), "redis-server listens", async || {
+            let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+            connected.is_ok().then_some(())
         })
-        .await
-        .expect("redis-server listens");
+        .await;
         // A port another test's server took between the caller's check and this start
         // would look like ours: the server that answers must be this process.
         let mut redis = redis;
