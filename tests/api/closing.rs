@@ -269,30 +269,14 @@ async fn staff_close_an_order_a_rider_has_and_the_rider_is_told() {
 }
 
 /// A service key made by staff with `scopes`: its id and the whole key.
-async fn service_key(w: &World, scopes: &[&str]) -> (i64, String) {
-    let (status, body) = w
-        .a()
-        .post_json(
-            "/v1/platform/keys",
-            Some(&w.staff),
-            &json!({"name": "order-system", "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["id"].as_i64().unwrap(),
-        body["key"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// A back-office service closes with a key that has the `admin` scope (SPEC §10); the
 /// order names the key.
 #[tokio::test]
 async fn a_service_key_with_the_admin_scope_closes_and_is_named() {
     let w = World::new(1, &[]).await;
     let a = w.a();
-    let (_, notify_only) = service_key(&w, &["notify"]).await;
-    let (admin_id, admin) = service_key(&w, &["admin"]).await;
+    let (_, notify_only) = w.a().service_key(&w.staff, "order-system", &["notify"]).await;
+    let (admin_id, admin) = w.a().service_key(&w.staff, "order-system", &["admin"]).await;
     let id = w.paid_order().await["id"].as_i64().unwrap();
     let path = format!("/v1/platform/orders/{id}/close");
     let why = json!({"reason": "系统对账异常"});

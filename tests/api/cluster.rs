@@ -186,9 +186,7 @@ async fn what_is_published_while_the_subscriber_is_down_arrives_after_it_returns
     // Published once, at once: live delivery to replica 0 is likely down right now.
     let n =
         locallife::notify::Notification::new(locallife::notify::Kind::OrderRecommend, "during", "");
-    let id = locallife::notify::to_user(&**apps[1].state.hub().engine(), rider, &n)
-        .await
-        .unwrap();
+    let id = apps[1].publish_notification(rider, &n).await;
     let got = socket.next_notification().await;
     assert_eq!(got["data"]["message_id"], id.as_str());
     socket.ack(&got).await;
@@ -208,9 +206,7 @@ async fn an_ack_on_one_replica_stops_redelivery_on_another() {
     let mut on_a = apps[0].ws_ok(&token).await;
     let mut on_b = apps[1].ws_ok(&token).await;
     let n = locallife::notify::Notification::new(locallife::notify::Kind::RiderCommand, "go", "");
-    locallife::notify::to_user(&**apps[1].state.hub().engine(), rider, &n)
-        .await
-        .unwrap();
+    apps[1].publish_notification(rider, &n).await;
     let got = on_a.next_notification().await;
     assert_eq!(
         on_b.next_notification().await["data"]["message_id"],

@@ -9,21 +9,6 @@ use serde_json::json;
 
 use crate::support::{assert_error, eventually, spawn_cluster_with, TestApp, WAIT};
 
-/// A key made by `staff` on `app` with `scopes`: its id and the whole key.
-async fn make_key(app: &TestApp, staff: &str, name: &str, scopes: &[&str]) -> (i64, String) {
-    let (status, body) = app
-        .post_json(
-            "/v1/platform/keys",
-            Some(staff),
-            &json!({"name": name, "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let key = body["key"].as_str().unwrap().to_owned();
-    assert!(key.starts_with(&format!("llk_{}_", body["id"])), "{key}");
-    (body["id"].as_i64().unwrap(), key)
-}
-
 /// The secret part of `llk_<id>_<secret>` (which may itself hold `_`).
 fn secret_of(key: &str) -> &str {
     key.splitn(3, '_').nth(2).unwrap()
@@ -44,7 +29,7 @@ async fn a_key_sends_with_its_scopes_is_named_in_receipts_and_is_revoked_everywh
     let (a, b) = (&apps[0], &apps[1]);
     let (staff_id, staff) = a.user_with_role("staff", Role::Platform).await;
     let (merchant, merchant_token) = a.socket_user(Role::Merchant).await;
-    let (id, key) = make_key(a, &staff, "order-system", &["notify", "read"]).await;
+    let (id, key) = a.service_key(&staff, "order-system", &["notify", "read"]).await;
 
     // Sent on B with the key; readable at once on A, naming the key.
     let mut socket = a.ws_ok(&merchant_token).await;
@@ -97,7 +82,7 @@ async fn a_key_sends_with_its_scopes_is_named_in_receipts_and_is_revoked_everywh
         403,
         "missing_scope",
     );
-    let (_, reader) = make_key(a, &staff, "dashboard", &["read"]).await;
+    let (_, reader) = a.service_key(&staff, "dashboard", &["read"]).await;
     assert_error(
         &b.post_notification(
             &reader,
@@ -155,7 +140,7 @@ async fn malformed_unknown_wrong_and_expired_keys_are_401() {
     let apps = spawn_cluster_with(1, |_| {}).await;
     let a = &apps[0];
     let (_, staff) = a.user_with_role("staff", Role::Platform).await;
-    let (id, key) = make_key(a, &staff, "job", &["read"]).await;
+    let (id, key) = a.service_key(&staff, "job", &["read"]).await;
     let secret = secret_of(&key).to_owned();
     let mut wrong = secret.clone().into_bytes();
     wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
@@ -225,8 +210,8 @@ async fn malformed_unknown_wrong_and_expired_keys_are_401() {
         403,
         "forbidden",
     );
-    let (_, admin) = make_key(a, &staff, "ops-bot", &["admin"]).await;
-    let (made, _) = make_key(a, &admin, "made-by-a-key", &["notify"]).await;
+    let (_, admin) = a.service_key(&staff, "ops-bot", &["admin"]).await;
+    let (made, _) = a.service_key(&admin, "made-by-a-key", &["notify"]).await;
     assert!(made > id);
 }
 
@@ -244,7 +229,7 @@ async fn keys_have_their_own_idempotency_space_and_rate_limit() {
     let a = &apps[0];
     let (_, staff) = a.user_with_role("staff", Role::Platform).await;
     let (user, _) = a.user_with_role("u", Role::Merchant).await;
-    let (_, key) = make_key(a, &staff, "svc", &["notify"]).await;
+    let (_, key) = a.service_key(&staff, "svc", &["notify"]).await;
     let body = json!({"user_id": user.0, "title": "t", "content": ""});
     let path = "/v1/platform/notifications";
     let (s1, by_key) = a.post_with_key(path, &key, "same-key", &body).await;
@@ -254,8 +239,8 @@ async fn keys_have_their_own_idempotency_space_and_rate_limit() {
     assert_eq!(by_key["message_id"], by_key_again["message_id"]);
     assert_ne!(by_key["message_id"], by_staff["message_id"]);
 
-    let (_, busy) = make_key(a, &staff, "busy", &["read"]).await;
-    let (_, calm) = make_key(a, &staff, "calm", &["read"]).await;
+    let (_, busy) = a.service_key(&staff, "busy", &["read"]).await;
+    let (_, calm) = a.service_key(&staff, "calm", &["read"]).await;
     let from = |key: &str, i: usize| {
         a.http
             .get(a.url("/v1/platform/connections"))
@@ -380,8 +365,8 @@ async fn an_admin_key_suspends_and_is_named_in_the_history() {
     let a = &apps[0];
     let (_, staff) = a.user_with_role("staff", Role::Platform).await;
     let (rider, _) = a.socket_user(Role::Rider).await;
-    let (id, admin) = make_key(a, &staff, "ops-bot", &["admin", "read"]).await;
-    let (_, notifier) = make_key(a, &staff, "sender", &["notify"]).await;
+    let (id, admin) = a.service_key(&staff, "ops-bot", &["admin", "read"]).await;
+    let (_, notifier) = a.service_key(&staff, "sender", &["notify"]).await;
     let path = format!("/v1/platform/riders/{}/suspend", rider.0);
     assert_error(
         &a.post_json(&path, Some(&notifier), &json!({"reason": "x"}))

@@ -5,16 +5,14 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    assert_error, free_port, spawn_app_with, spawn_cluster, within, OwnRedis, Replica, TestApp, WAIT,
+    assert_error, free_port, spawn_app_with, spawn_cluster, within, OwnRedis, Replica, WAIT,
 };
-use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
+use locallife::domain::Role;
+use locallife::notify::{Kind, Notification};
 
-async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
-    let n = Notification::new(Kind::OrderDispatched, title, "go").with("order_id", 1);
-    notify::to_user(&**app.state.hub().engine(), user, &n)
-        .await
-        .unwrap()
+/// A dispatch titled `title`: a business notification that needs an ack.
+fn dispatched(title: &str) -> Notification {
+    Notification::new(Kind::OrderDispatched, title, "go").with("order_id", 1)
 }
 
 #[tokio::test]
@@ -28,7 +26,7 @@ async fn a_killed_replica_loses_no_unacked_notification() {
     let mut on_p1 = p1.ws(&token).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(publish(hub, rider, &format!("dispatch {i}")).await);
+        ids.push(hub.publish_notification(rider, &dispatched(&format!("dispatch {i}"))).await);
     }
     for id in &ids {
         assert_eq!(
@@ -63,7 +61,7 @@ async fn sigterm_drains_sockets_with_1001_spread_out_and_exits_zero() {
         let (_, token) = hub.socket_user(Role::Platform).await;
         sockets.push(p1.ws(&token).await);
     }
-    let unacked = publish(hub, rider, "still yours").await;
+    let unacked = hub.publish_notification(rider, &dispatched("still yours")).await;
     assert_eq!(
         sockets[0].next_notification().await["data"]["message_id"],
         unacked.as_str()

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
+use locallife::domain::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,12 +25,6 @@ async fn app(engine: EngineKind) -> TestApp {
     .await
 }
 
-async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
-    let n = Notification::new(Kind::PlatformNotice, title, "");
-    notify::to_user(&**app.state.engine(), user, &n)
-        .await
-        .unwrap()
-}
 
 on_both_engines!(
     protocol_1_confirms_by_pong_and_never_repeats,
@@ -44,8 +37,8 @@ async fn protocol_1_confirms_by_pong_and_never_repeats(engine: EngineKind) {
     let mut c = app.ws_v1(&token).await;
     assert_eq!(c.welcome["data"]["protocol"], 1);
     let ids = [
-        publish(&app, rider, "a").await,
-        publish(&app, rider, "b").await,
+        app.publish(rider, "a").await,
+        app.publish(rider, "b").await,
     ];
     for id in &ids {
         assert_eq!(
@@ -74,7 +67,7 @@ async fn protocol_1_without_pongs_delivers_again_on_the_next_connect(engine: Eng
     let (rider, token) = app.socket_user(Role::Rider).await;
     // Connected (and welcomed) without `protocol`: protocol 1.
     let mut raw = RawClient::connect(&app.address, &token).await;
-    let id = publish(&app, rider, "unconfirmed").await;
+    let id = app.publish(rider, "unconfirmed").await;
     // The notification, then the confirming Ping, which this client never answers.
     let mut saw_ping = false;
     while !saw_ping {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use locallife::auth::Tokens;
 use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Mutex};
@@ -117,12 +116,6 @@ fn is_event(v: &Value, ty: &str) -> bool {
     v["kind"] == "event" && v["type"] == ty
 }
 
-async fn publish(app: &TestApp, user: UserId, title: &str) {
-    let n = Notification::new(Kind::PlatformNotice, title, "");
-    notify::to_user(&**app.state.engine(), user, &n)
-        .await
-        .unwrap();
-}
 
 /// Counts of handled notifications, by title.
 #[derive(Default)]
@@ -156,7 +149,7 @@ fn stream(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         for t in titles {
-            publish(&app, user, &t).await;
+            app.publish(user, &t).await;
             tokio::time::sleep(every).await;
         }
     })
@@ -341,7 +334,7 @@ async fn a_short_token_is_refreshed_in_band_without_reconnecting(kind: EngineKin
         }
     }
     assert!(refreshes >= 4, "{refreshes} token refreshes in 20 s");
-    publish(&app, user, "still here").await;
+    app.publish(user, "still here").await;
     sdk.until(
         Duration::from_secs(5),
         |_| {},
@@ -398,7 +391,7 @@ async fn a_notification_handled_before_an_app_restart_is_not_handled_again(kind:
     sdk.until(Duration::from_secs(15), |_| {}, |v| is_event(v, "open"))
         .await;
     sdk.cmd(json!({"cmd": "lose_acks", "value": true})).await;
-    publish(&app, user, "once").await;
+    app.publish(user, "once").await;
     let mut handled = Handled::default();
     sdk.until(
         Duration::from_secs(10),

@@ -11,6 +11,7 @@ use locallife::app::Application;
 use locallife::auth::Tokens;
 use locallife::config::Config;
 use locallife::domain::{Role, UserId};
+use locallife::notify::{self, Kind, Notification};
 use locallife::state::AppState;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -233,6 +234,22 @@ impl TestApp {
         .await
     }
 
+    /// A service key named `name` with `scopes`, made by `staff` (or by a key with the
+    /// `admin` scope); its id and the key.
+    pub async fn service_key(&self, staff: &str, name: &str, scopes: &[&str]) -> (i64, String) {
+        let (status, body) = self
+            .post_json(
+                "/v1/platform/keys",
+                Some(staff),
+                &json!({"name": name, "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let key = body["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with(&format!("llk_{}_", body["id"])), "{key}");
+        (body["id"].as_i64().unwrap(), key)
+    }
+
     // Sockets.
 
     /// The socket URL for `token`, protocol 2 (explicit acks): the test client acks
@@ -434,6 +451,23 @@ impl TestApp {
         let (status, o) = self.get(&format!("/v1/orders/{id}"), Some(token)).await;
         assert_eq!(status, 200, "{o}");
         o["status"].as_str().unwrap().to_owned()
+    }
+
+    // Notifications published straight to the engine, as business flows publish them
+    // (no HTTP, no staff).
+
+    /// Publishes a platform notice titled `title` (no content) to `user` through this
+    /// replica's engine; its message id.
+    pub async fn publish(&self, user: UserId, title: &str) -> String {
+        let n = Notification::new(Kind::PlatformNotice, title, "");
+        self.publish_notification(user, &n).await
+    }
+
+    /// Publishes `n` to `user` through this replica's engine; its message id.
+    pub async fn publish_notification(&self, user: UserId, n: &Notification) -> String {
+        notify::to_user(&**self.state.engine(), user, n)
+            .await
+            .expect("published")
     }
 
     // WeChat Pay.
