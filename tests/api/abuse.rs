@@ -146,10 +146,14 @@ async fn one_address_cannot_take_every_connection() {
     let elsewhere = healthz_from(&app, "127.0.0.2").await;
     assert!(elsewhere.starts_with("HTTP/1.1 200"), "{elsewhere}");
     drop(idle.pop());
-    eventually(WAIT, "a closed connection gives its place back", async || {
-        let answer = healthz_from(&app, "127.0.0.1").await;
-        answer.starts_with("HTTP/1.1 200").then_some(())
-    })
+    eventually(
+        WAIT,
+        "a closed connection gives its place back",
+        async || {
+            let answer = healthz_from(&app, "127.0.0.1").await;
+            answer.starts_with("HTTP/1.1 200").then_some(())
+        },
+    )
     .await;
 
     let mut env = std::collections::HashMap::from([

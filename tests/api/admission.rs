@@ -8,7 +8,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::support::{WsClient, spawn_cluster, spawn_cluster_with};
+use crate::support::{spawn_cluster, spawn_cluster_with, WsClient};
 
 /// Within 5 s, the socket closes with `code`.
 async fn closes_within_5s(socket: &mut WsClient, code: u16) {

@@ -613,29 +613,40 @@ async fn chaos(plan: Plan) -> Report {
             );
         }
     }
-    let quiet = within(Duration::from_secs(60), Duration::from_millis(200), async || {
-        let pending: i64 = db
-            .scalar("SELECT count(*) FROM outbox WHERE state = 'pending'", &[])
-            .await;
-        (pending == 0).then_some(())
-    })
+    let quiet = within(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        async || {
+            let pending: i64 = db
+                .scalar("SELECT count(*) FROM outbox WHERE state = 'pending'", &[])
+                .await;
+            (pending == 0).then_some(())
+        },
+    )
     .await;
-    assert!(quiet.is_some(), "the outbox drains once every fault is over");
+    assert!(
+        quiet.is_some(),
+        "the outbox drains once every fault is over"
+    );
     // Clients may be between reconnects: give every expected delivery time to land.
     let expected_notices: HashSet<(UserId, String)> = ledger
         .notices
         .iter()
         .map(|(u, t, _, _)| (*u, t.clone()))
         .collect();
-    let _ = within(Duration::from_secs(30), Duration::from_millis(200), async || {
-        let seen: HashSet<(UserId, String)> = got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|g| (g.user, g.title.clone()))
-            .collect();
-        expected_notices.is_subset(&seen).then_some(())
-    })
+    let _ = within(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            let seen: HashSet<(UserId, String)> = got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|g| (g.user, g.title.clone()))
+                .collect();
+            expected_notices.is_subset(&seen).then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();

@@ -10,7 +10,7 @@ use locallife::domain::Role;
 use serde_json::json;
 
 use crate::support::fake_wechat;
-use crate::support::{EngineKind, Replica, TestApp, spawn_app_on};
+use crate::support::{spawn_app_on, EngineKind, Replica, TestApp};
 
 /// Debian's libfaketime (multi-threaded flavour), which `scripts/services.sh
 /// --with-test-tools` installs.

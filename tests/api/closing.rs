@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::flows::{expect_event, token, World};
+use crate::support::world::{expect_event, token, World};
 use crate::support::{assert_error, eventually, TestApp, WAIT};
 
 /// Staff close order `id` on the last replica.
@@ -50,7 +50,9 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
     // inbox of the one away.
     let offer = expect_event(&mut near_socket, "order.recommend").await;
     assert_eq!(offer["data"]["order_id"], id);
-    w.b().until_inbox(away, 1, "the offer reaches the away rider's inbox").await;
+    w.b()
+        .until_inbox(away, 1, "the offer reaches the away rider's inbox")
+        .await;
     assert_eq!(w.a().inbox_len(near).await, 1);
 
     let (status, closed) = close(&w, id, "  顾客电话取消  ").await;
@@ -70,12 +72,12 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
     let taken = expect_event(&mut near_socket, "order.taken").await;
     assert_eq!(taken["data"]["order_id"], id);
     assert_eq!(taken["data"]["requires_ack"], false);
-    w.a().until_inbox(near,
-        0,
-        "the offer leaves the connected rider's inbox",
-    )
-    .await;
-    w.a().until_inbox(away, 0, "the offer leaves the away rider's inbox").await;
+    w.a()
+        .until_inbox(near, 0, "the offer leaves the connected rider's inbox")
+        .await;
+    w.a()
+        .until_inbox(away, 0, "the offer leaves the away rider's inbox")
+        .await;
     let mut late = w.b().ws_ok(&away_token).await;
     assert!(
         late.nothing_within(Duration::from_millis(500)).await,
@@ -275,8 +277,14 @@ async fn staff_close_an_order_a_rider_has_and_the_rider_is_told() {
 async fn a_service_key_with_the_admin_scope_closes_and_is_named() {
     let w = World::new(1, &[]).await;
     let a = w.a();
-    let (_, notify_only) = w.a().service_key(&w.staff, "order-system", &["notify"]).await;
-    let (admin_id, admin) = w.a().service_key(&w.staff, "order-system", &["admin"]).await;
+    let (_, notify_only) = w
+        .a()
+        .service_key(&w.staff, "order-system", &["notify"])
+        .await;
+    let (admin_id, admin) = w
+        .a()
+        .service_key(&w.staff, "order-system", &["admin"])
+        .await;
     let id = w.paid_order().await["id"].as_i64().unwrap();
     let path = format!("/v1/platform/orders/{id}/close");
     let why = json!({"reason": "系统对账异常"});

@@ -210,17 +210,21 @@ async fn a_place_released_during_a_redis_outage_is_given_back_when_redis_returns
     let mut socket = app.ws_ok(&token).await;
     redis.stop().await;
     let _ = socket.stream.close(None).await;
-    let failed = within(Duration::from_secs(20), Duration::from_millis(100), async || {
-        (failures(app.metrics_text().await) > before).then_some(())
-    })
+    let failed = within(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || (failures(app.metrics_text().await) > before).then_some(()),
+    )
     .await;
     assert!(failed.is_some(), "the release fails while Redis is away");
     let _redis = crate::support::OwnRedis::start_aof(port, dir.path()).await;
     app.wait_readyz(200).await;
     // The lease itself would hold for a minute, and give way only after 25 s.
-    let admitted = within(Duration::from_secs(10), Duration::from_millis(200), async || {
-        app.ws(&token).await.is_ok().then_some(())
-    })
+    let admitted = within(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        async || app.ws(&token).await.is_ok().then_some(()),
+    )
     .await;
     assert!(
         admitted.is_some(),

@@ -29,7 +29,9 @@ async fn a_key_sends_with_its_scopes_is_named_in_receipts_and_is_revoked_everywh
     let (a, b) = (&apps[0], &apps[1]);
     let (staff_id, staff) = a.user_with_role("staff", Role::Platform).await;
     let (merchant, merchant_token) = a.socket_user(Role::Merchant).await;
-    let (id, key) = a.service_key(&staff, "order-system", &["notify", "read"]).await;
+    let (id, key) = a
+        .service_key(&staff, "order-system", &["notify", "read"])
+        .await;
 
     // Sent on B with the key; readable at once on A, naming the key.
     let mut socket = a.ws_ok(&merchant_token).await;

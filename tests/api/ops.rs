@@ -142,7 +142,11 @@ async fn no_token_appears_in_any_log_line() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(30), "ready", async || {
-        http.get(format!("{base}/readyz")).send().await.ok().map(drop)
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .ok()
+            .map(drop)
     })
     .await;
 

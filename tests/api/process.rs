@@ -26,7 +26,10 @@ async fn a_killed_replica_loses_no_unacked_notification() {
     let mut on_p1 = p1.ws(&token).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(hub.publish_notification(rider, &dispatched(&format!("dispatch {i}"))).await);
+        ids.push(
+            hub.publish_notification(rider, &dispatched(&format!("dispatch {i}")))
+                .await,
+        );
     }
     for id in &ids {
         assert_eq!(
@@ -61,7 +64,9 @@ async fn sigterm_drains_sockets_with_1001_spread_out_and_exits_zero() {
         let (_, token) = hub.socket_user(Role::Platform).await;
         sockets.push(p1.ws(&token).await);
     }
-    let unacked = hub.publish_notification(rider, &dispatched("still yours")).await;
+    let unacked = hub
+        .publish_notification(rider, &dispatched("still yours"))
+        .await;
     assert_eq!(
         sockets[0].next_notification().await["data"]["message_id"],
         unacked.as_str()

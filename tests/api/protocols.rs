@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use futures::{SinkExt, StreamExt};
 
-use crate::support::{EngineKind, RawClient, TestApp, WAIT, assert_error, spawn_app_with, use_engine};
+use crate::support::{
+    assert_error, spawn_app_with, use_engine, EngineKind, RawClient, TestApp, WAIT,
+};
 
 async fn app(engine: EngineKind) -> TestApp {
     spawn_app_with(|env| {
@@ -24,7 +26,6 @@ async fn app(engine: EngineKind) -> TestApp {
     })
     .await
 }
-
 
 on_both_engines!(
     protocol_1_confirms_by_pong_and_never_repeats,
@@ -36,10 +37,7 @@ async fn protocol_1_confirms_by_pong_and_never_repeats(engine: EngineKind) {
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut c = app.ws_v1(&token).await;
     assert_eq!(c.welcome["data"]["protocol"], 1);
-    let ids = [
-        app.publish(rider, "a").await,
-        app.publish(rider, "b").await,
-    ];
+    let ids = [app.publish(rider, "a").await, app.publish(rider, "b").await];
     for id in &ids {
         assert_eq!(
             c.next_notification().await["data"]["message_id"],

@@ -519,7 +519,11 @@ async fn a_cluster_failover_loses_nothing_answered_202() {
             Duration::from_secs(30),
             Duration::from_millis(100),
             "the cluster promotes the replica",
-            || redis_cli(replica, &["ROLE"]).starts_with("master").then_some(()),
+            || {
+                redis_cli(replica, &["ROLE"])
+                    .starts_with("master")
+                    .then_some(())
+            },
         )
         .await;
         // Back, empty, as the new primary's replica: `WAIT 1` can be met again there.

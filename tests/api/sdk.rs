@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::support::{EngineKind, Replica, TestApp, spawn_app_with, spawn_cluster_with, use_engine};
+use crate::support::{
+    spawn_app_with, spawn_cluster_with, use_engine, EngineKind, Replica, TestApp,
+};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/miniprogram");
 
@@ -115,7 +117,6 @@ impl Sdk {
 fn is_event(v: &Value, ty: &str) -> bool {
     v["kind"] == "event" && v["type"] == ty
 }
-
 
 /// Counts of handled notifications, by title.
 #[derive(Default)]

@@ -12,8 +12,7 @@ use locallife::domain::Role;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{Replica, spawn_cluster};
-
+use crate::support::{spawn_cluster, Replica};
 
 type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 

@@ -81,24 +81,28 @@ async fn notify(app: &TestApp, staff: &str, user: UserId, title: &str) -> String
 /// Waits (30 s at most) until the receipt of `message_id` shows `user` with a
 /// `pushed_at`; the recipient's entry.
 async fn pushed(app: &TestApp, staff: &str, message_id: &str, user: UserId) -> Value {
-    let found = within(Duration::from_secs(30), Duration::from_millis(100), async || {
-        let (status, receipt) = app
-            .get(
-                &format!("/v1/platform/notifications/{message_id}"),
-                Some(staff),
-            )
-            .await;
-        if status != 200 {
-            return None;
-        }
-        let entry = receipt["recipients"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["user_id"] == user.0)
-            .cloned();
-        entry.filter(|e| e["pushed_at"].is_string())
-    })
+    let found = within(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let (status, receipt) = app
+                .get(
+                    &format!("/v1/platform/notifications/{message_id}"),
+                    Some(staff),
+                )
+                .await;
+            if status != 200 {
+                return None;
+            }
+            let entry = receipt["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["user_id"] == user.0)
+                .cloned();
+            entry.filter(|e| e["pushed_at"].is_string())
+        },
+    )
     .await;
     match found {
         Some(entry) => entry,
@@ -372,10 +376,14 @@ async fn a_protocol_2_pong_is_delivery_so_a_slow_acker_is_not_pushed(kind: Engin
         after.nothing_within(Duration::from_millis(500)).await,
         "acked: not delivered again"
     );
-    eventually(crate::support::WAIT, "the ack shows on the receipt", async || {
-        let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
-        (receipt["recipients"][0]["state"] == "acked").then_some(())
-    })
+    eventually(
+        crate::support::WAIT,
+        "the ack shows on the receipt",
+        async || {
+            let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
+            (receipt["recipients"][0]["state"] == "acked").then_some(())
+        },
+    )
     .await;
 }
 

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::db::TestDatabase;
-use crate::support::eventually::eventually;
 use crate::support::env::{base_env, redis_url, unique_prefix, use_engine, EngineKind};
+use crate::support::eventually::eventually;
 use crate::support::fake_pay;
 use crate::support::fake_wechat::FakeWechat;
 use crate::support::http::{into_parts, send};

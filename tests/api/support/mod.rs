@@ -16,14 +16,15 @@ pub mod fake_pay;
 pub mod fake_wechat;
 pub mod http;
 pub mod processes;
+pub mod world;
 pub mod ws_client;
 
 pub use app::{
     spawn_app, spawn_app_on, spawn_app_with, spawn_cluster, spawn_cluster_with, TestApp, SHOP,
 };
 pub use db::TestDatabase;
-pub use eventually::{eventually, eventually_every, eventually_sync, within};
 pub use env::{redis_url, unique_prefix, use_engine, EngineKind, JWT_SECRET};
+pub use eventually::{eventually, eventually_every, eventually_sync, within};
 pub use http::{assert_error, into_parts};
 pub use processes::{
     binary, binary_listening, free_port, stable_port, venv, OwnRedis, Replica, WedgeProxy,

@@ -8,8 +8,8 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::app::{spawn_app_with, TestApp};
-use crate::support::eventually::{eventually_every, within, POLL};
 use crate::support::env::{redis_url, JWT_SECRET, TEST_ORDERS_UNPAID_MAX, TEST_RATE};
+use crate::support::eventually::{eventually_every, within, POLL};
 use crate::support::ws_client::{WsClient, WAIT};
 
 /// A free port below the kernel's ephemeral range (32768 and up): for a server that is
@@ -250,10 +250,15 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server is installed (scripts/services.sh installs it)");
         let redis = OwnRedis { child, _dir: dir };
-        eventually_every(WAIT, Duration::from_millis(20), "redis-server listens", async || {
-            let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
-            connected.is_ok().then_some(())
-        })
+        eventually_every(
+            WAIT,
+            Duration::from_millis(20),
+            "redis-server listens",
+            async || {
+                let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+                connected.is_ok().then_some(())
+            },
+        )
         .await;
         // A port another test's server took between the caller's check and this start
         // would look like ours: the server that answers must be this process.

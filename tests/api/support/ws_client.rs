@@ -31,7 +31,6 @@ pub struct Refused {
     pub close_code: Option<u16>,
 }
 
-
 impl WsClient {
     pub async fn connect(
         request: tokio_tungstenite::tungstenite::handshake::client::Request,
