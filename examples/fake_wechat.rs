@@ -6,7 +6,7 @@
 //! as openid `dev-<code>`. A taken address is a one-line error and exit status 1.
 
 #[allow(dead_code)]
-#[path = "../tests/api/fake_wechat.rs"]
+#[path = "../tests/api/support/fake_wechat.rs"]
 mod fake_wechat;
 
 #[tokio::main]

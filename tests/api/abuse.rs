@@ -4,14 +4,11 @@
 //! round the order caps, choose their own rate-limit key, or get a 500 from a control
 //! character.
 
-use std::time::Duration;
-
 use locallife::domain::Role;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::{assert_error, eventually, spawn_app, spawn_app_with, TestApp, WAIT};
 
 /// Made-up HTTP methods share one label: `/metrics` gains no series per method.
 #[tokio::test]
@@ -136,31 +133,28 @@ async fn one_address_cannot_take_every_connection() {
         idle.push(connect_from(&app, "127.0.0.1").await);
     }
     // The accept loop counts the held ones before it answers the next.
-    let over = tokio::time::timeout(WAIT, async {
-        loop {
+    let over = eventually(
+        WAIT,
+        "a sixth connection from one address is refused",
+        async || {
             let answer = healthz_from(&app, "127.0.0.1").await;
-            if answer.starts_with("HTTP/1.1 429") {
-                return answer;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a sixth connection from one address is refused");
+            answer.starts_with("HTTP/1.1 429").then_some(answer)
+        },
+    )
+    .await;
     assert!(over.contains("too_many_connections"), "{over}");
     let elsewhere = healthz_from(&app, "127.0.0.2").await;
     assert!(elsewhere.starts_with("HTTP/1.1 200"), "{elsewhere}");
     drop(idle.pop());
-    tokio::time::timeout(WAIT, async {
-        while !healthz_from(&app, "127.0.0.1")
-            .await
-            .starts_with("HTTP/1.1 200")
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a closed connection gives its place back");
+    eventually(
+        WAIT,
+        "a closed connection gives its place back",
+        async || {
+            let answer = healthz_from(&app, "127.0.0.1").await;
+            answer.starts_with("HTTP/1.1 200").then_some(())
+        },
+    )
+    .await;
 
     let mut env = std::collections::HashMap::from([
         (
@@ -169,7 +163,7 @@ async fn one_address_cannot_take_every_connection() {
         ),
         (
             "JWT_SECRET".to_owned(),
-            crate::helpers::JWT_SECRET.to_owned(),
+            crate::support::JWT_SECRET.to_owned(),
         ),
     ]);
     let config = |env: &std::collections::HashMap<String, String>| {
@@ -182,17 +176,12 @@ async fn one_address_cannot_take_every_connection() {
 
 /// Polls `path` as `token` until `done` holds of the body.
 async fn until(app: &TestApp, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (status, body) = app.get(path, Some(token)).await;
-            if status == 200 && done(&body) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let what = format!("{path} reaches the state awaited");
+    eventually(WAIT, &what, async || {
+        let (status, body) = app.get(path, Some(token)).await;
+        (status == 200 && done(&body)).then_some(body)
     })
     .await
-    .unwrap_or_else(|_| panic!("{path} never reached the state awaited"))
 }
 
 /// Acks of ids the user was never sent (dated a year ahead, long ago, or now) store
@@ -425,7 +414,7 @@ async fn tokens_longer_than_a_day_are_refused() {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &EncodingKey::from_secret(crate::helpers::JWT_SECRET.as_bytes()),
+            &EncodingKey::from_secret(crate::support::JWT_SECRET.as_bytes()),
         )
         .unwrap()
     };

@@ -8,8 +8,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{spawn_cluster, spawn_cluster_with};
-use crate::ws_client::WsClient;
+use crate::support::{spawn_cluster, spawn_cluster_with, WsClient};
 
 /// Within 5 s, the socket closes with `code`.
 async fn closes_within_5s(socket: &mut WsClient, code: u16) {

@@ -25,9 +25,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fake_pay::{self, FakePay};
-use crate::helpers::{spawn_app_with, stable_port, TestDatabase};
-use crate::procs::{OwnRedis, Replica};
+use crate::support::fake_pay::{self, FakePay};
+use crate::support::{spawn_app_with, stable_port, within, OwnRedis, Replica, TestDatabase};
 
 /// Where the merchant is; riders wait around it.
 const SHOP: (f64, f64) = (31.2304, 121.4737);
@@ -614,39 +613,40 @@ async fn chaos(plan: Plan) -> Report {
             );
         }
     }
-    let quiet = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
+    let quiet = within(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        async || {
             let pending: i64 = db
                 .scalar("SELECT count(*) FROM outbox WHERE state = 'pending'", &[])
                 .await;
-            if pending == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
+            (pending == 0).then_some(())
+        },
+    )
     .await;
-    assert!(quiet.is_ok(), "the outbox drains once every fault is over");
+    assert!(
+        quiet.is_some(),
+        "the outbox drains once every fault is over"
+    );
     // Clients may be between reconnects: give every expected delivery time to land.
     let expected_notices: HashSet<(UserId, String)> = ledger
         .notices
         .iter()
         .map(|(u, t, _, _)| (*u, t.clone()))
         .collect();
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
+    let _ = within(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
             let seen: HashSet<(UserId, String)> = got
                 .lock()
                 .unwrap()
                 .iter()
                 .map(|g| (g.user, g.title.clone()))
                 .collect();
-            if expected_notices.is_subset(&seen) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
+            expected_notices.is_subset(&seen).then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();

@@ -6,7 +6,7 @@ use std::process::Output;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::helpers::{binary, free_port, spawn_app, TestDatabase};
+use crate::support::{binary, eventually, free_port, spawn_app, TestDatabase};
 
 fn command(db_url: &str) -> Command {
     let mut cmd = binary(db_url);
@@ -164,18 +164,15 @@ async fn serve_migrates_then_answers_and_exits_zero_on_sigterm() {
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/readyz");
     // Wait for readiness (an event), bounded.
-    let ready = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status() == 200 {
-                    return r.json::<Value>().await.unwrap();
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the replica becomes ready");
+    let ready = eventually(
+        std::time::Duration::from_secs(20),
+        "the replica becomes ready",
+        async || match http.get(&url).send().await {
+            Ok(r) if r.status() == 200 => Some(r.json::<Value>().await.unwrap()),
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(ready["checks"]["postgres"], "ok");
 
     let pid = child.id().unwrap() as i32;
@@ -197,13 +194,13 @@ async fn serve_migrates_then_answers_and_exits_zero_on_sigterm() {
 /// role the user does not have is an error.
 #[tokio::test]
 async fn user_revoke_takes_the_role_from_open_sockets() {
-    let app = crate::helpers::spawn_app_on(crate::helpers::EngineKind::Redis).await;
+    let app = crate::support::spawn_app_on(crate::support::EngineKind::Redis).await;
     let (user, token) = app
         .user_with_role("revoked-staff", locallife::domain::Role::Platform)
         .await;
     let mut socket = app.ws_ok(&token).await;
     let mut cmd = command(&app.db.url);
-    cmd.env("REDIS_URL", crate::helpers::redis_url())
+    cmd.env("REDIS_URL", crate::support::redis_url())
         .env("REDIS_KEY_PREFIX", &app.config.redis_key_prefix);
     let out = run(
         cmd,

@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::fake_wechat;
-use crate::helpers::{spawn_app_on, EngineKind, TestApp};
-use crate::procs::Replica;
+use crate::support::fake_wechat;
+use crate::support::{spawn_app_on, EngineKind, Replica, TestApp};
 
 /// Debian's libfaketime (multi-threaded flavour), which `scripts/services.sh
 /// --with-test-tools` installs.

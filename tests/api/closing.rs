@@ -6,12 +6,10 @@
 
 use std::time::Duration;
 
-use locallife::domain::UserId;
 use serde_json::{json, Value};
 
-use crate::flows::{expect_event, token, World};
-use crate::helpers::{assert_error, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::world::{expect_event, token, World};
+use crate::support::{assert_error, eventually, TestApp, WAIT};
 
 /// Staff close order `id` on the last replica.
 async fn close(w: &World, id: i64, reason: &str) -> (u16, Value) {
@@ -37,21 +35,6 @@ async fn user_id(app: &TestApp, token: &str) -> i64 {
 }
 
 /// How many notifications wait in `user`'s inbox.
-async fn inbox_len(app: &TestApp, user: UserId) -> usize {
-    app.state.engine().inbox(user).await.unwrap().len()
-}
-
-/// Waits until `user`'s inbox holds `n` notifications.
-async fn until_inbox(app: &TestApp, user: UserId, n: usize, what: &str) {
-    tokio::time::timeout(WAIT, async {
-        while inbox_len(app, user).await != n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}"));
-}
-
 #[tokio::test]
 async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returned() {
     let w = World::new(2, &[]).await;
@@ -67,8 +50,10 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
     // inbox of the one away.
     let offer = expect_event(&mut near_socket, "order.recommend").await;
     assert_eq!(offer["data"]["order_id"], id);
-    until_inbox(w.b(), away, 1, "the offer reaches the away rider's inbox").await;
-    assert_eq!(inbox_len(w.a(), near).await, 1);
+    w.b()
+        .until_inbox(away, 1, "the offer reaches the away rider's inbox")
+        .await;
+    assert_eq!(w.a().inbox_len(near).await, 1);
 
     let (status, closed) = close(&w, id, "  顾客电话取消  ").await;
     assert_eq!(status, 200, "{closed}");
@@ -87,14 +72,12 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
     let taken = expect_event(&mut near_socket, "order.taken").await;
     assert_eq!(taken["data"]["order_id"], id);
     assert_eq!(taken["data"]["requires_ack"], false);
-    until_inbox(
-        w.a(),
-        near,
-        0,
-        "the offer leaves the connected rider's inbox",
-    )
-    .await;
-    until_inbox(w.a(), away, 0, "the offer leaves the away rider's inbox").await;
+    w.a()
+        .until_inbox(near, 0, "the offer leaves the connected rider's inbox")
+        .await;
+    w.a()
+        .until_inbox(away, 0, "the offer leaves the away rider's inbox")
+        .await;
     let mut late = w.b().ws_ok(&away_token).await;
     assert!(
         late.nothing_within(Duration::from_millis(500)).await,
@@ -113,25 +96,19 @@ async fn staff_close_a_paid_order_its_offers_are_withdrawn_and_its_stock_returne
 
     // The offer's receipts say withdrawn.
     let path = format!("/v1/orders/{id}/notifications");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, body) = w.a().get(&path, Some(&w.staff)).await;
-            let withdrawn = body["notifications"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r["event"] == "order.recommend")
-                .flat_map(|r| r["recipients"].as_array().unwrap().clone())
-                .filter(|p| p["state"] == "withdrawn")
-                .count();
-            if withdrawn == 2 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(WAIT, "both riders' offers show withdrawn", async || {
+        let (_, body) = w.a().get(&path, Some(&w.staff)).await;
+        let withdrawn = body["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["event"] == "order.recommend")
+            .flat_map(|r| r["recipients"].as_array().unwrap().clone())
+            .filter(|p| p["state"] == "withdrawn")
+            .count();
+        (withdrawn == 2).then_some(())
     })
-    .await
-    .expect("both riders' offers show withdrawn");
+    .await;
 
     // Closed is final: not closed twice, not taken.
     assert_error(&close(&w, id, "again").await, 409, "order_not_closable");
@@ -294,30 +271,20 @@ async fn staff_close_an_order_a_rider_has_and_the_rider_is_told() {
 }
 
 /// A service key made by staff with `scopes`: its id and the whole key.
-async fn service_key(w: &World, scopes: &[&str]) -> (i64, String) {
-    let (status, body) = w
-        .a()
-        .post_json(
-            "/v1/platform/keys",
-            Some(&w.staff),
-            &json!({"name": "order-system", "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["id"].as_i64().unwrap(),
-        body["key"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// A back-office service closes with a key that has the `admin` scope (SPEC §10); the
 /// order names the key.
 #[tokio::test]
 async fn a_service_key_with_the_admin_scope_closes_and_is_named() {
     let w = World::new(1, &[]).await;
     let a = w.a();
-    let (_, notify_only) = service_key(&w, &["notify"]).await;
-    let (admin_id, admin) = service_key(&w, &["admin"]).await;
+    let (_, notify_only) = w
+        .a()
+        .service_key(&w.staff, "order-system", &["notify"])
+        .await;
+    let (admin_id, admin) = w
+        .a()
+        .service_key(&w.staff, "order-system", &["admin"])
+        .await;
     let id = w.paid_order().await["id"].as_i64().unwrap();
     let path = format!("/v1/platform/orders/{id}/close");
     let why = json!({"reason": "系统对账异常"});

@@ -7,8 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{redis_url, spawn_cluster};
-use crate::ws_client::WAIT;
+use crate::support::{eventually, redis_url, spawn_cluster, WAIT};
 
 #[tokio::test]
 async fn a_notification_published_on_one_replica_reaches_a_socket_on_another() {
@@ -93,18 +92,13 @@ async fn connections_are_counted_across_replicas() {
     let _r1 = apps[1].ws_ok(&rider).await;
     let _r2 = apps[2].ws_ok(&rider).await;
     // Replicas report their counts on their own; wait for all three to show.
-    let body = tokio::time::timeout(WAIT, async {
-        loop {
-            let (status, body) = apps[0].get("/v1/platform/connections", Some(&staff)).await;
-            assert_eq!(status, 200, "{body}");
-            if body["total"]["sockets"] == 3 && body["replicas"].as_array().unwrap().len() == 3 {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let body = eventually(WAIT, "every replica's sockets are counted", async || {
+        let (status, body) = apps[0].get("/v1/platform/connections", Some(&staff)).await;
+        assert_eq!(status, 200, "{body}");
+        let all = body["total"]["sockets"] == 3 && body["replicas"].as_array().unwrap().len() == 3;
+        all.then_some(body)
     })
-    .await
-    .expect("every replica's sockets are counted");
+    .await;
     assert_eq!(body["total"]["by_role"]["rider"], 2);
     assert_eq!(body["total"]["by_role"]["platform"], 1);
     for r in body["replicas"].as_array().unwrap() {
@@ -113,7 +107,7 @@ async fn connections_are_counted_across_replicas() {
 }
 
 /// Kills this replica's subscriber connection in Redis (found by its client name).
-async fn kill_subscriber(app: &crate::helpers::TestApp) {
+async fn kill_subscriber(app: &crate::support::TestApp) {
     use fred::prelude::*;
     use fred::types::CustomCommand;
     let name = app
@@ -192,9 +186,7 @@ async fn what_is_published_while_the_subscriber_is_down_arrives_after_it_returns
     // Published once, at once: live delivery to replica 0 is likely down right now.
     let n =
         locallife::notify::Notification::new(locallife::notify::Kind::OrderRecommend, "during", "");
-    let id = locallife::notify::to_user(&**apps[1].state.hub().engine(), rider, &n)
-        .await
-        .unwrap();
+    let id = apps[1].publish_notification(rider, &n).await;
     let got = socket.next_notification().await;
     assert_eq!(got["data"]["message_id"], id.as_str());
     socket.ack(&got).await;
@@ -206,7 +198,7 @@ async fn what_is_published_while_the_subscriber_is_down_arrives_after_it_returns
 
 #[tokio::test]
 async fn an_ack_on_one_replica_stops_redelivery_on_another() {
-    let apps = crate::helpers::spawn_cluster_with(2, |env| {
+    let apps = crate::support::spawn_cluster_with(2, |env| {
         env.insert("WS_ACK_TIMEOUT".into(), "300ms".into());
     })
     .await;
@@ -214,9 +206,7 @@ async fn an_ack_on_one_replica_stops_redelivery_on_another() {
     let mut on_a = apps[0].ws_ok(&token).await;
     let mut on_b = apps[1].ws_ok(&token).await;
     let n = locallife::notify::Notification::new(locallife::notify::Kind::RiderCommand, "go", "");
-    locallife::notify::to_user(&**apps[1].state.hub().engine(), rider, &n)
-        .await
-        .unwrap();
+    apps[1].publish_notification(rider, &n).await;
     let got = on_a.next_notification().await;
     assert_eq!(
         on_b.next_notification().await["data"]["message_id"],
@@ -286,7 +276,7 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
             &json!({"notifications": [good, unknown]}),
         )
         .await;
-    crate::helpers::assert_error(&answer, 404, "user_not_found");
+    crate::support::assert_error(&answer, 404, "user_not_found");
     assert!(answer.1["message"].as_str().unwrap().contains("999999999"));
 
     let untitled = json!({"user_id": rider.0, "title": " ", "content": "c"});
@@ -297,7 +287,7 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
             &json!({"notifications": [good, untitled]}),
         )
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_title");
+    crate::support::assert_error(&answer, 422, "invalid_title");
     assert!(answer.1["message"]
         .as_str()
         .unwrap()
@@ -307,17 +297,17 @@ async fn a_batch_with_a_bad_item_or_an_unknown_user_sends_nothing() {
     let answer = app
         .post_json(url, Some(&staff), &json!({"notifications": [role]}))
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_target");
+    crate::support::assert_error(&answer, 422, "invalid_target");
 
     let answer = app
         .post_json(url, Some(&staff), &json!({"notifications": []}))
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_batch");
+    crate::support::assert_error(&answer, 422, "invalid_batch");
     let many: Vec<_> = (0..1001).map(|_| good.clone()).collect();
     let answer = app
         .post_json(url, Some(&staff), &json!({"notifications": many}))
         .await;
-    crate::helpers::assert_error(&answer, 422, "invalid_batch");
+    crate::support::assert_error(&answer, 422, "invalid_batch");
 
     let answer = app
         .post_json(url, Some(&token), &json!({"notifications": [good]}))

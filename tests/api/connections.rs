@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::support::eventually::POLL;
+use crate::support::{spawn_app_with, within, TestApp};
 use locallife::domain::Role;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -224,20 +225,13 @@ async fn connections_over_the_cap_are_refused_at_once_and_served_again_below_it(
         .await
         .starts_with("HTTP/1.1 200"));
     held.pop();
-    let served = tokio::time::timeout(WAIT, async {
-        loop {
-            let mut stream = tcp(&app).await;
-            if request(&mut stream, "/healthz")
-                .await
-                .starts_with("HTTP/1.1 200")
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let served = within(WAIT, POLL, async || {
+        let mut stream = tcp(&app).await;
+        let answer = request(&mut stream, "/healthz").await;
+        answer.starts_with("HTTP/1.1 200").then_some(())
     })
     .await;
-    assert!(served.is_ok(), "no place freed after a connection closed");
+    assert!(served.is_some(), "no place freed after a connection closed");
     assert!(
         counter(
             &app,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 use locallife::domain::Role;
 
 const STEP: Duration = Duration::from_secs(60);
@@ -22,7 +22,7 @@ async fn the_console_counts_sockets_sends_an_announcement_and_follows_a_receipt(
     let (_, other_token) = app.socket_user(Role::Rider).await;
 
     let root = env!("CARGO_MANIFEST_DIR");
-    let python = crate::helpers::venv().join("bin/python");
+    let python = crate::support::venv().join("bin/python");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use locallife::domain::{Role, UserId};
+use locallife::domain::Role;
 use locallife::notify::{self, Kind, Notification};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
+use crate::support::{eventually, spawn_app_on, spawn_app_with, use_engine, EngineKind};
 
 on_both_engines!(
     offline_notifications_arrive_on_connect_in_order,
@@ -20,22 +20,6 @@ on_both_engines!(
     announcements_are_live_only,
     acks_of_unknown_ids_are_harmless,
 );
-
-/// Publishes through the library, as business flows do; returns the message id.
-async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
-    publish_n(
-        app,
-        user,
-        Notification::new(Kind::PlatformNotice, title, ""),
-    )
-    .await
-}
-
-async fn publish_n(app: &TestApp, user: UserId, n: Notification) -> String {
-    notify::to_user(&**app.state.hub().engine(), user, &n)
-        .await
-        .expect("published")
-}
 
 fn title(n: &Value) -> &str {
     n["data"]["title"].as_str().unwrap()
@@ -54,7 +38,7 @@ async fn offline_notifications_arrive_on_connect_in_order(engine: EngineKind) {
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(publish(&app, rider, &format!("offline {i}")).await);
+        ids.push(app.publish(rider, &format!("offline {i}")).await);
     }
     let mut c = app.ws_ok(&token).await;
     for (i, id) in ids.iter().enumerate() {
@@ -64,7 +48,7 @@ async fn offline_notifications_arrive_on_connect_in_order(engine: EngineKind) {
         assert_eq!(n["data"]["requires_ack"], true);
     }
     // Then live ones.
-    publish(&app, rider, "live").await;
+    app.publish(rider, "live").await;
     assert_eq!(title(&c.next_notification().await), "live");
 }
 
@@ -72,7 +56,7 @@ async fn unacked_notifications_are_redelivered_with_the_same_id(engine: EngineKi
     let app = spawn_app_with(short_acks(engine)).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut c = app.ws_ok(&token).await;
-    let id = publish(&app, rider, "urgent").await;
+    let id = app.publish(rider, "urgent").await;
     // Delivered once, then redelivered twice (WS_MAX_REDELIVERIES), same id each time.
     for _ in 0..3 {
         assert_eq!(
@@ -97,7 +81,7 @@ async fn acked_notifications_are_neither_redelivered_nor_replayed(engine: Engine
     let app = spawn_app_with(short_acks(engine)).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut c = app.ws_ok(&token).await;
-    publish(&app, rider, "ack me").await;
+    app.publish(rider, "ack me").await;
     let n = c.next_notification().await;
     c.ack(&n).await;
     assert!(
@@ -108,7 +92,7 @@ async fn acked_notifications_are_neither_redelivered_nor_replayed(engine: Engine
     drop(c);
     let mut again = app.ws_ok(&token).await;
     again.roundtrip().await;
-    publish(&app, rider, "next").await;
+    app.publish(rider, "next").await;
     assert_eq!(
         title(&again.next_notification().await),
         "next",
@@ -121,7 +105,7 @@ async fn an_ack_on_one_socket_stops_redelivery_on_the_others(engine: EngineKind)
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut a = app.ws_ok(&token).await;
     let mut b = app.ws_ok(&token).await;
-    publish(&app, rider, "both").await;
+    app.publish(rider, "both").await;
     let n = a.next_notification().await;
     assert_eq!(
         b.next_notification().await["data"]["message_id"],
@@ -140,8 +124,8 @@ async fn expired_notifications_are_never_delivered(engine: EngineKind) {
     let (rider, token) = app.socket_user(Role::Rider).await;
     let stale =
         Notification::new(Kind::OrderRecommend, "stale", "").with_ttl(Duration::from_millis(1));
-    publish_n(&app, rider, stale).await;
-    publish(&app, rider, "fresh").await;
+    app.publish_notification(rider, &stale).await;
+    app.publish(rider, "fresh").await;
     // Connecting takes longer than a millisecond: the first one has expired by then.
     let mut c = app.ws_ok(&token).await;
     assert_eq!(title(&c.next_notification().await), "fresh");
@@ -153,7 +137,7 @@ async fn the_inbox_keeps_the_newest(engine: EngineKind) {
     let (rider, token) = app.socket_user(Role::Rider).await;
     let max = locallife::engine::inbox::INBOX_MAX;
     for i in 0..max + 5 {
-        publish(&app, rider, &format!("n{i}")).await;
+        app.publish(rider, &format!("n{i}")).await;
     }
     let mut c = app.ws_ok(&token).await;
     assert_eq!(
@@ -233,10 +217,10 @@ async fn the_redis_inbox_expires_when_idle() {
     use fred::prelude::*;
     let app = spawn_app_on(EngineKind::Redis).await;
     let (rider, _) = app.socket_user(Role::Rider).await;
-    publish(&app, rider, "kept").await;
+    app.publish(rider, "kept").await;
     let key = format!("{}:{{u:{}}}:inbox", app.config.redis_key_prefix, rider.0);
     let client = Builder::from_config(
-        fred::types::config::Config::from_url(&crate::helpers::redis_url()).unwrap(),
+        fred::types::config::Config::from_url(&crate::support::redis_url()).unwrap(),
     )
     .build()
     .unwrap();
@@ -292,10 +276,10 @@ async fn a_notice_with_a_long_ttl_is_kept_that_long() {
         )
         .await;
     assert_eq!(status, 202, "{sent}");
-    publish(&app, rider, "a day").await;
+    app.publish(rider, "a day").await;
 
     let client = Builder::from_config(
-        fred::types::config::Config::from_url(&crate::helpers::redis_url()).unwrap(),
+        fred::types::config::Config::from_url(&crate::support::redis_url()).unwrap(),
     )
     .build()
     .unwrap();
@@ -311,19 +295,13 @@ async fn a_notice_with_a_long_ttl_is_kept_that_long() {
     let _ = client.quit().await;
 
     let id = sent["message_id"].as_str().unwrap();
-    let receipt = tokio::time::timeout(crate::ws_client::WAIT, async {
-        loop {
-            let (status, body) = app
-                .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
-                .await;
-            if status == 200 {
-                return body;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+    let receipt = eventually(crate::support::WAIT, "the receipt is written", async || {
+        let (status, body) = app
+            .get(&format!("/v1/platform/notifications/{id}"), Some(&staff))
+            .await;
+        (status == 200).then_some(body)
     })
-    .await
-    .expect("the receipt is written");
+    .await;
     let at = |f: &str| chrono::DateTime::parse_from_rfc3339(receipt[f].as_str().unwrap()).unwrap();
     let lasts = at("expires_at") - at("created_at");
     assert_eq!(lasts.num_seconds(), week, "{receipt}");

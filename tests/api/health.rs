@@ -1,6 +1,8 @@
 //! `/healthz`, `/readyz`, and the JSON answers for routes that do not exist.
 
-use crate::helpers::{assert_error, free_port, redis_url, spawn_app, spawn_app_with};
+use crate::support::{
+    assert_error, eventually, free_port, redis_url, spawn_app, spawn_app_with, within,
+};
 use locallife::domain::Role;
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ async fn readyz_checks_redis_when_it_is_configured() {
 /// delivered) makes the replica not ready within 10 s, and ready again after SIGCONT.
 #[tokio::test]
 async fn a_paused_redis_makes_readyz_503_within_10_s_and_200_after() {
-    let (redis, app, _) = crate::procs::OwnRedis::with_app().await;
+    let (redis, app, _) = crate::support::OwnRedis::with_app().await;
     app.wait_readyz(200).await;
     redis.signal("-STOP");
     let paused = std::time::Instant::now();
@@ -85,7 +87,7 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_error(&app.get("/", None).await, 404, "not_found");
     let resp = app.http.delete(app.url("/healthz")).send().await.unwrap();
     assert_error(
-        &crate::helpers::into_parts(resp).await,
+        &crate::support::into_parts(resp).await,
         405,
         "method_not_allowed",
     );
@@ -96,7 +98,7 @@ async fn unknown_routes_and_methods_answer_json() {
         .await
         .unwrap();
     assert_error(
-        &crate::helpers::into_parts(resp).await,
+        &crate::support::into_parts(resp).await,
         405,
         "method_not_allowed",
     );
@@ -109,16 +111,16 @@ async fn stopping_the_app_returns_cleanly() {
     app.stop().await.expect("run_until_stopped returns Ok");
 }
 
-/// A Redis of the test's own, a [`crate::procs::WedgeProxy`] in front of it, and a
+/// A Redis of the test's own, a [`crate::support::WedgeProxy`] in front of it, and a
 /// ready app that reaches Redis through the proxy.
 async fn behind_a_proxy() -> (
-    crate::procs::OwnRedis,
-    crate::procs::WedgeProxy,
-    crate::helpers::TestApp,
+    crate::support::OwnRedis,
+    crate::support::WedgeProxy,
+    crate::support::TestApp,
 ) {
-    let port = crate::helpers::stable_port();
-    let redis = crate::procs::OwnRedis::start(port).await;
-    let proxy = crate::procs::WedgeProxy::start(port).await;
+    let port = crate::support::stable_port();
+    let redis = crate::support::OwnRedis::start(port).await;
+    let proxy = crate::support::WedgeProxy::start(port).await;
     let app = spawn_app_with(|env| {
         env.insert(
             "REDIS_URL".into(),
@@ -167,13 +169,12 @@ async fn a_resubscription_cut_by_another_reconnect_is_made_again() {
 
     proxy.cut_subscribes_of(&format!("{{u:{}}}:live", rider.0), 4);
     assert_eq!(proxy.cut_subscribers(), 1, "one subscriber connection");
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while proxy.cuts_left() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the replica subscribes the user again, and is cut twice");
+    eventually(
+        Duration::from_secs(20),
+        "the replica subscribes the user again, and is cut twice",
+        async || (proxy.cuts_left() == 0).then_some(()),
+    )
+    .await;
     app.wait_readyz(200).await;
     let notice = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
     assert_eq!(app.post_notification(&staff, &notice).await.0, 202);
@@ -189,9 +190,9 @@ async fn a_resubscription_cut_by_another_reconnect_is_made_again() {
 /// (`too_many_sockets`) until the lease runs out or is overdue.
 #[tokio::test]
 async fn a_place_released_during_a_redis_outage_is_given_back_when_redis_returns() {
-    let port = crate::helpers::stable_port();
+    let port = crate::support::stable_port();
     let dir = tempfile::tempdir().unwrap();
-    let redis = crate::procs::OwnRedis::start_aof(port, dir.path()).await;
+    let redis = crate::support::OwnRedis::start_aof(port, dir.path()).await;
     let app = spawn_app_with(|env| {
         env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
         env.insert("WS_MAX_SOCKETS_PER_USER".into(), "1".into());
@@ -209,27 +210,24 @@ async fn a_place_released_during_a_redis_outage_is_given_back_when_redis_returns
     let mut socket = app.ws_ok(&token).await;
     redis.stop().await;
     let _ = socket.stream.close(None).await;
-    let failed = tokio::time::timeout(Duration::from_secs(20), async {
-        while failures(app.metrics_text().await) <= before {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+    let failed = within(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || (failures(app.metrics_text().await) > before).then_some(()),
+    )
     .await;
-    assert!(failed.is_ok(), "the release fails while Redis is away");
-    let _redis = crate::procs::OwnRedis::start_aof(port, dir.path()).await;
+    assert!(failed.is_some(), "the release fails while Redis is away");
+    let _redis = crate::support::OwnRedis::start_aof(port, dir.path()).await;
     app.wait_readyz(200).await;
     // The lease itself would hold for a minute, and give way only after 25 s.
-    let admitted = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if app.ws(&token).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
+    let admitted = within(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        async || app.ws(&token).await.is_ok().then_some(()),
+    )
     .await;
     assert!(
-        admitted.is_ok(),
+        admitted.is_some(),
         "the place is given back once Redis returns"
     );
 }

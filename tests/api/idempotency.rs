@@ -8,8 +8,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_on, EngineKind};
-use crate::procs::OwnRedis;
+use crate::support::{assert_error, eventually_every, spawn_app_on, EngineKind, OwnRedis};
 
 on_both_engines!(
     a_repeat_answers_the_same_id_and_delivers_once,
@@ -142,19 +141,18 @@ async fn a_retry_after_an_unknown_outcome_never_delivers_twice() {
     );
     redis.signal("-CONT");
 
-    let retried = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
+    let retried = eventually_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "the retry succeeds once Redis is back",
+        async || {
             let r = app
                 .post_with_key("/v1/platform/notifications", &staff, "retry-me", &body)
                 .await;
-            if r.0 == 202 {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the retry succeeds once Redis is back");
+            (r.0 == 202).then_some(r)
+        },
+    )
+    .await;
     let n = socket.next_notification().await;
     assert_eq!(n["data"]["title"], "stalled");
     assert_eq!(n["data"]["message_id"], retried.1["message_id"]);

@@ -7,23 +7,7 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
-use crate::ws_client::WAIT;
-
-/// A key made by `staff` on `app` with `scopes`: its id and the whole key.
-async fn make_key(app: &TestApp, staff: &str, name: &str, scopes: &[&str]) -> (i64, String) {
-    let (status, body) = app
-        .post_json(
-            "/v1/platform/keys",
-            Some(staff),
-            &json!({"name": name, "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let key = body["key"].as_str().unwrap().to_owned();
-    assert!(key.starts_with(&format!("llk_{}_", body["id"])), "{key}");
-    (body["id"].as_i64().unwrap(), key)
-}
+use crate::support::{assert_error, eventually, spawn_cluster_with, TestApp, WAIT};
 
 /// The secret part of `llk_<id>_<secret>` (which may itself hold `_`).
 fn secret_of(key: &str) -> &str {
@@ -32,13 +16,11 @@ fn secret_of(key: &str) -> &str {
 
 /// Polls `path` with `key` until it answers `status`, at most `within`.
 async fn until_status(app: &TestApp, path: &str, key: &str, status: u16, within: Duration) {
-    tokio::time::timeout(within, async {
-        while app.get(path, Some(key)).await.0 != status {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let what = format!("{path} answers {status}");
+    eventually(within, &what, async || {
+        (app.get(path, Some(key)).await.0 == status).then_some(())
     })
-    .await
-    .unwrap_or_else(|_| panic!("{path} never answered {status} within {within:?}"));
+    .await;
 }
 
 #[tokio::test]
@@ -47,7 +29,9 @@ async fn a_key_sends_with_its_scopes_is_named_in_receipts_and_is_revoked_everywh
     let (a, b) = (&apps[0], &apps[1]);
     let (staff_id, staff) = a.user_with_role("staff", Role::Platform).await;
     let (merchant, merchant_token) = a.socket_user(Role::Merchant).await;
-    let (id, key) = make_key(a, &staff, "order-system", &["notify", "read"]).await;
+    let (id, key) = a
+        .service_key(&staff, "order-system", &["notify", "read"])
+        .await;
 
     // Sent on B with the key; readable at once on A, naming the key.
     let mut socket = a.ws_ok(&merchant_token).await;
@@ -100,7 +84,7 @@ async fn a_key_sends_with_its_scopes_is_named_in_receipts_and_is_revoked_everywh
         403,
         "missing_scope",
     );
-    let (_, reader) = make_key(a, &staff, "dashboard", &["read"]).await;
+    let (_, reader) = a.service_key(&staff, "dashboard", &["read"]).await;
     assert_error(
         &b.post_notification(
             &reader,
@@ -158,7 +142,7 @@ async fn malformed_unknown_wrong_and_expired_keys_are_401() {
     let apps = spawn_cluster_with(1, |_| {}).await;
     let a = &apps[0];
     let (_, staff) = a.user_with_role("staff", Role::Platform).await;
-    let (id, key) = make_key(a, &staff, "job", &["read"]).await;
+    let (id, key) = a.service_key(&staff, "job", &["read"]).await;
     let secret = secret_of(&key).to_owned();
     let mut wrong = secret.clone().into_bytes();
     wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
@@ -228,8 +212,8 @@ async fn malformed_unknown_wrong_and_expired_keys_are_401() {
         403,
         "forbidden",
     );
-    let (_, admin) = make_key(a, &staff, "ops-bot", &["admin"]).await;
-    let (made, _) = make_key(a, &admin, "made-by-a-key", &["notify"]).await;
+    let (_, admin) = a.service_key(&staff, "ops-bot", &["admin"]).await;
+    let (made, _) = a.service_key(&admin, "made-by-a-key", &["notify"]).await;
     assert!(made > id);
 }
 
@@ -247,7 +231,7 @@ async fn keys_have_their_own_idempotency_space_and_rate_limit() {
     let a = &apps[0];
     let (_, staff) = a.user_with_role("staff", Role::Platform).await;
     let (user, _) = a.user_with_role("u", Role::Merchant).await;
-    let (_, key) = make_key(a, &staff, "svc", &["notify"]).await;
+    let (_, key) = a.service_key(&staff, "svc", &["notify"]).await;
     let body = json!({"user_id": user.0, "title": "t", "content": ""});
     let path = "/v1/platform/notifications";
     let (s1, by_key) = a.post_with_key(path, &key, "same-key", &body).await;
@@ -257,8 +241,8 @@ async fn keys_have_their_own_idempotency_space_and_rate_limit() {
     assert_eq!(by_key["message_id"], by_key_again["message_id"]);
     assert_ne!(by_key["message_id"], by_staff["message_id"]);
 
-    let (_, busy) = make_key(a, &staff, "busy", &["read"]).await;
-    let (_, calm) = make_key(a, &staff, "calm", &["read"]).await;
+    let (_, busy) = a.service_key(&staff, "busy", &["read"]).await;
+    let (_, calm) = a.service_key(&staff, "calm", &["read"]).await;
     let from = |key: &str, i: usize| {
         a.http
             .get(a.url("/v1/platform/connections"))
@@ -286,7 +270,7 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
     let apps = spawn_cluster_with(1, |_| {}).await;
     let a = &apps[0];
     let run = |args: &'static [&'static str]| {
-        let mut cmd = crate::helpers::binary(&a.db.url);
+        let mut cmd = crate::support::binary(&a.db.url);
         cmd.env("RUST_LOG", "debug").args(args);
         async move { cmd.output().await.unwrap() }
     };
@@ -307,8 +291,8 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
     assert!(key.starts_with("llk_") && !key.contains('\n'), "{key}");
     let id: i64 = key.split('_').nth(1).unwrap().parse().unwrap();
 
-    let port = crate::helpers::free_port();
-    let mut replica = crate::helpers::binary_listening(&a.db.url, port);
+    let port = crate::support::free_port();
+    let mut replica = crate::support::binary_listening(&a.db.url, port);
     let mut child = replica
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "json")
@@ -319,18 +303,11 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
         .unwrap();
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(WAIT, "the replica becomes ready", async || {
+        let answer = http.get(format!("{url}/readyz")).send().await;
+        answer.is_ok_and(|r| r.status() == 200).then_some(())
     })
-    .await
-    .expect("the replica becomes ready");
+    .await;
     let answer = http
         .get(format!("{url}/v1/platform/connections"))
         .bearer_auth(&key)
@@ -357,27 +334,21 @@ async fn the_cli_makes_lists_and_revokes_keys_and_no_secret_is_logged() {
     assert!(!listed.contains(secret));
 
     let revoke = {
-        let mut cmd = crate::helpers::binary(&a.db.url);
+        let mut cmd = crate::support::binary(&a.db.url);
         cmd.args(["key", "revoke", "--id", &id.to_string()]);
         cmd.output().await.unwrap()
     };
     assert!(revoke.status.success(), "{revoke:?}");
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let r = http
-                .get(format!("{url}/v1/platform/connections"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            if r.status() == 401 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(Duration::from_secs(5), "revoked within 5 s", async || {
+        let r = http
+            .get(format!("{url}/v1/platform/connections"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        (r.status() == 401).then_some(())
     })
-    .await
-    .expect("revoked within 5 s");
+    .await;
 
     let _ = child.start_kill();
     let out = child.wait_with_output().await.unwrap();
@@ -396,8 +367,8 @@ async fn an_admin_key_suspends_and_is_named_in_the_history() {
     let a = &apps[0];
     let (_, staff) = a.user_with_role("staff", Role::Platform).await;
     let (rider, _) = a.socket_user(Role::Rider).await;
-    let (id, admin) = make_key(a, &staff, "ops-bot", &["admin", "read"]).await;
-    let (_, notifier) = make_key(a, &staff, "sender", &["notify"]).await;
+    let (id, admin) = a.service_key(&staff, "ops-bot", &["admin", "read"]).await;
+    let (_, notifier) = a.service_key(&staff, "sender", &["notify"]).await;
     let path = format!("/v1/platform/riders/{}/suspend", rider.0);
     assert_error(
         &a.post_json(&path, Some(&notifier), &json!({"reason": "x"}))

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fake_wechat::Forced;
-use crate::helpers::{assert_error, free_port, spawn_app, spawn_app_with};
+use crate::support::fake_wechat::Forced;
+use crate::support::{assert_error, free_port, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn first_login_creates_a_consumer_and_the_token_works() {
@@ -198,7 +198,7 @@ async fn bad_bodies_are_400_or_422_and_never_reach_wechat() {
             .post(&url)
             .header("content-type", content_type)
             .body(body);
-        async move { crate::helpers::into_parts(req.send().await.unwrap()).await }
+        async move { crate::support::into_parts(req.send().await.unwrap()).await }
     };
     assert_error(
         &send("{\"code\": ", "application/json").await,
@@ -246,6 +246,6 @@ async fn an_oversize_body_is_413() {
         .send()
         .await
         .unwrap();
-    let answer = crate::helpers::into_parts(resp).await;
+    let answer = crate::support::into_parts(resp).await;
     assert_error(&answer, 413, "body_too_large");
 }

@@ -1,5 +1,6 @@
 //! One integration-test binary: every test starts the real application on port 0 with
-//! a fresh PostgreSQL database of its own. See `helpers.rs`.
+//! a fresh PostgreSQL database of its own. What the tests stand on is in `support/`;
+//! every other module is a topic.
 
 /// Runs each behaviour test once per engine, as `case::memory` and `case::redis`.
 macro_rules! on_both_engines {
@@ -7,15 +8,15 @@ macro_rules! on_both_engines {
         mod $case {
             #[tokio::test]
             async fn memory() {
-                super::$case(crate::helpers::EngineKind::Memory).await
+                super::$case(crate::support::EngineKind::Memory).await
             }
             #[tokio::test]
             async fn redis() {
-                super::$case(crate::helpers::EngineKind::Redis).await
+                super::$case(crate::support::EngineKind::Redis).await
             }
             #[tokio::test]
             async fn redis_cluster() {
-                super::$case(crate::helpers::EngineKind::Cluster).await
+                super::$case(crate::support::EngineKind::Cluster).await
             }
         }
     )*};
@@ -32,11 +33,8 @@ mod connections;
 mod console;
 mod delivery;
 mod docs;
-mod fake_pay;
-mod fake_wechat;
 mod flows;
 mod health;
-mod helpers;
 mod idempotency;
 mod keys;
 mod login;
@@ -47,13 +45,12 @@ mod ops;
 mod pg_outage;
 mod pg_tls;
 mod process;
-mod procs;
 mod protocols;
 mod receipts;
 mod redis_modes;
 mod sdk;
 mod seed_client;
 mod subscriptions;
+mod support;
 mod suspension;
 mod ws;
-mod ws_client;

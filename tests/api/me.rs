@@ -7,7 +7,7 @@ use locallife::auth::Claims;
 use locallife::domain::{Role, UserId};
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app, spawn_cluster, JWT_SECRET};
+use crate::support::{assert_error, spawn_app, spawn_cluster, JWT_SECRET};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -123,7 +123,7 @@ async fn missing_malformed_and_foreign_tokens_are_401() {
         .send()
         .await
         .unwrap();
-    assert_error(&crate::helpers::into_parts(resp).await, 401, "unauthorized");
+    assert_error(&crate::support::into_parts(resp).await, 401, "unauthorized");
 
     // The HTTP API takes the header only; `?token=` is for the socket.
     assert_error(
@@ -215,7 +215,7 @@ async fn logout_refuses_older_tokens_and_closes_sockets_on_every_replica() {
 /// at once; an address over its quota gets 429 even without a token.
 #[tokio::test]
 async fn request_rates_are_limited_per_user_and_per_address() {
-    let app = crate::helpers::spawn_app_with(|env| {
+    let app = crate::support::spawn_app_with(|env| {
         env.insert("HTTP_RATE_USER".into(), "5".into());
         env.insert("HTTP_RATE_ADDRESS".into(), "1000".into());
     })
@@ -249,7 +249,7 @@ async fn request_rates_are_limited_per_user_and_per_address() {
     .await;
     assert!(office.iter().all(|(s, _)| *s == 200), "{office:?}");
 
-    let strict = crate::helpers::spawn_app_with(|env| {
+    let strict = crate::support::spawn_app_with(|env| {
         env.insert("HTTP_RATE_ADDRESS".into(), "5".into());
     })
     .await;
@@ -269,7 +269,7 @@ async fn request_rates_are_limited_per_user_and_per_address() {
 /// before it.
 #[tokio::test]
 async fn behind_a_proxy_the_forwarded_address_is_limited() {
-    let app = crate::helpers::spawn_app_with(|env| {
+    let app = crate::support::spawn_app_with(|env| {
         env.insert("HTTP_RATE_ADDRESS".into(), "5".into());
         env.insert("HTTP_FORWARDED_FOR".into(), "true".into());
     })

@@ -3,7 +3,7 @@
 use locallife::config::DatabaseConfig;
 use secrecy::SecretString;
 
-use crate::helpers::TestDatabase;
+use crate::support::TestDatabase;
 
 fn config(db: &TestDatabase) -> DatabaseConfig {
     DatabaseConfig {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with, venv};
+use crate::support::{spawn_app, spawn_app_with, venv};
 use locallife::domain::Role;
 
 #[test]

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::helpers::{
-    binary_listening, free_port, spawn_app_on, EngineKind, TestDatabase, JWT_SECRET,
+use crate::support::{
+    binary_listening, eventually, eventually_every, free_port, spawn_app_on, EngineKind,
+    TestDatabase, JWT_SECRET,
 };
 
 #[tokio::test]
@@ -122,8 +123,8 @@ async fn no_token_appears_in_any_log_line() {
     let db = TestDatabase::create().await;
     let port = free_port();
     let mut child = binary_listening(&db.url, port)
-        .env("REDIS_URL", crate::helpers::redis_url())
-        .env("REDIS_KEY_PREFIX", crate::helpers::unique_prefix())
+        .env("REDIS_URL", crate::support::redis_url())
+        .env("REDIS_KEY_PREFIX", crate::support::unique_prefix())
         .env("WS_DRAIN_PERIOD", "200ms")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "trace")
@@ -140,13 +141,14 @@ async fn no_token_appears_in_any_log_line() {
     });
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while http.get(format!("{base}/readyz")).send().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(Duration::from_secs(30), "ready", async || {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .ok()
+            .map(drop)
     })
-    .await
-    .expect("ready");
+    .await;
 
     let pool = locallife::store::connect_pool(&locallife::config::DatabaseConfig {
         url: secrecy::SecretString::from(db.url.clone()),
@@ -169,13 +171,13 @@ async fn no_token_appears_in_any_log_line() {
 
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let ws = |t: &str| format!("ws://127.0.0.1:{port}/v1/ws?token={t}");
-    let mut socket = crate::ws_client::WsClient::connect(ws(&token).into_client_request().unwrap())
+    let mut socket = crate::support::WsClient::connect(ws(&token).into_client_request().unwrap())
         .await
         .expect("admitted");
     socket.send_text("{not json").await;
     socket.roundtrip().await;
-    let _ = crate::ws_client::WsClient::connect(ws(&forged).into_client_request().unwrap()).await;
-    let _ = crate::ws_client::WsClient::connect(ws(&expired).into_client_request().unwrap()).await;
+    let _ = crate::support::WsClient::connect(ws(&forged).into_client_request().unwrap()).await;
+    let _ = crate::support::WsClient::connect(ws(&expired).into_client_request().unwrap()).await;
     let me = http
         .get(format!("{base}/v1/me"))
         .bearer_auth(&token)
@@ -224,11 +226,11 @@ async fn no_token_appears_in_any_log_line() {
 async fn demo_prints_commands_that_work_as_printed() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let wechat = crate::fake_wechat::FakeWechat::start().await;
+    let wechat = crate::support::fake_wechat::FakeWechat::start().await;
     let mut demo = binary_listening(&db.url, port)
         .env("RUST_LOG", "warn")
-        .env("WECHAT_APPID", crate::fake_wechat::APPID)
-        .env("WECHAT_SECRET", crate::fake_wechat::SECRET)
+        .env("WECHAT_APPID", crate::support::fake_wechat::APPID)
+        .env("WECHAT_SECRET", crate::support::fake_wechat::SECRET)
         .env("WECHAT_API_BASE", &wechat.base)
         .env("PUSH_FALLBACK_AFTER", "1s")
         .arg("demo")
@@ -329,22 +331,21 @@ async fn demo_prints_commands_that_work_as_printed() {
         .unwrap_or_default()
         .to_owned();
     let script = format!("order={}\n{receipt}\n", shell_quote(&placed));
-    let pushed = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
+    let pushed = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        "the receipt shows pushed_at",
+        async || {
             let out = Command::new("bash")
                 .args(["-c", &script])
                 .output()
                 .await
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.contains("pushed_at") {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .expect("the receipt shows pushed_at");
+            text.contains("pushed_at").then_some(text)
+        },
+    )
+    .await;
     assert!(pushed.contains("order.paid"), "{pushed}");
     let sends = wechat.accepted_sends();
     assert_eq!(sends.len(), 1, "{sends:?}");

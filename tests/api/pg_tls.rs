@@ -115,7 +115,7 @@ impl TlsPostgres {
             .output()
             .unwrap();
         assert!(initdb.status.success(), "initdb: {initdb:?}");
-        let port = crate::helpers::free_port();
+        let port = crate::support::free_port();
         let options = format!(
             "-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
              -c ssl_cert_file={sock}/server.crt -c ssl_key_file={sock}/server.key",

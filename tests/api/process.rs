@@ -4,17 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_error, free_port, spawn_app_with, spawn_cluster, TestApp};
-use crate::procs::{OwnRedis, Replica};
-use crate::ws_client::WAIT;
-use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
+use crate::support::{
+    assert_error, free_port, spawn_app_with, spawn_cluster, within, OwnRedis, Replica, WAIT,
+};
+use locallife::domain::Role;
+use locallife::notify::{Kind, Notification};
 
-async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
-    let n = Notification::new(Kind::OrderDispatched, title, "go").with("order_id", 1);
-    notify::to_user(&**app.state.hub().engine(), user, &n)
-        .await
-        .unwrap()
+/// A dispatch titled `title`: a business notification that needs an ack.
+fn dispatched(title: &str) -> Notification {
+    Notification::new(Kind::OrderDispatched, title, "go").with("order_id", 1)
 }
 
 #[tokio::test]
@@ -28,7 +26,10 @@ async fn a_killed_replica_loses_no_unacked_notification() {
     let mut on_p1 = p1.ws(&token).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(publish(hub, rider, &format!("dispatch {i}")).await);
+        ids.push(
+            hub.publish_notification(rider, &dispatched(&format!("dispatch {i}")))
+                .await,
+        );
     }
     for id in &ids {
         assert_eq!(
@@ -63,7 +64,9 @@ async fn sigterm_drains_sockets_with_1001_spread_out_and_exits_zero() {
         let (_, token) = hub.socket_user(Role::Platform).await;
         sockets.push(p1.ws(&token).await);
     }
-    let unacked = publish(hub, rider, "still yours").await;
+    let unacked = hub
+        .publish_notification(rider, &dispatched("still yours"))
+        .await;
     assert_eq!(
         sockets[0].next_notification().await["data"]["message_id"],
         unacked.as_str()
@@ -130,17 +133,14 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     let _redis = OwnRedis::start(port).await;
     app.wait_readyz(200).await;
     // Subscriptions come back on their own; delivery resumes.
-    let resumed = tokio::time::timeout(WAIT, async {
-        loop {
-            let body = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
-            let (status, _) = app.post_notification(&staff, &body).await;
-            if status == 202 && !socket.nothing_within(Duration::from_millis(200)).await {
-                return;
-            }
-        }
+    // Each try waits 200 ms for the socket, so the retries need no pause of their own.
+    let resumed = within(WAIT, Duration::ZERO, async || {
+        let body = serde_json::json!({"user_id": rider.0, "title": "after", "content": ""});
+        let (status, _) = app.post_notification(&staff, &body).await;
+        (status == 202 && !socket.nothing_within(Duration::from_millis(200)).await).then_some(())
     })
     .await;
-    assert!(resumed.is_ok(), "delivery resumed after Redis came back");
+    assert!(resumed.is_some(), "delivery resumed after Redis came back");
     // Staff hear of the outage once the alert can be delivered.
     let alert = staff_socket.next_notification().await;
     assert_eq!(alert["data"]["event"], "alert.system_error");
@@ -157,7 +157,7 @@ async fn a_replica_started_while_redis_is_stalled_becomes_ready() {
     let replica = Replica::spawn(
         &peer.db.url,
         &peer.config.redis_key_prefix,
-        crate::helpers::stable_port(),
+        crate::support::stable_port(),
         &[("REDIS_URL", &url)],
     );
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -7,16 +7,16 @@
 
 use std::time::Duration;
 
-use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
+use locallife::domain::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use futures::{SinkExt, StreamExt};
 
-use crate::helpers::{assert_error, spawn_app_with, use_engine, EngineKind, TestApp};
-use crate::ws_client::{RawClient, WAIT};
+use crate::support::{
+    assert_error, spawn_app_with, use_engine, EngineKind, RawClient, TestApp, WAIT,
+};
 
 async fn app(engine: EngineKind) -> TestApp {
     spawn_app_with(|env| {
@@ -25,24 +25,6 @@ async fn app(engine: EngineKind) -> TestApp {
         env.insert("WS_ACK_TIMEOUT".into(), "200ms".into());
     })
     .await
-}
-
-async fn publish(app: &TestApp, user: UserId, title: &str) -> String {
-    let n = Notification::new(Kind::PlatformNotice, title, "");
-    notify::to_user(&**app.state.engine(), user, &n)
-        .await
-        .unwrap()
-}
-
-/// Waits until `user`'s inbox holds `n` notifications.
-async fn inbox_len(app: &TestApp, user: UserId, n: usize) {
-    tokio::time::timeout(WAIT, async {
-        while app.state.engine().inbox(user).await.unwrap().len() != n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the inbox never held {n}"));
 }
 
 on_both_engines!(
@@ -55,10 +37,7 @@ async fn protocol_1_confirms_by_pong_and_never_repeats(engine: EngineKind) {
     let (rider, token) = app.socket_user(Role::Rider).await;
     let mut c = app.ws_v1(&token).await;
     assert_eq!(c.welcome["data"]["protocol"], 1);
-    let ids = [
-        publish(&app, rider, "a").await,
-        publish(&app, rider, "b").await,
-    ];
+    let ids = [app.publish(rider, "a").await, app.publish(rider, "b").await];
     for id in &ids {
         assert_eq!(
             c.next_notification().await["data"]["message_id"],
@@ -72,7 +51,7 @@ async fn protocol_1_confirms_by_pong_and_never_repeats(engine: EngineKind) {
         "never written twice on a live protocol-1 socket"
     );
     // The Pong confirmed both: they left the inbox.
-    inbox_len(&app, rider, 0).await;
+    app.until_inbox(rider, 0, "the inbox holds 0").await;
     drop(c);
     let mut again = app.ws_v1(&token).await;
     assert!(
@@ -85,22 +64,22 @@ async fn protocol_1_without_pongs_delivers_again_on_the_next_connect(engine: Eng
     let app = app(engine).await;
     let (rider, token) = app.socket_user(Role::Rider).await;
     // Connected (and welcomed) without `protocol`: protocol 1.
-    let mut raw = RawClient::connect(&app, &token).await;
-    let id = publish(&app, rider, "unconfirmed").await;
+    let mut raw = RawClient::connect(&app.address, &token).await;
+    let id = app.publish(rider, "unconfirmed").await;
     // The notification, then the confirming Ping, which this client never answers.
     let mut saw_ping = false;
     while !saw_ping {
         let frame = raw.next_frame().await.expect("a frame");
         saw_ping = frame.opcode == 9;
     }
-    inbox_len(&app, rider, 1).await;
+    app.until_inbox(rider, 1, "the inbox holds 1").await;
     drop(raw);
     let mut c = app.ws_v1(&token).await;
     let n = c.next_notification().await;
     assert_eq!(n["data"]["message_id"], id.as_str(), "delivered once more");
     // This client answers the Ping: confirmed now.
     assert!(c.nothing_within(Duration::from_millis(300)).await);
-    inbox_len(&app, rider, 0).await;
+    app.until_inbox(rider, 0, "the inbox holds 0").await;
 }
 
 #[tokio::test]
@@ -113,7 +92,7 @@ async fn other_protocol_values_are_refused_before_the_upgrade() {
             app.address.replace("http://", "ws://")
         );
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let refused = crate::ws_client::WsClient::connect(url.into_client_request().unwrap())
+        let refused = crate::support::WsClient::connect(url.into_client_request().unwrap())
             .await
             .err()
             .expect("refused");
@@ -213,7 +192,7 @@ async fn refusals_are_http_for_protocol_1_and_close_codes_for_protocol_2() {
     let v1 = |token: &str| {
         let url = format!("{base}/v1/ws?token={token}");
         async move {
-            crate::ws_client::WsClient::connect(url.into_client_request().unwrap())
+            crate::support::WsClient::connect(url.into_client_request().unwrap())
                 .await
                 .err()
                 .expect("refused")

@@ -7,29 +7,22 @@ use std::time::Duration;
 use locallife::domain::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_cluster_with, TestApp};
-use crate::ws_client::WAIT;
+use crate::support::{assert_error, eventually, spawn_cluster_with, TestApp, WAIT};
 
 /// Polls the receipt until `user`'s state is `state`.
 async fn until_state(app: &TestApp, staff: &str, id: &str, user: i64, state: &str) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (status, body) = app
-                .get(&format!("/v1/platform/notifications/{id}"), Some(staff))
-                .await;
-            if status == 200 {
-                let r = body["recipients"]
-                    .as_array()
-                    .and_then(|r| r.iter().find(|r| r["user_id"] == user).cloned());
-                if r.as_ref().is_some_and(|r| r["state"] == state) {
-                    return body;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let what = format!("{id} is {state} for {user}");
+    eventually(WAIT, &what, async || {
+        let (status, body) = app
+            .get(&format!("/v1/platform/notifications/{id}"), Some(staff))
+            .await;
+        let r = body["recipients"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["user_id"] == user).cloned());
+        let reached = status == 200 && r.as_ref().is_some_and(|r| r["state"] == state);
+        reached.then_some(body)
     })
     .await
-    .unwrap_or_else(|_| panic!("{id} never {state} for {user}"))
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_with, stable_port, TestApp};
-use crate::procs::OwnRedis;
+use crate::support::{
+    assert_error, eventually_every, eventually_sync, spawn_app_with, stable_port, OwnRedis, TestApp,
+};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, written to a fresh
 /// directory as `ca.pem`, `server.pem`, `server.key`.
@@ -127,13 +128,13 @@ async fn with_min_replicas_ack_a_write_no_replica_confirms_is_refused() {
     let notice = |title: &str| json!({"user_id": rider.0, "title": title, "content": ""});
 
     // Once the replica has synchronised, writes are confirmed and answered 202.
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while app.post_notification(&staff, &notice("confirmed")).await.0 != 202 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the replica confirms writes once in sync");
+    eventually_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "the replica confirms writes once in sync",
+        async || (app.post_notification(&staff, &notice("confirmed")).await.0 == 202).then_some(()),
+    )
+    .await;
     let n = socket.next_notification().await;
     assert_eq!(n["data"]["title"], "confirmed");
     socket.ack(&n).await;
@@ -274,13 +275,13 @@ async fn a_sentinel_failover_loses_nothing_answered_202_and_subscriptions_come_b
             tokio::time::sleep(Duration::from_millis(500)).await;
             sentinels.kill_primary();
             let replica = sentinels.port("REPLICA_PORT");
-            tokio::time::timeout(Duration::from_secs(30), async {
-                while !Sentinels::is_primary(replica) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
-            .expect("the sentinels promote the replica");
+            eventually_sync(
+                Duration::from_secs(30),
+                Duration::from_millis(100),
+                "the sentinels promote the replica",
+                || Sentinels::is_primary(replica).then_some(()),
+            )
+            .await;
             tokio::task::spawn_blocking(move || sentinels.restart_primary())
                 .await
                 .unwrap();
@@ -359,7 +360,7 @@ async fn notify_until_accepted(
 #[tokio::test]
 async fn on_a_redis_cluster_users_on_every_shard_get_their_notifications_across_replicas() {
     let cluster = Scripted::up(CLUSTER_SCRIPT);
-    let apps = crate::helpers::spawn_cluster_with(2, |env| {
+    let apps = crate::support::spawn_cluster_with(2, |env| {
         env.insert("REDIS_URL".into(), cluster.url.clone());
         env.insert("WS_ACK_TIMEOUT".into(), "1s".into());
     })
@@ -460,7 +461,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 /// of a cluster made by `scripts/redis-cluster.sh` (each primary holds a third).
 async fn riders_on_every_shard(
     app: &TestApp,
-) -> Vec<(locallife::domain::UserId, crate::ws_client::WsClient)> {
+) -> Vec<(locallife::domain::UserId, crate::support::WsClient)> {
     let mut riders = Vec::new();
     let mut thirds = std::collections::HashSet::new();
     while thirds.len() < 3 {
@@ -514,13 +515,17 @@ async fn a_cluster_failover_loses_nothing_answered_202() {
             .status()
             .unwrap();
         assert!(killed.success(), "the primary is killed");
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while !redis_cli(replica, &["ROLE"]).starts_with("master") {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-        .expect("the cluster promotes the replica");
+        eventually_sync(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "the cluster promotes the replica",
+            || {
+                redis_cli(replica, &["ROLE"])
+                    .starts_with("master")
+                    .then_some(())
+            },
+        )
+        .await;
         // Back, empty, as the new primary's replica: `WAIT 1` can be met again there.
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new(CLUSTER_SCRIPT)

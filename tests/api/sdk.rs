@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use locallife::auth::Tokens;
 use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::helpers::{spawn_app_with, spawn_cluster_with, use_engine, EngineKind, TestApp};
-use crate::procs::Replica;
+use crate::support::{
+    spawn_app_with, spawn_cluster_with, use_engine, EngineKind, Replica, TestApp,
+};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/miniprogram");
 
@@ -118,13 +118,6 @@ fn is_event(v: &Value, ty: &str) -> bool {
     v["kind"] == "event" && v["type"] == ty
 }
 
-async fn publish(app: &TestApp, user: UserId, title: &str) {
-    let n = Notification::new(Kind::PlatformNotice, title, "");
-    notify::to_user(&**app.state.engine(), user, &n)
-        .await
-        .unwrap();
-}
-
 /// Counts of handled notifications, by title.
 #[derive(Default)]
 struct Handled(HashMap<String, usize>);
@@ -157,7 +150,7 @@ fn stream(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         for t in titles {
-            publish(&app, user, &t).await;
+            app.publish(user, &t).await;
             tokio::time::sleep(every).await;
         }
     })
@@ -342,7 +335,7 @@ async fn a_short_token_is_refreshed_in_band_without_reconnecting(kind: EngineKin
         }
     }
     assert!(refreshes >= 4, "{refreshes} token refreshes in 20 s");
-    publish(&app, user, "still here").await;
+    app.publish(user, "still here").await;
     sdk.until(
         Duration::from_secs(5),
         |_| {},
@@ -399,7 +392,7 @@ async fn a_notification_handled_before_an_app_restart_is_not_handled_again(kind:
     sdk.until(Duration::from_secs(15), |_| {}, |v| is_event(v, "open"))
         .await;
     sdk.cmd(json!({"cmd": "lose_acks", "value": true})).await;
-    publish(&app, user, "once").await;
+    app.publish(user, "once").await;
     let mut handled = Handled::default();
     sdk.until(
         Duration::from_secs(10),
@@ -417,13 +410,7 @@ async fn a_notification_handled_before_an_app_restart_is_not_handled_again(kind:
     )
     .await;
     // Replayed on connect, recognised, acked: the inbox empties.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !app.state.engine().inbox(user).await.unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the repeat is acked");
+    app.until_inbox(user, 0, "the repeat is acked").await;
     while let Some(v) = sdk.next_within(Duration::from_secs(2)).await {
         handled.see(&v);
     }
@@ -436,7 +423,7 @@ async fn a_notification_handled_before_an_app_restart_is_not_handled_again(kind:
 #[tokio::test]
 async fn backoff_grows_and_app_show_cuts_the_wait() {
     let app = app(EngineKind::Memory).await;
-    let nowhere = format!("127.0.0.1:{}", crate::helpers::free_port());
+    let nowhere = format!("127.0.0.1:{}", crate::support::free_port());
     let (user, _) = app.socket_user(Role::Merchant).await;
     let mut sdk = Sdk::start(
         &[nowhere],

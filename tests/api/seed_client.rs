@@ -8,20 +8,11 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use locallife::domain::{Role, UserId};
-use locallife::notify::{self, Kind, Notification};
+use locallife::domain::Role;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{spawn_cluster, TestApp};
-use crate::procs::Replica;
-
-async fn publish(app: &TestApp, user: UserId, title: &str) {
-    let n = Notification::new(Kind::PlatformNotice, title, "");
-    notify::to_user(&**app.state.engine(), user, &n)
-        .await
-        .unwrap();
-}
+use crate::support::{spawn_cluster, Replica};
 
 type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 
@@ -71,7 +62,7 @@ async fn the_seed_reference_client_shows_each_notification_once_across_a_redeplo
     };
     // Welcomed by now? The first notification tells: it arrives either way (inbox).
     for title in ["n1", "n2", "n3"] {
-        publish(peer, merchant, title).await;
+        peer.publish(merchant, title).await;
     }
     while toasts.len() < 3 {
         let e = next_event(&mut lines).await;
@@ -82,20 +73,7 @@ async fn the_seed_reference_client_shows_each_notification_once_across_a_redeplo
         }
     }
     // The client's Pong confirms n1..n3: they leave the inbox.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !peer
-            .state
-            .engine()
-            .inbox(merchant)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("confirmed by the Pong");
+    peer.until_inbox(merchant, 0, "confirmed by the Pong").await;
 
     // A redeploy of its replica: SIGTERM drains with 1001.
     let i = addresses.iter().position(|a| *a == opened).unwrap();
@@ -115,7 +93,7 @@ async fn the_seed_reference_client_shows_each_notification_once_across_a_redeplo
     let _ = tokio::time::timeout(Duration::from_secs(15), replicas[i].child.wait()).await;
     // Away: the client waits 3 s before it reconnects.
     for title in ["n4", "n5"] {
-        publish(peer, merchant, title).await;
+        peer.publish(merchant, title).await;
     }
     // Back on the other replica: n4 and n5, and nothing again. Read until 4 s after
     // the last one, long enough for any repeat (redelivery, another replay) to show.

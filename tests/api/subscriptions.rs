@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, spawn_cluster_with, use_engine, EngineKind, TestApp};
+use crate::support::{
+    eventually, eventually_every, spawn_app_with, spawn_cluster_with, use_engine, within,
+    EngineKind, TestApp,
+};
 use locallife::domain::{Role, UserId};
 
 on_both_engines!(
@@ -78,32 +81,32 @@ async fn notify(app: &TestApp, staff: &str, user: UserId, title: &str) -> String
 /// Waits (30 s at most) until the receipt of `message_id` shows `user` with a
 /// `pushed_at`; the recipient's entry.
 async fn pushed(app: &TestApp, staff: &str, message_id: &str, user: UserId) -> Value {
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
+    let found = within(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
             let (status, receipt) = app
                 .get(
                     &format!("/v1/platform/notifications/{message_id}"),
                     Some(staff),
                 )
                 .await;
-            if status == 200 {
-                let entry = receipt["recipients"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|r| r["user_id"] == user.0)
-                    .cloned();
-                if let Some(entry) = entry.filter(|e| e["pushed_at"].is_string()) {
-                    return entry;
-                }
+            if status != 200 {
+                return None;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+            let entry = receipt["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["user_id"] == user.0)
+                .cloned();
+            entry.filter(|e| e["pushed_at"].is_string())
+        },
+    )
     .await;
     match found {
-        Ok(entry) => entry,
-        Err(_) => {
+        Some(entry) => entry,
+        None => {
             let rows = app
                 .db
                 .client()
@@ -285,13 +288,13 @@ async fn a_refused_token_is_refreshed_once_and_43101_zeroes_the_quota(kind: Engi
     a.wechat.force_send(43101);
     let (third, _, third_token) = subscriber(a, "third", 5).await;
     let refused = notify(a, &staff, third, "三").await;
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while remaining(a, &third_token).await != 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("43101 sets the quota to 0");
+    eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "43101 sets the quota to 0",
+        async || (remaining(a, &third_token).await == 0).then_some(()),
+    )
+    .await;
     assert!(accepted_for(a, &refused).is_empty());
     let (_, receipt) = a
         .get(
@@ -373,17 +376,15 @@ async fn a_protocol_2_pong_is_delivery_so_a_slow_acker_is_not_pushed(kind: Engin
         after.nothing_within(Duration::from_millis(500)).await,
         "acked: not delivered again"
     );
-    tokio::time::timeout(crate::ws_client::WAIT, async {
-        loop {
+    eventually(
+        crate::support::WAIT,
+        "the ack shows on the receipt",
+        async || {
             let (_, receipt) = a.get(&receipt_path, Some(&staff)).await;
-            if receipt["recipients"][0]["state"] == "acked" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the ack shows on the receipt");
+            (receipt["recipients"][0]["state"] == "acked").then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -414,7 +415,7 @@ async fn the_quota_endpoints_validate_and_add_up() {
         let answer = a
             .post_json("/v1/me/subscriptions", Some(&token), &body)
             .await;
-        crate::helpers::assert_error(&answer, 422, code);
+        crate::support::assert_error(&answer, 422, code);
     }
     for _ in 0..2 {
         let (status, _) = a
@@ -434,7 +435,7 @@ async fn the_quota_endpoints_validate_and_add_up() {
             &json!({"template_id": "TPL_OTHER", "accepted": 2}),
         )
         .await;
-    crate::helpers::assert_error(&answer, 422, "unknown_template");
+    crate::support::assert_error(&answer, 422, "unknown_template");
     let (_, list) = a.get("/v1/me/subscriptions", Some(&token)).await;
     assert_eq!(
         list,

@@ -9,8 +9,7 @@ use locallife::domain::Role;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{assert_error, into_parts, spawn_app, spawn_cluster, TestApp};
-use crate::ws_client::WsClient;
+use crate::support::{assert_error, into_parts, spawn_app, spawn_cluster, TestApp, WsClient};
 
 /// A protocol-1 connect (plain HTTP refusal): its status and JSON body.
 async fn refused_v1(app: &TestApp, token: &str) -> (u16, Value) {

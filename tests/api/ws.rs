@@ -7,8 +7,11 @@ use futures::SinkExt;
 use locallife::domain::Role;
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app_on, spawn_app_with, use_engine, EngineKind, TestApp};
-use crate::ws_client::{RawClient, WsClient};
+use crate::support::eventually::POLL;
+use crate::support::{
+    assert_error, spawn_app_on, spawn_app_with, use_engine, within, EngineKind, RawClient, TestApp,
+    WsClient,
+};
 
 on_both_engines!(
     bad_tokens_are_401,
@@ -88,7 +91,7 @@ async fn bad_tokens_are_401(engine: EngineKind) {
     let long_expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::JWT_SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(crate::support::JWT_SECRET.as_bytes()),
     )
     .unwrap();
     let wrong_key = {
@@ -189,16 +192,11 @@ async fn too_many_sockets_is_429_until_one_closes(engine: EngineKind) {
     let mut closing = sockets.pop().unwrap();
     closing.stream.close(None).await.unwrap();
     // The place is released as the session ends: wait for it, bounded.
-    let admitted = tokio::time::timeout(crate::ws_client::WAIT, async {
-        loop {
-            if app.ws(&token).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    let admitted = within(crate::support::WAIT, POLL, async || {
+        app.ws(&token).await.is_ok().then_some(())
     })
     .await;
-    assert!(admitted.is_ok(), "a closed socket frees its place");
+    assert!(admitted.is_some(), "a closed socket frees its place");
 }
 
 /// Places another replica took and stopped renewing (it died): while they are fresh
@@ -411,7 +409,7 @@ async fn only_riders_send_location(engine: EngineKind) {
 async fn pings_are_sent_and_silence_is_closed_4000(engine: EngineKind) {
     let app = spawn_with_keepalive(engine, "150ms", "700ms").await;
     let (_, token) = app.socket_user(Role::Platform).await;
-    let mut raw = RawClient::connect(&app, &token).await;
+    let mut raw = RawClient::connect(&app.address, &token).await;
     let (code, pings) = raw.until_close().await;
     assert_eq!(code, 4000);
     assert!(pings >= 2, "Ping frames were sent while waiting: {pings}");
@@ -421,7 +419,7 @@ async fn app_level_pings_alone_keep_a_socket_alive(engine: EngineKind) {
     let app = spawn_with_keepalive(engine, "150ms", "600ms").await;
     let (_, token) = app.socket_user(Role::Platform).await;
     // This client never answers Ping frames, like a mini-program may not.
-    let mut raw = RawClient::connect(&app, &token).await;
+    let mut raw = RawClient::connect(&app.address, &token).await;
     let mut pongs = 0;
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_millis(2000) {

@@ -1,4 +1,4 @@
-"""Checks docs/asyncapi.yaml for tests/api (flows::asyncapi_describes_every_frame_of_a_real_session).
+"""Checks docs/asyncapi.yaml for tests/api (flows::asyncapi::asyncapi_describes_every_frame_of_a_real_session).
 
   check.py ASYNCAPI_YAML FRAMES_JSON
 

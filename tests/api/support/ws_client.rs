@@ -1,20 +1,16 @@
 //! WebSocket clients for tests: [`WsClient`] (tokio-tungstenite, answers Pings like a
 //! browser) and [`RawClient`] (hand-rolled frames, never answers a Ping, like a
-//! mini-program may not), plus fixtures that make users who may connect.
+//! mini-program may not). `TestApp::ws` and its kin connect them.
 
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use locallife::domain::{Role, UserId};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-use crate::helpers::TestApp;
 
 /// How long a test waits for any one event before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -33,121 +29,6 @@ pub struct Refused {
     /// For protocol 2, the close code the refusal came as (the upgrade completes and
     /// closes at once, SPEC §2); `None` for an HTTP answer.
     pub close_code: Option<u16>,
-}
-
-impl TestApp {
-    /// The socket URL for `token`, protocol 2 (explicit acks): the test client acks
-    /// what it means to, and tokio-tungstenite answers every Ping, which under protocol
-    /// 1 would confirm everything written.
-    pub fn ws_url(&self, token: &str) -> String {
-        format!(
-            "{}/v1/ws?token={token}&protocol=2",
-            self.address.replace("http://", "ws://")
-        )
-    }
-
-    /// Connects with protocol 1 (the seed's clients: no `protocol` parameter); the
-    /// client answers Pings.
-    pub async fn ws_v1(&self, token: &str) -> WsClient {
-        let url = format!(
-            "{}/v1/ws?token={token}",
-            self.address.replace("http://", "ws://")
-        );
-        WsClient::connect(url.into_client_request().unwrap())
-            .await
-            .unwrap_or_else(|r| panic!("socket refused: {r:?}"))
-    }
-
-    /// Connects with `?token=` and waits for `welcome`.
-    pub async fn ws(&self, token: &str) -> Result<WsClient, Refused> {
-        WsClient::connect(self.ws_url(token).into_client_request().unwrap()).await
-    }
-
-    /// Like [`TestApp::ws`], panicking on refusal.
-    pub async fn ws_ok(&self, token: &str) -> WsClient {
-        self.ws(token)
-            .await
-            .unwrap_or_else(|r| panic!("socket refused: {r:?}"))
-    }
-
-    /// Connects with `token`, expecting the handshake to be refused with `status` and
-    /// the error `code`.
-    pub async fn ws_refused(&self, token: &str, status: u16, code: &str) -> Refused {
-        let refused = self.ws(token).await.err().expect("the socket is refused");
-        assert_eq!(
-            (refused.status, refused.body["code"].as_str()),
-            (status, Some(code)),
-            "{:?}",
-            refused.body
-        );
-        refused
-    }
-
-    /// A user who may connect as `role`, and their token.
-    pub async fn socket_user(&self, role: Role) -> (UserId, String) {
-        let openid = format!("{role}-{:x}", rand::random::<u64>());
-        match role {
-            Role::Rider => self.online_rider(&openid).await,
-            Role::Merchant => self.merchant_admin(&openid, true).await.0,
-            _ => self.user_with_role(&openid, role).await,
-        }
-    }
-
-    /// An approved rider, online at a position.
-    pub async fn online_rider(&self, openid: &str) -> (UserId, String) {
-        let (id, token) = self.rider(openid, "approved").await;
-        self.db
-            .execute(
-                "UPDATE riders SET online = true, last_lat = 31.23, last_lng = 121.47,
-                 location_updated_at = now(), online_changed_at = now() WHERE user_id = $1",
-                &[&id.0],
-            )
-            .await;
-        (id, token)
-    }
-
-    /// A rider who applied, with `status` `pending` or `approved` (offline).
-    pub async fn rider(&self, openid: &str, status: &str) -> (UserId, String) {
-        let (id, token) = self.user_with_role(openid, Role::Rider).await;
-        self.db
-            .execute(
-                "INSERT INTO riders (user_id, name, phone, status, approved_at)
-                 VALUES ($1, 'Rider', '13800000000', $2,
-                         CASE WHEN $2 = 'approved' THEN now() END)",
-                &[&id.0, &status],
-            )
-            .await;
-        (id, token)
-    }
-
-    /// A merchant admin; the merchant approved or not. Returns the merchant id too.
-    pub async fn merchant_admin(&self, openid: &str, approved: bool) -> ((UserId, String), i64) {
-        let (id, token) = self.user_with_role(openid, Role::Merchant).await;
-        let status = if approved { "approved" } else { "pending" };
-        let merchant = self.merchant_of(id, "Shop", status).await;
-        ((id, token), merchant)
-    }
-
-    /// A merchant named `name` with `status` `pending` or `approved`, created by `owner`,
-    /// who administers it; its id.
-    pub async fn merchant_of(&self, owner: UserId, name: &str, status: &str) -> i64 {
-        let merchant: i64 = self
-            .db
-            .scalar(
-                "INSERT INTO merchants (name, address, lat, lng, status, approved_at, created_by)
-                 VALUES ($1, 'Road 1', 31.23, 121.47, $2,
-                         CASE WHEN $2 = 'approved' THEN now() END, $3) RETURNING id",
-                &[&name, &status, &owner.0],
-            )
-            .await;
-        self.db
-            .execute(
-                "INSERT INTO merchant_admins (merchant_id, user_id) VALUES ($1, $2)",
-                &[&merchant, &owner.0],
-            )
-            .await;
-        merchant
-    }
 }
 
 impl WsClient {
@@ -338,8 +219,9 @@ pub struct Frame {
 }
 
 impl RawClient {
-    pub async fn connect(app: &TestApp, token: &str) -> RawClient {
-        let addr = app.address.trim_start_matches("http://").to_owned();
+    /// Connects to the replica at `address` (`http://host:port`) with `token`.
+    pub async fn connect(address: &str, token: &str) -> RawClient {
+        let addr = address.trim_start_matches("http://").to_owned();
         let mut tcp = TcpStream::connect(&addr).await.unwrap();
         let request = format!(
             "GET /v1/ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\

@@ -1,12 +1,64 @@
-//! Processes the tests own: `locallife serve` replicas, and redis-servers.
+//! Processes the tests own: the `locallife` binary (and the ports it listens on),
+//! `locallife serve` replicas, redis-servers, a proxy that wedges or cuts Redis
+//! connections, and the project's Python tools.
 
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{binary_listening, free_port, TestApp};
-use crate::ws_client::{WsClient, WAIT};
+use crate::support::app::{spawn_app_with, TestApp};
+use crate::support::env::{redis_url, JWT_SECRET, TEST_ORDERS_UNPAID_MAX, TEST_RATE};
+use crate::support::eventually::{eventually_every, within, POLL};
+use crate::support::ws_client::{WsClient, WAIT};
+
+/// A free port below the kernel's ephemeral range (32768 and up): for a server that is
+/// restarted on the same port while clients come and go, whose outgoing connections
+/// could otherwise take that port in between.
+pub fn stable_port() -> u16 {
+    loop {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A port that was free a moment ago: for a process to listen on, or to find nothing
+/// listening there.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `locallife` binary with nothing in its environment but `PATH`, `DATABASE_URL` and
+/// `JWT_SECRET`; killed when dropped.
+pub fn binary(db_url: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_locallife"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("JWT_SECRET", JWT_SECRET)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// [`binary`] set to listen on `127.0.0.1:port`, with metrics on any free port.
+pub fn binary_listening(db_url: &str, port: u16) -> tokio::process::Command {
+    let mut cmd = binary(db_url);
+    cmd.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("ORDERS_UNPAID_MAX", TEST_ORDERS_UNPAID_MAX)
+        .env("HTTP_RATE_USER", TEST_RATE)
+        .env("HTTP_RATE_ADDRESS", TEST_RATE)
+        .env("HTTP_RATE_BACK_OFFICE", TEST_RATE)
+        .env("HTTP_RATE_LOGIN", TEST_RATE)
+        .env("MAX_CONNECTIONS_PER_ADDRESS", "4000");
+    cmd
+}
 
 /// A `locallife serve` process sharing `peer`'s database, Redis and prefix.
 pub struct Replica {
@@ -30,7 +82,7 @@ impl Replica {
     /// not waited for (`REDIS_URL` in `extra` overrides the shared Redis).
     pub fn spawn(db_url: &str, prefix: &str, port: u16, extra: &[(&str, &str)]) -> Replica {
         let mut cmd = binary_listening(db_url, port);
-        cmd.env("REDIS_URL", crate::helpers::redis_url())
+        cmd.env("REDIS_URL", redis_url())
             .env("REDIS_KEY_PREFIX", prefix)
             .env("RUST_LOG", "warn")
             .arg("serve");
@@ -52,22 +104,16 @@ impl Replica {
         );
     }
 
-    /// Whether `/readyz` answers 200 within `within`.
-    pub async fn ready_within(&self, within: Duration) -> bool {
+    /// Whether `/readyz` answers 200 within `limit`.
+    pub async fn ready_within(&self, limit: Duration) -> bool {
         let url = format!("http://{}/readyz", self.address);
         let http = reqwest::Client::new();
-        tokio::time::timeout(within, async {
-            loop {
-                if let Ok(r) = http.get(&url).send().await {
-                    if r.status() == 200 {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        within(limit, POLL, async || {
+            let answer = http.get(&url).send().await;
+            answer.is_ok_and(|r| r.status() == 200).then_some(())
         })
         .await
-        .is_ok()
+        .is_some()
     }
 
     pub async fn ws(&self, token: &str) -> WsClient {
@@ -108,9 +154,9 @@ impl OwnRedis {
 
     /// A server of its own and an app using it; the server's port.
     pub async fn with_app() -> (OwnRedis, TestApp, u16) {
-        let port = crate::helpers::stable_port();
+        let port = stable_port();
         let redis = OwnRedis::start(port).await;
-        let app = crate::helpers::spawn_app_with(|env| {
+        let app = spawn_app_with(|env| {
             env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
         })
         .await;
@@ -204,16 +250,16 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server is installed (scripts/services.sh installs it)");
         let redis = OwnRedis { child, _dir: dir };
-        tokio::time::timeout(WAIT, async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("redis-server listens");
+        eventually_every(
+            WAIT,
+            Duration::from_millis(20),
+            "redis-server listens",
+            async || {
+                let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+                connected.is_ok().then_some(())
+            },
+        )
+        .await;
         // A port another test's server took between the caller's check and this start
         // would look like ours: the server that answers must be this process.
         let mut redis = redis;
@@ -369,4 +415,19 @@ impl Drop for WedgeProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The project's Python tools (scripts/venv.sh, created on first use): schemathesis,
+/// openapi-spec-validator, Playwright.
+pub fn venv() -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/scripts/venv.sh"))
+        .output()
+        .expect("scripts/venv.sh runs");
+    assert!(
+        out.status.success(),
+        "scripts/venv.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

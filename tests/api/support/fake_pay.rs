@@ -347,7 +347,7 @@ pub struct Notification {
 pub fn transaction(out_trade_no: &str, total_fen: i64) -> Value {
     json!({
         "mchid": MCHID,
-        "appid": crate::fake_wechat::APPID,
+        "appid": crate::support::fake_wechat::APPID,
         "out_trade_no": out_trade_no,
         "transaction_id": format!("4200{:024}", rand::random::<u64>()),
         "trade_type": "JSAPI",
@@ -416,19 +416,4 @@ pub fn forged(transaction: &Value) -> Notification {
     let message = format!("{ts}\n{nonce}\n{}\n", n.body);
     n.headers[2].1 = other_key().sign(message.as_bytes());
     n
-}
-
-impl crate::helpers::TestApp {
-    /// Posts a notification; the status and body.
-    pub async fn notify_payment(&self, n: &Notification) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(self.url("/v1/webhooks/wechat-pay/notify"))
-            .header("content-type", "application/json")
-            .body(n.body.clone());
-        for (k, v) in &n.headers {
-            req = req.header(*k, v);
-        }
-        crate::helpers::into_parts(req.send().await.unwrap()).await
-    }
 }
