@@ -11,10 +11,10 @@ use crate::domain::{OrderStatus, Reason, UserId};
 use crate::notify::{Kind, Notification};
 use crate::state::AppState;
 use crate::store::orders::{
-    self, Address, Closer, CreateError, LowStock, NewOrder, Order, PaymentOutcome, Transition,
-    UrgeOutcome,
+    self, Address, Closer, CreateError, LowStock, NewOrder, Order, Transition, UrgeOutcome,
 };
 use crate::store::outbox::{Audience, NewRow};
+use crate::store::payments::PaymentOutcome;
 use crate::store::{riders, users, StoreError};
 use crate::wechat::pay::PayParams;
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::state::AppState;
-use crate::store::orders::{self, PaymentOutcome, PaymentRecord};
+use crate::store::payments::{self, PaymentOutcome, PaymentRecord};
 use crate::store::StoreError;
 use crate::wechat::pay::{NotifyError, NotifyHeaders};
 
@@ -105,7 +105,7 @@ pub async fn on_notification(
     };
     // The notifications the payment decides commit with it: once this answers, they
     // are durable even if this replica dies and Redis is down.
-    let outcome = orders::record_payment(state.db(), &record, flows::after_payment)
+    let outcome = payments::record_payment(state.db(), &record, flows::after_payment)
         .await
         .inspect_err(
             |e| tracing::warn!(error = %e, "payment not recorded; WeChat Pay will retry"),
