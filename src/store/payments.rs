@@ -5,11 +5,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 
 use super::orders::{load, Order, ORDER_COLUMNS};
-use super::outbox::{self, NewRow};
 use super::StoreError;
 use crate::domain::OrderStatus;
-
-type Pool = deadpool_postgres::Pool;
 
 /// A verified payment notification, as recorded.
 #[derive(Debug, Clone)]
@@ -38,15 +35,57 @@ pub enum PaymentOutcome {
     AmountMismatch,
 }
 
-/// Records a successful payment and marks the order paid, exactly once.
-/// With the outbox rows `notes` builds from the outcome, in the same transaction.
+impl PaymentOutcome {
+    /// Whether the payment was written (applied, late or conflicting): the caller's
+    /// transaction then commits it. Otherwise nothing was, and it is dropped.
+    pub fn recorded(&self) -> bool {
+        matches!(
+            self,
+            PaymentOutcome::Applied(_) | PaymentOutcome::Late(_) | PaymentOutcome::Conflict(_)
+        )
+    }
+}
+
+/// What a new payment does to its order, decided by the order's status; kept in the
+/// payment's `outcome` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// The order was waiting for it: now paid.
+    Applied,
+    /// The order was closed: it stays closed.
+    Late,
+    /// The order was paid already, by another transaction.
+    Conflict,
+}
+
+impl Effect {
+    fn of(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::PendingPayment => Effect::Applied,
+            OrderStatus::Closed => Effect::Late,
+            _ => Effect::Conflict,
+        }
+    }
+
+    /// The `payments.outcome` value.
+    fn column(self) -> &'static str {
+        match self {
+            Effect::Applied => "applied",
+            Effect::Late => "late",
+            Effect::Conflict => "mismatch",
+        }
+    }
+}
+
+/// Records a successful payment and marks the order paid, exactly once, in the
+/// caller's transaction `tx`, which the caller commits when the outcome is
+/// [`PaymentOutcome::recorded`] (with whatever that outcome decides) and drops
+/// otherwise. The order's row is locked first, so copies of one notification arriving
+/// at once are decided one after another.
 pub async fn record_payment(
-    db: &Pool,
+    tx: &deadpool_postgres::Transaction<'_>,
     p: &PaymentRecord<'_>,
-    notes: impl FnOnce(&PaymentOutcome) -> Vec<NewRow>,
 ) -> Result<PaymentOutcome, StoreError> {
-    let mut client = db.get().await?;
-    let tx = client.transaction().await?;
     let Some(row) = tx
         .query_opt(
             &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1 FOR UPDATE"),
@@ -71,11 +110,7 @@ pub async fn record_payment(
     if seen.is_some() {
         return Ok(PaymentOutcome::Duplicate);
     }
-    let outcome = match status {
-        OrderStatus::PendingPayment => "applied",
-        OrderStatus::Closed => "late",
-        _ => "mismatch",
-    };
+    let effect = Effect::of(status);
     let inserted = tx
         .execute(
             "INSERT INTO payments (order_id, transaction_id, out_trade_no, mchid, amount_total_fen,
@@ -90,7 +125,7 @@ pub async fn record_payment(
                 &p.amount_total_fen,
                 &p.trade_state,
                 &p.success_time,
-                &outcome,
+                &effect.column(),
             ],
         )
         .await;
@@ -102,26 +137,20 @@ pub async fn record_payment(
         }
         Err(e) => return Err(e.into()),
     }
-    let order = if outcome == "applied" {
-        let row = tx
-            .query_one(
-                &format!(
-                    "UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now()
-                     WHERE id = $1 RETURNING {ORDER_COLUMNS}"
-                ),
-                &[&order_id],
-            )
-            .await?;
-        load(&tx, &row).await?
-    } else {
-        load(&tx, &row).await?
-    };
-    let outcome = match outcome {
-        "applied" => PaymentOutcome::Applied(order),
-        "late" => PaymentOutcome::Late(order),
-        _ => PaymentOutcome::Conflict(order),
-    };
-    outbox::insert(&tx, &notes(&outcome)).await?;
-    tx.commit().await?;
-    Ok(outcome)
+    Ok(match effect {
+        Effect::Applied => {
+            let row = tx
+                .query_one(
+                    &format!(
+                        "UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now()
+                         WHERE id = $1 RETURNING {ORDER_COLUMNS}"
+                    ),
+                    &[&order_id],
+                )
+                .await?;
+            PaymentOutcome::Applied(load(tx, &row).await?)
+        }
+        Effect::Late => PaymentOutcome::Late(load(tx, &row).await?),
+        Effect::Conflict => PaymentOutcome::Conflict(load(tx, &row).await?),
+    })
 }
