@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::notify::alerts::system_error;
 use crate::notify::{Kind, Notification};
 use crate::state::AppState;
 use crate::store::outbox::{self, Audience, NewRow};
@@ -179,8 +180,7 @@ pub fn after_payment(outcome: &PaymentOutcome) -> Vec<NewRow> {
 
 /// An alert to staff about `order_id`, sent once the payment's transaction commits.
 fn system_alert(kind: &'static str, detail: String, order_id: i64) -> NewRow {
-    Notification::new(Kind::SystemError, "系统错误", detail)
-        .with("kind", kind)
+    system_error(kind, detail)
         .with("order_id", order_id)
         .outbox(Audience::PlatformStaff, Some(order_id))
 }
