@@ -113,6 +113,14 @@ impl Alerts {
     }
 }
 
+/// The `alert.system_error` notification of `kind` (a short snake_case word) with
+/// `detail` for staff: the one builder of it, for the alerts a replica raises here (with
+/// its `replica`) and those a business flow writes in its own transaction (with their
+/// `order_id`: a payment that came late or twice).
+pub fn system_error(kind: &'static str, detail: impl Into<String>) -> Notification {
+    Notification::new(Kind::SystemError, "系统错误", detail).with("kind", kind)
+}
+
 async fn run(
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Alert>>>,
     db: deadpool_postgres::Pool,
@@ -134,9 +142,7 @@ async fn run(
             continue;
         }
         last.insert(alert.kind, Instant::now());
-        let n = Notification::new(Kind::SystemError, "系统错误", alert.detail.clone())
-            .with("kind", alert.kind)
-            .with("replica", replica.as_ref());
+        let n = system_error(alert.kind, alert.detail.clone()).with("replica", replica.as_ref());
         // Durable first: an outbox row, sent by any replica's relay, also after this one
         // died and once Redis is back. While PostgreSQL is down (no row can be written)
         // the alert goes straight to the staff last seen, under the same id, so a row

@@ -11,8 +11,7 @@ use crate::domain::{OrderStatus, Reason, UserId};
 use crate::notify::{Kind, Notification};
 use crate::state::AppState;
 use crate::store::orders::{
-    self, Address, Closer, CreateError, LowStock, NewOrder, Order, PaymentOutcome, Transition,
-    UrgeOutcome,
+    self, Address, Closer, CreateError, LowStock, NewOrder, Order, Transition, UrgeOutcome,
 };
 use crate::store::outbox::{Audience, NewRow};
 use crate::store::{riders, users, StoreError};
@@ -119,53 +118,6 @@ fn low_stock(merchant: i64, low: &[LowStock]) -> Vec<NewRow> {
             .outbox(Audience::MerchantAdmins(merchant), None)
         })
         .collect()
-}
-
-/// What a recorded payment decides: `order.paid` to the merchant's admins and the
-/// riders' recommendation for a newly paid order; an alert to staff for a payment
-/// that came too late or twice. Written with the payment, in its transaction.
-pub fn after_payment(outcome: &PaymentOutcome) -> Vec<NewRow> {
-    match outcome {
-        PaymentOutcome::Applied(order) => vec![
-            Notification::new(
-                Kind::OrderPaid,
-                "新订单通知",
-                "您有新的已支付订单，请及时处理",
-            )
-            .with("order_id", order.id)
-            .with("out_trade_no", order.out_trade_no.clone())
-            .with("merchant_id", order.merchant_id)
-            .with("total_fen", order.total_fen)
-            .outbox(Audience::MerchantAdmins(order.merchant_id), Some(order.id)),
-            // Matched and filled in by the relay (merchant name, distance per rider).
-            Notification::new(Kind::OrderRecommend, "新订单推荐", "您有新的推荐订单")
-                .with("order_id", order.id)
-                .with("merchant_id", order.merchant_id)
-                .with("total_fen", order.total_fen)
-                .outbox(Audience::RidersNearOrder(order.id), Some(order.id)),
-        ],
-        PaymentOutcome::Late(order) => vec![system_alert(
-            "late_payment",
-            format!("order {} was paid after it was closed; refund it", order.id),
-            order.id,
-        )],
-        PaymentOutcome::Conflict(order) => vec![system_alert(
-            "duplicate_payment",
-            format!(
-                "order {} was paid by a second transaction; refund one",
-                order.id
-            ),
-            order.id,
-        )],
-        _ => Vec::new(),
-    }
-}
-
-fn system_alert(kind: &'static str, detail: String, order_id: i64) -> NewRow {
-    Notification::new(Kind::SystemError, "系统错误", detail)
-        .with("kind", kind)
-        .with("order_id", order_id)
-        .outbox(Audience::PlatformStaff, Some(order_id))
 }
 
 /// A rider accepts, or the platform dispatches: assigns the order; the other

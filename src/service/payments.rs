@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use crate::notify::alerts::system_error;
+use crate::notify::{Kind, Notification};
 use crate::state::AppState;
-use crate::store::orders::{self, PaymentOutcome, PaymentRecord};
+use crate::store::outbox::{self, Audience, NewRow};
+use crate::store::payments::{self, PaymentOutcome, PaymentRecord};
 use crate::store::StoreError;
 use crate::wechat::pay::{NotifyError, NotifyHeaders};
-
-use super::orders as flows;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
@@ -105,11 +106,9 @@ pub async fn on_notification(
     };
     // The notifications the payment decides commit with it: once this answers, they
     // are durable even if this replica dies and Redis is down.
-    let outcome = orders::record_payment(state.db(), &record, flows::after_payment)
-        .await
-        .inspect_err(
-            |e| tracing::warn!(error = %e, "payment not recorded; WeChat Pay will retry"),
-        )?;
+    let outcome = record_payment(state, &record).await.inspect_err(
+        |e| tracing::warn!(error = %e, "payment not recorded; WeChat Pay will retry"),
+    )?;
     match &outcome {
         PaymentOutcome::UnknownOrder => return Err(PaymentError::UnknownOrder),
         PaymentOutcome::AmountMismatch => {
@@ -120,6 +119,70 @@ pub async fn on_notification(
     }
     state.wake_relay();
     Ok(())
+}
+
+/// Records the payment and, in the same transaction, the outbox rows its outcome
+/// decides ([`after_payment`]): the store reads and writes, this decides. Only a
+/// payment that was recorded commits; any other outcome wrote nothing.
+async fn record_payment(
+    state: &AppState,
+    record: &PaymentRecord<'_>,
+) -> Result<PaymentOutcome, StoreError> {
+    let mut client = state.db().get().await?;
+    let tx = client.transaction().await?;
+    let outcome = payments::record_payment(&tx, record).await?;
+    if outcome.recorded() {
+        outbox::insert(&tx, &after_payment(&outcome)).await?;
+        tx.commit().await?;
+    }
+    Ok(outcome)
+}
+
+/// What a recorded payment decides: `order.paid` to the merchant's admins and the
+/// riders' recommendation for a newly paid order; an alert to staff for a payment
+/// that came too late or twice. Written with the payment, in its transaction.
+pub fn after_payment(outcome: &PaymentOutcome) -> Vec<NewRow> {
+    match outcome {
+        PaymentOutcome::Applied(order) => vec![
+            Notification::new(
+                Kind::OrderPaid,
+                "新订单通知",
+                "您有新的已支付订单，请及时处理",
+            )
+            .with("order_id", order.id)
+            .with("out_trade_no", order.out_trade_no.clone())
+            .with("merchant_id", order.merchant_id)
+            .with("total_fen", order.total_fen)
+            .outbox(Audience::MerchantAdmins(order.merchant_id), Some(order.id)),
+            // Matched and filled in by the relay (merchant name, distance per rider).
+            Notification::new(Kind::OrderRecommend, "新订单推荐", "您有新的推荐订单")
+                .with("order_id", order.id)
+                .with("merchant_id", order.merchant_id)
+                .with("total_fen", order.total_fen)
+                .outbox(Audience::RidersNearOrder(order.id), Some(order.id)),
+        ],
+        PaymentOutcome::Late(order) => vec![system_alert(
+            "late_payment",
+            format!("order {} was paid after it was closed; refund it", order.id),
+            order.id,
+        )],
+        PaymentOutcome::Conflict(order) => vec![system_alert(
+            "duplicate_payment",
+            format!(
+                "order {} was paid by a second transaction; refund one",
+                order.id
+            ),
+            order.id,
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// An alert to staff about `order_id`, sent once the payment's transaction commits.
+fn system_alert(kind: &'static str, detail: String, order_id: i64) -> NewRow {
+    system_error(kind, detail)
+        .with("order_id", order_id)
+        .outbox(Audience::PlatformStaff, Some(order_id))
 }
 
 fn refusal_label(e: &NotifyError) -> &'static str {

@@ -28,7 +28,7 @@ use crate::notify::{self, Kind, Notification};
 use crate::state::AppState;
 use crate::store::outbox::{self, Audience, Row};
 use crate::store::receipts::{self, Mark, Update};
-use crate::store::{merchants, orders, riders, users, StoreError};
+use crate::store::{merchants, offers, orders, riders, users, StoreError};
 
 /// Rows claimed per transaction.
 pub const BATCH: i64 = 100;
@@ -237,7 +237,7 @@ async fn withdraw_offer(state: &AppState, order: i64) -> Result<(), RowError> {
     else {
         return Ok(());
     };
-    let riders = orders::recommended(state.db(), order).await?;
+    let riders = offers::recommended(state.db(), order).await?;
     let engine = state.engine();
     let results = join_all(
         riders
@@ -269,7 +269,7 @@ async fn resolve(
             let holder = orders::get(state.db(), *order)
                 .await?
                 .and_then(|o| o.rider_id);
-            orders::recommended(state.db(), *order)
+            offers::recommended(state.db(), *order)
                 .await?
                 .into_iter()
                 .map(|(rider, _)| rider)
@@ -302,7 +302,7 @@ async fn personalise(
 ) -> Result<Vec<(UserId, Notification)>, RowError> {
     let n = with_merchant(state, n).await?.unwrap_or_else(|| n.clone());
     if let Audience::RidersNearOrder(order) = audience {
-        let distances = orders::recommended(state.db(), *order).await?;
+        let distances = offers::recommended(state.db(), *order).await?;
         return Ok(users
             .iter()
             .map(|u| {
@@ -365,7 +365,7 @@ async fn match_riders(state: &AppState, order: i64) -> Result<Vec<(UserId, f64)>
         .filter(|(u, _)| online.contains(&u.0))
         .take(MAX_RECOMMENDED)
         .collect();
-    orders::record_recommendations(state.db(), order.id, &chosen).await?;
+    offers::record_recommendations(state.db(), order.id, &chosen).await?;
     Ok(chosen)
 }
 

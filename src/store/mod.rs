@@ -7,8 +7,10 @@
 pub mod keys;
 pub mod merchants;
 pub mod migrate;
+pub mod offers;
 pub mod orders;
 pub mod outbox;
+pub mod payments;
 pub mod receipts;
 pub mod riders;
 pub mod subscriptions;

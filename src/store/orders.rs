@@ -1,4 +1,5 @@
-//! Orders, their items, recommendations and payments.
+//! Orders and their items, from creation to delivery or closing. What a payment does to
+//! an order is [`super::payments`]; the riders it was offered to, [`super::offers`].
 //!
 //! Every state change is one conditional `UPDATE ... WHERE status = ...` so that races
 //! (two riders accepting, ten copies of one payment notification, two sweepers) are
@@ -7,7 +8,6 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
 
 use super::outbox::{self, NewRow};
 use super::StoreError;
@@ -68,13 +68,18 @@ pub struct ClosedBy {
     pub key: Option<i64>,
 }
 
-const ORDER_COLUMNS: &str =
+/// The columns [`load`] reads, for every query that returns an order.
+pub(super) const ORDER_COLUMNS: &str =
     "id, out_trade_no, status, consumer_id, merchant_id, rider_id, total_fen,
     delivery_lat, delivery_lng, delivery_detail, pay_deadline, paid_at, dispatched_at,
     picked_up_at, delivered_at, closed_at, close_reason, closed_by, closed_by_key, closed_as,
     created_at";
 
-async fn load<C: GenericClient>(c: &C, row: &tokio_postgres::Row) -> Result<Order, StoreError> {
+/// The order of `row` (read with [`ORDER_COLUMNS`]), its items read through `c`.
+pub(super) async fn load<C: GenericClient>(
+    c: &C,
+    row: &tokio_postgres::Row,
+) -> Result<Order, StoreError> {
     let id: i64 = row.get("id");
     let items = c
         .query(
@@ -367,154 +372,6 @@ pub async fn urge(
         }
         Some(_) => UrgeOutcome::NotUrgeable,
     })
-}
-
-/// A verified payment notification, as recorded.
-#[derive(Debug, Clone)]
-pub struct PaymentRecord<'a> {
-    pub transaction_id: &'a str,
-    pub out_trade_no: &'a str,
-    pub mchid: &'a str,
-    pub amount_total_fen: i64,
-    pub trade_state: &'a str,
-    pub success_time: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug)]
-pub enum PaymentOutcome {
-    /// The order went from pending to paid: notify the merchant, recommend riders.
-    Applied(Order),
-    /// This transaction was recorded before: answer success, do nothing.
-    Duplicate,
-    /// Paid after the order was closed: recorded, the order stays closed; alert.
-    Late(Order),
-    /// Another transaction already paid this order: recorded; alert.
-    Conflict(Order),
-    /// No order with this `out_trade_no`.
-    UnknownOrder,
-    /// The amount differs from the order's total: refused, nothing recorded.
-    AmountMismatch,
-}
-
-/// Records a successful payment and marks the order paid, exactly once.
-/// With the outbox rows `notes` builds from the outcome, in the same transaction.
-pub async fn record_payment(
-    db: &Pool,
-    p: &PaymentRecord<'_>,
-    notes: impl FnOnce(&PaymentOutcome) -> Vec<NewRow>,
-) -> Result<PaymentOutcome, StoreError> {
-    let mut client = db.get().await?;
-    let tx = client.transaction().await?;
-    let Some(row) = tx
-        .query_opt(
-            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1 FOR UPDATE"),
-            &[&p.out_trade_no],
-        )
-        .await?
-    else {
-        return Ok(PaymentOutcome::UnknownOrder);
-    };
-    let order_id: i64 = row.get("id");
-    let total: i64 = row.get("total_fen");
-    let status: OrderStatus = row.get("status");
-    if total != p.amount_total_fen {
-        return Ok(PaymentOutcome::AmountMismatch);
-    }
-    let seen = tx
-        .query_opt(
-            "SELECT 1 FROM payments WHERE transaction_id = $1",
-            &[&p.transaction_id],
-        )
-        .await?;
-    if seen.is_some() {
-        return Ok(PaymentOutcome::Duplicate);
-    }
-    let outcome = match status {
-        OrderStatus::PendingPayment => "applied",
-        OrderStatus::Closed => "late",
-        _ => "mismatch",
-    };
-    let inserted = tx
-        .execute(
-            "INSERT INTO payments (order_id, transaction_id, out_trade_no, mchid, amount_total_fen,
-                trade_state, success_time, outcome)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (transaction_id) DO NOTHING",
-            &[
-                &order_id,
-                &p.transaction_id,
-                &p.out_trade_no,
-                &p.mchid,
-                &p.amount_total_fen,
-                &p.trade_state,
-                &p.success_time,
-                &outcome,
-            ],
-        )
-        .await;
-    match inserted {
-        Ok(0) => return Ok(PaymentOutcome::Duplicate),
-        Ok(_) => {}
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            return Ok(PaymentOutcome::Duplicate)
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let order = if outcome == "applied" {
-        let row = tx
-            .query_one(
-                &format!(
-                    "UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now()
-                     WHERE id = $1 RETURNING {ORDER_COLUMNS}"
-                ),
-                &[&order_id],
-            )
-            .await?;
-        load(&tx, &row).await?
-    } else {
-        load(&tx, &row).await?
-    };
-    let outcome = match outcome {
-        "applied" => PaymentOutcome::Applied(order),
-        "late" => PaymentOutcome::Late(order),
-        _ => PaymentOutcome::Conflict(order),
-    };
-    outbox::insert(&tx, &notes(&outcome)).await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
-
-pub async fn record_recommendations(
-    db: &Pool,
-    order: i64,
-    riders: &[(UserId, f64)],
-) -> Result<(), StoreError> {
-    let client = db.get().await?;
-    for (rider, distance) in riders {
-        client
-            .execute(
-                "INSERT INTO order_recommendations (order_id, rider_id, distance_m)
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&order, &rider.0, distance],
-            )
-            .await?;
-    }
-    Ok(())
-}
-
-/// The riders recommended `order`, nearest first, with their distance in metres.
-pub async fn recommended(db: &Pool, order: i64) -> Result<Vec<(UserId, f64)>, StoreError> {
-    let client = db.get().await?;
-    Ok(client
-        .query(
-            "SELECT rider_id, distance_m FROM order_recommendations WHERE order_id = $1
-             ORDER BY distance_m",
-            &[&order],
-        )
-        .await?
-        .iter()
-        .map(|r| (UserId(r.get(0)), r.get(1)))
-        .collect())
 }
 
 #[derive(Debug)]

@@ -43,13 +43,18 @@ fn every_setting_read_is_listed_and_documented() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    // What the code reads: the names config.rs asks for, and any `env::var("…")`.
-    // (Not the list itself, its look-alike check, nor the unit tests.)
-    let config = read("src/config.rs");
-    let config = &config[..config.find("#[cfg(test)]").unwrap_or(config.len())];
-    let list_start = config.find("pub const SETTINGS").unwrap();
-    let list_end = list_start + config[list_start..].find("\n/// Reads settings").unwrap();
-    let outside_list = format!("{}{}", &config[..list_start], &config[list_end..]);
+    // What the code reads: the names the files of src/config/ ask for, and any
+    // `env::var("…")`. (Not the list itself and its look-alike check, which are
+    // `settings.rs`, nor the unit tests.)
+    let mut outside_list = String::new();
+    for (path, text) in sources() {
+        let path = std::path::Path::new(&path);
+        if path.parent().is_some_and(|dir| dir.ends_with("src/config"))
+            && !path.ends_with("settings.rs")
+        {
+            outside_list.push_str(&text[..text.find("#[cfg(test)]").unwrap_or(text.len())]);
+        }
+    }
     let literal = Regex::new(r#""([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|PGSSLROOTCERT)""#).unwrap();
     let mut read_by_code: BTreeSet<String> = literal
         .captures_iter(&outside_list)

@@ -1,4 +1,6 @@
-//! Platform staff endpoints (role `platform`).
+//! Platform sends (SPEC §4, §10): a notification to one user or an announcement to a
+//! role, a batch of them, an instruction to a rider (`rider.command`), each under an
+//! optional `Idempotency-Key`; and the receipt of what was sent.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -8,23 +10,17 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::openapi::{
-    Alerts, BatchPartial, Connections, IdStatus, MessageId, MessageIds, PlatformStatus, UserStatus,
-};
-
-use super::caller::Staff;
-use super::json::ApiJson;
-use super::path::ApiPath;
 use crate::domain::{Role, Scope, UserId};
 use crate::error::ApiError;
-use crate::hub::{CENSUS_STALE, SOCKET_ROLES};
+use crate::http::caller::Staff;
+use crate::http::json::ApiJson;
+use crate::http::openapi::{BatchPartial, MessageId, MessageIds};
+use crate::http::path::ApiPath;
+use crate::hub::SOCKET_ROLES;
 use crate::notify::{Kind, Notification};
 use crate::service::notifications::{self as send, Idempotency};
-use crate::service::orders as flows;
 use crate::state::AppState;
 use crate::store;
-use crate::store::orders::{Order, Transition};
-use crate::store::suspensions::Approve;
 
 const MAX_TITLE: usize = 100;
 /// The longest `Idempotency-Key` accepted.
@@ -266,191 +262,6 @@ pub async fn send_batch(
         }),
     )
         .into_response())
-}
-
-/// `GET /v1/platform/connections`: sockets by role, across replicas and per replica.
-#[utoipa::path(get, path = "/platform/connections", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
-    responses(
-        (status = 200, description = "Sockets by role, in all and per replica", body = Connections),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
-    ))]
-pub async fn connections(
-    State(state): State<AppState>,
-    staff: Staff,
-) -> Result<Json<Connections>, ApiError> {
-    staff.require(Scope::Read)?;
-    let hub = state.hub();
-    let fresh_after = crate::time::unix_ms().saturating_sub(CENSUS_STALE.as_millis() as u64);
-    let mut replicas = state.engine().censuses(fresh_after).await?;
-    // This replica's own figures are read now rather than from its last report.
-    replicas.retain(|r| *r.replica_id != **hub.replica_id());
-    replicas.push(crate::engine::ReplicaCensus {
-        replica_id: hub.replica_id().to_string(),
-        census: hub.census(),
-        reported_at_ms: crate::time::unix_ms(),
-    });
-    replicas.sort_by(|a, b| a.replica_id.cmp(&b.replica_id));
-    let mut total = crate::engine::Census::default();
-    for r in &replicas {
-        total.sockets += r.census.sockets;
-        for (role, n) in &r.census.by_role {
-            *total.by_role.entry(role.clone()).or_default() += n;
-        }
-    }
-    Ok(Json(Connections {
-        replica_id: hub.replica_id().to_string(),
-        total,
-        replicas,
-    }))
-}
-
-/// `GET /v1/platform/status`: what the console shows beside the sockets.
-#[utoipa::path(get, path = "/platform/status", operation_id = "platform_status", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
-    responses(
-        (status = 200, description = "This replica's view of PostgreSQL, Redis and the outbox", body = PlatformStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
-    ))]
-pub async fn status(
-    State(state): State<AppState>,
-    staff: Staff,
-) -> Result<Json<PlatformStatus>, ApiError> {
-    staff.require(Scope::Read)?;
-    let (_, checks) = super::health::probe(&state).await;
-    Ok(Json(PlatformStatus {
-        replica_id: state.hub().replica_id().to_string(),
-        postgres: checks.postgres,
-        redis: checks.redis,
-        pubsub: checks.pubsub,
-        draining: state.is_draining(),
-        outbox: store::outbox::status(state.db()).await?,
-    }))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AlertsQuery {
-    /// How many, newest first: 1 to 100 (default 20).
-    limit: Option<i64>,
-}
-
-/// `GET /v1/platform/alerts`: the most recent `alert.*` notifications.
-#[utoipa::path(get, path = "/platform/alerts", tag = "platform", security(("bearer" = []), ("service_key" = ["read"])),
-    params(AlertsQuery),
-    responses(
-        (status = 200, description = "Newest first", body = Alerts),
-        (status = 400, description = "`invalid_query`", body = crate::error::Body),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `read`", body = crate::error::Body),
-        (status = 422, description = "`invalid_limit`: limit must be 1 to 100", body = crate::error::Body),
-    ))]
-pub async fn alerts(
-    State(state): State<AppState>,
-    staff: Staff,
-    query: Result<axum::extract::Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Alerts>, ApiError> {
-    staff.require(Scope::Read)?;
-    let axum::extract::Query(query) =
-        query.map_err(|_| ApiError::bad_request("invalid_query", "limit must be a number"))?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::unprocessable(
-            "invalid_limit",
-            "limit must be 1 to 100",
-        ));
-    }
-    Ok(Json(Alerts {
-        alerts: store::outbox::recent_alerts(state.db(), limit).await?,
-    }))
-}
-
-/// Approves a rider's application: they may go online and be offered orders.
-#[utoipa::path(post, path = "/platform/riders/{user_id}/approve", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
-    params(("user_id" = i64, Path, description = "The rider (a user id)")),
-    responses(
-        (status = 200, description = "Approves a rider application.", body = UserStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
-        (status = 409, description = "`rider_suspended`: a suspended rider is reinstated, not approved", body = crate::error::Body),
-    ))]
-pub async fn approve_rider(
-    State(state): State<AppState>,
-    staff: Staff,
-    ApiPath(user): ApiPath<i64>,
-) -> Result<Json<UserStatus>, ApiError> {
-    staff.require(Scope::Admin)?;
-    match store::riders::approve(state.db(), UserId(user), staff.user()).await? {
-        Approve::Done => {}
-        Approve::NotFound => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no rider application",
-            ))
-        }
-        Approve::Suspended => return Err(super::suspensions::approving_suspended(Role::Rider)),
-    }
-    Ok(Json(UserStatus {
-        user_id: UserId(user),
-        status: "approved",
-    }))
-}
-
-/// Approves a merchant: its admins may open sockets and it takes orders.
-#[utoipa::path(post, path = "/platform/merchants/{id}/approve", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
-    params(("id" = i64, Path, description = "The merchant")),
-    responses(
-        (status = 200, description = "Approves a merchant.", body = IdStatus),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
-        (status = 409, description = "`merchant_suspended`: a suspended merchant is reinstated, not approved", body = crate::error::Body),
-    ))]
-pub async fn approve_merchant(
-    State(state): State<AppState>,
-    staff: Staff,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<IdStatus>, ApiError> {
-    staff.require(Scope::Admin)?;
-    match store::merchants::approve(state.db(), id, staff.user()).await? {
-        Approve::Done => {}
-        Approve::NotFound => return Err(ApiError::not_found()),
-        Approve::Suspended => return Err(super::suspensions::approving_suspended(Role::Merchant)),
-    }
-    Ok(Json(IdStatus {
-        id,
-        status: "approved",
-    }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[schema(example = json!({"rider_id": 7}))]
-pub struct Dispatch {
-    /// The rider's user id.
-    rider_id: i64,
-}
-
-/// Assigns a paid order to a rider, who gets `order.dispatched`.
-#[utoipa::path(post, path = "/platform/orders/{id}/dispatch", tag = "platform", security(("bearer" = []), ("service_key" = ["admin"])),
-    params(("id" = i64, Path, description = "The order")),
-    request_body = Dispatch,
-    responses(
-        (status = 200, description = "Dispatched: the rider gets `order.dispatched`", body = Order),
-        (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `admin`", body = crate::error::Body),
-        (status = 409, description = "`order_not_dispatchable`: only a paid order waiting for a rider", body = crate::error::Body),
-        (status = 422, description = "`rider_not_approved`, or `invalid_body`", body = crate::error::Body),
-    ))]
-pub async fn dispatch(
-    State(state): State<AppState>,
-    staff: Staff,
-    ApiPath(order): ApiPath<i64>,
-    ApiJson(body): ApiJson<Dispatch>,
-) -> Result<Json<Order>, ApiError> {
-    staff.require(Scope::Admin)?;
-    match flows::dispatch(&state, order, UserId(body.rider_id)).await? {
-        Transition::Done(o) => Ok(Json(*o)),
-        Transition::NotFound => Err(ApiError::not_found()),
-        Transition::Refused(status) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_not_dispatchable",
-            format!("the order is {status}; only a paid order waiting for a rider is dispatched"),
-        )),
-    }
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
