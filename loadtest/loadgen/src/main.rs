@@ -12,11 +12,14 @@
 //! `main` parses the command line and hands it to one of [`scenarios`] (one file per
 //! command), which use [`clients`] (the sockets and what they saw), [`publish`] (the
 //! requests that publish), [`figures`] (clock, percentiles, waits) and [`users`] (the
-//! users file `seed` writes).
+//! users file `seed` writes). [`rig`] (`loadgen rig ...`) is no scenario: it is the set-up
+//! the load scripts share (servers started on free ports and waited for, CPU samples,
+//! figures read from results), called by `scripts/lib/rig.sh`.
 
 mod clients;
 mod figures;
 mod publish;
+mod rig;
 mod scenarios;
 mod users;
 
@@ -40,11 +43,16 @@ enum Command {
     Broadcast(scenarios::broadcast::Args),
     /// Unacked notifications, a killed replica, reconnect elsewhere, redelivery.
     Storm(scenarios::storm::Args),
+    /// The load scripts' set-up: start a server and wait for it, sample CPU, read figures.
+    #[command(subcommand)]
+    Rig(rig::Command),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let out = match Cli::parse().command {
+        // No JSON of figures of its own: each rig command prints what the script reads.
+        Command::Rig(command) => return rig::run(command).await,
         Command::Seed(args) => scenarios::seed::run(args).await?,
         Command::Connect(args) => scenarios::connect::run(args).await?,
         Command::Personal(args) => scenarios::personal::run(args).await?,
