@@ -11,6 +11,7 @@
 #                              the one way to start a Redis server here
 #   stop_all                   kill every server whose pid file is in $DIR
 #   scratch_db NAME            the one way to make a database: empty, dropped at exit
+#   key_prefix NAME            REDIS_KEY_PREFIX for this run, its keys deleted at exit
 #   rig_build [--release] [CARGO ARGS...]
 #                              the one build step; sets BIN (locallife) and GEN (loadgen)
 #   rig_setup NAME             a load run's environment (services, WORK, PIDS, key prefix)
@@ -105,6 +106,14 @@ scratch_db() {
     export DATABASE_URL="${RIG_ADMIN_URL%/*}/$name"
 }
 
+# ---------------------------------------------------------------- Redis keys
+# key_prefix NAME: REDIS_KEY_PREFIX=NAME-PID (exported, with REDIS_URL, the local Redis,
+# unless set); every key under it in the local Redis is deleted at exit.
+key_prefix() {
+    export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" REDIS_KEY_PREFIX="$1-$$"
+    on_exit "redis-cli --scan --pattern '$1-$$*' 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1"
+}
+
 # ---------------------------------------------------------------- build
 # rig_build [--release] [CARGO ARGS...]: the one build step: `cargo build --locked` of
 # CARGO ARGS (default: every binary of the workspace, locallife and loadgen), its output
@@ -128,8 +137,8 @@ rig_build() {
 # ---------------------------------------------------------------- a load run
 # rig_setup NAME: what a load run needs before its servers: PostgreSQL and Redis
 # (scripts/services.sh); WORK, a directory removed at exit (kept, and named, when the
-# script fails); PIDS, processes killed at exit; REDIS_URL (the local Redis) and
-# REDIS_KEY_PREFIX=NAME-PID, whose keys are deleted at exit; JWT_SECRET, JSON logs at
+# script fails); PIDS, processes killed at exit; the key prefix NAME-PID (key_prefix);
+# JWT_SECRET, JSON logs at
 # warn, and the request rate limits out of the way (capacity is measured, not the
 # abuse limits).
 rig_setup() {
@@ -138,8 +147,7 @@ rig_setup() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-$name.XXXXXX")
     # shellcheck disable=SC2016 # evaluated at exit
     on_exit 'if [ "$RIG_STATUS" = 0 ]; then rm -rf "$WORK"; else echo "$(basename "$0"): logs in $WORK" >&2; fi'
-    export REDIS_URL=redis://127.0.0.1:6379 REDIS_KEY_PREFIX="$name-$$"
-    on_exit "redis-cli --scan --pattern '$name-$$*' 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1"
+    key_prefix "$name"
     PIDS=()
     # shellcheck disable=SC2016 # evaluated at exit
     on_exit 'for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done'
