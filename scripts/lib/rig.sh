@@ -17,6 +17,7 @@
 #   rig_setup NAME             a load run's environment (services, WORK, PIDS, key prefix)
 #   start_server NAME [OPTIONS] -- COMMAND...
 #                              a server through `loadgen rig start`, waited for
+#   cpu_sum PID...             CPU seconds of processes, added up
 #   measured OUT GEN-ARGS...   a scenario, with the servers' CPU over its measured part
 
 # ---------------------------------------------------------------- clean-up
@@ -170,6 +171,9 @@ start_server() {
     printf -v "${name}_METRICS" %s "$metrics"
     PIDS+=("$pid")
 }
+
+# cpu_sum PID...: the CPU seconds the processes have used, added up.
+cpu_sum() { "$GEN" rig cpu "$@" | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.6f\n", s }'; }
 
 # measured OUT GEN-ARGS...: runs the generator ($GEN) into OUT and writes to OUT.cpu the
 # CPU seconds of the servers A_PID (holding the sockets) and B_PID (taking the
