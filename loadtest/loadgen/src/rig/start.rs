@@ -45,20 +45,13 @@ fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let port = free_port(&[])?;
-    let metrics = if args.metrics {
-        free_port(&[port])?
-    } else {
-        0
-    };
+    let metrics = if args.metrics { free_port(&[port])? } else { 0 };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&args.log)
         .with_context(|| format!("cannot open {}", args.log.display()))?;
-    let (program, rest) = args
-        .command
-        .split_first()
-        .context("no command to start")?;
+    let (program, rest) = args.command.split_first().context("no command to start")?;
     let mut child = std::process::Command::new(program)
         .args(rest)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
