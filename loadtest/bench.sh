@@ -14,7 +14,7 @@
 # and builds the release binaries first (locallife and loadgen: the whole workspace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. loadtest/lib.sh
+. scripts/lib/rig.sh
 
 if [ "${1:-}" = "--cluster" ]; then
     shift
@@ -48,69 +48,32 @@ export SIO_MAX_LEN=2000000
 SEED=$((IDLE > BCAST ? IDLE : BCAST))
 SRC_IPS=(127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7 127.0.0.8 127.0.0.9)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    redis-cli --scan --pattern "bench-$$*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
-    redis-cli del "sio-bench-$$" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
 log() { printf '==> %s\n' "$*" >&2; }
 
-scripts/services.sh >&2
+rig_setup bench
+on_exit "redis-cli del 'sio-bench-$$' >/dev/null 2>&1"
 log "building release binaries"
-cargo build --release --locked --workspace --bins >&2
-BIN=target/release/locallife
-GEN=target/release/loadgen
+rig_build --release
 command -v node >/dev/null || { echo "bench.sh: node is required for the Socket.IO peer" >&2; exit 1; }
 log "installing the Socket.IO peer (npm ci)"
 (cd loadtest/peers/socketio && npm ci --silent --no-audit --no-fund >&2)
 
-ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
-psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_bench WITH (FORCE)" -c "CREATE DATABASE locallife_bench" >&2
-export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_bench
-export JWT_SECRET=bench-secret-0123456789abcdef-0123456789
-export REDIS_URL=redis://127.0.0.1:6379
-export REDIS_KEY_PREFIX=bench-$$
-export LOG_FORMAT=json RUST_LOG=warn
-# Capacity, not the abuse limits, is measured: request rate limits out of the way.
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
+scratch_db locallife_bench
 "$BIN" migrate >&2
 "$GEN" seed --riders "$SEED" --out "$WORK/users.json" >&2
 
-# Server ports come from below the ephemeral range (32768+), which the generators'
-# thousands of client sockets use: a port picked there could be taken meanwhile.
-free_port() {
-    python3 - <<'PY'
-import random, socket
-for _ in range(1000):
-    port = random.randint(20000, 32000)
-    s = socket.socket()
-    try:
-        s.bind(("0.0.0.0", port)); print(port); break
-    except OSError:
-        pass
-    finally:
-        s.close()
-PY
-}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# start SYSTEM NAME: starts one server, sets ${NAME}_PID and ${NAME}_PORT.
+# start SYSTEM NAME: starts one server, sets ${NAME}_PID and ${NAME}_PORT. Its port is
+# below the ephemeral range (32768+), which the generators' thousands of client sockets
+# use (loadgen rig start picks it so).
 start() {
-    local system=$1 name=$2 port
-    port=$(free_port)
+    local system=$1 name=$2
     if [ "$system" = locallife ]; then
-        LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:0 "$BIN" serve 2>>"$WORK/$name.log" &
-        PIDS+=($!); printf -v "${name}_PID" %s $!
-        wait_http "http://127.0.0.1:$port/readyz"
+        start_server "$name" -- "$BIN" serve
     else
-        PORT=$port SIO_STREAM=sio-bench-$$ node loadtest/peers/socketio/server.js >>"$WORK/$name.log" 2>&1 &
-        PIDS+=($!); printf -v "${name}_PID" %s $!
-        wait_http "http://127.0.0.1:$port/healthz"
+        SIO_STREAM=sio-bench-$$ start_server "$name" --ready /healthz -- node loadtest/peers/socketio/server.js
     fi
-    printf -v "${name}_PORT" %s "$port"
 }
 
 # The idle scenario: IDLE sockets on one server, from several generator processes.
@@ -135,20 +98,20 @@ idle() { # system -> JSON
         for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
     done
     sleep "$SETTLE_SECS"
-    rss1=$(rss_kb "$a"); cpu0=$(cpu_ticks "$a")
+    rss1=$(rss_kb "$a"); cpu0=$("$GEN" rig cpu "$a")
     sleep "$IDLE_CPU_SECS"
-    cpu1=$(cpu_ticks "$a")
+    cpu1=$("$GEN" rig cpu "$a")
     wait_files "${files[@]}"
     kill -9 "$a" 2>/dev/null || true
-    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$TICKS" "$IDLE" "$IDLE_CPU_SECS" "${files[@]}" <<'PY'
+    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$IDLE" "$IDLE_CPU_SECS" "${files[@]}" <<'PY'
 import json, sys
-rss0, rss1, cpu0, cpu1, ticks, n, secs = map(float, sys.argv[1:8])
-runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[8:]]
+rss0, rss1, cpu0, cpu1, n, secs = map(float, sys.argv[1:7])
+runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[7:]]
 connect_s = max(r["connect_s"] for r in runs)
 print(json.dumps({
     "idle_sockets": int(n),
     "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / n),
-    "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / ticks / secs * 10000 / n, 4),
+    "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / secs * 10000 / n, 4),
     "connect_rate_per_s": round(n / connect_s),
 }))
 PY
@@ -204,7 +167,8 @@ traffic() { # system -> JSON
         --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$PERSONAL_SOCKETS" --src 127.0.0.2,127.0.0.3 \
         --duration-secs "$PERSONAL_SECS" --batch "$PUBLISH_BATCH" --publishers "$PUBLISHERS"
-    max=$(python3 -c 'import json,sys; print(int(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["acked_per_s"]))' "$WORK/personal-$system.json")
+    max=$("$GEN" rig field "$WORK/personal-$system.json" acked_per_s)
+    max=${max%.*}
     half=$(( max / 2 > 1 ? max / 2 : 1 ))
     "$GEN" personal --proto "$system" --server "127.0.0.1:$A_PORT" --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --from "$PERSONAL_SOCKETS" --count "$PERSONAL_SOCKETS" --src 127.0.0.4 \

@@ -13,53 +13,32 @@
 #   git worktree add /tmp/old 83cb72c && (cd /tmp/old && cargo build --release --bin locallife)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. loadtest/lib.sh
+. scripts/lib/rig.sh
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
 BINS=("$(realpath "$1")" "$(realpath "$2")") ROUNDS="${3:-5}"
 SECS="${SECS:-5}" SOCKETS="${SOCKETS:-500}"
-scripts/services.sh >&2
-cargo build --release --locked -p loadgen >&2
-GEN=target/release/loadgen
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-compare.XXXXXX")
-ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    for i in 0 1; do
-        psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_compare_$i WITH (FORCE)" >/dev/null 2>&1 || true
-    done
-    redis-cli --scan --pattern "compare-$$-*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-export JWT_SECRET=compare-secret-0123456789abcdef-0123456 REDIS_URL=redis://127.0.0.1:6379
-export LOG_FORMAT=json RUST_LOG=warn
-# Capacity, not the abuse limits, is measured: request rate limits out of the way.
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
+rig_setup compare
+rig_build --release -p loadgen
+DBS=()
 for i in 0 1; do
-    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_compare_$i WITH (FORCE)" \
-        -c "CREATE DATABASE locallife_compare_$i" >/dev/null 2>&1
-    DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_compare_$i "${BINS[$i]}" migrate >&2
-    DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_compare_$i \
-        "$GEN" seed --riders $((SOCKETS * 2)) --out "$WORK/users-$i.json" >&2
+    scratch_db "locallife_compare_$i"
+    DBS+=("$DATABASE_URL")
+    "${BINS[$i]}" migrate >&2
+    "$GEN" seed --riders $((SOCKETS * 2)) --out "$WORK/users-$i.json" >&2
 done
 for r in $(seq 1 "$ROUNDS"); do
     for i in 0 1; do
-        export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_compare_$i
+        export DATABASE_URL=${DBS[$i]}
         export REDIS_KEY_PREFIX=compare-$$-$i-$r
-        a=$(free_port) b=$(free_port)
-        for port in "$a" "$b"; do
-            LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:0 "${BINS[$i]}" serve 2>>"$WORK/serve-$i.log" &
-            PIDS+=($!)
-            wait_http "http://127.0.0.1:$port/readyz"
-        done
-        A_PID=${PIDS[-2]} B_PID=${PIDS[-1]}
+        start_server A -- "${BINS[$i]}" serve
+        start_server B -- "${BINS[$i]}" serve
+        a=$A_PORT b=$B_PORT
         measured "$WORK/run-$i-$r.json" personal --proto locallife --server "127.0.0.1:$a" \
             --publish "http://127.0.0.1:$b" \
             --users "$WORK/users-$i.json" --count "$SOCKETS" --src 127.0.0.2,127.0.0.3 \
             --duration-secs "$SECS" ${RATE:+--rate "$RATE"} --batch "${BATCH:-100}" \
             --publishers "${PUBLISHERS:-8}"
-        kill -9 "${PIDS[@]: -2}"; wait "${PIDS[@]: -2}" 2>/dev/null || true
+        kill -9 "$A_PID" "$B_PID"; wait "$A_PID" "$B_PID" 2>/dev/null || true
         python3 - "$WORK/run-$i-$r.json" "$([ "$i" = 0 ] && echo A || echo B)" "$r" <<'PY'
 import json, sys
 j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])

@@ -7,36 +7,19 @@
 #   loadtest/idle-cost.sh BIN_A BIN_B [ROUNDS]      (SOCKETS=8000 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. loadtest/lib.sh
+. scripts/lib/rig.sh
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [ROUNDS]" >&2; exit 2; }
 BINS=("$(realpath "$1")" "$(realpath "$2")") ROUNDS="${3:-3}" SOCKETS="${SOCKETS:-8000}"
-scripts/services.sh >&2
-cargo build --release --locked -p loadgen >&2
-GEN=target/release/loadgen
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-idle.XXXXXX")
-ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_idle WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "idle-$$-*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-export JWT_SECRET=idle-secret-0123456789abcdef-0123456789 REDIS_URL=redis://127.0.0.1:6379
-export LOG_FORMAT=json RUST_LOG=warn HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000
-export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_idle
-psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_idle WITH (FORCE)" -c "CREATE DATABASE locallife_idle" >/dev/null
+rig_setup idle
+rig_build --release -p loadgen
+scratch_db locallife_idle
 "${BINS[0]}" migrate >&2
 "$GEN" seed --riders "$SOCKETS" --out "$WORK/users.json" >&2
 for r in $(seq 1 "$ROUNDS"); do
     for i in 0 1; do
         export REDIS_KEY_PREFIX=idle-$$-$i-$r
-        port=$(free_port)
-        LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:0 "${BINS[$i]}" serve 2>>"$WORK/serve.log" &
-        server=$!
-        PIDS+=("$server")
-        wait_http "http://127.0.0.1:$port/readyz"
+        start_server S -- "${BINS[$i]}" serve
+        server=$S_PID port=$S_PORT
         first=$((SOCKETS / 4)) second=$((SOCKETS - SOCKETS / 4))
         "$GEN" connect --proto locallife --server "127.0.0.1:$port" --users "$WORK/users.json" \
             --from 0 --count "$first" --src 127.0.0.2 --hold-secs 60 >"$WORK/gen-0.json" 2>>"$WORK/gen.log" &

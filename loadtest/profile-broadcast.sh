@@ -8,37 +8,16 @@
 # Writes the profile to PERF_OUT (default loadtest/results/profile-broadcast.txt); needs perf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. loadtest/lib.sh
+. scripts/lib/rig.sh
 SOCKETS=${1:-4000} ROUNDS=${2:-20}
-scripts/services.sh >&2
-cargo build --release --locked --workspace --bins >&2
-BIN=target/release/locallife GEN=target/release/loadgen
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-bcast.XXXXXX")
-ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_bcast WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "bcast-$$*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_bcast WITH (FORCE)" -c "CREATE DATABASE locallife_bcast" >/dev/null
-export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_bcast
-export JWT_SECRET=bcast-secret-0123456789abcdef-0123456789 REDIS_URL=redis://127.0.0.1:6379
-export REDIS_KEY_PREFIX=bcast-$$ LOG_FORMAT=json RUST_LOG=warn
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
+rig_setup bcast
+rig_build --release
+scratch_db locallife_bcast
 "$BIN" migrate >&2
 "$GEN" seed --riders "$SOCKETS" --out "$WORK/users.json" >&2
-ports=()
-for _ in A B; do
-    port=$(free_port)
-    LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:0 "$BIN" serve 2>>"$WORK/serve.log" &
-    PIDS+=($!)
-    wait_http "http://127.0.0.1:$port/readyz"
-    ports+=("$port")
-done
-A_PID=${PIDS[0]}
+start_server A -- "$BIN" serve
+start_server B -- "$BIN" serve
+ports=("$A_PORT" "$B_PORT")
 # A's user and kernel ticks.
 ticks() { awk '{print $14, $15}' "/proc/$A_PID/stat"; }
 "$GEN" broadcast --proto locallife --server "127.0.0.1:${ports[0]}" --publish "http://127.0.0.1:${ports[1]}" \

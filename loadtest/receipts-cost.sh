@@ -10,14 +10,12 @@
 #   loadtest/receipts-cost.sh [N]     (default 48000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/rig.sh
 N="${1:-48000}"
 scripts/services.sh >&2
-ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
-DB=locallife_receipts_cost
 export PGOPTIONS="-c client_min_messages=warning"
-psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-trap 'psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
-URL=postgres://locallife:locallife@127.0.0.1:5432/$DB
+scratch_db locallife_receipts_cost
+URL=$DATABASE_URL
 
 ROWS="(1764558000000 + g / 10)::text || '-' || lpad(g::text, 20, '0'), g % 5000"
 PENDING="SELECT $ROWS, 'order.new', g, now(), now() + interval '1 day', NULL::timestamptz, NULL::timestamptz, NULL::timestamptz FROM generate_series(1, $N) g"

@@ -11,38 +11,18 @@
 #                                           PERF_OUT (default loadtest/results/profile-A.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. loadtest/lib.sh
+. scripts/lib/rig.sh
 RATE=${1:-8000} SECS=${2:-10} SOCKETS=${SOCKETS:-500}
-scripts/services.sh >&2
-cargo build --release --locked --workspace --bins >&2
-BIN=target/release/locallife GEN=target/release/loadgen
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-stages.XXXXXX")
-ADMIN_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_stages WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "stages-$$*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS locallife_stages WITH (FORCE)" -c "CREATE DATABASE locallife_stages" >/dev/null
-export DATABASE_URL=postgres://locallife:locallife@127.0.0.1:5432/locallife_stages
-export JWT_SECRET=stages-secret-0123456789abcdef-01234567 REDIS_URL=redis://127.0.0.1:6379
-export REDIS_KEY_PREFIX=stages-$$ LOG_FORMAT=json RUST_LOG=warn
-export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
+rig_setup stages
+rig_build --release
+scratch_db locallife_stages
 "$BIN" migrate >&2
 "$GEN" seed --riders "$SOCKETS" --out "$WORK/users.json" >&2
-ports=() metrics=()
-for name in A B; do
-    port=$(free_port) mport=$(free_port)
-    LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:$mport "$BIN" serve 2>>"$WORK/$name.log" &
-    PIDS+=($!)
-    wait_http "http://127.0.0.1:$port/readyz"
-    ports+=("$port") metrics+=("$mport")
-done
+start_server A --metrics -- "$BIN" serve
+start_server B --metrics -- "$BIN" serve
+ports=("$A_PORT" "$B_PORT") metrics=("$A_METRICS" "$B_METRICS")
 if [ "${PERF:-0}" = 1 ]; then
-    perf record -F 499 -p "${PIDS[0]}" -o "$WORK/perf.data" -- sleep "$((SECS + 3))" >/dev/null 2>&1 &
+    perf record -F 499 -p "$A_PID" -o "$WORK/perf.data" -- sleep "$((SECS + 3))" >/dev/null 2>&1 &
     PERF_PID=$!
 fi
 "$GEN" personal --proto locallife --server "127.0.0.1:${ports[0]}" --publish "http://127.0.0.1:${ports[1]}" \

@@ -19,23 +19,14 @@ usage() { echo "usage: $0 up|down DIR | restart DIR PORT" >&2; exit 2; }
 cmd="${1:-}" DIR="${2:-}"
 [ -n "$cmd" ] && [ -n "$DIR" ] || usage
 
-# shellcheck source=scripts/lib/local-redis.sh
-. scripts/lib/local-redis.sh
+# shellcheck source=scripts/lib/rig.sh
+. scripts/lib/rig.sh
 
-# Starts the node of PORT, its files in DIR.
+# Starts the node of PORT, its files in DIR; returns once it answers on PORT.
 run_node() {
-    redis-server --port "$1" --bind 127.0.0.1 --cluster-enabled yes \
+    redis_start "node-$1" "$1" "$DIR" --cluster-enabled yes \
         --cluster-config-file "$DIR/nodes-$1.conf" --cluster-node-timeout 1000 \
-        --save "" --appendonly no --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-        --daemonize yes --pidfile "$DIR/node-$1.pid" --logfile "$DIR/node-$1.log" \
-        --dir "$DIR"
-}
-
-# Whether the node on PORT is the one whose pid DIR/node-PORT.pid holds (not whatever
-# else took the port meanwhile).
-is_ours() {
-    [ -s "$DIR/node-$1.pid" ] && redis-cli -p "$1" info server 2>/dev/null \
-        | grep -q "^process_id:$(cat "$DIR/node-$1.pid")$(printf "\r")$"
+        --repl-diskless-sync yes --repl-diskless-sync-delay 0
 }
 
 case "$cmd" in
@@ -46,7 +37,6 @@ case "$cmd" in
         DIR="$(cd "$DIR" && pwd)"
         rm -f "$DIR/node-$port.pid"
         run_node "$port"
-        wait_for "node :$port back" is_ours "$port"
         exit 0
         ;;
     up) ;;
@@ -65,14 +55,11 @@ start_node() {
     local port
     for _ in 1 2 3 4 5; do
         free_port port bus
-        run_node "$port" || continue
-        for _ in $(seq 1 60); do
-            if is_ours "$port"; then
-                PORTS+=("$port")
-                return 0
-            fi
-            sleep 0.05
-        done
+        # 3 s, then another port.
+        if WAIT_TRIES=60 run_node "$port" 2>/dev/null; then
+            PORTS+=("$port")
+            return 0
+        fi
     done
     echo "redis-cluster.sh: no node would start; logs in $DIR" >&2
     return 1

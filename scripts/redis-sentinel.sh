@@ -25,8 +25,8 @@ fi
 [ -n "$cmd" ] && [ -n "$DIR" ] || usage
 SERVICE=mymaster
 
-# shellcheck source=scripts/lib/local-redis.sh
-. scripts/lib/local-redis.sh
+# shellcheck source=scripts/lib/rig.sh
+. scripts/lib/rig.sh
 
 if [ "$cmd" = down ]; then
     stop_all
@@ -37,15 +37,10 @@ command -v redis-server >/dev/null || scripts/services.sh >&2
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 
-cli() { redis-cli -p "$1" "${@:2}"; }
-
 # Data servers: nothing on disk, replies over loopback only.
 server() { # name port [extra...]
     local name="$1" port="$2"; shift 2
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
-        --daemonize yes --pidfile "$DIR/$name.pid" --logfile "$DIR/$name.log" --dir "$DIR" "$@"
-    wait_for "$name on :$port answering" cli "$port" ping
+    redis_start "$name" "$port" "$DIR" --repl-diskless-sync yes --repl-diskless-sync-delay 0 "$@"
 }
 if [ "$cmd" = restart ]; then
     # shellcheck disable=SC1091

@@ -1,0 +1,32 @@
+//! `loadgen rig`: the set-up the load scripts share, as commands the shell library
+//! `scripts/lib/rig.sh` calls: starting a server on a free port and waiting until it is
+//! ready (`start`), the CPU seconds of processes and Redis servers (`cpu`), and figures
+//! read from a scenario's JSON result (`field`). What stays in shell (builds, the scratch
+//! database, Redis servers, clean-up) is in that library.
+
+mod cpu;
+mod field;
+mod start;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start a server (LISTEN_ADDR, METRICS_ADDR and PORT set to free ports), wait until
+    /// its readiness path answers 2xx, print "PID PORT METRICS_PORT" and leave it running.
+    Start(start::Args),
+    /// CPU seconds (user + system) of each process, then of each Redis server (its own
+    /// INFO cpu), on one line.
+    Cpu(cpu::Args),
+    /// Figures of a scenario's result (the last line of its output, a JSON object), one
+    /// per line.
+    Field(field::Args),
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Start(args) => start::run(args).await,
+        Command::Cpu(args) => cpu::run(args).await,
+        Command::Field(args) => field::run(args),
+    }
+}
