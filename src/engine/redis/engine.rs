@@ -11,10 +11,10 @@ use fred::prelude::*;
 
 use super::connect::{unavailable, COMMAND_TIMEOUT};
 use super::geo::GEO_READY;
-use super::scripts::{parse_inbox, PushJob};
+use super::scripts::{common_args, keep_until, parse_inbox, PushJob};
 use super::RedisEngine;
 use crate::domain::UserId;
-use crate::engine::inbox::{InboxEntry, MsgId, Pushed, INBOX_MAX};
+use crate::engine::inbox::{InboxEntry, MsgId, Pushed, INBOX_IDLE_MS};
 use crate::engine::{
     Engine, EngineError, IdempotencyKey, Place, ReplicaCensus, Sink, Target, CONNECT_LIMIT,
     CONNECT_WINDOW_MS,
@@ -142,14 +142,12 @@ impl Engine for RedisEngine {
     }
 
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {
-        let [pending, frames, _] = self.keys.inbox(user);
+        let now = crate::time::unix_ms();
+        let mut args = common_args(now).to_vec();
+        args.push(Value::from(keep_until(now, INBOX_IDLE_MS).to_string()));
         let raw: Vec<Value> = self
             .read
-            .evalsha_with_reload(
-                &self.commands,
-                vec![pending, frames],
-                vec![crate::time::unix_ms().to_string(), INBOX_MAX.to_string()],
-            )
+            .evalsha_with_reload(&self.commands, self.inbox_keys(user), args)
             .await
             .map_err(unavailable)?;
         parse_inbox(raw)

@@ -1,5 +1,5 @@
-//! Inboxes on Redis: where the `WAIT` for a write goes, and the ack or withdraw script
-//! for one notification.
+//! Inboxes on Redis: where the `WAIT` for a write goes, the keys an inbox script
+//! reads, and the withdraw script for one notification.
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
@@ -7,7 +7,8 @@ use fred::types::scripts::Script;
 use super::connect::unavailable;
 use super::RedisEngine;
 use crate::domain::UserId;
-use crate::engine::inbox::{MsgId, DONE_MAX, INBOX_IDLE_MS};
+use super::scripts::{common_args, keep_until};
+use crate::engine::inbox::{MsgId, DONE_KEEP_MS};
 use crate::engine::wire::Event;
 use crate::engine::{EngineError, Target};
 
@@ -28,31 +29,32 @@ impl RedisEngine {
             })
     }
 
-    /// Runs the ack or withdraw script for `id`; whether it was in the inbox.
+    /// Runs the withdraw script for `id`; whether it was in the inbox.
     pub(super) async fn remove(
         &self,
         script: &Script,
         user: UserId,
         id: MsgId,
     ) -> Result<bool, EngineError> {
+        let now = crate::time::unix_ms();
+        let mut args = common_args(now).to_vec();
+        args.extend([
+            Value::from(keep_until(now, DONE_KEEP_MS).to_string()),
+            Value::from(id.to_string()),
+            Value::from(self.keys.channel(Target::User(user))),
+            Value::Bytes(Event::Acked(id).encode()),
+        ]);
         let removed: i64 = script
-            .evalsha_with_reload(
-                &self.commands,
-                {
-                    let [pending, frames, done] = self.keys.inbox(user);
-                    vec![pending, frames, done, self.keys.user_sockets(user)]
-                },
-                vec![
-                    Value::from(id.to_string()),
-                    Value::from(self.keys.channel(Target::User(user))),
-                    Value::Bytes(Event::Acked(id).encode()),
-                    Value::from(crate::time::unix_ms().to_string()),
-                    Value::from(DONE_MAX.to_string()),
-                    Value::from(INBOX_IDLE_MS.to_string()),
-                ],
-            )
+            .evalsha_with_reload(&self.commands, self.inbox_keys(user), args)
             .await
             .map_err(unavailable)?;
         Ok(removed == 1)
+    }
+
+    /// The keys an inbox script reads: the stream and ids set, then release 0.3's.
+    pub(super) fn inbox_keys(&self, user: UserId) -> Vec<String> {
+        let mut keys = self.keys.inbox(user).to_vec();
+        keys.extend(self.keys.old_inbox(user));
+        keys
     }
 }
