@@ -3,13 +3,16 @@
 # (`CONFIG RESETSTAT`, a phase, `INFO commandstats`), for one build of locallife:
 #
 #   loadtest/commands-per-notification.sh BIN [N]        (default N=1000)
+#   BATCH=100 loadtest/commands-per-notification.sh BIN  (sent 100 a request)
 #
 # A Redis server of its own (a free port, no persistence, so nobody else's commands are
-# counted), a scratch database, one replica, one rider. Phase "write": N notifications
-# to the rider through POST /v1/platform/notifications/batch (100 a request) while the
-# rider has no socket: every command the inbox writes cost. Phase "ack": the rider
-# connects (`locallife listen`), gets the N from the inbox and acks each: the read on
-# connect (one per socket, so 1/N of it per notification) and the acks. Commands
+# counted), a scratch database, one replica, one user (a staff member: no approval
+# needed to connect). Phase "write": N notifications to the user through
+# POST /v1/platform/notifications, one a request (or BATCH a request through
+# /v1/platform/notifications/batch: one script round each), while the user has no
+# socket: every command the inbox writes cost. Phase "ack": the user connects
+# (`locallife listen`), gets the N from the inbox and acks each: the read on connect
+# (one per socket, but reading each entry) and the acks. Commands
 # called inside scripts are counted by Redis under their own names; the EVALSHA calls
 # that carry them are shown apart. The replica's background work (a canary PUBLISH a
 # second, lease renewals, census) falls into the phases too: a few commands per phase
@@ -20,6 +23,7 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 BIN [N]" >&2; exit 2; }
 BIN=$(realpath "$1")
 N=${2:-1000}
+BATCH=${BATCH:-1}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-commands.XXXXXX")
 ADMIN_URL=${ADMIN_DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}
 DB=locallife_commands_$$
@@ -44,9 +48,9 @@ export DATABASE_URL=${ADMIN_URL%/*}/$DB REDIS_URL=redis://127.0.0.1:$RPORT
 export JWT_SECRET=commands-secret-0123456789abcdef-012345 LOG_FORMAT=json RUST_LOG=warn
 export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 HTTP_RATE_BACK_OFFICE=1000000
 "$BIN" migrate >&2
-rider=$("$BIN" user create --openid "commands-rider-$$" --role rider)
+user=$("$BIN" user create --openid "commands-user-$$" --role platform)
 staff=$("$BIN" user create --openid "commands-staff-$$" --role platform)
-rider_token=$("$BIN" token --user-id "$rider")
+user_token=$("$BIN" token --user-id "$user")
 staff_token=$("$BIN" token --user-id "$staff")
 
 PORT=$(free_port)
@@ -63,8 +67,15 @@ stats() {
 "${R[@]}" CONFIG RESETSTAT >/dev/null
 sent=0
 while [ "$sent" -lt "$N" ]; do
-    size=$((N - sent < 100 ? N - sent : 100))
-    body=$(python3 -c 'import json, sys; u, n, s = map(int, sys.argv[1:]); print(json.dumps({"notifications": [{"user_id": u, "title": f"n{s + i}", "content": ""} for i in range(n)]}))' "$rider" "$size" "$sent")
+    if [ "$BATCH" -le 1 ]; then
+        curl -sf -X POST "http://127.0.0.1:$PORT/v1/platform/notifications" \
+            -H "authorization: Bearer $staff_token" -H 'content-type: application/json' \
+            -d "{\"user_id\": $user, \"title\": \"n$sent\", \"content\": \"\"}" >/dev/null
+        sent=$((sent + 1))
+        continue
+    fi
+    size=$((N - sent < BATCH ? N - sent : BATCH))
+    body=$(python3 -c 'import json, sys; u, n, s = map(int, sys.argv[1:]); print(json.dumps({"notifications": [{"user_id": u, "title": f"n{s + i}", "content": ""} for i in range(n)]}))' "$user" "$size" "$sent")
     curl -sf -X POST "http://127.0.0.1:$PORT/v1/platform/notifications/batch" \
         -H "authorization: Bearer $staff_token" -H 'content-type: application/json' \
         -d "$body" >/dev/null
@@ -73,7 +84,7 @@ done
 stats >"$WORK/write"
 
 "${R[@]}" CONFIG RESETSTAT >/dev/null
-"$BIN" listen --url "ws://127.0.0.1:$PORT/v1/ws" --token "$rider_token" --count "$N" >/dev/null
+"$BIN" listen --url "ws://127.0.0.1:$PORT/v1/ws" --token "$user_token" --count "$N" >/dev/null
 # The socket's last acks are written before its close is answered; a moment for the
 # close to reach the server.
 sleep 0.5

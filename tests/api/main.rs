@@ -54,5 +54,6 @@ mod sdk;
 mod seed_client;
 mod subscriptions;
 mod suspension;
+mod upgrade;
 mod ws;
 mod ws_client;
