@@ -58,10 +58,9 @@ async fn previous_replica(binary: &std::path::Path, app: &TestApp) -> Replica {
 }
 
 async fn redis() -> Client {
-    let client =
-        Builder::from_config(fred::types::config::Config::from_url(&redis_url()).unwrap())
-            .build()
-            .unwrap();
+    let client = Builder::from_config(fred::types::config::Config::from_url(&redis_url()).unwrap())
+        .build()
+        .unwrap();
     client.init().await.unwrap();
     client
 }

@@ -5,9 +5,9 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use super::connect::unavailable;
+use super::scripts::{common_args, keep_until};
 use super::RedisEngine;
 use crate::domain::UserId;
-use super::scripts::{common_args, keep_until};
 use crate::engine::inbox::{MsgId, DONE_KEEP_MS};
 use crate::engine::wire::Event;
 use crate::engine::{EngineError, Target};
