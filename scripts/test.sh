@@ -52,6 +52,12 @@ if [ -z "${TEST_REDIS_CLUSTER_URL:-}" ]; then
     export TEST_REDIS_CLUSTER_URL
 fi
 
+# The previous release's binary, for the upgrade test (tests/api/upgrade.rs): built from
+# its git tag, reusing this build's compiled dependencies. Always named, so the test
+# fails when the build did not leave it there.
+LOCALLIFE_PREVIOUS_BIN=$(scripts/previous-release.sh) || LOCALLIFE_PREVIOUS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/previous-release/missing"
+export LOCALLIFE_PREVIOUS_BIN
+
 # Keep cargo's output, then close with the totals on one line.
 set +e
 cargo test --workspace --locked "$@" 2>&1 | tee "$LOG"

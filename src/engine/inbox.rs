@@ -31,12 +31,14 @@ pub fn keep_inbox_ms(now_ms: u64, expires_ms: u64) -> u64 {
     INBOX_IDLE_MS.max(expires_ms.saturating_sub(now_ms) + 3600 * 1000)
 }
 
-/// How long at least an acked id is remembered, so that a late or repeated write of it
-/// (a relay retried after a crash, a retried API call under its 24 h Idempotency-Key)
-/// delivers nothing again: the acked ids are kept while the user acks, and until this
-/// long after the last ack, unless pushed out by [`DONE_MAX`] newer ones.
+/// How long at least an acked (or withdrawn) id is remembered after its ack, so that a
+/// late or repeated write of it (a relay retried after a crash, a retried API call under
+/// its 24 h Idempotency-Key) delivers nothing again, unless pushed out by [`DONE_MAX`]
+/// newer ones.
 pub const DONE_KEEP_MS: u64 = INBOX_IDLE_MS;
-/// At most this many acked ids are remembered per user (the newest).
+/// About this many acked ids are remembered per user, the newest (Redis trims the set
+/// that holds them to this plus [`INBOX_MAX`] on one ack in 8 and about hourly, so it
+/// may hold more in between).
 pub const DONE_MAX: usize = 10 * INBOX_MAX;
 
 /// Whether an inbox write added the notification, or found it there (or acked) already.

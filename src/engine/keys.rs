@@ -5,9 +5,9 @@
 //! | name | type | what |
 //! |---|---|---|
 //! | `ll:{u:42}:live` | channel | live events for user 42 (a shard channel on a Redis Cluster) |
-//! | `ll:{u:42}:inbox` | sorted set | user 42's unacked notification ids, scored by decision time (ms); bounded, expires when idle |
-//! | `ll:{u:42}:msgs` | hash | id → `<expiry ms> <frame tail>` for each id in the inbox |
-//! | `ll:{u:42}:done` | sorted set | ids user 42 acked, scored by ack time, kept a day: a late write of one delivers nothing |
+//! | `ll:{u:42}:stream` | stream | user 42's inbox: one entry per unacked notification, in the order written (field `n`: `<expiry ms> <frame tail>`; the entry id is the message id, or, for one written after a later-decided one, field `id` holds it); bounded, expires when idle |
+//! | `ll:{u:42}:ids` | sorted set | ids user 42 acked or had withdrawn, scored by that time (ms), kept a day: a late write of one delivers nothing; the entry ids of out-of-order entries (scored `ms × 1024 + seq`); `~keep`, the keys' expiry |
+//! | `ll:{u:42}:inbox`, `:msgs`, `:done` | sorted set, hash, sorted set | the inbox of release 0.3 (pending ids, their frames, acked ids): read, moved into the stream and deleted by this release |
 //! | `ll:{u:42}:sockets` | sorted set | user 42's open sockets on all replicas, scored by lease expiry (ms) |
 //! | `ll:{u:42}:connects` | counter | user 42's connect attempts in the current rate window |
 //! | `ll:role:rider` | channel | announcements to every connected rider (likewise merchant, platform) |
@@ -77,8 +77,16 @@ impl Keys {
         id.parse().ok().map(|id| Target::User(UserId(id)))
     }
 
-    /// The inbox's keys: pending ids, their frames, recently acked ids.
-    pub fn inbox(&self, user: UserId) -> [String; 3] {
+    /// The inbox's keys: the stream of unacked notifications, and the ids set (acked and
+    /// withdrawn ids, out-of-order entries, the keys' expiry).
+    pub fn inbox(&self, user: UserId) -> [String; 2] {
+        let base = format!("{}:{{u:{}}}", self.prefix, user.0);
+        [format!("{base}:stream"), format!("{base}:ids")]
+    }
+
+    /// The inbox's keys in release 0.3's layout (pending ids, their frames, recently
+    /// acked ids), read and moved into [`Keys::inbox`] where they still exist.
+    pub fn old_inbox(&self, user: UserId) -> [String; 3] {
         let base = format!("{}:{{u:{}}}", self.prefix, user.0);
         [
             format!("{base}:inbox"),
@@ -143,8 +151,11 @@ mod tests {
         let keys = Keys::new("ll");
         for user in [UserId(1), UserId(7), UserId(123_456)] {
             let slot = keys.slot(user);
-            let [pending, frames, done] = keys.inbox(user);
+            let [stream, ids] = keys.inbox(user);
+            let [pending, frames, done] = keys.old_inbox(user);
             for name in [
+                stream,
+                ids,
                 pending,
                 frames,
                 done,

@@ -1,6 +1,7 @@
 //! The in-process engine: one replica, no Redis. Same semantics as the Redis engine
 //! within that replica: a publish reaches the sink only for subscribed channels, socket
-//! places are leased and counted the same way.
+//! places are leased and counted the same way, and an inbox follows the rules of the
+//! Redis stream (write order, the bound, acked ids remembered, expiry).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -39,18 +40,22 @@ struct State {
     shared: HashMap<String, (String, u64)>,
 }
 
+/// One user's inbox, as the Redis stream holds it: the unacked notifications in the
+/// order they were written (Redis: the stream's entries), and the ids acked or
+/// withdrawn lately (Redis: the `:ids` sorted set).
 #[derive(Default)]
 struct Inbox {
     entries: VecDeque<(MsgId, u64, Arc<str>)>,
-    /// Acked ids and when: the newest [`DONE_MAX`], while the inbox is kept (at least
-    /// [`DONE_KEEP_MS`] after the last ack).
+    /// Acked ids and when: each for [`DONE_KEEP_MS`] at least, the newest [`DONE_MAX`].
     done: HashMap<MsgId, u64>,
     /// Until when the inbox is kept untouched (Redis: the keys' expiry).
     keep_until_ms: u64,
 }
 
 impl Inbox {
-    fn forget_done(&mut self) {
+    fn forget_done(&mut self, now: u64) {
+        self.done
+            .retain(|_, at| at.saturating_add(DONE_KEEP_MS) > now);
         if self.done.len() > DONE_MAX {
             let mut by_age: Vec<(u64, MsgId)> = self.done.iter().map(|(i, t)| (*t, *i)).collect();
             by_age.sort_unstable();
@@ -80,7 +85,7 @@ impl MemoryEngine {
             let removed = inbox.entries.len() < before;
             if removed || always {
                 inbox.done.insert(id, now);
-                inbox.forget_done();
+                inbox.forget_done(now);
             }
             (
                 removed,
@@ -174,9 +179,9 @@ impl super::Inbox for MemoryEngine {
             if inbox.done.contains_key(&id) || inbox.entries.iter().any(|(i, _, _)| *i == id) {
                 return Ok(Pushed::Duplicate);
             }
-            // Ordered by decision time, as the Redis sorted set is.
-            let at = inbox.entries.partition_point(|(i, _, _)| *i <= id);
-            inbox.entries.insert(at, (id, expires_ms, Arc::from(tail)));
+            // In the order of writing, as the Redis stream holds them (and as sockets
+            // saw them live).
+            inbox.entries.push_back((id, expires_ms, Arc::from(tail)));
             inbox.keep_until_ms = inbox
                 .keep_until_ms
                 .max(now + keep_inbox_ms(now, expires_ms));

@@ -218,7 +218,7 @@ async fn the_redis_inbox_expires_when_idle() {
     let app = spawn_app_on(EngineKind::Redis).await;
     let (rider, _) = app.socket_user(Role::Rider).await;
     app.publish(rider, "kept").await;
-    let key = format!("{}:{{u:{}}}:inbox", app.config.redis_key_prefix, rider.0);
+    let key = format!("{}:{{u:{}}}:stream", app.config.redis_key_prefix, rider.0);
     let client = Builder::from_config(
         fred::types::config::Config::from_url(&crate::support::redis_url()).unwrap(),
     )
@@ -230,13 +230,13 @@ async fn the_redis_inbox_expires_when_idle() {
         ttl_ms > 24 * 3600 * 1000,
         "an idle inbox expires after a day and more: {ttl_ms}"
     );
-    let len: i64 = client.zcard(&key).await.unwrap();
+    let len: i64 = client.xlen(&key).await.unwrap();
     assert_eq!(len, 1);
-    let frames = format!("{}:{{u:{}}}:msgs", app.config.redis_key_prefix, rider.0);
-    let ttl_ms: i64 = client.pttl(&frames).await.unwrap();
+    let ids = format!("{}:{{u:{}}}:ids", app.config.redis_key_prefix, rider.0);
+    let ttl_ms: i64 = client.pttl(&ids).await.unwrap();
     assert!(
         ttl_ms > 24 * 3600 * 1000,
-        "the frames expire with the inbox: {ttl_ms}"
+        "the ids expire with the inbox: {ttl_ms}"
     );
     let _ = client.quit().await;
 }
@@ -284,7 +284,7 @@ async fn a_notice_with_a_long_ttl_is_kept_that_long() {
     .build()
     .unwrap();
     client.init().await.unwrap();
-    for key in ["inbox", "msgs"] {
+    for key in ["stream", "ids"] {
         let key = format!("{}:{{u:{}}}:{key}", app.config.redis_key_prefix, rider.0);
         let ttl_ms: i64 = client.pttl(&key).await.unwrap();
         assert!(

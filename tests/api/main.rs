@@ -53,4 +53,5 @@ mod seed_client;
 mod subscriptions;
 mod support;
 mod suspension;
+mod upgrade;
 mod ws;

@@ -1,6 +1,7 @@
 //! [`Inbox`] for [`RedisEngine`]: inbox writes and acks go to their rounds
 //! ([`super::scripts`]), a write waits for its `WAIT` confirmation where one is asked
-//! for ([`super::durability`]), and withdrawals and reads run their script alone.
+//! for ([`super::durability`]), and withdrawals and reads run their script alone; the
+//! keys an inbox script reads (the stream and ids set, then release 0.3's).
 
 use std::sync::atomic::Ordering;
 
@@ -9,10 +10,10 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use super::connect::{unavailable, COMMAND_TIMEOUT};
-use super::scripts::{parse_inbox, PushJob};
+use super::scripts::{common_args, keep_until, parse_inbox, PushJob};
 use super::RedisEngine;
 use crate::domain::UserId;
-use crate::engine::inbox::{InboxEntry, MsgId, Pushed, DONE_MAX, INBOX_IDLE_MS, INBOX_MAX};
+use crate::engine::inbox::{InboxEntry, MsgId, Pushed, DONE_KEEP_MS, INBOX_IDLE_MS};
 use crate::engine::wire::Event;
 use crate::engine::{EngineError, Inbox, Target};
 
@@ -33,27 +34,28 @@ impl RedisEngine {
             })
     }
 
-    /// Runs the ack or withdraw script for `id`; whether it was in the inbox.
+    /// Runs the withdraw script for `id`; whether it was in the inbox.
     async fn remove(&self, script: &Script, user: UserId, id: MsgId) -> Result<bool, EngineError> {
+        let now = crate::time::unix_ms();
+        let mut args = common_args(now).to_vec();
+        args.extend([
+            Value::from(keep_until(now, DONE_KEEP_MS).to_string()),
+            Value::from(id.to_string()),
+            Value::from(self.keys.channel(Target::User(user))),
+            Value::Bytes(Event::Acked(id).encode()),
+        ]);
         let removed: i64 = script
-            .evalsha_with_reload(
-                &self.commands,
-                {
-                    let [pending, frames, done] = self.keys.inbox(user);
-                    vec![pending, frames, done, self.keys.user_sockets(user)]
-                },
-                vec![
-                    Value::from(id.to_string()),
-                    Value::from(self.keys.channel(Target::User(user))),
-                    Value::Bytes(Event::Acked(id).encode()),
-                    Value::from(crate::time::unix_ms().to_string()),
-                    Value::from(DONE_MAX.to_string()),
-                    Value::from(INBOX_IDLE_MS.to_string()),
-                ],
-            )
+            .evalsha_with_reload(&self.commands, self.inbox_keys(user), args)
             .await
             .map_err(unavailable)?;
         Ok(removed == 1)
+    }
+
+    /// The keys an inbox script reads: the stream and ids set, then release 0.3's.
+    pub(super) fn inbox_keys(&self, user: UserId) -> Vec<String> {
+        let mut keys = self.keys.inbox(user).to_vec();
+        keys.extend(self.keys.old_inbox(user));
+        keys
     }
 }
 
@@ -113,14 +115,12 @@ impl Inbox for RedisEngine {
     }
 
     async fn inbox(&self, user: UserId) -> Result<Vec<InboxEntry>, EngineError> {
-        let [pending, frames, _] = self.keys.inbox(user);
+        let now = crate::time::unix_ms();
+        let mut args = common_args(now).to_vec();
+        args.push(Value::from(keep_until(now, INBOX_IDLE_MS).to_string()));
         let raw: Vec<Value> = self
             .read
-            .evalsha_with_reload(
-                &self.commands,
-                vec![pending, frames],
-                vec![crate::time::unix_ms().to_string(), INBOX_MAX.to_string()],
-            )
+            .evalsha_with_reload(&self.commands, self.inbox_keys(user), args)
             .await
             .map_err(unavailable)?;
         parse_inbox(raw)

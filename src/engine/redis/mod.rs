@@ -46,7 +46,7 @@ use fred::types::scripts::Script;
 
 use durability::Durability;
 use pubsub::{Canary, Listening};
-use scripts::{script_for, PushJob, ACQUIRE_LUA, READ_LUA, WITHDRAW_LUA};
+use scripts::{inbox_script, PushJob, ACQUIRE_LUA, READ_LUA, WITHDRAW_LUA};
 
 use crate::config::RedisConfig;
 use crate::domain::UserId;
@@ -107,8 +107,8 @@ impl RedisEngine {
             acquire: Script::from_lua(ACQUIRE_LUA),
             pushes,
             acks,
-            read: Script::from_lua(READ_LUA),
-            withdraw: script_for(WITHDRAW_LUA, clustered),
+            read: inbox_script(READ_LUA, clustered),
+            withdraw: inbox_script(WITHDRAW_LUA, clustered),
             clustered,
             sink,
             dropped,
