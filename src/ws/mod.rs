@@ -7,8 +7,11 @@
 //! and that body as the reason. An admitted connection is upgraded with buffers sized
 //! for small JSON messages.
 
+mod commands;
 mod lease;
 pub mod protocol;
+mod rate;
+mod replay;
 pub mod session;
 
 pub use lease::Lease;

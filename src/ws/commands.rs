@@ -1,0 +1,103 @@
+//! What a client's messages do once parsed (SPEC §2.1): `ack`, `ping`, `pong`,
+//! `location`, `auth`; and a Pong's confirmation of what was written before its Ping.
+
+use super::protocol::{self, ClientMessage, ProtocolError};
+use crate::domain::Role;
+use crate::engine::MsgId;
+use crate::hub::{Protocol, Socket};
+use crate::state::AppState;
+use crate::store::receipts::Mark;
+
+/// Acts on a valid client message; the reply to send (its type, and the frame), if any.
+pub(super) async fn handle(
+    state: &AppState,
+    socket: &Socket,
+    message: ClientMessage,
+) -> Result<Option<(&'static str, String)>, ProtocolError> {
+    match message {
+        ClientMessage::Ping => Ok(Some(("pong", protocol::pong()))),
+        ClientMessage::Pong => Ok(None),
+        ClientMessage::Ack { message_id } => {
+            // Ids of live-only messages (announcements) are not inbox ids: nothing to do.
+            let Ok(id) = message_id.parse::<MsgId>() else {
+                return Ok(None);
+            };
+            // Only an ack of what this socket was sent and still waits for is a receipt
+            // (SPEC §3): an ack of a made-up id, or a repeat, stores nothing.
+            if socket.acked(id) {
+                crate::telemetry::stage(crate::telemetry::Stage::Confirmed, id.ms);
+                state.receipts().record(Mark::Acked, id, socket.user);
+            }
+            metrics::counter!("locallife_acks_total").increment(1);
+            metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
+                .increment(1);
+            state.engine().ack_soon(socket.user, id).await;
+            Ok(None)
+        }
+        ClientMessage::Auth { .. } if socket.protocol != Protocol::V2 => Err(ProtocolError {
+            code: "unsupported",
+            message: "auth needs protocol 2 (?protocol=2)".into(),
+        }),
+        ClientMessage::Auth { token } => {
+            // The socket still closes (4001) when its current token expires.
+            let invalid = || ProtocolError {
+                code: "invalid_token",
+                message: "not a valid token of this user".into(),
+            };
+            let claims = match state.tokens().verify(&token) {
+                Ok((user, claims)) if user == socket.user => claims,
+                _ => return Err(invalid()),
+            };
+            // A token issued before the user's last logout is refused here as at
+            // admission.
+            match crate::store::users::roles(state.db(), socket.user).await {
+                Ok(Some((_, tokens))) if !claims.revoked_by(&tokens) => {}
+                Ok(_) => return Err(invalid()),
+                Err(_) => {
+                    return Err(ProtocolError {
+                        code: "unavailable",
+                        message: "cannot check the token now; try again".into(),
+                    })
+                }
+            }
+            let exp = socket.extend_token(claims.exp);
+            Ok(Some((
+                "auth_ok",
+                protocol::auth_ok(&crate::time::rfc3339(exp)),
+            )))
+        }
+        ClientMessage::Location { .. } if !socket.has_role(Role::Rider) => Err(ProtocolError {
+            code: "not_rider",
+            message: "only riders send location".into(),
+        }),
+        ClientMessage::Location { lat, lng } => {
+            match crate::service::riders::update_location(state, socket.user, lat, lng).await {
+                Ok(()) => Ok(None),
+                Err(e) => Err(ProtocolError {
+                    code: "location_refused",
+                    // The client-facing message: never an internal cause.
+                    message: crate::error::ApiError::from(e).message.into_owned(),
+                }),
+            }
+        }
+    }
+}
+
+/// Notifications confirmed by a Pong leave the inbox as if acked (on every replica), in
+/// one pipelined round of engine calls for the lot.
+pub(super) async fn confirm(state: &AppState, socket: &Socket, ids: Vec<MsgId>) {
+    metrics::counter!("locallife_confirmations_total", "protocol" => "1", "kind" => "ping")
+        .increment(ids.len() as u64);
+    let now = crate::time::unix_ms();
+    for id in &ids {
+        crate::telemetry::stage_at(crate::telemetry::Stage::Confirmed, id.ms, now);
+    }
+    let engine = state.engine();
+    let results =
+        futures::future::join_all(ids.iter().map(|id| engine.ack(socket.user, *id))).await;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        // Still in the inbox: delivered again on the next connect, never on this socket.
+        tracing::warn!(error = %e, "confirmation not recorded");
+    }
+    socket.forget(&ids);
+}
