@@ -41,8 +41,9 @@ pub fn tail(data: &Map<String, Value>, timestamp: &str) -> String {
     format!("\"{sep}{inner}}},\"timestamp\":{timestamp}}}")
 }
 
-/// The whole frame for `id` (any text: inbox ids, or the random ids of live messages).
-pub fn frame(id: impl std::fmt::Display, tail: &str) -> Utf8Bytes {
+/// The whole frame for `id` (an inbox notification's, or a live message's: every
+/// `message_id` is a [`MsgId`]).
+pub fn frame(id: MsgId, tail: &str) -> Utf8Bytes {
     Utf8Bytes::from(format!("{HEAD}{id}{tail}"))
 }
 

@@ -109,14 +109,9 @@ impl Notification {
     }
 
     /// The whole text frame with `message_id` = `id`.
-    pub fn frame(&self, id: &str) -> Utf8Bytes {
+    pub fn frame(&self, id: MsgId) -> Utf8Bytes {
         wire::frame(id, &self.tail())
     }
-}
-
-/// A new id for a live-only message: 128 random bits, hex.
-pub fn new_message_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Sends to one user's sockets on every replica under a fresh id; returns the id.
@@ -151,7 +146,7 @@ pub async fn to_user_as(
         crate::telemetry::stage(crate::telemetry::Stage::Stored, id.ms);
         pushed
     } else {
-        let event = Event::Message(notification.frame(&id.to_string()));
+        let event = Event::Message(notification.frame(id));
         engine.publish(Target::User(user), event.encode()).await?;
         Pushed::New
     };
@@ -168,16 +163,17 @@ pub async fn to_role(
     role: Role,
     notification: &Notification,
 ) -> Result<String, EngineError> {
-    let id = new_message_id();
-    to_role_as(engine, role, &id, notification).await?;
-    Ok(id)
+    let id = MsgId::generate();
+    to_role_as(engine, role, id, notification).await?;
+    Ok(id.to_string())
 }
 
-/// [`to_role`] under an id decided earlier.
+/// [`to_role`] under an id decided earlier (live messages are numbered like inbox
+/// notifications: one id scheme, [`MsgId`]).
 pub async fn to_role_as(
     engine: &dyn Engine,
     role: Role,
-    id: &str,
+    id: MsgId,
     notification: &Notification,
 ) -> Result<(), EngineError> {
     let event = Event::Message(notification.frame(id));
@@ -225,10 +221,11 @@ mod tests {
             .with("order_id", 42)
             .with("message_id", "forged")
             .with("requires_ack", false);
-        let frame: Value = serde_json::from_str(&n.frame("m-1")).unwrap();
+        let id = MsgId::generate();
+        let frame: Value = serde_json::from_str(&n.frame(id)).unwrap();
         assert_eq!(frame["type"], "notification");
         let data = &frame["data"];
-        assert_eq!(data["message_id"], "m-1");
+        assert_eq!(data["message_id"], id.to_string());
         assert_eq!(data["order_id"], 42);
         assert_eq!(data["requires_ack"], true);
         assert_eq!(data["event"], "order.paid");

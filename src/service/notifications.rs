@@ -167,18 +167,18 @@ pub async fn to_role(
     once: Option<&Idempotency>,
 ) -> Result<String, SendError> {
     let (ids, repeat) = decide(state, once, 1).await?;
-    let id = ids[0].to_string();
+    let id = ids[0];
     if repeat {
-        return Ok(id);
+        return Ok(id.to_string());
     }
-    if let Err(e) = notify::to_role_as(&**state.engine(), role, &id, n).await {
+    if let Err(e) = notify::to_role_as(&**state.engine(), role, id, n).await {
         if let Some(once) = once {
             // Let a retry send it (best effort: Redis may be the very thing failing).
             let _ = state.engine().release_once(&once.key).await;
         }
         return Err(e.into());
     }
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// Every notification of a batch, after checking that every recipient exists (one

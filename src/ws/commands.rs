@@ -18,7 +18,7 @@ pub(super) async fn handle(
         ClientMessage::Ping => Ok(Some(("pong", protocol::pong()))),
         ClientMessage::Pong => Ok(None),
         ClientMessage::Ack { message_id } => {
-            // Ids of live-only messages (announcements) are not inbox ids: nothing to do.
+            // Every id the server sends is a message id: anything else was never sent.
             let Ok(id) = message_id.parse::<MsgId>() else {
                 return Ok(None);
             };
