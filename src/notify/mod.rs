@@ -17,6 +17,7 @@ use crate::domain::{Role, UserId};
 use crate::engine::wire::{self, Event};
 use crate::engine::{Engine, EngineError, MsgId, Pushed, Target};
 use crate::store::outbox::{Audience, NewRow};
+use crate::store::receipts::Update;
 
 /// The event a notification is of. Defined in [`crate::domain`], so that the layers
 /// below this one (the subscription-message templates of [`crate::config::templates`])
@@ -87,6 +88,27 @@ impl Notification {
         Some(n)
     }
 
+    /// When notification `id` stops being deliverable (unix ms): its ttl counted from
+    /// the decision (`id`'s time).
+    pub fn expires_ms(&self, id: MsgId) -> u64 {
+        id.ms.saturating_add(self.ttl.as_millis() as u64)
+    }
+
+    /// The `pending` receipt of notification `id` sent to `user` (SPEC §3), or `None`
+    /// for an event that has no receipts (live only, needs no ack).
+    pub fn pending_receipt(&self, id: MsgId, user: UserId) -> Option<Update> {
+        self.kind.requires_ack().then(|| {
+            Update::pending(
+                id.to_string(),
+                user,
+                self.kind.event(),
+                self.fields.get("order_id").and_then(Value::as_i64),
+                id.ms as i64,
+                self.expires_ms(id) as i64,
+            )
+        })
+    }
+
     /// The `data` object of the `notification` message, but for `message_id`.
     pub fn data(&self) -> Map<String, Value> {
         let mut data = Map::new();
@@ -139,9 +161,8 @@ pub async fn to_user_as(
     notification: &Notification,
 ) -> Result<Pushed, EngineError> {
     let pushed = if notification.kind.requires_ack() {
-        let expires = id.ms + notification.ttl.as_millis() as u64;
         let pushed = engine
-            .push_inbox(user, id, &notification.tail(), expires)
+            .push_inbox(user, id, &notification.tail(), notification.expires_ms(id))
             .await?;
         crate::telemetry::stage(crate::telemetry::Stage::Stored, id.ms);
         pushed

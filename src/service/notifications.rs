@@ -108,17 +108,7 @@ async fn receipts_for(
 ) {
     let rows: Vec<Update> = sent
         .iter()
-        .filter(|(_, _, n)| n.kind.requires_ack())
-        .map(|(user, id, n)| {
-            Update::pending(
-                id.to_string(),
-                *user,
-                n.kind.event(),
-                n.fields.get("order_id").and_then(|v| v.as_i64()),
-                id.ms as i64,
-                (id.ms + n.ttl.as_millis() as u64) as i64,
-            )
-        })
+        .filter_map(|(user, id, n)| n.pending_receipt(*id, *user))
         .collect();
     if rows.is_empty() {
         return;
