@@ -1,8 +1,9 @@
 //! What a client's messages do once parsed (SPEC §2.1): `ack`, `ping`, `pong`,
 //! `location`, `auth`; and a Pong's confirmation of what was written before its Ping.
 
-use super::protocol::{self, ClientMessage, ProtocolError};
+use super::protocol::{ClientMessage, ProtocolError};
 use crate::domain::Role;
+use crate::engine::wire;
 use crate::engine::MsgId;
 use crate::hub::{Protocol, Socket};
 use crate::state::AppState;
@@ -15,7 +16,7 @@ pub(super) async fn handle(
     message: ClientMessage,
 ) -> Result<Option<(&'static str, String)>, ProtocolError> {
     match message {
-        ClientMessage::Ping => Ok(Some(("pong", protocol::pong()))),
+        ClientMessage::Ping => Ok(Some(("pong", wire::pong()))),
         ClientMessage::Pong => Ok(None),
         ClientMessage::Ack { message_id } => {
             // Every id the server sends is a message id: anything else was never sent.
@@ -61,10 +62,7 @@ pub(super) async fn handle(
                 }
             }
             let exp = socket.extend_token(claims.exp);
-            Ok(Some((
-                "auth_ok",
-                protocol::auth_ok(&crate::time::rfc3339(exp)),
-            )))
+            Ok(Some(("auth_ok", wire::auth_ok(&crate::time::rfc3339(exp)))))
         }
         ClientMessage::Location { .. } if !socket.has_role(Role::Rider) => Err(ProtocolError {
             code: "not_rider",

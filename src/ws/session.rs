@@ -18,6 +18,7 @@ use super::lease::Lease;
 use super::protocol::{self, ClientMessage, ProtocolError};
 use super::rate::RateLimit;
 use super::replay;
+use crate::engine::wire;
 use crate::hub::{Close, Protocol, Socket, Work};
 use crate::state::AppState;
 use crate::store::receipts::Mark;
@@ -116,7 +117,7 @@ async fn live(
     };
     let close = match attached {
         Ok(inbox) => {
-            let welcome = protocol::welcome(protocol::Welcome {
+            let welcome = wire::welcome(wire::Welcome {
                 connection_id: &socket.conn_id,
                 user_id: socket.user,
                 roles: socket.roles.iter().collect(),
@@ -273,7 +274,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                         // database future, only while it runs.
                         let reply = match Box::pin(commands::handle(state, socket, message)).await {
                             Ok(reply) => reply,
-                            Err(e) => Some(("error", protocol::error(&e))),
+                            Err(e) => Some(("error", wire::error(e.code, &e.message))),
                         };
                         if let Some((kind, reply)) = reply {
                             metrics::counter!("locallife_messages_sent_total", "type" => kind).increment(1);
@@ -286,7 +287,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                             return Some(ABUSE);
                         }
                         metrics::counter!("locallife_messages_sent_total", "type" => "error").increment(1);
-                        Box::pin(send(ws, Message::Text(protocol::error(&e).into()))).await.ok()?;
+                        Box::pin(send(ws, Message::Text(wire::error(e.code, &e.message).into()))).await.ok()?;
                     }
                     Outcome::Close(close) => return Some(close),
                     Outcome::Pong(payload) => {
