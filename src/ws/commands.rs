@@ -40,27 +40,32 @@ pub(super) async fn handle(
             message: "auth needs protocol 2 (?protocol=2)".into(),
         }),
         ClientMessage::Auth { token } => {
-            // The socket still closes (4001) when its current token expires.
-            let invalid = || ProtocolError {
-                code: "invalid_token",
-                message: "not a valid token of this user".into(),
-            };
-            let claims = match state.tokens().verify(&token) {
-                Ok((user, claims)) if user == socket.user => claims,
-                _ => return Err(invalid()),
-            };
-            // A token issued before the user's last logout is refused here as at
-            // admission.
-            match crate::store::users::roles(state.db(), socket.user).await {
-                Ok(Some((_, tokens))) if !claims.revoked_by(&tokens) => {}
-                Ok(_) => return Err(invalid()),
-                Err(_) => {
-                    return Err(ProtocolError {
-                        code: "unavailable",
-                        message: "cannot check the token now; try again".into(),
-                    })
-                }
-            }
+            // The socket still closes (4001) when its current token expires. A token
+            // issued before the user's last logout is refused here as at admission.
+            let (_, claims, ()) = state
+                .limits()
+                .check_token(
+                    state.tokens(),
+                    &token,
+                    invalid_token,
+                    |user, _| {
+                        if user == socket.user {
+                            Ok(())
+                        } else {
+                            Err(invalid_token())
+                        }
+                    },
+                    |user| async move {
+                        match crate::store::users::roles(state.db(), user).await {
+                            Ok(found) => Ok(found.map(|(_, epoch)| ((), epoch))),
+                            Err(_) => Err(ProtocolError {
+                                code: "unavailable",
+                                message: "cannot check the token now; try again".into(),
+                            }),
+                        }
+                    },
+                )
+                .await?;
             let exp = socket.extend_token(claims.exp);
             Ok(Some(("auth_ok", wire::auth_ok(&crate::time::rfc3339(exp)))))
         }
@@ -78,6 +83,14 @@ pub(super) async fn handle(
                 }),
             }
         }
+    }
+}
+
+/// An in-band `auth` whose token is not a valid one of this socket's user.
+fn invalid_token() -> ProtocolError {
+    ProtocolError {
+        code: "invalid_token",
+        message: "not a valid token of this user".into(),
     }
 }
 
