@@ -2,7 +2,7 @@
 //! channel subscription stands) and by role, and the [`Sink`] that hands what the
 //! engine delivers to the matching sockets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::socket::{Close, Socket};
 
 use crate::domain::{Role, UserId};
-use crate::engine::{Census, Engine, EngineError, Event, Sink, Target};
+use crate::engine::{Census, Engine, EngineError, Event, MsgId, Sink, Target};
 use crate::tasks::Tasks;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +58,41 @@ const UNRELEASED_MAX: usize = 65_536;
 /// Subscription commands waiting for the manager; when full, attaching waits.
 const SUBSCRIPTION_QUEUE: usize = 4096;
 
+/// Acks applied here lately whose `Acked` event may still come back, at most: the
+/// oldest is forgotten first (an event that comes back after that is applied again,
+/// which changes nothing).
+const LOCAL_ACKS: usize = 4096;
+
+/// Acks this replica's sockets made and applied to its own sockets already: the engine
+/// publishes them for the other replicas, and the copy this replica receives is skipped.
+/// Bounded: most are never echoed (the engine skips the publish for a user with one
+/// socket).
+#[derive(Default)]
+struct LocalAcks {
+    ids: HashSet<(UserId, MsgId)>,
+    order: VecDeque<(UserId, MsgId)>,
+}
+
+impl LocalAcks {
+    fn remember(&mut self, user: UserId, id: MsgId) {
+        if !self.ids.insert((user, id)) {
+            return;
+        }
+        if self.order.len() >= LOCAL_ACKS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.order.push_back((user, id));
+    }
+
+    /// Whether `id` of `user` was applied here already (then forgotten: an ack is
+    /// published at most once). Its place in `order` goes when it comes round: no scan.
+    fn take(&mut self, user: UserId, id: MsgId) -> bool {
+        self.ids.remove(&(user, id))
+    }
+}
+
 /// Per user: their sockets here, and where their channel subscription stands.
 pub(super) struct UserEntry {
     pub(super) sockets: Vec<Arc<Socket>>,
@@ -95,6 +130,7 @@ pub struct Hub {
     pub(super) unreleased: Mutex<Vec<(UserId, Arc<str>)>>,
     /// The replica's tasks: the hub's own, and the one-off ones it starts.
     pub(super) tasks: Tasks,
+    local_acks: Mutex<LocalAcks>,
 }
 
 fn role_index(role: Role) -> Option<usize> {
@@ -122,6 +158,7 @@ impl Hub {
             links: AtomicU64::new(0),
             unreleased: Mutex::new(Vec::new()),
             tasks: tasks.clone(),
+            local_acks: Mutex::default(),
         });
         (hub, queue)
     }
@@ -318,6 +355,28 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// `by`, a socket here, confirmed `ids` (an ack, or a Pong under protocol 1), and
+    /// the engine is about to be told: every other socket of that user here stops
+    /// tracking them now, and the `Acked` events the engine publishes for them (for
+    /// the other replicas) are not applied here again. Call before the engine ack: the
+    /// in-process engine delivers its event during the call.
+    pub fn acked_here(&self, by: &Socket, ids: &[MsgId]) {
+        {
+            let users = self.lock_users();
+            if let Some(entry) = users.get(&by.user) {
+                for socket in entry.sockets.iter().filter(|s| s.seq != by.seq) {
+                    for id in ids {
+                        socket.acked(*id);
+                    }
+                }
+            }
+        }
+        let mut local = self.local_acks.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            local.remember(by.user, *id);
+        }
+    }
+
     /// Calls `f` on every socket of this replica, under the users lock: no copy of the
     /// socket list (the sweeper visits every socket each second). `f` must be quick and
     /// must not touch the hub's maps.
@@ -380,8 +439,16 @@ impl Hub {
                 }
             }
             (Target::User(user), Event::Acked(id)) => {
-                for socket in self.user_sockets(user) {
-                    socket.acked(id);
+                let here = self
+                    .local_acks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(user, id);
+                // An ack made here was applied here already ([`Hub::acked_here`]).
+                if !here {
+                    for socket in self.user_sockets(user) {
+                        socket.acked(id);
+                    }
                 }
             }
             (Target::User(user), Event::Revoke(role)) => self.revoke_local(user, role),
@@ -540,6 +607,33 @@ async fn resubscribe_roles(engine: &dyn Engine, cancel: &CancellationToken) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_applied_here_skips_its_echo_once_and_the_memory_is_bounded() {
+        let mut local = LocalAcks::default();
+        let id = |seq| MsgId { ms: 1, seq };
+        local.remember(UserId(1), id(1));
+        assert!(
+            local.take(UserId(1), id(1)),
+            "the echo of a local ack is skipped"
+        );
+        assert!(!local.take(UserId(1), id(1)), "once");
+        assert!(
+            !local.take(UserId(2), id(2)),
+            "an ack made elsewhere is applied"
+        );
+        for seq in 0..(LOCAL_ACKS as u64 + 10) {
+            local.remember(UserId(1), id(seq));
+        }
+        assert!(local.ids.len() <= LOCAL_ACKS && local.order.len() <= LOCAL_ACKS);
+        assert!(
+            !local.take(UserId(1), id(0)),
+            "the oldest is forgotten first"
+        );
+        assert!(local.take(UserId(1), id(LOCAL_ACKS as u64 + 9)));
+    }
+
     #[test]
     fn a_logout_close_keeps_its_reason_and_others_get_their_codes() {
         assert_eq!(super::close_reason_for(4001, "logged out"), "logged out");

@@ -1,5 +1,8 @@
 //! What a client's messages do once parsed (SPEC §2.1): `ack`, `ping`, `pong`,
-//! `location`, `auth`; and a Pong's confirmation of what was written before its Ping.
+//! `location`, `auth`; and a Pong's proof of what was written before its Ping. An ack
+//! and a protocol-1 Pong confirm through one path, [`confirm`].
+
+use std::time::Duration;
 
 use super::protocol::{ClientMessage, ProtocolError};
 use crate::domain::Role;
@@ -32,7 +35,7 @@ pub(super) async fn handle(
             metrics::counter!("locallife_acks_total").increment(1);
             metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
                 .increment(1);
-            state.engine().ack_soon(socket.user, id).await;
+            confirm(state, socket, &[id]).await;
             Ok(None)
         }
         ClientMessage::Auth { .. } if socket.protocol != Protocol::V2 => Err(ProtocolError {
@@ -94,21 +97,41 @@ fn invalid_token() -> ProtocolError {
     }
 }
 
-/// Notifications confirmed by a Pong leave the inbox as if acked (on every replica), in
-/// one pipelined round of engine calls for the lot.
-pub(super) async fn confirm(state: &AppState, socket: &Socket, ids: Vec<MsgId>) {
+/// How long a protocol-1 socket keeps the ids a Pong confirmed: longer than their
+/// queued acks take to reach the inbox (the engine gives up on a command after 2 s), so
+/// an inbox replay meanwhile (after a lost subscription) cannot write them again.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// A Pong: what it proves delivered (written before its Ping) gets its receipt, on
+/// either protocol; under protocol 1 it is confirmed as if acked.
+pub(super) async fn pong(state: &AppState, socket: &Socket, payload: &[u8]) {
+    let settled_ms = state.hub().now_ms() + SETTLE.as_millis() as u64;
+    let delivered = socket.pong(payload, settled_ms);
+    for id in &delivered {
+        state.receipts().record(Mark::Delivered, *id, socket.user);
+    }
+    if socket.protocol != Protocol::V1 || delivered.is_empty() {
+        return;
+    }
     metrics::counter!("locallife_confirmations_total", "protocol" => "1", "kind" => "ping")
-        .increment(ids.len() as u64);
+        .increment(delivered.len() as u64);
     let now = crate::time::unix_ms();
-    for id in &ids {
+    for id in &delivered {
         crate::telemetry::stage_at(crate::telemetry::Stage::Confirmed, id.ms, now);
     }
+    confirm(state, socket, &delivered).await;
+}
+
+/// The one path of a confirmation (an ack, or a Pong under protocol 1): the user's
+/// other sockets here stop tracking it at once, and the inbox is told through the
+/// engine's queue of acks, without waiting for the outcome (a wait only for room in the
+/// queue), so it leaves on every replica. The session waits for the queue before its
+/// close is answered, so a reconnect does not get them again. An ack that fails is
+/// logged by the engine: the notification stays in the inbox for the next connect.
+async fn confirm(state: &AppState, socket: &Socket, ids: &[MsgId]) {
+    state.hub().acked_here(socket, ids);
     let engine = state.engine();
-    let results =
-        futures::future::join_all(ids.iter().map(|id| engine.ack(socket.user, *id))).await;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-        // Still in the inbox: delivered again on the next connect, never on this socket.
-        tracing::warn!(error = %e, "confirmation not recorded");
+    for id in ids {
+        engine.ack_soon(socket.user, *id).await;
     }
-    socket.forget(&ids);
 }

@@ -19,9 +19,8 @@ use super::protocol::{self, ClientMessage, ProtocolError};
 use super::rate::RateLimit;
 use super::replay;
 use crate::engine::wire;
-use crate::hub::{Close, Protocol, Socket, Work};
+use crate::hub::{Close, Socket, Work};
 use crate::state::AppState;
-use crate::store::receipts::Mark;
 
 /// A write that cannot finish in this long means the client stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -291,13 +290,7 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                     }
                     Outcome::Close(close) => return Some(close),
                     Outcome::Pong(payload) => {
-                        let delivered = socket.pong(&payload);
-                        for id in &delivered {
-                            state.receipts().record(Mark::Delivered, *id, socket.user);
-                        }
-                        if socket.protocol == Protocol::V1 && !delivered.is_empty() {
-                            Box::pin(commands::confirm(state, socket, delivered)).await;
-                        }
+                        Box::pin(commands::pong(state, socket, &payload)).await;
                     }
                     Outcome::Nothing => {}
                     Outcome::Gone => {
