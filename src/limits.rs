@@ -10,6 +10,9 @@
 //! quota); each key's state is a few bytes, and keys idle for a while are dropped.
 //!
 //! The axum middleware that applies them, and their 429, are [`crate::http::limits`].
+//!
+//! The logouts this replica has read live here too, and with them [`Limits::check_token`],
+//! the one check of an access token and its revocation.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -19,7 +22,7 @@ use axum::extract::Request;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::auth::jwt::Claims;
+use crate::auth::jwt::{Claims, Tokens};
 use crate::config::RateConfig;
 use crate::domain::{TokenEpoch, UserId};
 
@@ -135,6 +138,39 @@ impl Limits {
     pub fn check_connect(&self, user: UserId, claims: &Claims) -> Result<(), u64> {
         self.sweep();
         check(&self.connect_by_user, &(user.0, claims.issued_ms()))
+    }
+
+    /// The one check of a user's access token, wherever one is presented (an HTTP
+    /// caller, a socket's admission, a socket's in-band `auth`): the signature and
+    /// expiry; then a logout this replica remembers, before anything else; then `gate`
+    /// (the caller's own rule, still before any database work: its quota, or the
+    /// socket's user); then `load` reads what the caller needs, with the user's token
+    /// epoch, which refuses a token issued before their last logout (and is
+    /// remembered). A refused token, or a user `load` finds gone, is `refused()`.
+    pub async fn check_token<T, E, Fut>(
+        &self,
+        tokens: &Tokens,
+        token: &str,
+        refused: fn() -> E,
+        gate: impl FnOnce(UserId, &Claims) -> Result<(), E>,
+        load: impl FnOnce(UserId) -> Fut,
+    ) -> Result<(UserId, Claims, T), E>
+    where
+        Fut: std::future::Future<Output = Result<Option<(T, TokenEpoch)>, E>>,
+    {
+        let (user, claims) = tokens.verify(token).map_err(|_| refused())?;
+        // A token known to be logged out is refused before it can spend its user's
+        // quota (a stolen, logged-out token cannot lock its owner out) or cost a query.
+        if self.known_revoked(user, &claims) {
+            return Err(refused());
+        }
+        gate(user, &claims)?;
+        let (loaded, epoch) = load(user).await?.ok_or_else(refused)?;
+        if claims.revoked_by(&epoch) {
+            self.remember_revoked(user, epoch);
+            return Err(refused());
+        }
+        Ok((user, claims, loaded))
     }
 
     /// Whether `claims` is known to be refused for `user`: by a logout this replica

@@ -53,26 +53,21 @@ pub async fn authenticate_on(
     back_office: bool,
 ) -> Result<Caller, ApiError> {
     let token = token.ok_or_else(ApiError::unauthorized)?;
-    let (id, claims) = state
-        .tokens()
-        .verify(&token)
-        .map_err(|_| ApiError::unauthorized())?;
-    // A token known to be logged out is refused before it can spend its user's quota
-    // (a stolen, logged-out token cannot lock its owner out).
-    if state.limits().known_revoked(id, &claims) {
-        return Err(ApiError::unauthorized());
-    }
-    if let Err(wait) = state.limits().check_user(id, &claims, back_office) {
-        return Err(super::limits::too_many(wait, "user"));
-    }
-    let (roles, tokens) = store::users::roles(state.db(), id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
-    // Refused by a logout of the user (read with the roles, no extra query).
-    if claims.revoked_by(&tokens) {
-        state.limits().remember_revoked(id, tokens);
-        return Err(ApiError::unauthorized());
-    }
+    let (id, _, roles) = state
+        .limits()
+        .check_token(
+            state.tokens(),
+            &token,
+            ApiError::unauthorized,
+            |id, claims| {
+                state
+                    .limits()
+                    .check_user(id, claims, back_office)
+                    .map_err(|wait| super::limits::too_many(wait, "user"))
+            },
+            |id| async move { Ok(store::users::roles(state.db(), id).await?) },
+        )
+        .await?;
     Ok(Caller { id, roles })
 }
 

@@ -13,7 +13,9 @@
 //!   comes after that.
 //! - **Sweeps** (`sweeper.rs`): keep-alive, redelivery, leases, census, trim.
 //! - **One socket** ([`socket`]): its queue and what it waits for.
+//! - **Acks applied here** (`acks.rs`): so their echo from the engine is skipped.
 
+mod acks;
 mod registry;
 pub mod socket;
 mod subscriptions;

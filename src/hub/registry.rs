@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::acks::LocalAcks;
 use super::socket::{Close, Socket};
 
 use crate::domain::{Role, UserId};
-use crate::engine::{Census, Engine, EngineError, Event, Sink, Target};
+use crate::engine::{Census, Engine, EngineError, Event, MsgId, Sink, Target};
 use crate::tasks::Tasks;
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +96,7 @@ pub struct Hub {
     pub(super) unreleased: Mutex<Vec<(UserId, Arc<str>)>>,
     /// The replica's tasks: the hub's own, and the one-off ones it starts.
     pub(super) tasks: Tasks,
+    local_acks: Mutex<LocalAcks>,
 }
 
 fn role_index(role: Role) -> Option<usize> {
@@ -122,6 +124,7 @@ impl Hub {
             links: AtomicU64::new(0),
             unreleased: Mutex::new(Vec::new()),
             tasks: tasks.clone(),
+            local_acks: Mutex::default(),
         });
         (hub, queue)
     }
@@ -318,6 +321,28 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// `by`, a socket here, confirmed `ids` (an ack, or a Pong under protocol 1), and
+    /// the engine is about to be told: every other socket of that user here stops
+    /// tracking them now, and the `Acked` events the engine publishes for them (for
+    /// the other replicas) are not applied here again. Call before the engine ack: the
+    /// in-process engine delivers its event during the call.
+    pub fn acked_here(&self, by: &Socket, ids: &[MsgId]) {
+        {
+            let users = self.lock_users();
+            if let Some(entry) = users.get(&by.user) {
+                for socket in entry.sockets.iter().filter(|s| s.seq != by.seq) {
+                    for id in ids {
+                        socket.acked(*id);
+                    }
+                }
+            }
+        }
+        let mut local = self.local_acks.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            local.remember(by.user, *id);
+        }
+    }
+
     /// Calls `f` on every socket of this replica, under the users lock: no copy of the
     /// socket list (the sweeper visits every socket each second). `f` must be quick and
     /// must not touch the hub's maps.
@@ -380,8 +405,16 @@ impl Hub {
                 }
             }
             (Target::User(user), Event::Acked(id)) => {
-                for socket in self.user_sockets(user) {
-                    socket.acked(id);
+                let here = self
+                    .local_acks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(user, id);
+                // An ack made here was applied here already ([`Hub::acked_here`]).
+                if !here {
+                    for socket in self.user_sockets(user) {
+                        socket.acked(id);
+                    }
                 }
             }
             (Target::User(user), Event::Revoke(role)) => self.revoke_local(user, role),

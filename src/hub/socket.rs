@@ -138,8 +138,9 @@ struct Pending {
     /// one proves it delivered.
     epoch: u32,
     /// Proved delivered by a Pong. Protocol 1: confirmed, kept (so a late copy is still
-    /// recognised) until the inbox has been told. Protocol 2: its receipt is marked, and
-    /// it stays tracked (and redelivered) until acked.
+    /// recognised) until `due_ms`, by when its queued ack has reached the inbox; the
+    /// sweeper drops it then. Protocol 2: its receipt is marked, and it stays tracked
+    /// (and redelivered) until acked.
     confirmed: bool,
 }
 
@@ -372,10 +373,11 @@ impl Socket {
 
     /// A Pong carrying `payload` arrived: the ids it proves delivered (written before
     /// that Ping), each once, for their receipts; if newer ones wait unproved, another
-    /// Ping is requested. Under protocol 1 they are confirmed: to remove from the inbox,
-    /// and known until [`Socket::forget`]. Under protocol 2 they still wait for their
-    /// ack (and are redelivered until it comes).
-    pub fn pong(&self, payload: &[u8]) -> Vec<MsgId> {
+    /// Ping is requested. Under protocol 1 they are confirmed: to remove from the inbox
+    /// (through the queued acks), and known until `settled_ms` (hub clock), so that a
+    /// copy replayed from the inbox before the ack lands is not written again. Under
+    /// protocol 2 they still wait for their ack (and are redelivered until it comes).
+    pub fn pong(&self, payload: &[u8], settled_ms: u64) -> Vec<MsgId> {
         let Ok(bytes) = <[u8; 4]>::try_from(payload) else {
             return Vec::new();
         };
@@ -386,6 +388,11 @@ impl Socket {
             // Epochs wrap: "before" is within half the range.
             if !p.confirmed && epoch.wrapping_sub(p.epoch) < u32::MAX / 2 {
                 p.confirmed = true;
+                if self.protocol == Protocol::V1 {
+                    // Never written again: only the id is needed from now on.
+                    p.due_ms = settled_ms;
+                    p.frame = Utf8Bytes::from_static("");
+                }
                 confirmed.push(p.id);
             }
         }
@@ -399,22 +406,19 @@ impl Socket {
         confirmed
     }
 
-    /// Stops tracking confirmed ids once the inbox knows.
-    pub fn forget(&self, ids: &[MsgId]) {
-        let mut out = self.outbox();
-        out.pending.retain(|p| !ids.contains(&p.id));
-        if out.pending.is_empty() {
-            out.pending = Vec::new();
-        }
-    }
-
     /// The client (on this socket or another, on any replica) acked `id`. Whether this
-    /// socket still tracked `id`: it wrote it, and no ack or inbox removal came since.
+    /// socket still waited for it: it wrote it, and no ack, inbox removal or (protocol
+    /// 1) confirming Pong came since.
     pub fn acked(&self, id: MsgId) -> bool {
         let mut out = self.outbox();
-        let before = out.pending.len();
-        out.pending.retain(|p| p.id != id);
-        let was_waiting = out.pending.len() < before;
+        // Protocol 1: a Pong confirmed it already (it is kept only until settled).
+        let confirmed_by_pong = |p: &Pending| self.protocol == Protocol::V1 && p.confirmed;
+        let mut was_waiting = false;
+        out.pending.retain(|p| {
+            let it = p.id == id;
+            was_waiting |= it && !confirmed_by_pong(p);
+            !it
+        });
         if out.pending.is_empty() {
             // Give the memory back: most sockets are idle most of the time.
             out.pending = Vec::new();
@@ -448,6 +452,10 @@ impl Socket {
             if p.due_ms > now_ms {
                 return true;
             }
+            if protocol == Protocol::V1 && p.confirmed {
+                // Settled: its ack has reached the inbox by now.
+                return false;
+            }
             if p.expires_ms <= unix_now_ms {
                 sweep.expired += 1;
                 return false;
@@ -474,6 +482,9 @@ impl Socket {
             });
             true
         });
+        if out.pending.is_empty() {
+            out.pending = Vec::new();
+        }
         sweep.redelivered = again.len() as u64;
         if !again.is_empty() {
             out.queue.extend(again);
@@ -609,18 +620,53 @@ mod tests {
             .expect("a confirming Ping after a tracked notification");
         assert!(s.begin_send(tracked(2, false), &f, 100));
         assert_eq!(s.confirmation_ping(false), None, "one Ping per burst");
-        assert_eq!(s.pong(&ping.to_be_bytes()), vec![first]);
+        assert_eq!(s.pong(&ping.to_be_bytes(), 0), vec![first]);
         // The second was written after that Ping: another is asked for at once.
         let work = s.work().await;
         assert!(work.ping);
         let ping = s.confirmation_ping(work.ping).unwrap();
-        assert_eq!(s.pong(&ping.to_be_bytes()), vec![second]);
-        assert!(s.pong(&ping.to_be_bytes()).is_empty(), "each proved once");
+        assert_eq!(s.pong(&ping.to_be_bytes(), 0), vec![second]);
+        assert!(
+            s.pong(&ping.to_be_bytes(), 0).is_empty(),
+            "each proved once"
+        );
         // Still tracked, and written again, until acked.
         assert_eq!(s.pending(), 2);
         assert_eq!(s.sweep_pending(100, 0, 100, 5).redelivered, 2);
         assert!(s.acked(first) && s.acked(second));
         assert_eq!(s.confirmation_ping(false), None, "nothing left to prove");
+    }
+
+    #[test]
+    fn protocol_1_keeps_what_a_pong_confirmed_until_it_is_settled() {
+        let s = Socket::new(
+            1,
+            Arc::from("r-1"),
+            UserId(1),
+            RoleSet::default(),
+            Protocol::V1,
+            u64::MAX,
+            0,
+        );
+        let f = Utf8Bytes::from("n");
+        assert!(s.begin_send(tracked(1, false), &f, 100));
+        let ping = s.confirmation_ping(false).unwrap();
+        assert_eq!(
+            s.pong(&ping.to_be_bytes(), 500),
+            vec![MsgId { ms: 1, seq: 1 }]
+        );
+        assert!(
+            !s.begin_send(tracked(1, false), &f, 100),
+            "a copy replayed before the ack lands is not written"
+        );
+        assert_eq!(s.sweep_pending(499, 0, 100, 5), Sweep::default());
+        assert_eq!(s.pending(), 1);
+        assert_eq!(
+            s.sweep_pending(500, 20_000, 100, 5),
+            Sweep::default(),
+            "settled, not expired"
+        );
+        assert_eq!(s.pending(), 0);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::domain::{Role, UserId};
 use crate::engine::wire::{self, Event};
 use crate::engine::{Engine, EngineError, MsgId, Pushed, Target};
 use crate::store::outbox::{Audience, NewRow};
+use crate::store::receipts::Update;
 
 /// The event a notification is of. Defined in [`crate::domain`], so that the layers
 /// below this one (the subscription-message templates of [`crate::config::templates`])
@@ -87,6 +88,27 @@ impl Notification {
         Some(n)
     }
 
+    /// When notification `id` stops being deliverable (unix ms): its ttl counted from
+    /// the decision (`id`'s time).
+    pub fn expires_ms(&self, id: MsgId) -> u64 {
+        id.ms.saturating_add(self.ttl.as_millis() as u64)
+    }
+
+    /// The `pending` receipt of notification `id` sent to `user` (SPEC §3), or `None`
+    /// for an event that has no receipts (live only, needs no ack).
+    pub fn pending_receipt(&self, id: MsgId, user: UserId) -> Option<Update> {
+        self.kind.requires_ack().then(|| {
+            Update::pending(
+                id.to_string(),
+                user,
+                self.kind.event(),
+                self.fields.get("order_id").and_then(Value::as_i64),
+                id.ms as i64,
+                self.expires_ms(id) as i64,
+            )
+        })
+    }
+
     /// The `data` object of the `notification` message, but for `message_id`.
     pub fn data(&self) -> Map<String, Value> {
         let mut data = Map::new();
@@ -109,14 +131,9 @@ impl Notification {
     }
 
     /// The whole text frame with `message_id` = `id`.
-    pub fn frame(&self, id: &str) -> Utf8Bytes {
+    pub fn frame(&self, id: MsgId) -> Utf8Bytes {
         wire::frame(id, &self.tail())
     }
-}
-
-/// A new id for a live-only message: 128 random bits, hex.
-pub fn new_message_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Sends to one user's sockets on every replica under a fresh id; returns the id.
@@ -144,14 +161,13 @@ pub async fn to_user_as(
     notification: &Notification,
 ) -> Result<Pushed, EngineError> {
     let pushed = if notification.kind.requires_ack() {
-        let expires = id.ms + notification.ttl.as_millis() as u64;
         let pushed = engine
-            .push_inbox(user, id, &notification.tail(), expires)
+            .push_inbox(user, id, &notification.tail(), notification.expires_ms(id))
             .await?;
         crate::telemetry::stage(crate::telemetry::Stage::Stored, id.ms);
         pushed
     } else {
-        let event = Event::Message(notification.frame(&id.to_string()));
+        let event = Event::Message(notification.frame(id));
         engine.publish(Target::User(user), event.encode()).await?;
         Pushed::New
     };
@@ -168,16 +184,17 @@ pub async fn to_role(
     role: Role,
     notification: &Notification,
 ) -> Result<String, EngineError> {
-    let id = new_message_id();
-    to_role_as(engine, role, &id, notification).await?;
-    Ok(id)
+    let id = MsgId::generate();
+    to_role_as(engine, role, id, notification).await?;
+    Ok(id.to_string())
 }
 
-/// [`to_role`] under an id decided earlier.
+/// [`to_role`] under an id decided earlier (live messages are numbered like inbox
+/// notifications: one id scheme, [`MsgId`]).
 pub async fn to_role_as(
     engine: &dyn Engine,
     role: Role,
-    id: &str,
+    id: MsgId,
     notification: &Notification,
 ) -> Result<(), EngineError> {
     let event = Event::Message(notification.frame(id));
@@ -225,10 +242,11 @@ mod tests {
             .with("order_id", 42)
             .with("message_id", "forged")
             .with("requires_ack", false);
-        let frame: Value = serde_json::from_str(&n.frame("m-1")).unwrap();
+        let id = MsgId::generate();
+        let frame: Value = serde_json::from_str(&n.frame(id)).unwrap();
         assert_eq!(frame["type"], "notification");
         let data = &frame["data"];
-        assert_eq!(data["message_id"], "m-1");
+        assert_eq!(data["message_id"], id.to_string());
         assert_eq!(data["order_id"], 42);
         assert_eq!(data["requires_ack"], true);
         assert_eq!(data["event"], "order.paid");

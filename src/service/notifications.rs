@@ -108,17 +108,7 @@ async fn receipts_for(
 ) {
     let rows: Vec<Update> = sent
         .iter()
-        .filter(|(_, _, n)| n.kind.requires_ack())
-        .map(|(user, id, n)| {
-            Update::pending(
-                id.to_string(),
-                *user,
-                n.kind.event(),
-                n.fields.get("order_id").and_then(|v| v.as_i64()),
-                id.ms as i64,
-                (id.ms + n.ttl.as_millis() as u64) as i64,
-            )
-        })
+        .filter_map(|(user, id, n)| n.pending_receipt(*id, *user))
         .collect();
     if rows.is_empty() {
         return;
@@ -167,18 +157,18 @@ pub async fn to_role(
     once: Option<&Idempotency>,
 ) -> Result<String, SendError> {
     let (ids, repeat) = decide(state, once, 1).await?;
-    let id = ids[0].to_string();
+    let id = ids[0];
     if repeat {
-        return Ok(id);
+        return Ok(id.to_string());
     }
-    if let Err(e) = notify::to_role_as(&**state.engine(), role, &id, n).await {
+    if let Err(e) = notify::to_role_as(&**state.engine(), role, id, n).await {
         if let Some(once) = once {
             // Let a retry send it (best effort: Redis may be the very thing failing).
             let _ = state.engine().release_once(&once.key).await;
         }
         return Err(e.into());
     }
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// Every notification of a batch, after checking that every recipient exists (one

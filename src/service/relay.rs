@@ -174,7 +174,7 @@ async fn publish(
         .message_id
         .parse()
         .map_err(|_| RowError::Poison("malformed message id"))?;
-    let expires_ms = id.ms.saturating_add(ttl.as_millis() as u64);
+    let expires_ms = notification.expires_ms(id);
     if crate::time::unix_ms() >= expires_ms {
         return Ok(Published::Expired);
     }
@@ -192,21 +192,11 @@ async fn publish(
             sends
         }
     };
-    if notification.kind.requires_ack() {
-        let order_id = notification.fields.get("order_id").and_then(|v| v.as_i64());
-        let rows: Vec<Update> = sends
-            .iter()
-            .map(|(user, _)| {
-                Update::pending(
-                    row.message_id.clone(),
-                    *user,
-                    &row.event,
-                    order_id,
-                    id.ms as i64,
-                    expires_ms as i64,
-                )
-            })
-            .collect();
+    let rows: Vec<Update> = sends
+        .iter()
+        .filter_map(|(user, _)| notification.pending_receipt(id, *user))
+        .collect();
+    if !rows.is_empty() {
         receipts::write(tx, &rows).await?;
     }
     let engine = state.engine();

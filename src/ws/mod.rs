@@ -7,8 +7,11 @@
 //! and that body as the reason. An admitted connection is upgraded with buffers sized
 //! for small JSON messages.
 
+mod commands;
 mod lease;
 pub mod protocol;
+mod rate;
+mod replay;
 pub mod session;
 
 pub use lease::Lease;
@@ -241,33 +244,36 @@ async fn admit_socket(
     let protocol = protocol_of(uri)?;
     let token =
         token_from(headers, uri, TokenSource::HeaderOrQuery).ok_or_else(ApiError::unauthorized)?;
-    let (user, claims) = state
-        .tokens()
-        .verify(&token)
-        .map_err(|_| ApiError::unauthorized())?;
     // Before any database work: a token known to be logged out, then the user's
     // connect rate on this replica (a token always refused, or a reconnect loop, costs
     // no query once over it).
     let limits = state.limits();
-    if limits.known_revoked(user, &claims) {
-        return Err(ApiError::unauthorized());
-    }
-    if let Err(wait) = limits.check_connect(user, &claims) {
-        metrics::counter!("locallife_rate_limited_total", "kind" => "connect").increment(1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "connect_rate_limited",
-            "too many connection attempts; wait a few seconds",
+    let (user, claims, facts) = limits
+        .check_token(
+            state.tokens(),
+            &token,
+            ApiError::unauthorized,
+            |user, claims| {
+                limits.check_connect(user, claims).map_err(|wait| {
+                    metrics::counter!("locallife_rate_limited_total", "kind" => "connect")
+                        .increment(1);
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "connect_rate_limited",
+                        "too many connection attempts; wait a few seconds",
+                    )
+                    .retry_after(wait.max(1))
+                })
+            },
+            |user| async move {
+                let facts = crate::store::users::admission(state.db(), user).await?;
+                Ok(facts.map(|f| {
+                    let epoch = f.tokens;
+                    (f, epoch)
+                }))
+            },
         )
-        .retry_after(wait.max(1)));
-    }
-    let facts = crate::store::users::admission(state.db(), user)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
-    if claims.revoked_by(&facts.tokens) {
-        limits.remember_revoked(user, facts.tokens);
-        return Err(ApiError::unauthorized());
-    }
+        .await?;
     let roles = admit(&facts).map_err(|d| ApiError::forbidden(d.code(), d.message()))?;
 
     let hub = state.hub();

@@ -3,11 +3,10 @@
 //!
 //! Client frames are parsed by [`parse`], a pure function: any input yields a message or
 //! a [`ProtocolError`] to answer with, never a panic (a property test holds it to that).
+//! Server frames are all built in [`crate::engine::wire`], with the notification's.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-
-use crate::domain::{Role, UserId};
 
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,57 +118,6 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    data: T,
-    timestamp: String,
-}
-
-fn envelope<T: Serialize>(kind: &str, data: T) -> String {
-    let envelope = Envelope {
-        kind,
-        data,
-        timestamp: crate::time::rfc3339_now(),
-    };
-    // Serialising these plain structs cannot fail.
-    serde_json::to_string(&envelope).unwrap_or_default()
-}
-
-#[derive(Serialize)]
-pub struct Welcome<'a> {
-    pub connection_id: &'a str,
-    pub user_id: UserId,
-    pub roles: Vec<Role>,
-    pub ping_interval_s: u64,
-    pub idle_timeout_s: u64,
-    /// 1 or 2 (SPEC §2.3).
-    pub protocol: u8,
-    /// When the socket's token expires (RFC 3339 UTC): refresh before it.
-    pub token_expires_at: String,
-}
-
-pub fn welcome(welcome: Welcome<'_>) -> String {
-    envelope("welcome", welcome)
-}
-
-/// Protocol 2: the socket now lives until `expires_at` (RFC 3339 UTC).
-pub fn auth_ok(expires_at: &str) -> String {
-    envelope("auth_ok", serde_json::json!({ "expires_at": expires_at }))
-}
-
-pub fn pong() -> String {
-    envelope("pong", serde_json::json!({}))
-}
-
-pub fn error(e: &ProtocolError) -> String {
-    envelope(
-        "error",
-        serde_json::json!({ "code": e.code, "message": e.message }),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,32 +174,6 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"location","data":{"lat":"x","lng":0}}"#),
             "invalid_data"
-        );
-    }
-
-    #[test]
-    fn server_messages_have_the_envelope() {
-        let w: serde_json::Value = serde_json::from_str(&welcome(Welcome {
-            connection_id: "r-1",
-            user_id: UserId(3),
-            roles: vec![Role::Rider],
-            ping_interval_s: 54,
-            idle_timeout_s: 60,
-            protocol: 2,
-            token_expires_at: "2026-01-01T00:00:00Z".into(),
-        }))
-        .unwrap();
-        assert_eq!(w["type"], "welcome");
-        assert_eq!(w["data"]["protocol"], 2);
-        assert_eq!(w["data"]["token_expires_at"], "2026-01-01T00:00:00Z");
-        assert_eq!(w["data"]["roles"], serde_json::json!(["rider"]));
-        assert_eq!(w["data"]["ping_interval_s"], 54);
-        let ts = w["timestamp"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'));
-        let p: serde_json::Value = serde_json::from_str(&pong()).unwrap();
-        assert_eq!(
-            (p["type"].as_str(), &p["data"]),
-            (Some("pong"), &serde_json::json!({}))
         );
     }
 

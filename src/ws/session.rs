@@ -1,5 +1,7 @@
 //! One socket's life after the upgrade: attach to the hub, `welcome`, then a single
-//! task that both writes what the hub queues and reads what the client sends.
+//! task that both writes what the hub queues and reads what the client sends. What the
+//! client's messages do is [`super::commands`]; the rate limits [`super::rate`]; the
+//! inbox sent after `welcome` [`super::replay`].
 //!
 //! One task per socket, no split: a second task, the split lock and a channel between
 //! them cost ~3 KB per idle socket. Heavy one-off work (token, admission queries)
@@ -10,15 +12,15 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::SinkExt;
-use tokio::time::Instant;
 
+use super::commands;
 use super::lease::Lease;
 use super::protocol::{self, ClientMessage, ProtocolError};
-use crate::domain::Role;
-use crate::engine::MsgId;
-use crate::hub::{Close, Outgoing, Protocol, Socket, Work};
+use super::rate::RateLimit;
+use super::replay;
+use crate::engine::wire;
+use crate::hub::{Close, Socket, Work};
 use crate::state::AppState;
-use crate::store::receipts::Mark;
 
 /// A write that cannot finish in this long means the client stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,13 +28,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Bad frames in a row before the client is closed for abuse (1008).
 const MAX_STRIKES: u8 = 10;
-/// Client messages: a burst of this many, refilled at this rate per second.
-const RATE_BURST: f32 = 30.0;
-const RATE_PER_S: f32 = 10.0;
-/// Acks have a bucket of their own: a client acks what the server sends, and a busy
-/// merchant or rider may be sent far more than ten notifications a second.
-const ACK_BURST: f32 = 1000.0;
-const ACK_PER_S: f32 = 500.0;
 
 const ABUSE: Close = Close {
     code: 1008,
@@ -54,46 +49,6 @@ const INTERNAL: Close = Close {
     code: 1011,
     reason: "internal error",
 };
-const TRY_LATER: Close = Close {
-    code: 1013,
-    reason: "try again later",
-};
-
-/// A token bucket: small enough to live in every socket's future.
-struct RateLimit {
-    tokens: f32,
-    at: Instant,
-    burst: f32,
-    per_s: f32,
-}
-
-impl RateLimit {
-    fn new() -> Self {
-        Self::with(RATE_BURST, RATE_PER_S)
-    }
-
-    fn with(burst: f32, per_s: f32) -> Self {
-        Self {
-            tokens: burst,
-            at: Instant::now(),
-            burst,
-            per_s,
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f32() * self.per_s;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// What one client frame asks of the session.
 #[derive(Debug, PartialEq)]
@@ -153,7 +108,7 @@ async fn live(
     // (copies are suppressed by id). Boxed: one-off work must not size the long-lived
     // socket future.
     let attached = match Box::pin(hub.attach(socket.clone())).await {
-        Ok(()) => Box::pin(pending(state, socket)).await,
+        Ok(()) => Box::pin(replay::pending(state, socket)).await,
         Err(e) => {
             tracing::warn!(error = %e, "socket could not be attached");
             Err(INTERNAL)
@@ -161,7 +116,7 @@ async fn live(
     };
     let close = match attached {
         Ok(inbox) => {
-            let welcome = protocol::welcome(protocol::Welcome {
+            let welcome = wire::welcome(wire::Welcome {
                 connection_id: &socket.conn_id,
                 user_id: socket.user,
                 roles: socket.roles.iter().collect(),
@@ -223,37 +178,6 @@ async fn send(ws: &mut WebSocket, message: Message) -> Result<(), ()> {
     }
 }
 
-/// What the user's inbox holds, oldest first, to send right after `welcome` and
-/// before anything live. Live notifications that arrive meanwhile wait in the socket's
-/// queue and are skipped as copies if the replay already sent them: no gap, and no
-/// duplicate on this socket. An inbox that cannot be read closes the socket (1013)
-/// before `welcome`: a welcomed socket has always been given its inbox.
-async fn pending(state: &AppState, socket: &Socket) -> Result<Work, Close> {
-    let entries = match state.engine().inbox(socket.user).await {
-        Ok(entries) => entries,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the inbox; the client will reconnect");
-            return Err(TRY_LATER);
-        }
-    };
-    let messages = entries
-        .into_iter()
-        .map(|e| Outgoing {
-            frame: e.frame,
-            tracked: Some(crate::hub::socket::Tracked {
-                id: e.id,
-                expires_ms: e.expires_ms,
-                redelivery: false,
-                replay: true,
-            }),
-        })
-        .collect();
-    Ok(Work {
-        messages,
-        ..Work::default()
-    })
-}
-
 /// Writes queued work; `Err` when the client is gone or stopped reading.
 async fn write(
     ws: &mut WebSocket,
@@ -308,8 +232,8 @@ async fn write(
 /// The socket's main loop; returns the close to send, or `None` when the client is gone.
 async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<Close> {
     let hub = state.hub();
-    let mut rate = RateLimit::new();
-    let mut ack_rate = RateLimit::with(ACK_BURST, ACK_PER_S);
+    let mut rate = RateLimit::messages();
+    let mut ack_rate = RateLimit::acks();
     let mut strikes: u8 = 0;
     loop {
         tokio::select! {
@@ -347,9 +271,9 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                         strikes = 0;
                         // Boxed for the same reason: a location update holds a
                         // database future, only while it runs.
-                        let reply = match Box::pin(handle(state, socket, message)).await {
+                        let reply = match Box::pin(commands::handle(state, socket, message)).await {
                             Ok(reply) => reply,
-                            Err(e) => Some(("error", protocol::error(&e))),
+                            Err(e) => Some(("error", wire::error(e.code, &e.message))),
                         };
                         if let Some((kind, reply)) = reply {
                             metrics::counter!("locallife_messages_sent_total", "type" => kind).increment(1);
@@ -362,17 +286,11 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                             return Some(ABUSE);
                         }
                         metrics::counter!("locallife_messages_sent_total", "type" => "error").increment(1);
-                        Box::pin(send(ws, Message::Text(protocol::error(&e).into()))).await.ok()?;
+                        Box::pin(send(ws, Message::Text(wire::error(e.code, &e.message).into()))).await.ok()?;
                     }
                     Outcome::Close(close) => return Some(close),
                     Outcome::Pong(payload) => {
-                        let delivered = socket.pong(&payload);
-                        for id in &delivered {
-                            state.receipts().record(Mark::Delivered, *id, socket.user);
-                        }
-                        if socket.protocol == Protocol::V1 && !delivered.is_empty() {
-                            Box::pin(confirm(state, socket, delivered)).await;
-                        }
+                        Box::pin(commands::pong(state, socket, &payload)).await;
                     }
                     Outcome::Nothing => {}
                     Outcome::Gone => {
@@ -386,100 +304,6 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
             }
         }
     }
-}
-
-/// Acts on a valid client message; the reply to send (its type, and the frame), if any.
-async fn handle(
-    state: &AppState,
-    socket: &Socket,
-    message: ClientMessage,
-) -> Result<Option<(&'static str, String)>, ProtocolError> {
-    match message {
-        ClientMessage::Ping => Ok(Some(("pong", protocol::pong()))),
-        ClientMessage::Pong => Ok(None),
-        ClientMessage::Ack { message_id } => {
-            // Ids of live-only messages (announcements) are not inbox ids: nothing to do.
-            let Ok(id) = message_id.parse::<MsgId>() else {
-                return Ok(None);
-            };
-            // Only an ack of what this socket was sent and still waits for is a receipt
-            // (SPEC §3): an ack of a made-up id, or a repeat, stores nothing.
-            if socket.acked(id) {
-                crate::telemetry::stage(crate::telemetry::Stage::Confirmed, id.ms);
-                state.receipts().record(Mark::Acked, id, socket.user);
-            }
-            metrics::counter!("locallife_acks_total").increment(1);
-            metrics::counter!("locallife_confirmations_total", "protocol" => socket.protocol.label(), "kind" => "ack")
-                .increment(1);
-            state.engine().ack_soon(socket.user, id).await;
-            Ok(None)
-        }
-        ClientMessage::Auth { .. } if socket.protocol != Protocol::V2 => Err(ProtocolError {
-            code: "unsupported",
-            message: "auth needs protocol 2 (?protocol=2)".into(),
-        }),
-        ClientMessage::Auth { token } => {
-            // The socket still closes (4001) when its current token expires.
-            let invalid = || ProtocolError {
-                code: "invalid_token",
-                message: "not a valid token of this user".into(),
-            };
-            let claims = match state.tokens().verify(&token) {
-                Ok((user, claims)) if user == socket.user => claims,
-                _ => return Err(invalid()),
-            };
-            // A token issued before the user's last logout is refused here as at
-            // admission.
-            match crate::store::users::roles(state.db(), socket.user).await {
-                Ok(Some((_, tokens))) if !claims.revoked_by(&tokens) => {}
-                Ok(_) => return Err(invalid()),
-                Err(_) => {
-                    return Err(ProtocolError {
-                        code: "unavailable",
-                        message: "cannot check the token now; try again".into(),
-                    })
-                }
-            }
-            let exp = socket.extend_token(claims.exp);
-            Ok(Some((
-                "auth_ok",
-                protocol::auth_ok(&crate::time::rfc3339(exp)),
-            )))
-        }
-        ClientMessage::Location { .. } if !socket.has_role(Role::Rider) => Err(ProtocolError {
-            code: "not_rider",
-            message: "only riders send location".into(),
-        }),
-        ClientMessage::Location { lat, lng } => {
-            match crate::service::riders::update_location(state, socket.user, lat, lng).await {
-                Ok(()) => Ok(None),
-                Err(e) => Err(ProtocolError {
-                    code: "location_refused",
-                    // The client-facing message: never an internal cause.
-                    message: crate::error::ApiError::from(e).message.into_owned(),
-                }),
-            }
-        }
-    }
-}
-
-/// Notifications confirmed by a Pong leave the inbox as if acked (on every replica), in
-/// one pipelined round of engine calls for the lot.
-async fn confirm(state: &AppState, socket: &Socket, ids: Vec<MsgId>) {
-    metrics::counter!("locallife_confirmations_total", "protocol" => "1", "kind" => "ping")
-        .increment(ids.len() as u64);
-    let now = crate::time::unix_ms();
-    for id in &ids {
-        crate::telemetry::stage_at(crate::telemetry::Stage::Confirmed, id.ms, now);
-    }
-    let engine = state.engine();
-    let results =
-        futures::future::join_all(ids.iter().map(|id| engine.ack(socket.user, *id))).await;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-        // Still in the inbox: delivered again on the next connect, never on this socket.
-        tracing::warn!(error = %e, "confirmation not recorded");
-    }
-    socket.forget(&ids);
 }
 
 fn is_capacity_error(e: &axum::Error) -> bool {
@@ -518,19 +342,6 @@ mod tests {
             Outcome::Nothing
         );
         assert_eq!(classify(Message::Close(None)), Outcome::Gone);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_rate_limit_allows_a_burst_then_refuses_until_refilled() {
-        let mut r = RateLimit::new();
-        let allowed = (0..100).filter(|_| r.allow()).count();
-        assert_eq!(allowed, RATE_BURST as usize);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let refilled = (0..100).filter(|_| r.allow()).count();
-        assert_eq!(refilled, RATE_PER_S as usize, "one second refills the rate");
-        tokio::time::advance(Duration::from_secs(60)).await;
-        let capped = (0..100).filter(|_| r.allow()).count();
-        assert_eq!(capped, RATE_BURST as usize, "never more than the burst");
     }
 
     proptest! {

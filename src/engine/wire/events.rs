@@ -1,50 +1,10 @@
-//! The one wire format of a notification: the text frame a socket sends, and the
-//! payloads that cross replicas on pub/sub. Every other module (the publisher, both
-//! engines, the Redis scripts, the hub) builds and reads them through here.
-//!
-//! **The frame.** `{"type":"notification","data":{"message_id":"<id>",...},"timestamp":…}`
-//! is [`HEAD`] + id + tail. The tail (everything after the id, [`tail`]) is serialised
-//! once by the publisher, before the inbox has assigned the id, and is what an inbox
-//! stores; [`frame`] splices an id in.
-//!
-//! **Pub/sub payloads** ([`Event`]), one byte of kind then its body:
-//! - `M` + frame: a live-only message (announcements, events that need no ack);
-//! - `N` + id + ` ` + expiry (unix ms) + `\n` + frame: an inbox notification, tracked
-//!   until acked;
-//! - `A` + id: that notification was acked, stop redelivering it;
-//! - `C` + close code (2 bytes, big-endian) + reason: close the user's sockets.
-//!
-//! Ids are decided before anything is written, so the engines' scripts receive finished
-//! payloads and build nothing themselves.
+//! The payloads that cross replicas on pub/sub ([`Event`]): one byte of kind, then its
+//! body (the list is in [`super`]).
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::{BufMut, Bytes, BytesMut};
-use serde_json::{Map, Value};
 
-use super::inbox::MsgId;
-
-/// The start of every notification frame, up to the message id.
-pub const HEAD: &str = r#"{"type":"notification","data":{"message_id":""#;
-
-/// The frame after the message id, from the `data` fields (without `message_id`) and
-/// the RFC 3339 `timestamp`: `","event":...},"timestamp":"..."}`.
-pub fn tail(data: &Map<String, Value>, timestamp: &str) -> String {
-    // Serialising a map of JSON values cannot fail; its outer braces are dropped so the
-    // fields follow `message_id` inside one object.
-    let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
-    let inner = data
-        .strip_prefix('{')
-        .and_then(|d| d.strip_suffix('}'))
-        .unwrap_or("");
-    let sep = if inner.is_empty() { "" } else { "," };
-    let timestamp = serde_json::to_string(timestamp).unwrap_or_else(|_| "\"\"".into());
-    format!("\"{sep}{inner}}},\"timestamp\":{timestamp}}}")
-}
-
-/// The whole frame for `id` (any text: inbox ids, or the random ids of live messages).
-pub fn frame(id: impl std::fmt::Display, tail: &str) -> Utf8Bytes {
-    Utf8Bytes::from(format!("{HEAD}{id}{tail}"))
-}
+use crate::engine::inbox::MsgId;
 
 /// What crosses replicas on a user's or role's channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,11 +91,11 @@ impl Event {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn msg_id() -> impl Strategy<Value = MsgId> {
+    pub(crate) fn msg_id() -> impl Strategy<Value = MsgId> {
         (any::<u64>(), any::<u64>()).prop_map(|(ms, seq)| MsgId { ms, seq })
     }
 
@@ -158,32 +118,6 @@ mod tests {
         fn every_event_round_trips(e in event()) {
             prop_assert_eq!(Event::decode(e.encode()), Some(e));
         }
-
-        /// A notification's frame carries its id and every field, and survives the
-        /// `N` event unchanged: one format, whoever writes it.
-        #[test]
-        fn frames_carry_every_field_through_the_notify_event(
-            id in msg_id(),
-            expires_ms in any::<u64>(),
-            fields in proptest::collection::btree_map("[a-z_]{1,8}", ".{0,20}", 0..5),
-            timestamp in ".{0,30}",
-        ) {
-            let data: Map<String, Value> =
-                fields.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-            let tail = tail(&data, &timestamp);
-            let event = Event::Notify { id, expires_ms, frame: frame(id, &tail) };
-            let Some(Event::Notify { frame: f, .. }) = Event::decode(event.encode()) else {
-                return Err(TestCaseError::fail("not a notify event"));
-            };
-            let v: Value = serde_json::from_str(&f).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(&v["type"], "notification");
-            let id_text = id.to_string();
-            prop_assert_eq!(v["data"]["message_id"].as_str(), Some(id_text.as_str()));
-            prop_assert_eq!(v["timestamp"].as_str(), Some(timestamp.as_str()));
-            for (k, val) in &data {
-                prop_assert_eq!(&v["data"][k], val);
-            }
-        }
     }
 
     #[test]
@@ -195,16 +129,5 @@ mod tests {
         assert_eq!(Event::decode(Bytes::from_static(b"N1-0 5")), None);
         assert_eq!(Event::decode(Bytes::from_static(b"Nx-0 5\n{}")), None);
         assert_eq!(Event::decode(Bytes::from_static(b"A1")), None);
-    }
-
-    #[test]
-    fn frames_splice_the_id() {
-        let f = frame(
-            MsgId { ms: 5, seq: 1 },
-            r#"","event":"x"},"timestamp":"t"}"#,
-        );
-        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
-        assert_eq!(v["data"]["message_id"], "5-1");
-        assert_eq!(v["data"]["event"], "x");
     }
 }
