@@ -107,7 +107,7 @@ impl Keys {
         format!("{}:idem:{}:{}", self.prefix, key.caller, key.key_sha256)
     }
 
-    /// A value every replica shares ([`super::Engine::shared_get`]).
+    /// A value every replica shares ([`super::Shared::shared_get`]).
     pub fn shared(&self, key: &str) -> String {
         format!("{}:shared:{key}", self.prefix)
     }

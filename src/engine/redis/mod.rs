@@ -84,7 +84,10 @@ pub struct RedisEngine {
 impl RedisEngine {
     /// Connects both connections, waiting a few seconds at most: a Redis that is down
     /// at start-up does not stop the replica (fred keeps reconnecting; `/readyz` says so).
-    /// Its two tasks (pub/sub dispatch, reconnect watch) run supervised on `tasks`.
+    /// Its tasks run supervised on `tasks`: pub/sub dispatch, the reconnect and topology
+    /// watchers and the canary ([`pubsub`]), the `WAIT` generation counter
+    /// ([`durability`], when asked for) and the rounds of inbox writes and acks
+    /// ([`scripts`]).
     pub async fn connect(
         settings: &RedisConfig,
         keys: Keys,

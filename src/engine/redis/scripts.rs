@@ -204,7 +204,7 @@ return out
 /// An ack is one `XDEL` of the entry whose id is the message id, and one `ZADD` that
 /// remembers the id and checks the keys' expiry mark; an out-of-order entry, or one in
 /// release 0.3's keys, is looked up. The ack of id `0-0` (a barrier,
-/// [`crate::engine::Engine::acks_settled`]) touches nothing. One ack in [`TRIM_EVERY`]
+/// [`crate::engine::Inbox::acks_settled`]) touches nothing. One ack in [`TRIM_EVERY`]
 /// bounds the ids set.
 /// KEYS per ack: stream, ids set, release 0.3's three keys, socket leases zset. ARGV
 /// the common five, keep until (ms), then per ack: id, channel, the `A` event
