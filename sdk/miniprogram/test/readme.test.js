@@ -15,10 +15,10 @@ test('every relative link of the README leads to a file', () => {
   for (const link of links) assert.ok(fs.existsSync(path.join(root, link)), `README links to ${link}`);
 });
 
-test("the README's WS_ACK_TIMEOUT default is the server's (src/config.rs)", () => {
-  const config = fs.readFileSync(path.join(root, '../../src/config.rs'), 'utf8');
+test("the README's WS_ACK_TIMEOUT default is the server's (src/config/websocket.rs)", () => {
+  const config = fs.readFileSync(path.join(root, '../../src/config/websocket.rs'), 'utf8');
   const server = config.match(/"WS_ACK_TIMEOUT",\s*Duration::from_secs\((\d+)\)/);
-  assert.ok(server, 'WS_ACK_TIMEOUT read in src/config.rs with Duration::from_secs');
+  assert.ok(server, 'WS_ACK_TIMEOUT read in src/config/websocket.rs with Duration::from_secs');
   const quoted = readme.match(/`WS_ACK_TIMEOUT`,\s*(\d+) s by default/);
   assert.ok(quoted, 'the README quotes the default');
   assert.strictEqual(quoted[1], server[1]);
