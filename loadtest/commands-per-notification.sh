@@ -19,32 +19,24 @@
 # in all, under 0.01 per notification at the default N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. loadtest/lib.sh
+. scripts/lib/rig.sh
 [ $# -ge 1 ] || { echo "usage: $0 BIN [N]" >&2; exit 2; }
 BIN=$(realpath "$1")
 N=${2:-1000}
 BATCH=${BATCH:-1}
+scripts/services.sh >&2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-commands.XXXXXX")
-ADMIN_URL=${ADMIN_DATABASE_URL:-postgres://locallife:locallife@127.0.0.1:5432/locallife}
-DB=locallife_commands_$$
+DIR=$WORK
+on_exit 'rm -rf "$WORK"'
 PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck disable=SC2016 # evaluated at exit
+on_exit 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; stop_all'
 
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
+free_port RPORT
+redis_start redis "$RPORT" "$WORK"
 R=(redis-cli -p "$RPORT")
-for _ in $(seq 1 100); do "${R[@]}" ping >/dev/null 2>&1 && break; sleep 0.05; done
-
-psql "$ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL=${ADMIN_URL%/*}/$DB REDIS_URL=redis://127.0.0.1:$RPORT
+scratch_db "locallife_commands_$$"
+export REDIS_URL=redis://127.0.0.1:$RPORT
 export JWT_SECRET=commands-secret-0123456789abcdef-012345 LOG_FORMAT=json RUST_LOG=warn
 export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 HTTP_RATE_BACK_OFFICE=1000000
 "$BIN" migrate >&2
@@ -53,10 +45,10 @@ staff=$("$BIN" user create --openid "commands-staff-$$" --role platform)
 user_token=$("$BIN" token --user-id "$user")
 staff_token=$("$BIN" token --user-id "$staff")
 
-PORT=$(free_port)
+free_port PORT
 "$BIN" serve --listen-addr "127.0.0.1:$PORT" --metrics-addr 127.0.0.1:0 2>>"$WORK/serve.log" &
 PIDS+=($!)
-wait_http "http://127.0.0.1:$PORT/readyz"
+WAIT_TRIES=1200 wait_for "the replica ready" curl -sf "http://127.0.0.1:$PORT/readyz"
 
 # calls per command since the last RESETSTAT: "name calls" lines.
 stats() {
