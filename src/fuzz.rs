@@ -1,6 +1,6 @@
 //! Fuzz targets for every parser that sees untrusted bytes: client frames, the WeChat
-//! Pay webhook (signature check, then decryption), pub/sub payloads, inbox entries as
-//! Redis returns them, token extraction plus verification, `code2Session` answers, and
+//! Pay webhook (signature check, then decryption), pub/sub payloads (with and without
+//! a version mark), inbox entries as Redis returns them, token extraction plus verification, `code2Session` answers, and
 //! durations and sizes from the environment.
 //!
 //! They are proptest properties on the stable toolchain (no `cargo fuzz`, which needs
@@ -22,6 +22,7 @@ mod tests {
 
     use crate::auth::{token_from, TokenSource, Tokens};
     use crate::config::{parse_duration, parse_size, JwtConfig};
+    use crate::engine::wire::events::{Unread, MARK_BELOW, VERSION};
     use crate::engine::wire::Event;
     use crate::engine::MsgId;
     use crate::wechat::pay::{self, NotifyHeaders, NotifyVerifier, PlatformKey};
@@ -183,6 +184,45 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..300),
             |bytes| {
                 let _ = Event::decode(Bytes::from(bytes));
+                Ok(())
+            },
+        );
+    }
+
+    /// A payload after any first byte: a newer version's mark is skipped as newer, the
+    /// mark of this version reads as the unmarked payload, anything else as version 1.
+    #[test]
+    fn versioned_pubsub_payloads() {
+        let body = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (any::<u64>(), any::<u64>(), any::<u64>(), "[ -~]{0,40}").prop_map(
+                |(ms, seq, exp, frame)| format!("N{} {exp}\n{frame}", MsgId { ms, seq })
+                    .into_bytes()
+            ),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(ms, seq)| format!("A{}", MsgId { ms, seq }).into_bytes()),
+        ];
+        fuzz(
+            "versioned_pubsub_payloads",
+            (any::<u8>(), body),
+            |(first, body)| {
+                let payload = Bytes::from([&[first][..], &body].concat());
+                let read = Event::read(payload.clone());
+                if first < MARK_BELOW && first > VERSION {
+                    prop_assert_eq!(read, Err(Unread::Newer(first)));
+                    prop_assert_eq!(Event::decode(payload), None);
+                } else if first == VERSION {
+                    let marked_again = body.first().is_none_or(|b| *b < MARK_BELOW);
+                    let unmarked = Event::read(Bytes::from(body));
+                    if marked_again {
+                        prop_assert_eq!(read, Err(Unread::Foreign));
+                    } else {
+                        prop_assert_eq!(read, unmarked);
+                    }
+                } else if let Ok(event) = read {
+                    prop_assert!(first >= MARK_BELOW);
+                    prop_assert_eq!(Event::decode(event.encode()), Some(event));
+                }
                 Ok(())
             },
         );

@@ -9,6 +9,7 @@
 #   CHAOS_SEEDS=7,8 CHAOS_SECONDS=120 loadtest/chaos/run.sh
 #
 # The suite runs the short version (chaos_short: one seed, 20 s) on every CI run.
+# The rolling upgrade from the previous release, on the same load: loadtest/chaos/upgrade.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/services.sh

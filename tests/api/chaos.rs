@@ -13,8 +13,19 @@
 //! `chaos_short` (one seed, 20 s) runs with the suite; `chaos_full` (`#[ignore]`) runs
 //! on demand: `loadtest/chaos/run.sh` (seeds 1, 2, 3 of 60 s each, or `CHAOS_SEEDS`,
 //! `CHAOS_SECONDS`).
+//!
+//! The rolling upgrade (SPEC §11) is the same load with a deploy in place of the
+//! nemesis: two replicas of the previous release (`LOCALLIFE_PREVIOUS_BIN`, built by
+//! `scripts/previous-release.sh`) and two of this one on one Redis and one database,
+//! then each old one replaced in turn as a rollout does (SIGTERM, which drains; this
+//! release started on its port; waited for until ready). Besides the checks above it
+//! counts notifications that crossed releases (published through one, received on a
+//! socket of the other) and asserts both directions happened, and that every user was
+//! served by this release after the roll. `rolling_upgrade_short` (24 s) runs with the
+//! suite; `rolling_upgrade_full` (`#[ignore]`) on demand: `loadtest/chaos/upgrade.sh`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +37,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::fake_pay::{self, FakePay};
+use crate::support::processes::binary_listening;
 use crate::support::{spawn_app_with, stable_port, within, OwnRedis, Replica, TestDatabase};
 
 /// Where the merchant is; riders wait around it.
@@ -41,6 +53,19 @@ struct Plan {
     /// Platform notifications per second.
     rate: u64,
     riders: usize,
+    /// A rolling upgrade from this previous release's binary instead of the nemesis.
+    roll: Option<PathBuf>,
+}
+
+impl Plan {
+    /// Three replicas, or four in a roll (two of each release).
+    fn replicas(&self) -> usize {
+        if self.roll.is_some() {
+            4
+        } else {
+            REPLICAS
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +82,14 @@ struct Report {
     unknown: usize,
     latencies_ms: Vec<u64>,
     faults: BTreeMap<&'static str, usize>,
+    /// In a roll: receipts of notices published through a replica of the previous
+    /// release on a socket of this one, and the other way round.
+    old_to_new: usize,
+    new_to_old: usize,
+    /// In a roll: users with nothing received after the last old replica was replaced.
+    unserved: Vec<String>,
+    /// Notifications received again under the same id (a replay of what was unacked).
+    redelivered: usize,
 }
 
 impl Report {
@@ -95,6 +128,8 @@ impl Report {
 #[derive(Debug, Clone)]
 struct Got {
     user: UserId,
+    /// The replica whose socket it came on.
+    address: String,
     id: String,
     event: String,
     title: String,
@@ -112,6 +147,10 @@ struct Cluster {
     redis_port: u16,
     redis_dir: tempfile::TempDir,
     redis: Option<OwnRedis>,
+    /// Per replica, the previous release's binary while that replica is of it.
+    previous: Vec<Option<PathBuf>>,
+    /// Per address of a replaced replica, when this release started there.
+    replaced: HashMap<String, Instant>,
 }
 
 impl Cluster {
@@ -123,8 +162,38 @@ impl Cluster {
     }
 
     fn start_replica(&mut self, i: usize) {
-        let replica = Replica::spawn(&self.db_url, &self.prefix, self.ports[i], &self.env());
+        let replica = match &self.previous[i] {
+            None => Replica::spawn(&self.db_url, &self.prefix, self.ports[i], &self.env()),
+            Some(binary) => self.spawn_previous(binary, i),
+        };
         self.replicas[i] = Some(replica);
+    }
+
+    /// Replica `i` as the previous release's `binary`, with the environment this
+    /// release's replicas get.
+    fn spawn_previous(&self, binary: &std::path::Path, i: usize) -> Replica {
+        let port = self.ports[i];
+        let head = binary_listening(&self.db_url, port);
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.env_clear().kill_on_drop(true);
+        for (k, v) in head.as_std().get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.env("REDIS_KEY_PREFIX", &self.prefix)
+            .env("RUST_LOG", "warn")
+            .envs(self.env())
+            .arg("serve");
+        Replica {
+            child: cmd.spawn().expect("the previous release starts"),
+            address: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Whether the replica at `address` was of the previous release at `at`.
+    fn previous_at(&self, address: &str, at: Instant) -> bool {
+        self.replaced.get(address).is_some_and(|then| at < *then)
     }
 
     async fn kill_replica(&mut self, i: usize, signal: &str) {
@@ -212,6 +281,60 @@ async fn nemesis(
     faults
 }
 
+/// The deploy: each replica of the previous release replaced in turn by this one, the
+/// replacements spread evenly over the run, as a rollout with one pod at a time does it:
+/// SIGTERM (the old replica drains and exits 0), this release started on its port,
+/// waited for until ready. Returns the replacements and when the last was ready: from
+/// then to `until` only this release serves.
+async fn roll(cluster: &mut Cluster, until: Instant) -> (BTreeMap<&'static str, usize>, Instant) {
+    let old: Vec<usize> = (0..cluster.previous.len())
+        .filter(|i| cluster.previous[*i].is_some())
+        .collect();
+    let start = Instant::now();
+    let step = until.saturating_duration_since(start) / (old.len() as u32 + 1);
+    let mut faults = BTreeMap::new();
+    for (n, i) in old.into_iter().enumerate() {
+        tokio::time::sleep_until((start + step * (n as u32 + 1)).into()).await;
+        if let Some(mut r) = cluster.replicas[i].take() {
+            r.signal("-TERM");
+            let exit = tokio::time::timeout(Duration::from_secs(20), r.child.wait()).await;
+            assert!(
+                matches!(exit, Ok(Ok(status)) if status.success()),
+                "the previous release's replica {} drains and exits 0 on SIGTERM: {exit:?}",
+                r.address
+            );
+        }
+        cluster.previous[i] = None;
+        let address = format!("127.0.0.1:{}", cluster.ports[i]);
+        cluster.replaced.insert(address, Instant::now());
+        cluster.start_replica(i);
+        if let Some(r) = &cluster.replicas[i] {
+            r.wait_ready().await;
+        }
+        eprintln!(
+            "chaos: roll replaced replica {i} (previous release) by this one, ready at {}",
+            chrono_now()
+        );
+        *faults.entry("previous_replica_replaced").or_default() += 1;
+    }
+    let rolled = Instant::now();
+    tokio::time::sleep_until(until.into()).await;
+    (faults, rolled)
+}
+
+/// The previous release's binary for a roll, or `None` when the test runs outside
+/// `scripts/test.sh` and `loadtest/chaos/upgrade.sh` (which always set the variable):
+/// as in `tests/api/upgrade.rs`, a named binary that is missing fails the test.
+fn previous_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("LOCALLIFE_PREVIOUS_BIN")?);
+    assert!(
+        path.is_file(),
+        "LOCALLIFE_PREVIOUS_BIN names {}, which is no file: scripts/previous-release.sh did not build it",
+        path.display()
+    );
+    Some(path)
+}
+
 /// One connection as its client saw it: when `welcome` came, when it ended, and the
 /// titles it received.
 #[derive(Debug, Clone)]
@@ -271,6 +394,7 @@ async fn client(
                 let id = data["message_id"].as_str().unwrap_or_default().to_owned();
                 got.lock().unwrap().push(Got {
                     user,
+                    address: address.clone(),
                     id: id.clone(),
                     event: data["event"].as_str().unwrap_or_default().to_owned(),
                     title: data["title"].as_str().unwrap_or_default().to_owned(),
@@ -299,7 +423,8 @@ async fn client(
 
 /// How a request ended, after retrying what may be retried.
 enum Outcome {
-    Accepted(Value),
+    /// The answer's body, and the replica that gave it.
+    Accepted(Value, String),
     /// A 4xx: the service said no.
     Refused,
     /// Still no answer when the run ended.
@@ -322,7 +447,7 @@ async fn until_answered(
         match sent {
             Ok(r) if r.status().as_u16() == ok => {
                 let body = r.json::<Value>().await.unwrap_or(Value::Null);
-                return Outcome::Accepted(body);
+                return Outcome::Accepted(body, address.clone());
             }
             Ok(r) if r.status().is_client_error() => return Outcome::Refused,
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -336,6 +461,8 @@ async fn until_answered(
 struct Ledger {
     /// Platform notices: rider, title, first attempt, accepted (202 received).
     notices: Vec<(UserId, String, Instant, Instant)>,
+    /// Per accepted notice's title, the replica that accepted it.
+    accepted_by: HashMap<String, String>,
     refused: Vec<String>,
     unknown: usize,
     /// Orders whose payment notification was answered 2xx.
@@ -391,7 +518,10 @@ async fn publisher(
             .await;
             let mut l = ledger.lock().unwrap();
             match outcome {
-                Outcome::Accepted(_) => l.notices.push((rider, title, started, Instant::now())),
+                Outcome::Accepted(_, by) => {
+                    l.accepted_by.insert(title.clone(), by);
+                    l.notices.push((rider, title, started, Instant::now()));
+                }
                 Outcome::Refused => l.refused.push(title),
                 Outcome::Unknown => l.unknown += 1,
             }
@@ -409,7 +539,7 @@ async fn publisher(
                 let order = json!({"merchant_id": merchant,
                     "items": [{"product_id": product, "quantity": 1}],
                     "address": {"lat": SHOP.0, "lng": SHOP.1, "detail": "1号楼"}});
-                let Outcome::Accepted(order) = until_answered(
+                let Outcome::Accepted(order, _) = until_answered(
                     &addresses,
                     finish_by,
                     |a| {
@@ -450,7 +580,7 @@ async fn publisher(
                     return;
                 }
                 ledger.lock().unwrap().paid.push(id);
-                if let Outcome::Accepted(_) = until_answered(
+                if let Outcome::Accepted(..) = until_answered(
                     &addresses,
                     finish_by,
                     |a| {
@@ -532,17 +662,23 @@ async fn chaos(plan: Plan) -> Report {
     pay.env(&mut env);
     env.insert("REDIS_URL".to_owned(), redis_url.clone());
     env.insert("WS_DRAIN_PERIOD".to_owned(), "1s".to_owned());
+    let replicas = plan.replicas();
     let mut cluster = Cluster {
         db_url: db.url.clone(),
         prefix,
-        ports: (0..REPLICAS).map(|_| stable_port()).collect(),
+        ports: (0..replicas).map(|_| stable_port()).collect(),
         env: env.into_iter().collect(),
-        replicas: (0..REPLICAS).map(|_| None).collect(),
+        replicas: (0..replicas).map(|_| None).collect(),
         redis_port,
         redis_dir,
         redis: Some(first_redis),
+        // The first half of the replicas are of the previous release in a roll.
+        previous: (0..replicas)
+            .map(|i| plan.roll.clone().filter(|_| i < replicas / 2))
+            .collect(),
+        replaced: HashMap::new(),
     };
-    for i in 0..REPLICAS {
+    for i in 0..replicas {
         cluster.start_replica(i);
     }
     for r in cluster.replicas.iter().flatten() {
@@ -580,7 +716,11 @@ async fn chaos(plan: Plan) -> Report {
         product,
         until,
     ));
-    let faults = nemesis(&mut cluster, &plan, until).await;
+    let (faults, rolled) = if plan.roll.is_some() {
+        roll(&mut cluster, until).await
+    } else {
+        (nemesis(&mut cluster, &plan, until).await, until)
+    };
     let ledger = publishing.await.expect("the publisher ends");
 
     // Quiescence: everything running, the outbox drained, then a moment for the
@@ -588,7 +728,7 @@ async fn chaos(plan: Plan) -> Report {
     if cluster.redis.is_none() {
         cluster.start_redis().await;
     }
-    for i in 0..REPLICAS {
+    for i in 0..replicas {
         if cluster.replicas[i].is_none() {
             cluster.start_replica(i);
         }
@@ -677,6 +817,37 @@ async fn chaos(plan: Plan) -> Report {
         first.entry((g.user, what)).or_insert(g.at);
     }
     report.delivered = ids.len();
+    let mut receipts: HashMap<(UserId, &str), usize> = HashMap::new();
+    for g in &got {
+        *receipts.entry((g.user, g.id.as_str())).or_default() += 1;
+    }
+    report.redelivered = receipts.values().filter(|n| **n > 1).count();
+    if plan.roll.is_some() {
+        let accepted_at: HashMap<&str, Instant> =
+            ledger.notices.iter().map(|n| (n.1.as_str(), n.3)).collect();
+        for g in &got {
+            let (Some(by), Some(accepted)) = (
+                ledger.accepted_by.get(&g.title),
+                accepted_at.get(g.title.as_str()).copied(),
+            ) else {
+                continue;
+            };
+            match (
+                cluster.previous_at(by, accepted),
+                cluster.previous_at(&g.address, g.at),
+            ) {
+                (true, false) => report.old_to_new += 1,
+                (false, true) => report.new_to_old += 1,
+                _ => {}
+            }
+        }
+        let users = ledger.notices.iter().map(|n| n.0).chain([owner_id]);
+        for user in users.collect::<HashSet<_>>() {
+            if !got.iter().any(|g| g.user == user && g.at > rolled) {
+                report.unserved.push(user.to_string());
+            }
+        }
+    }
     for ((user, what), set) in &ids {
         if set.len() > 1 {
             report
@@ -764,6 +935,18 @@ async fn chaos(plan: Plan) -> Report {
         recommendations
     );
     report.print();
+    if plan.roll.is_some() {
+        println!(
+            "chaos seed={}: rolling upgrade: published through the previous release and \
+             received on this one {}, the other way round {}, received again under the \
+             same id {}, users not served after the roll {}",
+            plan.seed,
+            report.old_to_new,
+            report.new_to_old,
+            report.redelivered,
+            report.unserved.len()
+        );
+    }
     for r in cluster.replicas.iter_mut().flatten() {
         let _ = r.child.kill().await;
     }
@@ -803,6 +986,7 @@ async fn chaos_short() {
         fault_every: (3000, 5000),
         rate: 20,
         riders: 10,
+        roll: None,
     })
     .await;
     assert_clean(&report);
@@ -834,6 +1018,7 @@ async fn chaos_full() {
             fault_every: (2500, 4000),
             rate: 50,
             riders: 20,
+            roll: None,
         })
         .await;
         assert_clean(&report);
@@ -841,4 +1026,71 @@ async fn chaos_full() {
     }
     println!("chaos: {faults} faults injected in all");
     assert!(faults >= 10, "too few faults to mean anything: {faults}");
+}
+
+/// What a roll must show besides [`assert_clean`]: notices crossed releases both ways,
+/// and every user was served by this release once the roll was over.
+fn assert_rolled(report: &Report) {
+    assert_clean(report);
+    assert_eq!(report.faults.get("previous_replica_replaced"), Some(&2));
+    assert!(
+        report.old_to_new > 0 && report.new_to_old > 0,
+        "notices crossed releases: {} old to new, {} new to old",
+        report.old_to_new,
+        report.new_to_old
+    );
+    assert!(
+        report.unserved.is_empty(),
+        "users served nothing after the roll: {:?}",
+        report.unserved
+    );
+}
+
+/// The CI version of the rolling upgrade: 24 s, two replicas of the previous release
+/// replaced at 8 s and 16 s.
+#[tokio::test]
+async fn rolling_upgrade_short() {
+    let Some(previous) = previous_binary() else {
+        eprintln!("chaos: LOCALLIFE_PREVIOUS_BIN is not set (scripts/test.sh sets it); not run");
+        return;
+    };
+    let report = chaos(Plan {
+        seed: 1,
+        run: Duration::from_secs(24),
+        fault_every: (0, 0),
+        rate: 20,
+        riders: 10,
+        roll: Some(previous),
+    })
+    .await;
+    assert_rolled(&report);
+}
+
+/// The full rolling upgrade, on demand (`loadtest/chaos/upgrade.sh`): `ROLL_SECONDS`
+/// (default 90) of the full run's load.
+#[tokio::test]
+#[ignore = "minutes long; run with loadtest/chaos/upgrade.sh"]
+async fn rolling_upgrade_full() {
+    let previous = previous_binary().expect(
+        "LOCALLIFE_PREVIOUS_BIN names the previous release's binary (loadtest/chaos/upgrade.sh sets it)",
+    );
+    let seconds: u64 = std::env::var("ROLL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(90);
+    let started = Instant::now();
+    let report = chaos(Plan {
+        seed: 1,
+        run: Duration::from_secs(seconds),
+        fault_every: (0, 0),
+        rate: 50,
+        riders: 20,
+        roll: Some(previous),
+    })
+    .await;
+    println!(
+        "chaos: rolling upgrade of {seconds} s done in {} s",
+        started.elapsed().as_secs()
+    );
+    assert_rolled(&report);
 }

@@ -48,6 +48,7 @@ mod process;
 mod protocols;
 mod receipts;
 mod redis_modes;
+mod rolling;
 mod sdk;
 mod seed_client;
 mod subscriptions;

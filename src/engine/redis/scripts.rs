@@ -45,6 +45,9 @@ return 1
 /// of its own and the message id in field `id`; the ids set keeps that entry's id
 /// (scored `ms × 1024 + seq`, above every time in ms) until it is acked or stale.
 ///
+/// Each entry holds the notification in field `n` and the entry's version in `v`
+/// ([`wire::entry`]; `VERSION`, set by [`inbox_script`]).
+///
 /// The keys' expiry is kept in the ids set too (member `~keep`, rounded up to the hour):
 /// one `ZADD GT` tells whether it must move, about once an hour per active user; only
 /// then do both keys get `PEXPIREAT` and the ids set its trims. Both keys always get
@@ -79,18 +82,18 @@ local function settle(s, z, keep)
 end
 
 local function add(s, z, id, v)
-  local r = redis.pcall('XADD', s, id, 'n', v)
+  local r = redis.pcall('XADD', s, id, 'n', v, 'v', VERSION)
   if type(r) ~= 'table' then return true end
   if redis.call('ZSCORE', z, id) or #redis.call('XRANGE', s, id, id) > 0 then
     return false
   end
-  local e = redis.call('XADD', s, '*', 'id', id, 'n', v)
+  local e = redis.call('XADD', s, '*', 'id', id, 'n', v, 'v', VERSION)
   local ms, seq = string.match(e, '^(%d+)%-(%d+)$')
   ms, seq = tonumber(ms), tonumber(seq)
   if seq >= 1024 then
     redis.call('XDEL', s, e)
     ms, seq = ms + 1, 0
-    redis.call('XADD', s, num(ms) .. '-0', 'id', id, 'n', v)
+    redis.call('XADD', s, num(ms) .. '-0', 'id', id, 'n', v, 'v', VERSION)
   end
   redis.call('ZADD', z, num(ms * 1024 + seq), id)
   return true
@@ -259,10 +262,11 @@ return n
 
 /// Reads an inbox in the order written, after moving in release 0.3's inbox if it is
 /// still there: trims it to the bound (the newest stay), and removes expired entries on
-/// the way (an out-of-order one's entry id with it).
+/// the way (an out-of-order one's entry id with it). An entry of a newer version than
+/// `VERSION` ([`wire::entry::VERSION`]) is left as it is and only counted.
 /// KEYS stream, ids set, release 0.3's three keys; ARGV the common five, keep until
 /// (ms, for a moved inbox).
-/// Returns {expired count, dropped count, id, `<exp> <tail>`, id, ...}.
+/// Returns {expired count, dropped count, newer count, id, `<exp> <tail>`, id, ...}.
 pub(super) const READ_LUA: &str = r"
 local now = tonumber(ARGV[1])
 local s, z = KEYS[1], KEYS[2]
@@ -271,15 +275,18 @@ if moved then
   local keep = moved_keep(moved, ARGV[6])
   if raise(z, keep) then settle(s, z, keep) end
 end
-local out = {0, redis.call('XTRIM', s, 'MAXLEN', ARGV[5])}
+local out = {0, redis.call('XTRIM', s, 'MAXLEN', ARGV[5]), 0}
 local gone, forget = {}, {}
 for _, e in ipairs(redis.call('XRANGE', s, '-', '+')) do
-  local id, v, f = e[1], nil, e[2]
+  local id, v, f, ver = e[1], nil, e[2], 1
   for j = 1, #f, 2 do
-    if f[j] == 'n' then v = f[j + 1] elseif f[j] == 'id' then id = f[j + 1] end
+    if f[j] == 'n' then v = f[j + 1] elseif f[j] == 'id' then id = f[j + 1]
+    elseif f[j] == 'v' then ver = tonumber(f[j + 1]) or VERSION + 1 end
   end
   local exp = v and tonumber(string.sub(v, 1, (string.find(v, ' ', 1, true) or 1) - 1))
-  if exp and exp > now then
+  if ver > VERSION then
+    out[3] = out[3] + 1
+  elseif exp and exp > now then
     out[#out + 1] = id
     out[#out + 1] = v
   else
@@ -329,10 +336,15 @@ fn trim_flag() -> Value {
     })
 }
 
-/// An inbox script's text: [`INBOX_HELPERS`], then `body`, for the deployment
+/// An inbox script's text: the entry version it writes and reads (`VERSION`,
+/// [`wire::entry::VERSION`]), [`INBOX_HELPERS`], then `body`, for the deployment
 /// ([`script_for`]).
 pub(super) fn inbox_script(body: &str, clustered: bool) -> Script {
-    script_for(&format!("{INBOX_HELPERS}{body}"), clustered)
+    let version = wire::entry::VERSION;
+    script_for(
+        &format!("local VERSION = {version}\n{INBOX_HELPERS}{body}"),
+        clustered,
+    )
 }
 
 /// A script's text for the deployment: in a Cluster, the user-channel publishes inside
@@ -465,7 +477,7 @@ async fn push_round(r: ScriptRounds, jobs: Vec<PushJob>) -> Vec<Result<(bool, i6
             };
             args.extend([
                 Value::from(j.id.to_string()),
-                Value::from(format!("{} {}", j.expires_ms, j.tail)),
+                Value::from(wire::entry::value(j.expires_ms, &j.tail)),
                 Value::from(keep_until(now, keep_inbox_ms(now, j.expires_ms)).to_string()),
                 Value::from(keys.channel(Target::User(j.user))),
                 Value::Bytes(event.encode()),
@@ -503,8 +515,8 @@ async fn ack_round(r: ScriptRounds, jobs: Vec<(UserId, MsgId)>) -> Vec<Result<bo
     r.run(jobs, |(user, _)| *user, args, 1, |a| a[0] == 1).await
 }
 
-/// The read script's answer as entries: `{expired count, dropped count, id,
-/// "<exp> <tail>", ...}`.
+/// The read script's answer as entries: `{expired count, dropped count, newer count, id,
+/// "<exp> <tail>", ...}` ([`wire::entry::parse`]).
 pub(crate) fn parse_inbox(raw: Vec<Value>) -> Result<Vec<InboxEntry>, EngineError> {
     let mut raw = raw.into_iter();
     let expired = raw.next().and_then(|v| v.as_i64()).unwrap_or(0);
@@ -515,25 +527,17 @@ pub(crate) fn parse_inbox(raw: Vec<Value>) -> Result<Vec<InboxEntry>, EngineErro
     if dropped > 0 {
         metrics::counter!("locallife_inbox_dropped_total").increment(dropped as u64);
     }
+    let newer = raw.next().and_then(|v| v.as_i64()).unwrap_or(0);
+    if newer > 0 {
+        metrics::counter!("locallife_wire_newer_skipped_total", "format" => "inbox")
+            .increment(newer as u64);
+    }
     let mut entries = Vec::new();
     while let (Some(id), Some(value)) = (raw.next(), raw.next()) {
         let (Some(id), Some(value)) = (id.as_str(), value.as_str()) else {
             continue;
         };
-        let Ok(id) = id.parse::<MsgId>() else {
-            continue;
-        };
-        let Some((exp, tail)) = value.split_once(' ') else {
-            continue;
-        };
-        let Ok(expires_ms) = exp.parse::<u64>() else {
-            continue;
-        };
-        entries.push(InboxEntry {
-            id,
-            expires_ms,
-            frame: wire::frame(id, tail),
-        });
+        entries.extend(wire::entry::parse(&id, &value));
     }
     Ok(entries)
 }

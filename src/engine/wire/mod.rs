@@ -18,7 +18,15 @@
 //!
 //! Ids are decided before anything is written, so the engines' scripts receive finished
 //! payloads and build nothing themselves.
+//!
+//! **Versions.** Both formats that outlive a process carry a version, so that replicas
+//! of two releases share Redis during a rolling upgrade (SPEC §11): a pub/sub payload
+//! ([`events::VERSION`]: version 1 unmarked, as release 0.3 reads it, or a first byte
+//! below `0x20` naming the version) and an inbox entry ([`entry`]: field `v`). What a
+//! newer release wrote in a version this one does not know is skipped and counted
+//! (`locallife_wire_newer_skipped_total`), never misread.
 
+pub mod entry;
 pub mod events;
 pub mod frames;
 
