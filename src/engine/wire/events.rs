@@ -90,7 +90,12 @@ impl Event {
                     .increment(1);
                 None
             }
-            Err(Unread::Foreign) => None,
+            Err(Unread::Foreign) => {
+                // Once per replica: a stranger's payloads on our channels would repeat.
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| tracing::warn!("ignored an undecodable pub/sub payload"));
+                None
+            }
         }
     }
 
