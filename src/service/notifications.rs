@@ -87,6 +87,17 @@ fn admit(state: &AppState, count: usize) -> Result<SemaphorePermit<'_>, SendErro
     })
 }
 
+/// [`SendError::Overloaded`] when no place at all is free: the check a handler makes
+/// before it authenticates the caller and reads the body, so that under overload a
+/// refusal costs neither a database query nor parsing. [`admit`] still decides.
+pub fn has_room(state: &AppState) -> Result<(), SendError> {
+    if state.publishing().available_permits() > 0 {
+        return Ok(());
+    }
+    metrics::counter!("locallife_publish_refused_total").increment(1);
+    Err(SendError::Overloaded)
+}
+
 /// The ids of a request's `count` notifications: fresh ones, or, for a repeat under the
 /// same key, those decided the first time (and `true`).
 async fn decide(

@@ -4,7 +4,8 @@
 //! has no room for is refused 503 `overloaded` with `Retry-After` before anything is
 //! written (SPEC §11; the bound is the service's, [`send`]).
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,20 @@ use crate::notify::{Kind, Notification};
 use crate::service::notifications::{self as send, Idempotency};
 use crate::state::AppState;
 use crate::store;
+
+/// A send's first check: 503 `overloaded` at once when this replica publishes all it
+/// may already, before the caller is authenticated (a database query) and the body is
+/// read; nothing else is queued in front of a refusal.
+pub struct Room;
+
+impl FromRequestParts<AppState> for Room {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        send::has_room(state)?;
+        Ok(Room)
+    }
+}
 
 const MAX_TITLE: usize = 100;
 /// The longest `Idempotency-Key` accepted.
@@ -156,6 +171,7 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
     ))]
 pub async fn send_notification(
     State(state): State<AppState>,
+    _room: Room,
     staff: Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendNotification>,
@@ -220,6 +236,7 @@ pub struct SendBatch {
     ))]
 pub async fn send_batch(
     State(state): State<AppState>,
+    _room: Room,
     staff: Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendBatch>,
@@ -296,6 +313,7 @@ pub struct Command {
     ))]
 pub async fn rider_command(
     State(state): State<AppState>,
+    _room: Room,
     staff: Staff,
     ApiPath(user): ApiPath<i64>,
     headers: HeaderMap,
