@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/rig.sh
 CAPACITY="${1:-0}" OVER_SECS="${2:-60}" UNDER_SECS="${3:-30}"
 SOCKETS="${SOCKETS:-1000}" MEASURE_SECS="${MEASURE_SECS:-10}" BATCH="${BATCH:-10}"
-COMMAND="loadtest/overload.sh $*"
+COMMAND="loadtest/overload.sh${*:+ $*}"
 
 rig_setup overload
 rig_build --release
@@ -31,9 +31,10 @@ start_server B -- "$BIN" serve
     --capacity "$CAPACITY" --measure-secs "$MEASURE_SECS" --over-secs "$OVER_SECS" \
     --under-secs "$UNDER_SECS" --rss-pid "$A_PID,$B_PID" >"$WORK/overload.json" 2>>"$WORK/gen.log"
 
-python3 - "$WORK/overload.json" loadtest/results/latest.json "$COMMAND" "${RIG_PROFILE:-release}" <<'PY'
+python3 - "$WORK/overload.json" loadtest/results/latest.json "$COMMAND" "${RIG_PROFILE:-release}" \
+    "${PUBLISH_MAX_IN_FLIGHT:-}" <<'PY'
 import datetime, json, sys
-result_file, latest_file, command, profile = sys.argv[1:5]
+result_file, latest_file, command, profile, bound = sys.argv[1:6]
 r = json.loads(open(result_file).read().strip().splitlines()[-1])
 keys = ["offered_per_s", "unloaded_p99_ms", "accepted_p99_ms", "accepted_per_s", "refused",
         "rss_peak_bytes", "recovered_s"]
@@ -41,6 +42,8 @@ overload = {k: r[k] for k in keys}
 overload.update({
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "command": command,
+    # PUBLISH_MAX_IN_FLIGHT of both replicas (null: the default, 1000).
+    "publish_max_in_flight": int(bound) if bound else None,
     "capacity_per_s": r["capacity_per_s"],
     "rss_before_bytes": r["rss_before_bytes"],
     "lost": r["lost"],

@@ -11,7 +11,7 @@
 //!    (503 `overloaded` or 429);
 //! 4. **under**: half the capacity again for `--under-secs`: how long until the
 //!    latency of what is published is back within twice the unloaded p99
-//!    (`recovered_s`, by whole seconds of publish time).
+//!    (`recovered_s`: the first whole second of publish time whose p99 is).
 //!
 //! Latency is publish → received on the socket (as `personal` measures it). The resident
 //! memory of `--rss-pid` processes (added up) is sampled every 250 ms.
@@ -278,16 +278,18 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let over_lat = latencies(&samples, over.started_us, over.ended_us);
     let under_lat = latencies(&samples, under.started_us, under.ended_us);
     let unloaded_p99 = percentile(&base_lat, 0.99);
-    // p99 per second of publish time after the load fell; recovered from the first
-    // second after which no second is above twice the unloaded p99.
+    // p99 per second of publish time after the load fell; recovered at the first second
+    // within twice the unloaded p99 (the seconds after it are in the output: on a shared
+    // machine one may stray above again).
     let windows: Vec<f64> = (0..args.under_secs)
         .map(|s| {
             let from = under.started_us + s * 1_000_000;
             percentile(&latencies(&samples, from, from + 1_000_000), 0.99)
         })
         .collect();
-    let recovered_s = (0..windows.len())
-        .find(|&w| windows[w..].iter().all(|p| *p <= 2.0 * unloaded_p99))
+    let recovered_s = windows
+        .iter()
+        .position(|p| *p <= 2.0 * unloaded_p99)
         .map(|w| w as u64);
     let unique = tally.ids.lock().map(|ids| ids.len() as u64).unwrap_or(0);
     Ok(json!({
