@@ -417,6 +417,11 @@ impl From<SendError> for ApiError {
             SendError::UnknownRider => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no approved rider")
             }
+            SendError::Overloaded => ApiError::unavailable(
+                "overloaded",
+                "this replica is publishing as much as it can; nothing was sent, retry shortly",
+            )
+            .retry_after(1),
             SendError::Store(e) => e.into(),
             SendError::Engine(e) => e.into(),
         }

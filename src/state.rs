@@ -44,6 +44,10 @@ struct Inner {
     key_cache: crate::auth::keys::KeyCache,
     known_users: crate::store::users::KnownUsers,
     draining: AtomicBool,
+    /// Places for notifications being published through `/v1/platform/*`
+    /// (`PUBLISH_MAX_IN_FLIGHT`): a send takes its places before anything is written, or
+    /// is refused (SPEC §11, overload).
+    publishing: tokio::sync::Semaphore,
     /// Wakes this replica's outbox relay after a commit here.
     relay: tokio::sync::Notify,
 }
@@ -54,6 +58,7 @@ impl AppState {
             limits: crate::limits::Limits::new(&parts.config.rates),
             key_cache: Default::default(),
             known_users: Default::default(),
+            publishing: tokio::sync::Semaphore::new(parts.config.publish_max_in_flight),
             parts,
             draining: AtomicBool::new(false),
             relay: tokio::sync::Notify::new(),
@@ -129,6 +134,11 @@ impl AppState {
     /// background tasks stop.
     pub fn sessions(&self) -> &Tasks {
         &self.0.parts.sessions
+    }
+
+    /// The places of notifications being published on this replica.
+    pub fn publishing(&self) -> &tokio::sync::Semaphore {
+        &self.0.publishing
     }
 
     /// Tells the outbox relay that rows were committed: it runs now rather than at its

@@ -1,6 +1,7 @@
 //! The business section of the settings: how long an order may stay unpaid, request
-//! rates and connection limits (SPEC §4 "Abuse limits"), how many unpaid orders a
-//! consumer may hold, and how far away a rider is offered an order.
+//! rates and connection limits (SPEC §4 "Abuse limits"), how many notifications a
+//! replica publishes at once (SPEC §11 "Overload"), how many unpaid orders a consumer
+//! may hold, and how far away a rider is offered an order.
 
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ pub(super) struct Business {
     pub(super) payment_timeout: Duration,
     pub(super) rates: RateConfig,
     pub(super) connections: ConnLimits,
+    pub(super) publish_max_in_flight: usize,
     pub(super) orders_unpaid_max: u32,
     pub(super) rider_match_radius_m: u32,
 }
@@ -103,6 +105,12 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Busi
                 "a whole number from 1 to 10000000",
             )?),
         },
+        publish_max_in_flight: vars.number(
+            "PUBLISH_MAX_IN_FLIGHT",
+            1_000,
+            |n| (1..=1_000_000).contains(n),
+            "a whole number from 1 to 1000000",
+        )?,
         orders_unpaid_max: vars.number(
             "ORDERS_UNPAID_MAX",
             3,

@@ -61,6 +61,10 @@ pub struct Config {
     pub rates: RateConfig,
     /// `HTTP_HEADER_READ_TIMEOUT`, `HTTP_IDLE_TIMEOUT`, `MAX_CONNECTIONS`.
     pub connections: ConnLimits,
+    /// `PUBLISH_MAX_IN_FLIGHT` (default 1,000): notifications this replica publishes at
+    /// once through `/v1/platform/*` (a batch counts each of its items); more are refused
+    /// 503 `overloaded` rather than queued (SPEC §11).
+    pub publish_max_in_flight: usize,
     /// `ORDERS_UNPAID_MAX` (default 3): unpaid orders one consumer may hold at once.
     pub orders_unpaid_max: u32,
     pub rider_match_radius_m: u32,
@@ -105,6 +109,7 @@ impl Config {
             payment_timeout: business.payment_timeout,
             rates: business.rates,
             connections: business.connections,
+            publish_max_in_flight: business.publish_max_in_flight,
             orders_unpaid_max: business.orders_unpaid_max,
             rider_match_radius_m: business.rider_match_radius_m,
             wechat,
@@ -243,6 +248,7 @@ mod tests {
         assert_eq!(c.ws.drain_period, Duration::from_secs(10));
         assert_eq!(c.payment_timeout, Duration::from_secs(900));
         assert_eq!(c.rider_match_radius_m, 3000);
+        assert_eq!(c.publish_max_in_flight, 1000);
         assert!(c.wechat.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.jwt.issuer, "locallife");
@@ -286,6 +292,10 @@ mod tests {
             "RIDER_MATCH_RADIUS_M"
         );
         assert_eq!(err_var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
+        assert_eq!(
+            err_var(&[("PUBLISH_MAX_IN_FLIGHT", "0")]),
+            "PUBLISH_MAX_IN_FLIGHT"
+        );
         assert_eq!(err_var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
         assert_eq!(
             err_var(&[("REDIS_URL", "redis-sentinel://s1:26379?node=s2:26379")]),

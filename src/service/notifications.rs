@@ -6,8 +6,18 @@
 //! says so, and a retry under the same `Idempotency-Key` reuses the message ids decided
 //! the first time, so a late command and the retry are one notification (inbox writes
 //! are idempotent per id).
+//!
+//! Admission (SPEC §11, overload): each send first takes a place per notification among
+//! this replica's `PUBLISH_MAX_IN_FLIGHT`, held until its answer is decided, and is
+//! refused at once ([`SendError::Overloaded`], 503 `overloaded` with `Retry-After`)
+//! when there are not enough free: before the idempotency key is claimed, any inbox
+//! written or any receipt, so a refused send leaves nothing behind and a retry is a
+//! first attempt. Why refuse rather than wait: Redis and PostgreSQL take work at a
+//! fixed rate, and a queue in front of them only adds its length to the latency of
+//! everything accepted after it.
 
 use sha2::{Digest, Sha256};
+use tokio::sync::SemaphorePermit;
 
 use crate::domain::{Role, UserId};
 use crate::engine::{EngineError, IdempotencyKey, MsgId};
@@ -29,6 +39,10 @@ pub enum SendError {
     UnknownRider,
     #[error("this Idempotency-Key was used for a different request")]
     KeyReused,
+    /// This replica is publishing `PUBLISH_MAX_IN_FLIGHT` notifications already; nothing
+    /// was written.
+    #[error("too many notifications being published")]
+    Overloaded,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -59,6 +73,29 @@ impl Idempotency {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Places for `count` notifications among those this replica publishes at once (a
+/// batch larger than the whole bound takes all of it), or [`SendError::Overloaded`]
+/// without waiting. Held until the send's answer is decided.
+fn admit(state: &AppState, count: usize) -> Result<SemaphorePermit<'_>, SendError> {
+    let places = count.clamp(1, state.config().publish_max_in_flight);
+    let places = u32::try_from(places).unwrap_or(u32::MAX);
+    state.publishing().try_acquire_many(places).map_err(|_| {
+        metrics::counter!("locallife_publish_refused_total").increment(1);
+        SendError::Overloaded
+    })
+}
+
+/// [`SendError::Overloaded`] when no place at all is free: the check a handler makes
+/// before it authenticates the caller and reads the body, so that under overload a
+/// refusal costs neither a database query nor parsing. [`admit`] still decides.
+pub fn has_room(state: &AppState) -> Result<(), SendError> {
+    if state.publishing().available_permits() > 0 {
+        return Ok(());
+    }
+    metrics::counter!("locallife_publish_refused_total").increment(1);
+    Err(SendError::Overloaded)
 }
 
 /// The ids of a request's `count` notifications: fresh ones, or, for a repeat under the
@@ -134,6 +171,7 @@ pub async fn to_user(
     once: Option<&Idempotency>,
     sent_by: &serde_json::Value,
 ) -> Result<String, SendError> {
+    let _place = admit(state, 1)?;
     if !state
         .known_users()
         .missing(state.db(), &[user])
@@ -156,6 +194,7 @@ pub async fn to_role(
     n: &Notification,
     once: Option<&Idempotency>,
 ) -> Result<String, SendError> {
+    let _place = admit(state, 1)?;
     let (ids, repeat) = decide(state, once, 1).await?;
     let id = ids[0];
     if repeat {
@@ -180,6 +219,7 @@ pub async fn batch(
     once: Option<&Idempotency>,
     sent_by: &serde_json::Value,
 ) -> Result<Vec<Option<String>>, SendError> {
+    let _places = admit(state, batch.len())?;
     let users: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
     let missing = state.known_users().missing(state.db(), &users).await?;
     if !missing.is_empty() {
@@ -218,6 +258,7 @@ pub async fn rider_command(
     once: Option<&Idempotency>,
     sent_by: &serde_json::Value,
 ) -> Result<String, SendError> {
+    let _place = admit(state, 1)?;
     match store::riders::state(state.db(), rider).await? {
         Some(s) if s.approved => {}
         _ => return Err(SendError::UnknownRider),

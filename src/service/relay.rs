@@ -16,6 +16,12 @@
 //! - **Wake-up**: at once after a commit on this replica ([`AppState::wake_relay`]), on
 //!   PostgreSQL `NOTIFY locallife_outbox` from any replica ([`listen`]), and by polling
 //!   every [`POLL`] as the safety net.
+//! - **Bounded** (SPEC §11, overload): the backlog waits in PostgreSQL, never in memory.
+//!   A replica's relay holds one claimed batch of at most [`BATCH`] rows at a time and
+//!   publishes it row after row, so however many rows wait, its memory and its share
+//!   of Redis stay those of one batch; wake-ups coalesce (one pending at most). Under
+//!   overload the backlog shows as `locallife_outbox_pending` and
+//!   `locallife_outbox_oldest_seconds`, and drains once the load falls.
 
 use std::time::Duration;
 

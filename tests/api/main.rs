@@ -42,6 +42,7 @@ mod me;
 mod migrations;
 mod openapi;
 mod ops;
+mod overload;
 mod pg_outage;
 mod pg_tls;
 mod process;

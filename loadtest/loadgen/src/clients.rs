@@ -55,6 +55,9 @@ pub struct Tally {
     pub received: AtomicU64,
     pub closed: AtomicUsize,
     pub latencies_us: Mutex<Vec<u64>>,
+    /// Each notification's publish time and latency, in µs: latency by when it was
+    /// published (the phases of `overload`).
+    pub sent_latency_us: Mutex<Vec<(u64, u64)>>,
     pub ids: Mutex<HashSet<String>>,
     /// Per round of a broadcast: how many sockets have it.
     pub round_hits: Mutex<std::collections::HashMap<String, usize>>,
@@ -138,11 +141,17 @@ async fn serve(mut ws: Ws, proto: Proto, tally: Arc<Tally>, mut hold_first: bool
         let now = now_us();
         tally.received.fetch_add(1, Ordering::Relaxed);
         if let Some(sent) = sent_at {
+            let latency = now.saturating_sub(sent);
             tally
                 .latencies_us
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(now.saturating_sub(sent));
+                .push(latency);
+            tally
+                .sent_latency_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((sent, latency));
         }
         *tally
             .round_hits

@@ -43,6 +43,8 @@ enum Command {
     Broadcast(scenarios::broadcast::Args),
     /// Unacked notifications, a killed replica, reconnect elsewhere, redelivery.
     Storm(scenarios::storm::Args),
+    /// Twice the capacity, then half: what is accepted, refused, and the recovery.
+    Overload(scenarios::overload::Args),
     /// The load scripts' set-up: start a server and wait for it, sample CPU, read figures.
     #[command(subcommand)]
     Rig(rig::Command),
@@ -58,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Personal(args) => scenarios::personal::run(args).await?,
         Command::Broadcast(args) => scenarios::broadcast::run(args).await?,
         Command::Storm(args) => scenarios::storm::run(args).await?,
+        Command::Overload(args) => scenarios::overload::run(args).await?,
     };
     println!("{out}");
     Ok(())

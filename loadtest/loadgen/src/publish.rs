@@ -44,6 +44,17 @@ pub async fn publish_batch(
     platform: &str,
     users: &[(i64, String)],
 ) -> bool {
+    matches!(batch_answer(http, proto, base, platform, users).await, Some(s) if (200..300).contains(&s))
+}
+
+/// [`publish_batch`], with the status of the answer (`None`: no answer).
+pub async fn batch_answer(
+    http: &reqwest::Client,
+    proto: Proto,
+    base: &str,
+    platform: &str,
+    users: &[(i64, String)],
+) -> Option<u16> {
     let sent_at = now_us();
     let req = match proto {
         Proto::Locallife => {
@@ -64,5 +75,5 @@ pub async fn publish_batch(
                 .json(&json!({ "items": items }))
         }
     };
-    matches!(req.send().await, Ok(r) if r.status().is_success())
+    req.send().await.ok().map(|r| r.status().as_u16())
 }

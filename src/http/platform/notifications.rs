@@ -1,8 +1,11 @@
 //! Platform sends (SPEC §4, §10): a notification to one user or an announcement to a
 //! role, a batch of them, an instruction to a rider (`rider.command`), each under an
-//! optional `Idempotency-Key`; and the receipt of what was sent.
+//! optional `Idempotency-Key`; and the receipt of what was sent. A send this replica
+//! has no room for is refused 503 `overloaded` with `Retry-After` before anything is
+//! written (SPEC §11; the bound is the service's, [`send`]).
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +24,20 @@ use crate::notify::{Kind, Notification};
 use crate::service::notifications::{self as send, Idempotency};
 use crate::state::AppState;
 use crate::store;
+
+/// A send's first check: 503 `overloaded` at once when this replica publishes all it
+/// may already, before the caller is authenticated (a database query) and the body is
+/// read; nothing else is queued in front of a refusal.
+pub struct Room;
+
+impl FromRequestParts<AppState> for Room {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        send::has_room(state)?;
+        Ok(Room)
+    }
+}
 
 const MAX_TITLE: usize = 100;
 /// The longest `Idempotency-Key` accepted.
@@ -149,9 +166,12 @@ fn parse(body: &SendNotification, kind: Kind) -> Result<Notification, ApiError> 
         (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = crate::error::Body),
         (status = 404, description = "`user_not_found`", body = crate::error::Body),
         (status = 422, description = "`invalid_target`, `invalid_role`, `invalid_title`, `invalid_content`, `invalid_data`, `invalid_ttl`, `idempotency_key_reused` or `invalid_body`", body = crate::error::Body),
+        (status = 503, description = "`overloaded`: this replica is publishing `PUBLISH_MAX_IN_FLIGHT` notifications already; nothing was sent, retry after `Retry-After` seconds. Or `database_unavailable`/`engine_unavailable`", body = crate::error::Body,
+            headers(("Retry-After" = u64, description = "Seconds to wait, with `overloaded`"))),
     ))]
 pub async fn send_notification(
     State(state): State<AppState>,
+    _room: Room,
     staff: Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendNotification>,
@@ -211,10 +231,12 @@ pub struct SendBatch {
         (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = crate::error::Body),
         (status = 404, description = "`user_not_found`: the unknown ids are listed; nothing was sent", body = crate::error::Body),
         (status = 422, description = "`invalid_batch`, or an invalid item (its index in the message); nothing was sent", body = crate::error::Body),
-        (status = 503, description = "Part sent: `null` in `message_ids` for each notification whose outcome is unknown (or `database_unavailable`/`engine_unavailable` with nothing sent)", body = BatchPartial),
+        (status = 503, description = "Part sent: `null` in `message_ids` for each notification whose outcome is unknown (or, with nothing sent and no `message_ids`: `database_unavailable`/`engine_unavailable`, or `overloaded` with `Retry-After` when this replica is publishing `PUBLISH_MAX_IN_FLIGHT` notifications already; a batch counts each item)", body = BatchPartial,
+            headers(("Retry-After" = u64, description = "Seconds to wait, with `overloaded`"))),
     ))]
 pub async fn send_batch(
     State(state): State<AppState>,
+    _room: Room,
     staff: Staff,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendBatch>,
@@ -286,9 +308,12 @@ pub struct Command {
         (status = 400, description = "`invalid_idempotency_key`, or the body is not JSON", body = crate::error::Body),
         (status = 403, description = "`forbidden`: requires the platform role; `missing_scope`: a service key without `notify`", body = crate::error::Body),
         (status = 404, description = "`not_found`: no approved rider", body = crate::error::Body),
+        (status = 503, description = "`overloaded`: this replica is publishing `PUBLISH_MAX_IN_FLIGHT` notifications already; nothing was sent, retry after `Retry-After` seconds. Or `database_unavailable`/`engine_unavailable`", body = crate::error::Body,
+            headers(("Retry-After" = u64, description = "Seconds to wait, with `overloaded`"))),
     ))]
 pub async fn rider_command(
     State(state): State<AppState>,
+    _room: Room,
     staff: Staff,
     ApiPath(user): ApiPath<i64>,
     headers: HeaderMap,
