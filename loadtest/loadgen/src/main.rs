@@ -43,6 +43,9 @@ enum Command {
     Broadcast(scenarios::broadcast::Args),
     /// Unacked notifications, a killed replica, reconnect elsewhere, redelivery.
     Storm(scenarios::storm::Args),
+    /// Steady mixed load on several replicas: sockets coming and going, publishes,
+    /// orders paid through WeChat Pay notifications.
+    Soak(scenarios::soak::Args),
     /// The load scripts' set-up: start a server and wait for it, sample CPU, read figures.
     #[command(subcommand)]
     Rig(rig::Command),
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Personal(args) => scenarios::personal::run(args).await?,
         Command::Broadcast(args) => scenarios::broadcast::run(args).await?,
         Command::Storm(args) => scenarios::storm::run(args).await?,
+        Command::Soak(args) => scenarios::soak::run(args).await?,
     };
     println!("{out}");
     Ok(())
