@@ -267,6 +267,7 @@ async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
         "/metrics",
         axum::routing::get(move || async move {
             handle.run_upkeep();
+            crate::telemetry::sample_runtime();
             (
                 [(
                     axum::http::header::CONTENT_TYPE,

@@ -402,6 +402,19 @@ fn describe() {
         "locallife_task_restarts_total",
         "Supervised background tasks restarted after a panic, by task."
     );
+    describe_gauge!(
+        "locallife_tasks_alive",
+        "Tokio tasks alive in this replica's runtime (background tasks, sessions, requests), sampled at each scrape."
+    );
+}
+
+/// Figures of the Tokio runtime, set just before a scrape renders: the tasks alive
+/// (every background task, socket session and request in flight), whose growth under
+/// steady load would be a leak.
+pub fn sample_runtime() {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!("locallife_tasks_alive").set(runtime.metrics().num_alive_tasks() as f64);
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ enum Command {
     Storm(scenarios::storm::Args),
     /// Twice the capacity, then half: what is accepted, refused, and the recovery.
     Overload(scenarios::overload::Args),
+    /// Steady mixed load on several replicas: sockets coming and going, publishes,
+    /// orders paid through WeChat Pay notifications.
+    Soak(scenarios::soak::Args),
     /// The load scripts' set-up: start a server and wait for it, sample CPU, read figures.
     #[command(subcommand)]
     Rig(rig::Command),
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Broadcast(args) => scenarios::broadcast::run(args).await?,
         Command::Storm(args) => scenarios::storm::run(args).await?,
         Command::Overload(args) => scenarios::overload::run(args).await?,
+        Command::Soak(args) => scenarios::soak::run(args).await?,
     };
     println!("{out}");
     Ok(())

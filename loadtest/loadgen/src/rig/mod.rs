@@ -1,11 +1,14 @@
 //! `loadgen rig`: the set-up the load scripts share, as commands the shell library
 //! `scripts/lib/rig.sh` calls: starting a server on a free port and waiting until it is
-//! ready (`start`), the CPU seconds of processes and Redis servers (`cpu`), and figures
-//! read from a scenario's JSON result (`field`). What stays in shell (builds, the scratch
+//! ready (`start`), the CPU seconds of processes and Redis servers (`cpu`), figures
+//! read from a scenario's JSON result (`field`), WeChat Pay's keys (`pay-keys`) and the
+//! soak's verdict on its samples (`soak-verdict`). What stays in shell (builds, the scratch
 //! database, Redis servers, clean-up) is in that library.
 
 mod cpu;
 mod field;
+mod pay_keys;
+mod soak_verdict;
 mod start;
 
 use clap::Subcommand;
@@ -21,6 +24,10 @@ pub enum Command {
     /// Figures of a scenario's result (the last line of its output, a JSON object), one
     /// per line.
     Field(field::Args),
+    /// WeChat Pay's keys for a run, written to a directory; prints the replicas' settings.
+    PayKeys(pay_keys::Args),
+    /// The soak's verdict on its samples (JSON lines): per series, whether it levelled off.
+    SoakVerdict(soak_verdict::Args),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -28,5 +35,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Start(args) => start::run(args).await,
         Command::Cpu(args) => cpu::run(args).await,
         Command::Field(args) => field::run(args),
+        Command::PayKeys(args) => pay_keys::run(args),
+        Command::SoakVerdict(args) => soak_verdict::run(args),
     }
 }
