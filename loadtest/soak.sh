@@ -45,7 +45,7 @@ OUT=loadtest/results/soak-${MINUTES}m.jsonl
 log() { printf '==> %s\n' "$*" >&2; }
 
 rig_setup soak
-log "building release binaries"
+log "building the binaries (release unless RIG_PROFILE=debug)"
 rig_build --release
 scratch_db locallife_soak
 # A Redis of the run's own: its memory and keys are this run's alone.

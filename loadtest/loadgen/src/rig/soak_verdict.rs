@@ -4,7 +4,9 @@
 //! series. A series levels off when the mean of the last third of the loaded samples
 //! is at most the mean of the middle third plus `--tolerance-pct` of it plus a slack
 //! of its kind (a few file descriptors, tasks, MiB: the noise of a steady load); one
-//! that does not fails the run. What grows by design does not fail it: tables (orders,
+//! that does not fails the run. Open files and tasks follow the sockets a replica
+//! holds, which the clients spread at random: they are judged added up over the
+//! replicas (`all_fds`, `all_tasks`), each replica's own reported beside. What grows by design does not fail it: tables (orders,
 //! payments, the outbox, receipts), and in Redis the ids users acked, kept a day (so
 //! Redis's used memory grows with them for a day: what else it holds, `redis_other_bytes`,
 //! is judged); their growth is reported per operation (per order paid, per
@@ -92,6 +94,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    // Open files and tasks of every replica (`a_fds`, `b_fds`, ...), added up per minute.
+    for kind in ["fds", "tasks"] {
+        let mut sum: BTreeMap<i64, f64> = BTreeMap::new();
+        for (name, points) in &series {
+            if name.len() == kind.len() + 2 && name.ends_with(&format!("_{kind}")) {
+                for (minute, x) in points {
+                    *sum.entry(*minute).or_default() += x;
+                }
+            }
+        }
+        if !sum.is_empty() {
+            series.insert(format!("all_{kind}"), sum.into_iter().collect());
+        }
+    }
     let last = |name: &str| -> f64 {
         series
             .get(name)
@@ -124,6 +140,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 name.clone(),
                 json!({"start": first, "middle": middle, "end": end,
                        "per": unit, "operations": ops, "per_operation": (each * 10.0).round() / 10.0}),
+            );
+            continue;
+        }
+        if name.len() > 2
+            && !name.starts_with("all_")
+            && (name.ends_with("_fds") || name.ends_with("_tasks"))
+            && name.as_bytes()[1] == b'_'
+        {
+            let kind = &name[2..];
+            eprintln!("{name:<34} {first:>14} {middle:>14} {end:>14}  judged in all_{kind}");
+            judged.insert(
+                name.clone(),
+                json!({"start": first, "middle": middle, "end": end,
+                       "verdict": format!("judged in all_{kind}")}),
             );
             continue;
         }
