@@ -13,7 +13,9 @@
 #
 # Every minute (minute 0 before the load starts) one JSON line is appended to
 # loadtest/results/soak-MINUTESm.jsonl and printed: each replica's RSS, open files
-# (/proc/PID/fd) and tasks alive (locallife_tasks_alive), Redis used_memory and DBSIZE,
+# (/proc/PID/fd) and tasks alive (locallife_tasks_alive), Redis used_memory and DBSIZE
+# (the run's own Redis: every key is the run's), the memory and entries of the users'
+# acked ids (`:ids` sets, kept a day by design) and the rest of used_memory,
 # the size of each PostgreSQL table (pg_total_relation_size), the outbox backlog (rows
 # not done), the receipt backlog (notifications older than a minute neither acked,
 # withdrawn nor expired), and the load's totals so far.
@@ -22,7 +24,8 @@
 # the run exceeds its mean over the middle third by more than SOAK_TOLERANCE_PCT
 # (default 10) percent plus a small slack of its kind fails the script. Tables that
 # grow by design (orders, order items, payments, recommendations, the outbox, receipts)
-# are reported in bytes per operation instead. The verdict is the file's last line.
+# and the acked ids in Redis (and so Redis's used memory, for the first day) are
+# reported per operation instead. The verdict is the file's last line.
 #
 # RIG_PROFILE=debug runs it on debug builds (to check the script; figures mean nothing).
 set -euo pipefail
@@ -42,7 +45,7 @@ OUT=loadtest/results/soak-${MINUTES}m.jsonl
 log() { printf '==> %s\n' "$*" >&2; }
 
 rig_setup soak
-log "building release binaries"
+log "building the binaries (release unless RIG_PROFILE=debug)"
 rig_build --release
 scratch_db locallife_soak
 # A Redis of the run's own: its memory and keys are this run's alone.
@@ -69,6 +72,12 @@ fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 tasks() {
     curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" \
         | awk '/^locallife_tasks_alive / { printf "%d", $2; found = 1 } END { if (!found) print "null" }'
+}
+# The users' acked-id sets (`PREFIX:{u:N}:ids`): "BYTES ENTRIES", through one redis-cli.
+redis_ids() {
+    "${REDIS[@]}" --scan --pattern "$REDIS_KEY_PREFIX:*:ids" \
+        | awk '{ print "MEMORY USAGE " $0 " SAMPLES 0"; print "ZCARD " $0 }' \
+        | "${REDIS[@]}" | awk 'NR % 2 == 1 { b += $1 } NR % 2 == 0 { n += $1 } END { printf "%d %d", b, n }'
 }
 redis_field() { "${REDIS[@]}" info "$1" | tr -d '\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
 # Every table of the schema (the migrations' own history included), in bytes, as
@@ -99,12 +108,14 @@ load_totals() {
     jq -c 'with_entries(.key |= "load_" + .) | del(.load_seconds)' <<<"$line" | sed 's/^{//; s/}$//'
 }
 sample() { # MINUTE
-    local load line
+    local load line used ids_bytes ids
     load=$(load_totals)
-    line=$(printf '{"minute":%d,"at":"%s","a_rss_bytes":%s,"b_rss_bytes":%s,"a_fds":%s,"b_fds":%s,"a_tasks":%s,"b_tasks":%s,"redis_used_memory":%s,"redis_dbsize":%s,"outbox_backlog":%s,"receipt_backlog":%s,%s%s}' \
+    used=$(redis_field memory used_memory)
+    read -r ids_bytes ids <<<"$(redis_ids)"
+    line=$(printf '{"minute":%d,"at":"%s","a_rss_bytes":%s,"b_rss_bytes":%s,"a_fds":%s,"b_fds":%s,"a_tasks":%s,"b_tasks":%s,"redis_used_memory":%s,"redis_ids_bytes":%s,"redis_acked_ids":%s,"redis_other_bytes":%s,"redis_dbsize":%s,"outbox_backlog":%s,"receipt_backlog":%s,%s%s}' \
         "$1" "$(date -u +%FT%TZ)" "$(rss_bytes "$A_PID")" "$(rss_bytes "$B_PID")" \
         "$(fds "$A_PID")" "$(fds "$B_PID")" "$(tasks "$A_METRICS")" "$(tasks "$B_METRICS")" \
-        "$(redis_field memory used_memory)" "$("${REDIS[@]}" dbsize)" \
+        "$used" "$ids_bytes" "$ids" "$((used - ids_bytes))" "$("${REDIS[@]}" dbsize)" \
         "$(outbox_backlog)" "$(receipt_backlog)" "$(table_sizes)" "${load:+,$load}")
     echo "$line" >>"$OUT"
     echo "soak: $line" >&2

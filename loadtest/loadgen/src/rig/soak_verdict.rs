@@ -4,10 +4,14 @@
 //! series. A series levels off when the mean of the last third of the loaded samples
 //! is at most the mean of the middle third plus `--tolerance-pct` of it plus a slack
 //! of its kind (a few file descriptors, tasks, MiB: the noise of a steady load); one
-//! that does not fails the run. Tables that grow by design (orders, payments, the
-//! outbox, receipts) do not fail it: their growth is reported per operation (bytes per
-//! order paid, per notification received). Prints a table on stderr and the verdict
-//! as one JSON line on stdout; exits non-zero on a failed series.
+//! that does not fails the run. Open files and tasks follow the sockets a replica
+//! holds, which the clients spread at random: they are judged added up over the
+//! replicas (`all_fds`, `all_tasks`), each replica's own reported beside. What grows by design does not fail it: tables (orders,
+//! payments, the outbox, receipts), and in Redis the ids users acked, kept a day (so
+//! Redis's used memory grows with them for a day: what else it holds, `redis_other_bytes`,
+//! is judged); their growth is reported per operation (per order paid, per
+//! notification received or acked). Prints a table on stderr and the verdict as one
+//! JSON line on stdout; exits non-zero on a failed series.
 
 use std::collections::BTreeMap;
 
@@ -23,15 +27,19 @@ pub struct Args {
     tolerance_pct: f64,
 }
 
-/// Tables that grow with the work done, and the operation their growth is counted by.
+/// Series that grow with the work done, and the operation their growth is counted by.
 const BY_DESIGN: &[(&str, &str)] = &[
-    ("orders", "load_paid"),
-    ("order_items", "load_paid"),
-    ("payments", "load_paid"),
-    ("order_recommendations", "load_paid"),
-    ("outbox", "load_paid"),
-    ("receipt_batches", "load_received"),
-    ("receipt_orders", "load_paid"),
+    ("table_orders", "load_paid"),
+    ("table_order_items", "load_paid"),
+    ("table_payments", "load_paid"),
+    ("table_order_recommendations", "load_paid"),
+    ("table_outbox", "load_paid"),
+    ("table_receipt_batches", "load_received"),
+    ("table_receipt_orders", "load_paid"),
+    // Acked ids, kept a day (src/engine/keys.rs): a day's acks at most.
+    ("redis_acked_ids", "load_acked"),
+    ("redis_ids_bytes", "load_acked"),
+    ("redis_used_memory", "load_acked"),
 ];
 
 /// The absolute slack of a series, by its name: what a steady load moves it by.
@@ -43,7 +51,7 @@ fn slack(name: &str) -> f64 {
         16.0
     } else if name.ends_with("_tasks") {
         64.0
-    } else if name.starts_with("redis_used_memory") {
+    } else if name.starts_with("redis_") && (name.ends_with("_bytes") || name.ends_with("memory")) {
         2.0 * MIB
     } else if name.starts_with("redis_") {
         100.0
@@ -86,6 +94,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    // Open files and tasks of every replica (`a_fds`, `b_fds`, ...), added up per minute.
+    for kind in ["fds", "tasks"] {
+        let mut sum: BTreeMap<i64, f64> = BTreeMap::new();
+        for (name, points) in &series {
+            if name.len() == kind.len() + 2 && name.ends_with(&format!("_{kind}")) {
+                for (minute, x) in points {
+                    *sum.entry(*minute).or_default() += x;
+                }
+            }
+        }
+        if !sum.is_empty() {
+            series.insert(format!("all_{kind}"), sum.into_iter().collect());
+        }
+    }
     let last = |name: &str| -> f64 {
         series
             .get(name)
@@ -107,18 +129,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let first = points.first().map(|p| p.1).unwrap_or(0.0);
         let end = points.last().map(|p| p.1).unwrap_or(0.0);
         let middle = points[points.len() / 2].1;
-        let table = name.strip_prefix("table_").unwrap_or_default();
-        if let Some((_, per)) = BY_DESIGN.iter().find(|(t, _)| *t == table) {
+        if let Some((_, per)) = BY_DESIGN.iter().find(|(t, _)| *t == name) {
             let ops = last(per) - samples[0].get(*per).and_then(Value::as_f64).unwrap_or(0.0);
             let each = if ops > 0.0 { (end - first) / ops } else { 0.0 };
             let unit = per.trim_start_matches("load_");
             eprintln!(
-                "{name:<34} {first:>14} {middle:>14} {end:>14}  by design: {each:.0} bytes per {unit}"
+                "{name:<34} {first:>14} {middle:>14} {end:>14}  by design: {each:.1} per {unit}"
             );
             per_operation.insert(
                 name.clone(),
                 json!({"start": first, "middle": middle, "end": end,
-                       "per": unit, "operations": ops, "bytes_per_operation": each.round()}),
+                       "per": unit, "operations": ops, "per_operation": (each * 10.0).round() / 10.0}),
+            );
+            continue;
+        }
+        if name.len() > 2
+            && !name.starts_with("all_")
+            && (name.ends_with("_fds") || name.ends_with("_tasks"))
+            && name.as_bytes()[1] == b'_'
+        {
+            let kind = &name[2..];
+            eprintln!("{name:<34} {first:>14} {middle:>14} {end:>14}  judged in all_{kind}");
+            judged.insert(
+                name.clone(),
+                json!({"start": first, "middle": middle, "end": end,
+                       "verdict": format!("judged in all_{kind}")}),
             );
             continue;
         }
