@@ -212,9 +212,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config.metrics_addr = addr;
             }
             telemetry::init(config.log_format);
+            let shutdown = shutdown_signal();
             let app = Application::build(config).await?;
             tracing::info!(addr = %app.local_addr(), "serving");
-            app.run_until_stopped(shutdown_signal()).await?;
+            app.run_until_stopped(shutdown).await?;
             tracing::info!("stopped");
             Ok(())
         }
@@ -411,24 +412,38 @@ fn log_format_from_env() -> LogFormat {
     }
 }
 
-/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGTERM (Kubernetes) or Ctrl-C. The handlers are installed when this
+/// is called, not when the future is first polled: a SIGTERM that arrives while the
+/// replica is still starting (or just after `/readyz` said 200, before the server task
+/// got round to waiting) drains it instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(term) => {},
+                _ = wait(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
