@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the previous release's `locallife` binary (git tag v0.3.0 unless
-# PREVIOUS_RELEASE names another commit) and prints its path; the upgrade test
-# (tests/api/upgrade.rs) fills inboxes with it before switching to this build.
+# Builds the previous release's `locallife` binary (release 0.3.0 as it landed,
+# commit 7faa3f35, unless PREVIOUS_RELEASE names another commit) and prints its path;
+# the upgrade test (tests/api/upgrade.rs) fills inboxes with it before switching to
+# this build. The commit is named by its hash, not by a tag: a clone does not always
+# carry tags (CI's does not), but every clone of main holds the commit.
 #
 #   scripts/previous-release.sh            # prints .../previous-release/locallife-<commit>
 #
@@ -13,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REF="${PREVIOUS_RELEASE:-v0.3.0}"
+REF="${PREVIOUS_RELEASE:-7faa3f35d804ce9ea647f2ff0d4be79414dc0410}"
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 OUT="$TARGET/previous-release"
 commit=$(git rev-parse --verify --quiet "$REF^{commit}") || {

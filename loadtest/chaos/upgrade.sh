@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full rolling upgrade (tests/api/chaos.rs, rolling_upgrade_full): two replicas of
-# the previous release (tag v0.3.0, or PREVIOUS_RELEASE, built by
+# the previous release (0.3.0, commit 7faa3f35, or PREVIOUS_RELEASE, built by
 # scripts/previous-release.sh) and two of this build on one Redis and one database under
 # the chaos load, the old ones replaced one by one (SIGTERM, drain, this build started,
 # ready). Prints the summary lines and fails on any loss, duplicate, or a direction of
