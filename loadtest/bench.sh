@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: locallife and a Socket.IO peer doing the same job, driven by
-# the same generator (loadgen, the workspace member loadtest/loadgen). Writes
-# loadtest/results/latest.json and prints a table.
+# the same generator (loadgen, the workspace member loadtest/loadgen), and the floor
+# (loadtest/floor: the smallest correct tokio + tungstenite fan-out) for the broadcast.
+# Writes loadtest/results/latest.json and prints a table.
 #
-#   loadtest/bench.sh           full size (19,000 idle sockets on one replica)
-#   loadtest/bench.sh --quick   the same scenarios, smaller (a few minutes)
+#   loadtest/bench.sh           full size (19,000 idle sockets on one replica), then the
+#                               scale curve to 100,000 sockets (loadtest/scale.sh)
+#   loadtest/bench.sh --quick   the same scenarios, smaller (a few minutes), no curve
+#
+# Servers are stopped with SIGTERM (the storm's victim excepted: it is SIGKILLed on
+# purpose) and the run's work directory is removed when it succeeds.
 #   loadtest/bench.sh --cluster [SECONDS] [RATE]
 #                               standalone Redis against a local 3-primary Cluster:
 #                               personal throughput, latency, server CPU per
@@ -32,7 +37,8 @@ fi
 # SETTLE_SECS also lets memory settle before each RSS reading (the replica trims freed
 # memory at most every 10 s).
 SETTLE_SECS=12
-HOLD=$((SETTLE_SECS + IDLE_CPU_SECS + 30))
+# The first wave of idle sockets holds through the second's connect and settle too.
+HOLD=$((2 * SETTLE_SECS + IDLE_CPU_SECS + 60))
 # Personal notifications go out in batches of PUBLISH_BATCH per HTTP request, through
 # PUBLISHERS concurrent requests (both systems have a batch endpoint). The latency run,
 # at half the rate found, uses batches of LATENCY_BATCH: a notification's latency then
@@ -76,43 +82,54 @@ start() {
     fi
 }
 
-# The idle scenario: IDLE sockets on one server, from several generator processes.
-# Memory per socket is the growth of RSS from the settled server with no sockets (its
-# start-up allocations already trimmed: the replica trims freed memory at most every
-# 10 s) to the settled server holding them all, divided by their number.
+# The idle scenario: IDLE sockets on one server, from several generator processes, in
+# two waves. Memory per socket is the growth of RSS from the settled server holding the
+# first wave to the settled server holding both, divided by the second wave's size: the
+# baseline already holds what the first sockets made the server allocate once (its
+# buffers and tables at their working size), so the figure is what one more idle
+# socket costs. (A baseline with no socket at all once gave a negative figure: the
+# allocator's start-up pages were trimmed in between.) Idle CPU is read with all of
+# them connected.
 idle() { # system -> JSON
-    local system=$1 a rss0 rss1 cpu0 cpu1 n from=0 i=0 files=()
+    local system=$1 a rss0 rss1 cpu0 cpu1 n from=0 i=0 files=() wave1=$((IDLE / 2)) first_wave
     start "$system" IDLE
     a=$IDLE_PID
-    sleep "$SETTLE_SECS"
-    rss0=$(rss_kb "$a")
-    while [ "$from" -lt "$IDLE" ]; do
-        n=$(( IDLE - from < GEN_MAX ? IDLE - from : GEN_MAX ))
-        "$GEN" connect --proto "$system" --server "127.0.0.1:$IDLE_PORT" --users "$WORK/users.json" \
-            --from "$from" --count "$n" --src "${SRC_IPS[$((i % 8))]},${SRC_IPS[$(((i + 4) % 8))]}" \
-            --hold-secs "$HOLD" >"$WORK/idle-$system-$i.json" 2>>"$WORK/gen.log" &
-        PIDS+=($!); files+=("$WORK/idle-$system-$i.json")
-        from=$((from + n)); i=$((i + 1))
-    done
-    for f in "${files[@]}"; do
-        for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
-    done
-    sleep "$SETTLE_SECS"
+    # connect_wave UNTIL: generators for the users from $from up to UNTIL, waited for.
+    connect_wave() {
+        local until=$1 first=${#files[@]} f
+        while [ "$from" -lt "$until" ]; do
+            n=$(( until - from < GEN_MAX ? until - from : GEN_MAX ))
+            "$GEN" connect --proto "$system" --server "127.0.0.1:$IDLE_PORT" --users "$WORK/users.json" \
+                --from "$from" --count "$n" --src "${SRC_IPS[$((i % 8))]},${SRC_IPS[$(((i + 4) % 8))]}" \
+                --hold-secs "$HOLD" >"$WORK/idle-$system-$i.json" 2>>"$WORK/gen.log" &
+            PIDS+=($!); files+=("$WORK/idle-$system-$i.json")
+            from=$((from + n)); i=$((i + 1))
+        done
+        for f in "${files[@]:$first}"; do
+            for _ in $(seq 1 1200); do grep -q '"connected"' "$f" 2>/dev/null && break; sleep 0.1; done
+        done
+        sleep "$SETTLE_SECS"
+    }
+    connect_wave "$wave1"
+    rss0=$(rss_kb "$a") first_wave=${#files[@]}
+    connect_wave "$IDLE"
     rss1=$(rss_kb "$a"); cpu0=$("$GEN" rig cpu "$a")
     sleep "$IDLE_CPU_SECS"
     cpu1=$("$GEN" rig cpu "$a")
     wait_files "${files[@]}"
-    kill -9 "$a" 2>/dev/null || true
-    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$IDLE" "$IDLE_CPU_SECS" "${files[@]}" <<'PY'
+    stop_server "$a"
+    python3 - "$rss0" "$rss1" "$cpu0" "$cpu1" "$IDLE" "$((IDLE - wave1))" "$IDLE_CPU_SECS" "$first_wave" "${files[@]}" <<'PY'
 import json, sys
-rss0, rss1, cpu0, cpu1, n, secs = map(float, sys.argv[1:7])
-runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[7:]]
-connect_s = max(r["connect_s"] for r in runs)
+rss0, rss1, cpu0, cpu1, n, wave2, secs = map(float, sys.argv[1:8])
+first = int(sys.argv[8])
+runs = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[9:]]
 print(json.dumps({
     "idle_sockets": int(n),
-    "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / n),
+    "idle_rss_bytes_per_conn": round((rss1 - rss0) * 1024 / wave2),
     "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / secs * 10000 / n, 4),
-    "connect_rate_per_s": round(n / connect_s),
+    # Each wave's generators start together: its time is its slowest one's.
+    "connect_rate_per_s": round(n / (max(r["connect_s"] for r in runs[:first])
+                                     + max(r["connect_s"] for r in runs[first:]))),
 }))
 PY
 }
@@ -186,13 +203,13 @@ traffic() { # system -> JSON
         --publish "http://127.0.0.1:$B_PORT" \
         --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 --rounds "$ROUNDS"
     storm "$system" >"$WORK/storm-$system.json"
-    kill -9 "$A_PID" "$B_PID" 2>/dev/null || true
+    stop_server "$A_PID" "$B_PID"
     python3 - "$WORK" "$system" "${EQ_RATES[@]}" <<'PY'
 import json, sys
 work, system, rates = sys.argv[1], sys.argv[2], [int(r) for r in sys.argv[3:]]
 load = lambda name: json.loads(open(f"{work}/{name}-{system}.json").read().strip().splitlines()[-1])
-parts = lambda name: [float(x) for x in open(f"{work}/{name}-{system}.json.cpu").read().split()]
-cpu = lambda name: sum(parts(name))
+parts = lambda name, kind="cpu": [float(x) for x in open(f"{work}/{name}-{system}.json.{kind}").read().split()]
+cpu = lambda name, kind="cpu": sum(parts(name, kind))
 p, h, b, s = load("personal"), load("half"), load("broadcast"), load("storm")
 sweep = []
 for rate in rates:
@@ -206,6 +223,8 @@ print(json.dumps({
         ("delivering_replica", "publishing_replica", "redis"),
         (round(x * 1e6 / max(p["delivered_unique"], 1), 1) for x in parts("personal")))),
     "server_cpu_us_per_delivery": round(cpu("broadcast") * 1e6 / max(b["deliveries"], 1), 2),
+    # User space only: the kernel's share (its sends) is the rest.
+    "server_user_cpu_us_per_delivery": round(cpu("broadcast", "ucpu") * 1e6 / max(b["deliveries"], 1), 2),
     "latency_equal_load": {"rate": equal["rate"], "p50_ms": equal["p50_ms"], "p99_ms": equal["p99_ms"]},
     "latency_sweep": sweep,
     "personal_acked_per_s": round(p["acked_per_s"]),
@@ -220,6 +239,33 @@ print(json.dumps({
 PY
 }
 
+# The floor (loadtest/floor): the broadcast alone, on the smallest correct fan-out (one
+# process holding the sockets and taking the publish; no Redis, no auth, no acks).
+floor_broadcast() { # -> JSON
+    start_server FLOOR -- "$FLOOR"
+    MEASURE_PIDS="$FLOOR_PID" MEASURE_REDIS="" measured "$WORK/broadcast-floor.json" broadcast \
+        --proto locallife --server "127.0.0.1:$FLOOR_PORT" --publish "http://127.0.0.1:$FLOOR_PORT" \
+        --users "$WORK/users.json" --count "$BCAST" --src 127.0.0.5,127.0.0.6 --rounds "$ROUNDS"
+    stop_server "$FLOOR_PID"
+    python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+b = json.loads(open(f"{work}/broadcast-floor.json").read().strip().splitlines()[-1])
+cpu = float(open(f"{work}/broadcast-floor.json.cpu").read().split()[0])
+user = float(open(f"{work}/broadcast-floor.json.ucpu").read().split()[0])
+n = max(b["deliveries"], 1)
+print(json.dumps({
+    "broadcast_sockets": b["sockets"],
+    "broadcast_deliveries_per_s": round(b["broadcast_deliveries_per_s"]),
+    "server_cpu_us_per_delivery": round(cpu * 1e6 / n, 2),
+    "server_user_cpu_us_per_delivery": round(user * 1e6 / n, 2),
+}))
+PY
+}
+
+log "floor: broadcast"
+floor_broadcast >"$WORK/floor.result"
+
 results=()
 for system in locallife socketio; do
     log "$system: idle sockets"
@@ -228,6 +274,12 @@ for system in locallife socketio; do
     traffic "$system" >"$WORK/traffic-$system.result"
     results+=("$system")
 done
+
+if [ "$QUICK" -eq 0 ] && [ "${BENCH_SCALE:-1}" = 1 ]; then
+    log "scale curve (loadtest/scale.sh)"
+    export SCALE_RESULT="$WORK/scale.json"
+    SCALE_OUT="$SCALE_RESULT" loadtest/scale.sh >&2
+fi
 
 mkdir -p loadtest/results
 python3 - "$WORK" "$QUICK" <<'PY'
@@ -239,6 +291,14 @@ def merged(system):
         out.update(json.loads(open(f"{work}/{part}-{system}.result").read().strip().splitlines()[-1]))
     return out
 ours, theirs = merged("locallife"), merged("socketio")
+floor = json.loads(open(f"{work}/floor.result").read().strip().splitlines()[-1])
+for system in (ours, theirs):
+    system["server_kernel_cpu_us_per_delivery"] = round(
+        system["server_cpu_us_per_delivery"] - system["server_user_cpu_us_per_delivery"], 2)
+floor["server_kernel_cpu_us_per_delivery"] = round(
+    floor["server_cpu_us_per_delivery"] - floor["server_user_cpu_us_per_delivery"], 2)
+scale_file = os.environ.get("SCALE_RESULT", "")
+scale = json.loads(open(scale_file).read()) if scale_file and os.path.exists(scale_file) else None
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
 report = {
@@ -247,7 +307,10 @@ report = {
     "machine": {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 2**20, 1), "kernel": platform.release()},
     "locallife": ours,
     "socketio": theirs,
+    "floor": floor,
 }
+if scale is not None:
+    report["locallife"]["scale"] = scale
 json.dump(report, open("loadtest/results/latest.json", "w"), indent=2)
 rows = [
     ("idle_rss_bytes_per_conn", "lower"), ("idle_cpu_cores_per_10k", "lower"),
@@ -255,7 +318,8 @@ rows = [
     ("broadcast_deliveries_per_s", "higher"), ("latency_p50_ms", "lower"),
     ("latency_p99_ms", "lower"), ("reconnect_storm_s", "lower"), ("reconnect_only_s", "lower"),
     ("lost", "lower"), ("server_cpu_us_per_notification", "lower"),
-    ("server_cpu_us_per_delivery", "lower"),
+    ("server_cpu_us_per_delivery", "lower"), ("server_user_cpu_us_per_delivery", "lower"),
+    ("server_kernel_cpu_us_per_delivery", "lower"),
 ]
 for system in (ours, theirs):
     for x in system["latency_sweep"]:
@@ -270,6 +334,13 @@ for key, better in rows:
     print(f"{key:30} {a!s:>14} {b!s:>14} {ratio:>10}")
 for name, system in (("locallife", ours), ("socketio", theirs)):
     print(f"{name}: server CPU per notification by process (us): {system['server_cpu_us_per_notification_split']}")
+print(f"floor (tokio + tungstenite fan-out, {floor['broadcast_sockets']} sockets): "
+      f"{floor['server_cpu_us_per_delivery']} us per delivery ({floor['server_user_cpu_us_per_delivery']} user, "
+      f"{floor['server_kernel_cpu_us_per_delivery']} kernel); locallife at "
+      f"{ours['server_cpu_us_per_delivery'] / max(floor['server_cpu_us_per_delivery'], 1e-9):.2f}x the floor, "
+      f"socketio at {theirs['server_cpu_us_per_delivery'] / max(floor['server_cpu_us_per_delivery'], 1e-9):.2f}x")
+if scale is not None:
+    print(f"scale: {json.dumps(scale)}")
 print(f"\n(ratio: how many times better locallife is; {report['mode']} run, "
       f"{ours['idle_sockets']} idle sockets, storm of {ours['reconnect_storm_sockets']}; "
       "reconnect_storm_s waits for every unacked notification to be redelivered, at most 30 s: "

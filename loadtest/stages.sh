@@ -45,9 +45,12 @@ run = json.loads(open(f"{work}/run.json").read().strip().splitlines()[-1])
 buckets = {}
 for i in (0, 1):
     for line in open(f"{work}/metrics-{i}.txt"):
+        # Written to the socket is the delivery latency (the same measurement).
         m = re.match(r'locallife_notification_stage_seconds_bucket\{stage="(\w+)",le="([^"]+)"\} (\S+)', line)
-        if m:
-            stage, le, n = m.group(1), float(m.group(2)), float(m.group(3))
+        w = re.match(r'locallife_delivery_latency_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m or w:
+            stage, le, n = (m.group(1), m.group(2), m.group(3)) if m else ("written", w.group(1), w.group(2))
+            le, n = float(le), float(n)
             buckets.setdefault(stage, {}).setdefault(le, 0.0)
             buckets[stage][le] += n
 def quantile(b, q):

@@ -148,7 +148,6 @@ fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
         .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-/// The process's Prometheus recorder, installed on first use.
 /// A stage a notification that needs an ack passes through, timed from its decision
 /// (its message id's clock): `locallife_notification_stage_seconds{stage}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +157,8 @@ pub enum Stage {
     Stored,
     /// Arrived over pub/sub on the replica holding a socket of the user.
     Received,
-    /// Written and flushed to the socket.
-    Written,
+    // Written and flushed to the socket is `locallife_delivery_latency_seconds`, the
+    // same measurement: recorded once, there.
     /// Acked by the client, or confirmed by its Pong (protocol 1).
     Confirmed,
 }
@@ -169,7 +168,6 @@ impl Stage {
         match self {
             Stage::Stored => "stored",
             Stage::Received => "received",
-            Stage::Written => "written",
             Stage::Confirmed => "confirmed",
         }
     }
@@ -186,6 +184,7 @@ pub fn stage_at(stage: Stage, decided_ms: u64, now_ms: u64) {
         .record(now_ms.saturating_sub(decided_ms) as f64 / 1000.0);
 }
 
+/// The process's Prometheus recorder, installed on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -210,7 +209,7 @@ fn describe() {
     describe_histogram!(
         "locallife_notification_stage_seconds",
         Unit::Seconds,
-        "Time from a notification's decision to each stage: stored (in the Redis inbox), received (by the replica holding the socket), written (to the socket), confirmed (ack or Pong)."
+        "Time from a notification's decision to each stage: stored (in the Redis inbox), received (by the replica holding the socket), confirmed (ack or Pong); written to the socket is locallife_delivery_latency_seconds."
     );
     describe_counter!(
         "locallife_wechatpay_answers_refused_total",

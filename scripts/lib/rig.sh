@@ -13,12 +13,14 @@
 #   scratch_db NAME            the one way to make a database: empty, dropped at exit
 #   key_prefix NAME            REDIS_KEY_PREFIX for this run, its keys deleted at exit
 #   rig_build [--release] [CARGO ARGS...]
-#                              the one build step; sets BIN (locallife) and GEN (loadgen)
+#                              the one build step; sets BIN (locallife), GEN (loadgen)
+#                              and FLOOR (the benchmark's floor)
 #   rig_setup NAME             a load run's environment (services, WORK, PIDS, key prefix)
 #   start_server NAME [OPTIONS] -- COMMAND...
 #                              a server through `loadgen rig start`, waited for
 #   cpu_sum PID...             CPU seconds of processes, added up
 #   measured OUT GEN-ARGS...   a scenario, with the servers' CPU over its measured part
+#   stop_server PID...         SIGTERM, a wait, SIGKILL only for what is still there
 
 # ---------------------------------------------------------------- clean-up
 RIG_EXIT=()
@@ -117,8 +119,8 @@ key_prefix() {
 
 # ---------------------------------------------------------------- build
 # rig_build [--release] [CARGO ARGS...]: the one build step: `cargo build --locked` of
-# CARGO ARGS (default: every binary of the workspace, locallife and loadgen), its output
-# on stderr. Sets BIN and GEN to the locallife and loadgen binaries of that profile,
+# CARGO ARGS (default: every binary of the workspace, locallife, loadgen and floor), its
+# output on stderr. Sets BIN, GEN and FLOOR to those binaries of that profile,
 # wherever the target directory is (CARGO_TARGET_DIR). RIG_PROFILE=debug makes a
 # --release build a debug one: a quick check that a load script works, whose figures
 # mean nothing.
@@ -132,14 +134,14 @@ rig_build() {
     if [ "$profile" = release ]; then set -- --release "$@"; fi
     cargo build --locked "$@" >&2
     local target="${CARGO_TARGET_DIR:-target}"
-    BIN="$target/$profile/locallife" GEN="$target/$profile/loadgen"
+    BIN="$target/$profile/locallife" GEN="$target/$profile/loadgen" FLOOR="$target/$profile/floor"
 }
 
 # ---------------------------------------------------------------- a load run
 # rig_setup NAME: what a load run needs before its servers: PostgreSQL and Redis
 # (scripts/services.sh); WORK, a directory removed at exit (kept, and named, when the
-# script fails); PIDS, processes killed at exit; the key prefix NAME-PID (key_prefix);
-# JWT_SECRET, JSON logs at
+# script fails); PIDS, processes stopped at exit (stop_server: SIGTERM first); the key
+# prefix NAME-PID (key_prefix); JWT_SECRET, JSON logs at
 # warn, and the request rate limits out of the way (capacity is measured, not the
 # abuse limits).
 rig_setup() {
@@ -151,7 +153,7 @@ rig_setup() {
     key_prefix "$name"
     PIDS=()
     # shellcheck disable=SC2016 # evaluated at exit
-    on_exit 'for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done'
+    on_exit '[ "${#PIDS[@]}" -eq 0 ] || stop_server "${PIDS[@]}"'
     export JWT_SECRET="$name-secret-0123456789abcdef-0123456789" LOG_FORMAT=json RUST_LOG=warn
     export HTTP_RATE_USER=1000000 HTTP_RATE_ADDRESS=1000000 MAX_CONNECTIONS_PER_ADDRESS=1000000 \
         HTTP_RATE_LOGIN=1000000 HTTP_RATE_BACK_OFFICE=1000000
@@ -178,18 +180,40 @@ cpu_sum() { "$GEN" rig cpu "$@" | awk '{ for (i = 1; i <= NF; i++) s += $i; prin
 # measured OUT GEN-ARGS...: runs the generator ($GEN) into OUT and writes to OUT.cpu the
 # CPU seconds of the servers A_PID (holding the sockets) and B_PID (taking the
 # publishing requests) and of Redis spent between its "connected" line and its result
-# line (so connecting the sockets is not counted), as "A B REDIS". Its log goes to
-# $WORK/gen.log.
+# line (so connecting the sockets is not counted), as "A B REDIS", and to OUT.ucpu the
+# user-space part of each (the rest is the kernel's). MEASURE_PIDS names other
+# processes instead of A and B, MEASURE_REDIS another Redis (empty: none). Its log goes
+# to $WORK/gen.log.
 measured() {
-    local out=$1 pid c0 c1
+    local out=$1 pid c0 c1 u0 u1 redis=() procs
     shift
+    read -r -a procs <<<"${MEASURE_PIDS:-$A_PID $B_PID}"
+    [ -n "${MEASURE_REDIS-127.0.0.1:6379}" ] && redis=(--redis "${MEASURE_REDIS-127.0.0.1:6379}")
     "$GEN" "$@" >"$out" 2>>"$WORK/gen.log" &
     pid=$!
     for _ in $(seq 1 2400); do grep -q '"connected"' "$out" 2>/dev/null && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    c0=$("$GEN" rig cpu --redis 127.0.0.1:6379 "$A_PID" "$B_PID")
+    c0=$("$GEN" rig cpu "${redis[@]}" "${procs[@]}")
+    u0=$("$GEN" rig cpu --user "${redis[@]}" "${procs[@]}")
     for _ in $(seq 1 4800); do [ "$(wc -l <"$out")" -ge 2 ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    c1=$("$GEN" rig cpu --redis 127.0.0.1:6379 "$A_PID" "$B_PID")
+    c1=$("$GEN" rig cpu "${redis[@]}" "${procs[@]}")
+    u1=$("$GEN" rig cpu --user "${redis[@]}" "${procs[@]}")
     wait "$pid"
-    awk -v a="$c0" -v b="$c1" 'BEGIN { n = split(a, x); split(b, y)
-        for (i = 1; i <= n; i++) printf "%s%.6f", (i > 1 ? " " : ""), y[i] - x[i]; print "" }' >"$out.cpu"
+    cpu_delta "$c0" "$c1" >"$out.cpu"
+    cpu_delta "$u0" "$u1" >"$out.ucpu"
+}
+# cpu_delta BEFORE AFTER: two lines of `loadgen rig cpu`, subtracted field by field.
+cpu_delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x); split(b, y)
+        for (i = 1; i <= n; i++) printf "%s%.6f", (i > 1 ? " " : ""), y[i] - x[i]; print "" }'
+}
+
+# stop_server PID...: SIGTERM, then up to 15 s for each to exit (a replica drains its
+# sockets), then SIGKILL for any still there.
+stop_server() {
+    local pid
+    kill -TERM "$@" 2>/dev/null || true
+    for pid in "$@"; do
+        for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
 }

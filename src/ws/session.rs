@@ -209,12 +209,12 @@ async fn write(
                 .await?;
         }
         ws.flush().await?;
-        // Publish (the inbox id's clock) to the moment the frame is on the socket.
+        // Publish (the inbox id's clock) to the moment the frame is on the socket: the
+        // notification's `written` stage, recorded once (SPEC's delivery latency).
         let now = crate::time::unix_ms();
+        let histogram = metrics::histogram!("locallife_delivery_latency_seconds");
         for published in live {
-            metrics::histogram!("locallife_delivery_latency_seconds")
-                .record(now.saturating_sub(published) as f64 / 1000.0);
-            crate::telemetry::stage_at(crate::telemetry::Stage::Written, published, now);
+            histogram.record(now.saturating_sub(published) as f64 / 1000.0);
         }
         if sent > 0 {
             metrics::counter!("locallife_messages_sent_total", "type" => "notification")

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures::{SinkExt, StreamExt};
+use rand::Rng;
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
@@ -46,6 +47,11 @@ pub struct Common {
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Seconds a socket keeps trying to open (a refused or failed attempt waits 100 to
+    /// 500 ms, as a client's reconnect does), for a server that is restarting; 0 tries
+    /// once.
+    #[arg(long, default_value_t = 0)]
+    pub retry_secs: u64,
 }
 
 /// What the clients of one process saw.
@@ -206,7 +212,16 @@ pub async fn connect_all(
         let permit = gate.clone().acquire_owned().await?;
         let (common, tally, src) = (common.clone(), tally.clone(), srcs[i % srcs.len()]);
         tasks.push(tokio::spawn(async move {
-            let ws = open(&common, server, src, &user).await;
+            let until = Instant::now() + Duration::from_secs(common.retry_secs);
+            let ws = loop {
+                match open(&common, server, src, &user).await {
+                    Err(_) if Instant::now() < until => {
+                        let wait = rand::thread_rng().gen_range(100..500);
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    done => break done,
+                }
+            };
             drop(permit);
             match ws {
                 Ok(ws) => {

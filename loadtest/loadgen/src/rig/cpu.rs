@@ -1,7 +1,8 @@
 //! `loadgen rig cpu`: the CPU a run's servers used, sampled before and after the
 //! measured part of a scenario. A process's is read from /proc (user + system ticks of
 //! all its threads); a Redis server's from its own `INFO cpu` (used_cpu_user +
-//! used_cpu_sys), which holds wherever Redis runs.
+//! used_cpu_sys), which holds wherever Redis runs. `--user` prints user-space time
+//! only (the kernel's share, its `send`s and `recv`s, is the rest).
 
 use std::time::Duration;
 
@@ -13,12 +14,15 @@ pub struct Args {
     /// A Redis server (host:port) whose CPU to add after the processes'; repeatable.
     #[arg(long)]
     redis: Vec<String>,
+    /// User-space CPU only (utime; Redis's used_cpu_user).
+    #[arg(long)]
+    user: bool,
     /// Processes whose CPU to print, in this order.
     pids: Vec<u32>,
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-pub fn process_cpu(pid: u32) -> anyhow::Result<f64> {
+/// CPU seconds process `pid` has used in user space and in the kernel.
+pub fn process_times(pid: u32) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("no process {pid}"))?;
     // Fields after the command name, which is in parentheses and may hold spaces:
@@ -38,11 +42,16 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     // SAFETY: sysconf only reads a constant of the system.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     anyhow::ensure!(per_second > 0, "no clock ticks per second");
-    Ok((ticks(11)? + ticks(12)?) as f64 / per_second as f64)
+    let per_second = per_second as f64;
+    Ok((
+        ticks(11)? as f64 / per_second,
+        ticks(12)? as f64 / per_second,
+    ))
 }
 
-/// CPU seconds a Redis server reports (INFO cpu: its main thread and its others).
-pub async fn redis_cpu(addr: &str) -> anyhow::Result<f64> {
+/// CPU seconds a Redis server reports (INFO cpu: its main thread and its others): the
+/// fields `keys`, added up.
+async fn redis_cpu(addr: &str, keys: &[&str]) -> anyhow::Result<f64> {
     let ask = async {
         let mut conn = tokio::net::TcpStream::connect(addr).await?;
         conn.write_all(b"INFO cpu\r\n").await?;
@@ -71,7 +80,7 @@ pub async fn redis_cpu(addr: &str) -> anyhow::Result<f64> {
     Ok(info
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| *k == "used_cpu_sys" || *k == "used_cpu_user")
+        .filter(|(k, _)| keys.contains(k))
         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
         .sum())
 }
@@ -79,13 +88,18 @@ pub async fn redis_cpu(addr: &str) -> anyhow::Result<f64> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for pid in &args.pids {
-        out.push(format!("{:.6}", process_cpu(*pid)?));
+        let (user, system) = process_times(*pid)?;
+        let cpu = if args.user { user } else { user + system };
+        out.push(format!("{cpu:.6}"));
     }
+    let keys: &[&str] = if args.user {
+        &["used_cpu_user"]
+    } else {
+        &["used_cpu_sys", "used_cpu_user"]
+    };
     for addr in &args.redis {
-        out.push(format!(
-            "{:.6}",
-            redis_cpu(addr).await.with_context(|| addr.clone())?
-        ));
+        let cpu = redis_cpu(addr, keys).await.with_context(|| addr.clone())?;
+        out.push(format!("{cpu:.6}"));
     }
     println!("{}", out.join(" "));
     Ok(())
@@ -93,12 +107,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::process_cpu;
+    use super::process_times;
 
     #[test]
     fn reads_this_process() {
-        let cpu = process_cpu(std::process::id()).expect("own /proc stat");
-        assert!(cpu >= 0.0);
-        assert!(process_cpu(u32::MAX).is_err());
+        let (user, system) = process_times(std::process::id()).expect("own /proc stat");
+        assert!(user >= 0.0 && system >= 0.0);
+        assert!(process_times(u32::MAX).is_err());
     }
 }

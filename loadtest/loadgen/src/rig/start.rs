@@ -21,6 +21,10 @@ pub struct Args {
     /// Give METRICS_ADDR a free port too (otherwise port 0: any).
     #[arg(long)]
     metrics: bool,
+    /// The port to listen on (default: a free one), e.g. a replica restarted where its
+    /// clients will reconnect.
+    #[arg(long)]
+    port: Option<u16>,
     /// Seconds to wait for readiness.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
@@ -44,7 +48,10 @@ fn free_port(taken: &[u16]) -> anyhow::Result<u16> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let port = free_port(&[])?;
+    let port = match args.port {
+        Some(port) => port,
+        None => free_port(&[])?,
+    };
     let metrics = if args.metrics { free_port(&[port])? } else { 0 };
     let log = std::fs::OpenOptions::new()
         .create(true)
