@@ -44,10 +44,10 @@ struct Inner {
     key_cache: crate::auth::keys::KeyCache,
     known_users: crate::store::users::KnownUsers,
     draining: AtomicBool,
-    /// Places for notifications being published through `/v1/platform/*`
-    /// (`PUBLISH_MAX_IN_FLIGHT`): a send takes its places before anything is written, or
-    /// is refused (SPEC §11, overload).
-    publishing: tokio::sync::Semaphore,
+    /// Admission of notifications published through `/v1/platform/*`
+    /// (`PUBLISH_MAX_IN_FLIGHT`, `PUBLISH_TARGET_LATENCY_MS`): a send takes its places
+    /// before anything is written, or is refused (SPEC §11, overload).
+    publishing: crate::limits::publishing::Publishing,
     /// Wakes this replica's outbox relay after a commit here.
     relay: tokio::sync::Notify,
 }
@@ -58,7 +58,10 @@ impl AppState {
             limits: crate::limits::Limits::new(&parts.config.rates),
             key_cache: Default::default(),
             known_users: Default::default(),
-            publishing: tokio::sync::Semaphore::new(parts.config.publish_max_in_flight),
+            publishing: crate::limits::publishing::Publishing::new(
+                parts.config.publish_max_in_flight,
+                parts.config.publish_target_latency,
+            ),
             parts,
             draining: AtomicBool::new(false),
             relay: tokio::sync::Notify::new(),
@@ -137,7 +140,7 @@ impl AppState {
     }
 
     /// The places of notifications being published on this replica.
-    pub fn publishing(&self) -> &tokio::sync::Semaphore {
+    pub fn publishing(&self) -> &crate::limits::publishing::Publishing {
         &self.0.publishing
     }
 

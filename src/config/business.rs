@@ -53,6 +53,7 @@ pub(super) struct Business {
     pub(super) rates: RateConfig,
     pub(super) connections: ConnLimits,
     pub(super) publish_max_in_flight: usize,
+    pub(super) publish_target_latency: Duration,
     pub(super) orders_unpaid_max: u32,
     pub(super) rider_match_radius_m: u32,
 }
@@ -111,6 +112,11 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Busi
             |n| (1..=1_000_000).contains(n),
             "a whole number from 1 to 1000000",
         )?,
+        publish_target_latency: if vars.or("PUBLISH_TARGET_LATENCY", "").trim() == "off" {
+            Duration::ZERO
+        } else {
+            vars.duration("PUBLISH_TARGET_LATENCY", Duration::from_millis(50))?
+        },
         orders_unpaid_max: vars.number(
             "ORDERS_UNPAID_MAX",
             3,

@@ -65,6 +65,10 @@ pub struct Config {
     /// once through `/v1/platform/*` (a batch counts each of its items); more are refused
     /// 503 `overloaded` rather than queued (SPEC §11).
     pub publish_max_in_flight: usize,
+    /// `PUBLISH_TARGET_LATENCY` (default 50 ms; `off`: none): while sends of late have
+    /// held their places longer than this on average, a send is admitted only when none
+    /// is in flight (SPEC §11; [`crate::limits::publishing`]).
+    pub publish_target_latency: Duration,
     /// `ORDERS_UNPAID_MAX` (default 3): unpaid orders one consumer may hold at once.
     pub orders_unpaid_max: u32,
     pub rider_match_radius_m: u32,
@@ -110,6 +114,7 @@ impl Config {
             rates: business.rates,
             connections: business.connections,
             publish_max_in_flight: business.publish_max_in_flight,
+            publish_target_latency: business.publish_target_latency,
             orders_unpaid_max: business.orders_unpaid_max,
             rider_match_radius_m: business.rider_match_radius_m,
             wechat,
@@ -249,6 +254,7 @@ mod tests {
         assert_eq!(c.payment_timeout, Duration::from_secs(900));
         assert_eq!(c.rider_match_radius_m, 3000);
         assert_eq!(c.publish_max_in_flight, 1000);
+        assert_eq!(c.publish_target_latency, Duration::from_millis(50));
         assert!(c.wechat.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.jwt.issuer, "locallife");
@@ -296,6 +302,12 @@ mod tests {
             err_var(&[("PUBLISH_MAX_IN_FLIGHT", "0")]),
             "PUBLISH_MAX_IN_FLIGHT"
         );
+        assert_eq!(
+            err_var(&[("PUBLISH_TARGET_LATENCY", "0")]),
+            "PUBLISH_TARGET_LATENCY"
+        );
+        let off = config(&[("PUBLISH_TARGET_LATENCY", "off")]).unwrap();
+        assert_eq!(off.publish_target_latency, Duration::ZERO);
         assert_eq!(err_var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
         assert_eq!(
             err_var(&[("REDIS_URL", "redis-sentinel://s1:26379?node=s2:26379")]),

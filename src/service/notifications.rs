@@ -10,17 +10,18 @@
 //! Admission (SPEC §11, overload): each send first takes a place per notification among
 //! this replica's `PUBLISH_MAX_IN_FLIGHT`, held until its answer is decided, and is
 //! refused at once ([`SendError::Overloaded`], 503 `overloaded` with `Retry-After`)
-//! when there are not enough free: before the idempotency key is claimed, any inbox
+//! when there are not enough free or sends are over `PUBLISH_TARGET_LATENCY_MS`
+//! ([`crate::limits::publishing`]): before the idempotency key is claimed, any inbox
 //! written or any receipt, so a refused send leaves nothing behind and a retry is a
 //! first attempt. Why refuse rather than wait: Redis and PostgreSQL take work at a
 //! fixed rate, and a queue in front of them only adds its length to the latency of
 //! everything accepted after it.
 
 use sha2::{Digest, Sha256};
-use tokio::sync::SemaphorePermit;
 
 use crate::domain::{Role, UserId};
 use crate::engine::{EngineError, IdempotencyKey, MsgId};
+use crate::limits::publishing::Places;
 use crate::notify::{self, Notification};
 use crate::state::AppState;
 use crate::store::receipts::Update;
@@ -39,8 +40,8 @@ pub enum SendError {
     UnknownRider,
     #[error("this Idempotency-Key was used for a different request")]
     KeyReused,
-    /// This replica is publishing `PUBLISH_MAX_IN_FLIGHT` notifications already; nothing
-    /// was written.
+    /// This replica is publishing `PUBLISH_MAX_IN_FLIGHT` notifications already, or its
+    /// sends are over `PUBLISH_TARGET_LATENCY_MS`; nothing was written.
     #[error("too many notifications being published")]
     Overloaded,
     #[error(transparent)]
@@ -75,23 +76,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Places for `count` notifications among those this replica publishes at once (a
-/// batch larger than the whole bound takes all of it), or [`SendError::Overloaded`]
-/// without waiting. Held until the send's answer is decided.
-fn admit(state: &AppState, count: usize) -> Result<SemaphorePermit<'_>, SendError> {
-    let places = count.clamp(1, state.config().publish_max_in_flight);
-    let places = u32::try_from(places).unwrap_or(u32::MAX);
-    state.publishing().try_acquire_many(places).map_err(|_| {
+/// Places for `count` notifications among those this replica publishes at once, or
+/// [`SendError::Overloaded`] without waiting (`crate::limits::publishing`). Held until
+/// the send's answer is decided.
+fn admit(state: &AppState, count: usize) -> Result<Places<'_>, SendError> {
+    state.publishing().admit(count).ok_or_else(|| {
         metrics::counter!("locallife_publish_refused_total").increment(1);
         SendError::Overloaded
     })
 }
 
-/// [`SendError::Overloaded`] when no place at all is free: the check a handler makes
-/// before it authenticates the caller and reads the body, so that under overload a
-/// refusal costs neither a database query nor parsing. [`admit`] still decides.
+/// [`SendError::Overloaded`] when a send would not be admitted now: the check a handler
+/// makes before it authenticates the caller and reads the body, so that under overload
+/// a refusal costs neither a database query nor parsing. [`admit`] still decides.
 pub fn has_room(state: &AppState) -> Result<(), SendError> {
-    if state.publishing().available_permits() > 0 {
+    if state.publishing().has_room() {
         return Ok(());
     }
     metrics::counter!("locallife_publish_refused_total").increment(1);

@@ -1,5 +1,5 @@
 //! Overload (SPEC §11): a replica offered more sends than `PUBLISH_MAX_IN_FLIGHT` lets
-//! it publish at once accepts some (202, delivered exactly once to the open socket) and
+//! it publish at once, or sends while they are over `PUBLISH_TARGET_LATENCY`, accepts some (202, delivered exactly once to the open socket) and
 //! refuses the rest honestly (503 `overloaded` with `Retry-After`, nothing written: no
 //! inbox entry, no receipt, no claimed Idempotency-Key), and answers normally again once
 //! the burst is over. No timing is asserted: speed belongs to `loadtest/overload.sh`.
@@ -84,9 +84,24 @@ async fn receipts_of(app: &TestApp, user: UserId) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_burst_over_the_bound_is_accepted_in_part_and_the_rest_refused_with_nothing_written() {
+    burst_is_accepted_in_part(("PUBLISH_MAX_IN_FLIGHT", &BOUND.to_string())).await;
+}
+
+/// With places to spare, the latency target refuses: its average of a send's time is
+/// over 1 µs after the first one, so a send is admitted only while none is in flight.
+#[tokio::test]
+async fn over_the_latency_target_a_burst_is_accepted_in_part_and_the_rest_refused() {
+    burst_is_accepted_in_part(("PUBLISH_TARGET_LATENCY", "1us")).await;
+}
+
+/// Bursts of concurrent sends to three open sockets until one is refused in part (the
+/// replica set up with `setting`): every 202 is delivered exactly once with a receipt,
+/// every refusal is a 503 `overloaded` that wrote nothing, and afterwards a send goes
+/// through.
+async fn burst_is_accepted_in_part(setting: (&str, &str)) {
     let app = spawn_app_with(|env| {
         use_engine(env, EngineKind::Redis);
-        env.insert("PUBLISH_MAX_IN_FLIGHT".into(), BOUND.to_string());
+        env.insert(setting.0.into(), setting.1.into());
     })
     .await;
     let (_, staff) = app.user_with_role("staff", Role::Platform).await;
@@ -135,7 +150,7 @@ async fn a_burst_over_the_bound_is_accepted_in_part_and_the_rest_refused_with_no
     }
     assert!(
         !refused_titles.is_empty(),
-        "{MAX_BURSTS} bursts of {BURST} never went over {BOUND} places"
+        "{MAX_BURSTS} bursts of {BURST} were never refused ({setting:?})"
     );
     assert!(!accepted.is_empty(), "a burst had room for some sends");
 
@@ -199,7 +214,7 @@ async fn a_send_without_room_writes_nothing_and_its_key_stays_free() {
     let held = app
         .state
         .publishing()
-        .try_acquire_many(BOUND as u32)
+        .admit(BOUND)
         .expect("the places are free");
     for (path, body) in [
         ("/v1/platform/notifications", &single),

@@ -56,7 +56,9 @@ pub fn binary_listening(db_url: &str, port: u16) -> tokio::process::Command {
         .env("HTTP_RATE_ADDRESS", TEST_RATE)
         .env("HTTP_RATE_BACK_OFFICE", TEST_RATE)
         .env("HTTP_RATE_LOGIN", TEST_RATE)
-        .env("MAX_CONNECTIONS_PER_ADDRESS", "4000");
+        .env("MAX_CONNECTIONS_PER_ADDRESS", "4000")
+        // As in base_env: the latency target has its own tests.
+        .env("PUBLISH_TARGET_LATENCY", "off");
     cmd
 }
 

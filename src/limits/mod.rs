@@ -12,7 +12,8 @@
 //! The axum middleware that applies them, and their 429, are [`crate::http::limits`].
 //!
 //! The logouts this replica has read live here too, and with them [`Limits::check_token`],
-//! the one check of an access token and its revocation.
+//! the one check of an access token and its revocation. The admission of platform sends
+//! under overload is [`publishing`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -25,6 +26,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::auth::jwt::{Claims, Tokens};
 use crate::config::RateConfig;
 use crate::domain::{TokenEpoch, UserId};
+
+pub mod publishing;
 
 /// Every this many checks, keys that have refilled are forgotten.
 const SWEEP_EVERY: u64 = 10_000;
