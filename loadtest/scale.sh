@@ -13,7 +13,8 @@
 # other half connect, settle; RSS again: memory per socket is the growth over the
 # second half (the baseline holds what the first sockets made the replicas allocate
 # once, as in bench.sh). Idle CPU over SCALE_IDLE_SECS (default 30) with all connected;
-# connect rate = sockets / the two waves' connect times. The replicas are stopped with
+# connect rate = sockets / the two waves' connect times (each wave's slowest generator,
+# from the first socket it opened to the last one live). The replicas are stopped with
 # SIGTERM before the next count.
 #
 # Prints one JSON line per count and writes them, with the storm, to
@@ -113,14 +114,12 @@ for N in "${COUNTS[@]}"; do
     GPIDS=()
     sleep "$SETTLE_SECS"
     half=$((N / 2))
-    t0=$(date +%s.%N)
+    first=$GI
     if ! wave 0 "$half" connect --hold-secs 100000; then STOPPED="at $N sockets (first half)"; break; fi
-    t1=$(date +%s.%N)
+    second=$GI
     sleep "$SETTLE_SECS"
     rss0=$(rss_sum "${RPIDS[@]}")
-    t2=$(date +%s.%N)
     if ! wave "$half" "$N" connect --hold-secs 100000; then STOPPED="at $N sockets (second half)"; break; fi
-    t3=$(date +%s.%N)
     sleep "$SETTLE_SECS"
     rss1=$(rss_sum "${RPIDS[@]}")
     cpu0=$(cpu_sum "${RPIDS[@]}")
@@ -128,14 +127,19 @@ for N in "${COUNTS[@]}"; do
     cpu1=$(cpu_sum "${RPIDS[@]}")
     line=$(python3 -c '
 import json, sys
-n, r, rss0, rss1, cpu0, cpu1, secs, t0, t1, t2, t3 = map(float, sys.argv[1:12])
+n, r, rss0, rss1, cpu0, cpu1, secs, first, second, end = map(float, sys.argv[1:11])
+work = sys.argv[11]
+# Each wave'"'"'s generators start together: its connect time is its slowest one'"'"'s
+# (from their own clocks: the first socket opened to the last one live).
+took = lambda a, b: max(json.loads(open(f"{work}/gen-{i}.json").readline())["connect_s"]
+                        for i in range(int(a), int(b)))
 print(json.dumps({
     "sockets": int(n), "replicas": int(r),
     "rss_bytes_per_conn": round((rss1 - rss0) * 1024 / (n - n // 2)),
     "rss_bytes_total": int(rss1 * 1024),
     "idle_cpu_cores_per_10k": round((cpu1 - cpu0) / secs * 10000 / n, 4),
-    "connect_rate_per_s": round(n / ((t1 - t0) + (t3 - t2))),
-}))' "$N" "$R" "$rss0" "$rss1" "$cpu0" "$cpu1" "$IDLE_SECS" "$t0" "$t1" "$t2" "$t3")
+    "connect_rate_per_s": round(n / (took(first, second) + took(second, end))),
+}))' "$N" "$R" "$rss0" "$rss1" "$cpu0" "$cpu1" "$IDLE_SECS" "$first" "$second" "$GI" "$WORK")
     echo "$line"
     LINES+=("$line")
     stop_server "${GPIDS[@]}"

@@ -21,7 +21,10 @@ pub async fn run(Args { common, hold_secs }: Args) -> anyhow::Result<Value> {
     let (_, users) = load_users(&common)?;
     let tally = Arc::new(Tally::default());
     let secs = connect_all(&common, common.server, &users, &tally, false).await?;
-    println!("{}", json!({"event": "connected", "sockets": users.len()}));
+    println!(
+        "{}",
+        json!({"event": "connected", "sockets": users.len(), "connect_s": secs})
+    );
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     Ok(json!({
         "sockets": users.len(),
