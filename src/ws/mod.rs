@@ -33,8 +33,10 @@ use crate::store::users::AdmissionFacts;
 
 /// tungstenite zero-fills its read buffer and keeps it for the socket's life, so it is
 /// the lever on idle memory; frames up to `WS_MAX_FRAME` still fit (it grows to read).
-/// Client messages are small (an ack is ~70 B); a bigger frame takes more reads.
-const READ_BUFFER: usize = 256;
+/// Client messages are small (an ack is ~70 B, a ping 15 B); a bigger frame (an `auth`
+/// with its token) takes more reads. 128 B against 256: about 4 MB less at 19,000 idle
+/// sockets (loadtest/scale.sh 19000, SCALE_PER_REPLICA=19000).
+const READ_BUFFER: usize = 128;
 /// When a user holding the most sockets allowed may try again: a place frees when one
 /// of their sockets closes, or its lease runs out after a crash.
 const FULL_RETRY_AFTER_S: u64 = 5;
