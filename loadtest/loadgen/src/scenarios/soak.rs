@@ -64,6 +64,11 @@ pub struct Args {
     /// answered 2xx; then it counts as a pay failure.
     #[arg(long, default_value_t = 5)]
     pay_retry_secs: u64,
+    /// The consumer pays (WeChat Pay notifies) after a delay drawn from 0 to this many
+    /// ms after the order was placed: payments then also arrive while orders cannot be
+    /// placed.
+    #[arg(long, default_value_t = 0)]
+    pay_delay_max_ms: u64,
     /// Write every answer (webhook, send, socket connect, order) to this file, one JSON
     /// line each.
     #[arg(long)]
@@ -209,7 +214,10 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let wechat = Arc::new(Wechat::read(&args.pay_keys)?);
     let totals = Arc::new(Totals::default());
     let answers = Arc::new(Recorder::create(args.answers.as_deref())?);
-    let pay_retry = Duration::from_secs(args.pay_retry_secs);
+    let pay = (
+        args.pay_delay_max_ms,
+        Duration::from_secs(args.pay_retry_secs),
+    );
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
     let hold = (
@@ -257,7 +265,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         users.products.clone(),
         wechat,
         args.orders_per_s,
-        pay_retry,
+        pay,
         until,
         totals.clone(),
         answers.clone(),
@@ -456,7 +464,7 @@ async fn orderer(
     products: Vec<crate::users::Product>,
     wechat: Arc<Wechat>,
     per_s: f64,
-    pay_retry: Duration,
+    (pay_delay_max_ms, pay_retry): (u64, Duration),
     until: Instant,
     totals: Arc<Totals>,
     answers: Arc<Recorder>,
@@ -488,6 +496,7 @@ async fn orderer(
                 http: &http,
                 servers: &servers,
                 wechat: &wechat,
+                delay_max_ms: pay_delay_max_ms,
                 retry: pay_retry,
                 totals: &totals,
                 answers: &answers,
@@ -500,12 +509,13 @@ async fn orderer(
     while tasks.join_next().await.is_some() {}
 }
 
-/// What pays an order: the replicas, WeChat Pay's keys, how long a notification is
-/// sent again, and where the answers are counted.
+/// What pays an order: the replicas, WeChat Pay's keys, when the consumer pays, how
+/// long a notification is sent again, and where the answers are counted.
 struct Payer<'a> {
     http: &'a reqwest::Client,
     servers: &'a [SocketAddr],
     wechat: &'a Wechat,
+    delay_max_ms: u64,
     retry: Duration,
     totals: &'a Totals,
     answers: &'a Recorder,
@@ -542,6 +552,7 @@ async fn order(payer: &Payer<'_>, consumer: &User, product: &crate::users::Produ
         return;
     };
     add(&totals.orders);
+    tokio::time::sleep(Duration::from_millis(draw(0, payer.delay_max_ms))).await;
     // WeChat Pay sends the same transaction again, signed afresh, until it gets a 2xx:
     // a retry of a payment the service recorded but could not confirm is a repeat.
     let transaction_id = format!("4200{:024}", rand::random::<u64>());
