@@ -10,17 +10,19 @@
 #   stop      the primary stopped (pg_ctl stop -m fast) for PG_STOP_SECONDS (30), then
 #             started again; the standby catches up
 #   failover  the primary stopped as a crash would (-m immediate) and the standby
-#             promoted (pg_ctl promote)
+#             promoted (pg_ctl promote) PG_PROMOTE_AFTER_SECONDS (10) later, a failover
+#             manager's time to notice and decide; meanwhile the standby is up, read-only
 #
 # Prints, per fault, what each entry point answered from the fault until every entry
-# point answered 2xx again (2xx / non-2xx / 5xx / 5xx other than 503 / no answer), how
+# point answered 2xx again (2xx, of which while no server took writes / non-2xx / 5xx /
+# 5xx other than 503 / no answer), how
 # long after the database was back each did, and when the outbox backlog had drained
 # (rows committed since, none pending for over a second); then the payments answered
 # 2xx and recorded. Fails on a payment answered 2xx but not recorded (or recorded
-# twice), or on any 5xx other than 503.
+# twice), on any 5xx other than 503, or on an outbox that does not drain.
 #
-#   loadtest/chaos/pg.sh                   about 3 minutes of load (build not included)
-#   PG_STOP_SECONDS=60 loadtest/chaos/pg.sh
+#   loadtest/chaos/pg.sh                   about 3 minutes (build not included)
+#   PG_STOP_SECONDS=60 PG_PROMOTE_AFTER_SECONDS=30 loadtest/chaos/pg.sh
 #
 # The suite runs the failover on every CI run (tests/api/pg_failover.rs) and the cut
 # (tests/api/pg_outage.rs). RIG_PROFILE=debug checks the script on debug builds.
@@ -29,6 +31,7 @@ cd "$(dirname "$0")/../.."
 . scripts/lib/rig.sh
 
 STOP_SECONDS=${PG_STOP_SECONDS:-30}
+PROMOTE_AFTER=${PG_PROMOTE_AFTER_SECONDS:-10}
 WARMUP=${PG_WARMUP_SECONDS:-20}
 # Load after each fault's recovery before the next step.
 SETTLE=${PG_AFTER_SECONDS:-30}
@@ -109,7 +112,7 @@ start_server A -- "$BIN" serve
 start_server B -- "$BIN" serve
 log "replicas A (:$A_PORT) and B (:$B_PORT); PostgreSQL primary :$PRIMARY, standby :$STANDBY"
 
-LOAD_SECONDS=$((WARMUP + STOP_SECONDS + 2 * SETTLE + 30))
+LOAD_SECONDS=$((WARMUP + STOP_SECONDS + PROMOTE_AFTER + 2 * SETTLE + 30))
 log "load for about $LOAD_SECONDS s: $RIDERS riders and $MERCHANTS merchant admins coming and going, $RATE sends/s, $ORDERS_PER_S orders/s"
 "$GEN" soak --servers "127.0.0.1:$A_PORT,127.0.0.1:$B_PORT" --users "$WORK/users.json" \
     --seconds "$LOAD_SECONDS" --rate "$RATE" --orders-per-s "$ORDERS_PER_S" --hold-min-s 5 \
@@ -150,9 +153,10 @@ wait_for "the standby streaming synchronously again" synced
 log "stop: the primary back; outbox drained after $STOP_DRAINED s"
 
 sleep "$SETTLE"
-log "failover: the primary stopped (-m immediate), the standby promoted"
+log "failover: the primary stopped (-m immediate), the standby promoted $PROMOTE_AFTER s later"
 FAIL_START=$(now_ms)
 pg pg_ctl -D "$PGWORK/primary" -m immediate -w stop >/dev/null
+sleep "$PROMOTE_AFTER"
 pg pg_ctl -D "$PGWORK/standby" -w promote >/dev/null
 FAIL_END=$(now_ms)
 read -r FAIL_DRAINED FAIL_PEAK <<<"$(drained "$FAIL_END")"
@@ -173,8 +177,8 @@ while IFS= read -r line; do
     name=$(jq -r .fault <<<"$line")
     drained_s=$STOP_DRAINED peak=$STOP_PEAK
     [ "$name" = failover ] && drained_s=$FAIL_DRAINED peak=$FAIL_PEAK
-    echo "pg.sh: $name: database away $(jq -r .down_s <<<"$line") s; every entry point answering 2xx again $(jq -r .recovered_after_s <<<"$line") s after it was back; outbox drained after $drained_s s (at most $peak rows pending)"
-    jq -r '.entries | to_entries[] | "pg.sh:   \(.key): 2xx \(.value["2xx"]), non-2xx \(.value.non_2xx) (5xx \(.value["5xx"]), of which not 503: \(.value["5xx_not_503"])), no answer \(.value.no_answer); 2xx again \(.value.back_after_s // "never") s after"' <<<"$line"
+    echo "pg.sh: $name: no server taking writes for $(jq -r .down_s <<<"$line") s; every entry point answering 2xx again $(jq -r .recovered_after_s <<<"$line") s after it was back; outbox drained after $drained_s s (at most $peak rows pending)"
+    jq -r '.entries | to_entries[] | "pg.sh:   \(.key): 2xx \(.value["2xx"]) (while no server took writes: \(.value["2xx_while_away"])), non-2xx \(.value.non_2xx) (5xx \(.value["5xx"]), of which not 503: \(.value["5xx_not_503"])), no answer \(.value.no_answer); 2xx again \(.value.back_after_s // "never") s after"' <<<"$line"
     bad=$(jq '[.entries[] | .["5xx_not_503"]] | add' <<<"$line")
     if [ "$bad" != 0 ]; then
         echo "pg.sh: FAIL: $bad answers during the $name were a 5xx other than 503" >&2

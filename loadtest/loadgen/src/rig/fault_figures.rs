@@ -2,9 +2,10 @@
 //! entry point answered during each fault, from the answers `loadgen soak --answers`
 //! wrote. A fault runs from START (the database went) until every entry point has
 //! answered 2xx again after END (the database is back); per entry point: answers 2xx
-//! (a socket: admitted), non-2xx, 5xx among those, 5xx other than 503 (a dishonest
-//! answer), no answer at all, and how long after END its first 2xx came. One JSON
-//! object per fault, on a line of its own.
+//! (a socket: admitted), of which while no server took writes (START to END: only
+//! requests already done with the database when it went), non-2xx, 5xx among those,
+//! 5xx other than 503 (a dishonest answer), no answer at all, and how long after END
+//! its first 2xx came. One JSON object per fault, on a line of its own.
 
 use std::path::PathBuf;
 
@@ -88,6 +89,7 @@ fn figures(answers: &[Answer], fault: &Fault, until_ms: u64) -> Value {
             (*name).to_owned(),
             json!({
                 "2xx": count(&|a| a.ok()),
+                "2xx_while_away": count(&|a| a.ok() && a.at_ms < fault.end_ms),
                 "non_2xx": count(&|a| !a.ok() && a.status != 0),
                 "5xx": count(&|a| (500..600).contains(&a.status)),
                 "5xx_not_503": count(&|a| (500..600).contains(&a.status) && a.status != 503),
@@ -161,6 +163,7 @@ mod tests {
             (Some(1), Some(2))
         );
         assert_eq!(send["5xx_not_503"], 1);
+        assert_eq!(send["2xx_while_away"], 0);
         assert_eq!(send["back_after_s"], 0.1);
         let webhook = &f["entries"]["webhook"];
         assert_eq!(webhook["non_2xx"], 2);
