@@ -162,6 +162,25 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_host_url_keeps_every_host_and_asks_for_the_one_that_takes_writes() {
+        // How a replica follows a failover to a promoted standby (docs/operations.md).
+        use tokio_postgres::config::{Host, TargetSessionAttrs};
+        let url =
+            "postgres://u:p@db1:5432,db2:5433/db?target_session_attrs=read-write&sslmode=disable";
+        let pg = config(&[("DATABASE_URL", url)])
+            .unwrap()
+            .database
+            .pg_config()
+            .unwrap();
+        assert_eq!(
+            pg.get_hosts(),
+            [Host::Tcp("db1".into()), Host::Tcp("db2".into())]
+        );
+        assert_eq!(pg.get_ports(), [5432, 5433]);
+        assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+    }
+
+    #[test]
     fn sslmode_chooses_verified_tls_or_plain_and_never_reaches_the_driver() {
         use secrecy::ExposeSecret;
         let db = |url: &str, extra: &[(&str, &str)]| {

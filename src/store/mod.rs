@@ -48,13 +48,37 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // A statement that failed inside the server carries a database error; anything
-        // else (closed connection, I/O) means the server went away mid-request.
-        if e.as_db_error().is_none() && (e.is_closed() || std::error::Error::source(&e).is_some()) {
+        // else (closed connection, I/O) means the server went away mid-request. Some
+        // database errors say the same: the server is stopping or is a standby.
+        let unavailable = match e.as_db_error() {
+            Some(db) => means_unavailable(db.code()),
+            None => e.is_closed() || std::error::Error::source(&e).is_some(),
+        };
+        if unavailable {
             StoreError::Unavailable(e.to_string())
         } else {
             StoreError::Query(e)
         }
     }
+}
+
+/// Whether a database error says the server cannot serve us now, rather than that the
+/// statement was wrong: a `pg_ctl stop -m fast` (or a restart) ends every session with
+/// FATAL 57P01 `admin_shutdown`, also in the middle of a request; a crash of another
+/// backend gives 57P02; a server starting up or shutting down refuses with 57P03; a
+/// server that is (or became) a standby refuses writes with 25006
+/// `read_only_sql_transaction`; class 08 is a connection failure. Retrying later, or
+/// on the promoted standby, helps: 503, not 500.
+fn means_unavailable(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    code.code().starts_with("08")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+        ]
+        .contains(code)
 }
 
 /// Domain states are read from their text columns here, at the boundary: a value the
@@ -155,4 +179,33 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let client = pool.get().await?;
     client.simple_query("SELECT 1").await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::error::SqlState;
+
+    use super::means_unavailable;
+
+    #[test]
+    fn a_stopping_server_or_a_standby_is_unavailable_not_a_failed_query() {
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::CONNECTION_EXCEPTION,
+        ] {
+            assert!(means_unavailable(&code), "{}", code.code());
+        }
+        for code in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::SYNTAX_ERROR,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::QUERY_CANCELED,
+        ] {
+            assert!(!means_unavailable(&code), "{}", code.code());
+        }
+    }
 }

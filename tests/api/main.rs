@@ -43,6 +43,7 @@ mod migrations;
 mod openapi;
 mod ops;
 mod overload;
+mod pg_failover;
 mod pg_outage;
 mod pg_tls;
 mod process;

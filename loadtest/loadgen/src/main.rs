@@ -11,11 +11,13 @@
 //!
 //! `main` parses the command line and hands it to one of [`scenarios`] (one file per
 //! command), which use [`clients`] (the sockets and what they saw), [`publish`] (the
-//! requests that publish), [`figures`] (clock, percentiles, waits) and [`users`] (the
-//! users file `seed` writes). [`rig`] (`loadgen rig ...`) is no scenario: it is the set-up
+//! requests that publish), [`figures`] (clock, percentiles, waits), [`users`] (the
+//! users file `seed` writes) and [`answers`] (every answer a load got, to a file).
+//! [`rig`] (`loadgen rig ...`) is no scenario: it is the set-up
 //! the load scripts share (servers started on free ports and waited for, CPU samples,
 //! figures read from results), called by `scripts/lib/rig.sh`.
 
+mod answers;
 mod clients;
 mod figures;
 mod publish;

@@ -16,6 +16,19 @@ pub async fn publish(
     user: Option<i64>,
     id: &str,
 ) -> bool {
+    let answer = publish_answer(http, proto, base, platform, user, id).await;
+    matches!(answer, Some(s) if (200..300).contains(&s))
+}
+
+/// [`publish`], with the status of the answer (`None`: no answer).
+pub async fn publish_answer(
+    http: &reqwest::Client,
+    proto: Proto,
+    base: &str,
+    platform: &str,
+    user: Option<i64>,
+    id: &str,
+) -> Option<u16> {
     let sent_at = now_us();
     let req = match (proto, user) {
         (Proto::Locallife, Some(u)) => http
@@ -33,7 +46,7 @@ pub async fn publish(
             .post(format!("{base}/broadcast"))
             .json(&json!({"role": "rider", "id": id, "sent_at": sent_at})),
     };
-    matches!(req.send().await, Ok(r) if r.status().is_success())
+    req.send().await.ok().map(|r| r.status().as_u16())
 }
 
 /// Publishes one notification to each of `users` in one request (the batch endpoint).

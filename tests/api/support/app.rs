@@ -57,7 +57,15 @@ pub async fn spawn_cluster_with(
     n: usize,
     customise: impl Fn(&mut HashMap<String, String>),
 ) -> Vec<TestApp> {
-    let db = Arc::new(TestDatabase::create().await);
+    spawn_cluster_on(Arc::new(TestDatabase::create().await), n, customise).await
+}
+
+/// [`spawn_cluster_with`] on database `db` (one on a server of the test's own).
+pub async fn spawn_cluster_on(
+    db: Arc<TestDatabase>,
+    n: usize,
+    customise: impl Fn(&mut HashMap<String, String>),
+) -> Vec<TestApp> {
     let wechat = FakeWechat::start().await;
     let prefix = unique_prefix();
     let mut apps = Vec::new();

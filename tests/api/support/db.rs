@@ -60,6 +60,9 @@ fn now_secs() -> u64 {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// Whether it is on the shared server, from which the guard drops it; one on a
+    /// server of the test's own goes with that server.
+    shared: bool,
 }
 
 impl TestDatabase {
@@ -77,6 +80,17 @@ impl TestDatabase {
         Self {
             name,
             url: url.to_string(),
+            shared: true,
+        }
+    }
+
+    /// Database `name`, reached at `url`, on a server of the test's own (which removes
+    /// it when it goes): the guard leaves it alone.
+    pub fn on_own_server(name: &str, url: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            url,
+            shared: false,
         }
     }
 
@@ -122,6 +136,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.shared {
+            return;
+        }
         // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived
         // thread with its own runtime drops the database.
         let name = self.name.clone();

@@ -2,7 +2,8 @@
 //! one `impl` of [`TestApp`]), [`env`] (its settings and engine), [`db`] (a fresh
 //! database per test), [`http`] (answers as tests read them), [`ws_client`] (socket
 //! clients), [`processes`] (the binary, replicas and redis-servers as processes),
-//! [`eventually`] (waiting for a condition, bounded), the fakes of WeChat
+//! [`eventually`] (waiting for a condition, bounded), [`own_pg`] (a PostgreSQL primary
+//! and standby of a test's own, to stop and fail over), the fakes of WeChat
 //! ([`fake_wechat`]) and WeChat Pay ([`fake_pay`]), and [`world`] (a shop with its
 //! staff, owner, product and consumer, for the business flows).
 //!
@@ -15,12 +16,14 @@ pub mod eventually;
 pub mod fake_pay;
 pub mod fake_wechat;
 pub mod http;
+pub mod own_pg;
 pub mod processes;
 pub mod world;
 pub mod ws_client;
 
 pub use app::{
-    spawn_app, spawn_app_on, spawn_app_with, spawn_cluster, spawn_cluster_with, TestApp, SHOP,
+    spawn_app, spawn_app_on, spawn_app_with, spawn_cluster, spawn_cluster_on, spawn_cluster_with,
+    TestApp, SHOP,
 };
 pub use db::TestDatabase;
 pub use env::{redis_url, unique_prefix, use_engine, EngineKind, JWT_SECRET};

@@ -1,11 +1,13 @@
 //! `loadgen rig`: the set-up the load scripts share, as commands the shell library
 //! `scripts/lib/rig.sh` calls: starting a server on a free port and waiting until it is
 //! ready (`start`), the CPU seconds of processes and Redis servers (`cpu`), figures
-//! read from a scenario's JSON result (`field`), WeChat Pay's keys (`pay-keys`) and the
-//! soak's verdict on its samples (`soak-verdict`). What stays in shell (builds, the scratch
+//! read from a scenario's JSON result (`field`), WeChat Pay's keys (`pay-keys`), the
+//! soak's verdict on its samples (`soak-verdict`) and what each entry point answered
+//! during a fault (`fault-figures`). What stays in shell (builds, the scratch
 //! database, Redis servers, clean-up) is in that library.
 
 mod cpu;
+mod fault_figures;
 mod field;
 mod pay_keys;
 mod soak_verdict;
@@ -28,6 +30,8 @@ pub enum Command {
     PayKeys(pay_keys::Args),
     /// The soak's verdict on its samples (JSON lines): per series, whether it levelled off.
     SoakVerdict(soak_verdict::Args),
+    /// What each entry point answered during each fault, from `soak --answers`.
+    FaultFigures(fault_figures::Args),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -37,5 +41,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Field(args) => field::run(args),
         Command::PayKeys(args) => pay_keys::run(args),
         Command::SoakVerdict(args) => soak_verdict::run(args),
+        Command::FaultFigures(args) => fault_figures::run(args),
     }
 }

@@ -3,9 +3,12 @@
 //! connects to any replica, receives and acks for a while, disconnects, and comes back
 //! a moment later); platform notifications are published at a steady rate through any
 //! replica; consumers place orders that are paid through WeChat Pay notifications
-//! signed with the keys `loadgen rig pay-keys` wrote (retried, as WeChat Pay does,
-//! until one is answered 2xx). Prints the totals so far on stderr every 10 s (the
-//! script's samples read the last line) and its figures on stdout at the end.
+//! signed with the keys `loadgen rig pay-keys` wrote (sent again, the same transaction
+//! signed afresh, as WeChat Pay does, until one is answered 2xx or `--pay-retry-secs`
+//! pass). Prints the totals so far on stderr every 10 s (the script's samples read the
+//! last line) and its figures on stdout at the end. With `--answers FILE`, every answer
+//! is also a line of that file ([`crate::answers`]), for the figures of a fault
+//! (`loadtest/chaos/pg.sh`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::answers::{Entry, Recorder, ADMITTED};
 use crate::clients::Proto;
 use crate::users::{User, Users};
 
@@ -56,6 +60,19 @@ pub struct Args {
     hold_min_s: u64,
     #[arg(long, default_value_t = 60)]
     hold_max_s: u64,
+    /// How long a payment notification is sent again (every 500 ms) until it is
+    /// answered 2xx; then it counts as a pay failure.
+    #[arg(long, default_value_t = 5)]
+    pay_retry_secs: u64,
+    /// The consumer pays (WeChat Pay notifies) after a delay drawn from 0 to this many
+    /// ms after the order was placed: payments then also arrive while orders cannot be
+    /// placed.
+    #[arg(long, default_value_t = 0)]
+    pay_delay_max_ms: u64,
+    /// Write every answer (webhook, send, socket connect, order) to this file, one JSON
+    /// line each.
+    #[arg(long)]
+    answers: Option<PathBuf>,
 }
 
 /// What the run did, counted as it goes.
@@ -123,17 +140,19 @@ impl Wechat {
         })
     }
 
-    /// A successful payment of `total` fen for `out_trade_no`, as WeChat Pay notifies
-    /// it (`locallife simulate-payment` builds the same): its headers and body.
+    /// A successful payment `transaction_id` of `total` fen for `out_trade_no`, as
+    /// WeChat Pay notifies it (`locallife simulate-payment` builds the same): its
+    /// headers and body.
     fn notification(
         &self,
         out_trade_no: &str,
+        transaction_id: &str,
         total: i64,
     ) -> (Vec<(&'static str, String)>, String) {
         let transaction = json!({
             "mchid": self.mchid,
             "out_trade_no": out_trade_no,
-            "transaction_id": format!("4200{:024}", rand::random::<u64>()),
+            "transaction_id": transaction_id,
             "trade_type": "JSAPI",
             "trade_state": "SUCCESS",
             "success_time": chrono::Utc::now().to_rfc3339(),
@@ -194,6 +213,11 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     );
     let wechat = Arc::new(Wechat::read(&args.pay_keys)?);
     let totals = Arc::new(Totals::default());
+    let answers = Arc::new(Recorder::create(args.answers.as_deref())?);
+    let pay = (
+        args.pay_delay_max_ms,
+        Duration::from_secs(args.pay_retry_secs),
+    );
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
     let hold = (
@@ -218,6 +242,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             args.servers.clone(),
             user,
             totals.clone(),
+            answers.clone(),
             until,
             hold,
         ));
@@ -231,6 +256,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         args.rate,
         until,
         totals.clone(),
+        answers.clone(),
     ));
     let ordering = tokio::spawn(orderer(
         http,
@@ -239,8 +265,10 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         users.products.clone(),
         wechat,
         args.orders_per_s,
+        pay,
         until,
         totals.clone(),
+        answers.clone(),
     ));
     let mut progress = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(10),
@@ -255,6 +283,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     publishing.await?;
     ordering.await?;
     while sockets.join_next().await.is_some() {}
+    answers.flush()?;
     Ok(totals.json(started.elapsed().as_secs_f64()))
 }
 
@@ -264,6 +293,7 @@ async fn socket(
     servers: Vec<SocketAddr>,
     user: User,
     totals: Arc<Totals>,
+    answers: Arc<Recorder>,
     until: Instant,
     hold_ms: (u64, u64),
 ) {
@@ -279,25 +309,61 @@ async fn socket(
         )
         .await
         {
-            Ok(Ok((ws, _))) => {
-                add(&totals.connects);
-                session(ws, leave, &totals).await;
+            Ok(Ok((ws, _))) => session(ws, leave, &totals, &answers).await,
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(refused))) => {
+                answers.record(Entry::Connect, refused.status().as_u16(), None);
+                add(&totals.connect_failures);
             }
-            _ => add(&totals.connect_failures),
+            _ => {
+                answers.record(Entry::Connect, 0, None);
+                add(&totals.connect_failures);
+            }
         }
         tokio::time::sleep(Duration::from_millis(draw(200, 3000))).await;
     }
 }
 
-/// Receives and acks until `leave`, then closes the socket (or until the server does).
+/// The status a refusal's close code stands for (SPEC §2.2): what a protocol-2 client
+/// is told instead of an HTTP answer.
+fn refusal_status(code: u16) -> u16 {
+    match code {
+        1013 => 503,
+        4001 => 401,
+        4003 => 403,
+        4029 => 429,
+        other => other,
+    }
+}
+
+/// Waits for `welcome` (a socket refused under protocol 2 is upgraded and closed at
+/// once, with a close code instead of an HTTP status); then receives and acks until
+/// `leave`, and closes the socket (or until the server does).
 async fn session(
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     leave: Instant,
     totals: &Totals,
+    answers: &Recorder,
 ) {
     let (mut tx, mut rx) = ws.split();
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.next()).await;
+    match first {
+        Ok(Some(Ok(Message::Text(_)))) => {
+            answers.record(Entry::Connect, ADMITTED, None);
+            add(&totals.connects);
+        }
+        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            answers.record(Entry::Connect, refusal_status(u16::from(frame.code)), None);
+            add(&totals.connect_failures);
+            return;
+        }
+        _ => {
+            answers.record(Entry::Connect, 0, None);
+            add(&totals.connect_failures);
+            return;
+        }
+    }
     let leaving = tokio::time::sleep_until(leave.into());
     tokio::pin!(leaving);
     loop {
@@ -332,6 +398,7 @@ async fn session(
 
 /// Platform notifications at `rate` a second, each to a rider drawn at random, through
 /// a replica drawn at random.
+#[allow(clippy::too_many_arguments)]
 async fn publisher(
     http: reqwest::Client,
     servers: Vec<SocketAddr>,
@@ -340,6 +407,7 @@ async fn publisher(
     rate: u64,
     until: Instant,
     totals: Arc<Totals>,
+    answers: Arc<Recorder>,
 ) {
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tasks = JoinSet::new();
@@ -353,12 +421,17 @@ async fn publisher(
             add(&totals.skipped);
             continue;
         };
-        let (http, platform, totals) = (http.clone(), platform.clone(), totals.clone());
+        let (http, platform, totals, answers) = (
+            http.clone(),
+            platform.clone(),
+            totals.clone(),
+            answers.clone(),
+        );
         let base = format!("http://{}", pick(&servers));
         let rider = pick(&riders);
         tasks.spawn(async move {
             let label = format!("soak-{k}");
-            let ok = crate::publish::publish(
+            let status = crate::publish::publish_answer(
                 &http,
                 Proto::Locallife,
                 &base,
@@ -367,6 +440,8 @@ async fn publisher(
                 &label,
             )
             .await;
+            answers.record(Entry::Send, status.unwrap_or(0), None);
+            let ok = status.is_some_and(|s| (200..300).contains(&s));
             add(if ok {
                 &totals.published
             } else {
@@ -389,8 +464,10 @@ async fn orderer(
     products: Vec<crate::users::Product>,
     wechat: Arc<Wechat>,
     per_s: f64,
+    (pay_delay_max_ms, pay_retry): (u64, Duration),
     until: Instant,
     totals: Arc<Totals>,
+    answers: Arc<Recorder>,
 ) {
     if per_s <= 0.0 {
         return;
@@ -407,14 +484,24 @@ async fn orderer(
         };
         let consumer = consumers[rand::random::<usize>() % consumers.len()].clone();
         let product = products[rand::random::<usize>() % products.len()].clone();
-        let (http, servers, wechat, totals) = (
+        let (http, servers, wechat, totals, answers) = (
             http.clone(),
             servers.clone(),
             wechat.clone(),
             totals.clone(),
+            answers.clone(),
         );
         tasks.spawn(async move {
-            order(&http, &servers, &consumer, &product, &wechat, &totals).await;
+            let payer = Payer {
+                http: &http,
+                servers: &servers,
+                wechat: &wechat,
+                delay_max_ms: pay_delay_max_ms,
+                retry: pay_retry,
+                totals: &totals,
+                answers: &answers,
+            };
+            order(&payer, &consumer, &product).await;
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -422,14 +509,27 @@ async fn orderer(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn order(
-    http: &reqwest::Client,
-    servers: &[SocketAddr],
-    consumer: &User,
-    product: &crate::users::Product,
-    wechat: &Wechat,
-    totals: &Totals,
-) {
+/// What pays an order: the replicas, WeChat Pay's keys, when the consumer pays, how
+/// long a notification is sent again, and where the answers are counted.
+struct Payer<'a> {
+    http: &'a reqwest::Client,
+    servers: &'a [SocketAddr],
+    wechat: &'a Wechat,
+    delay_max_ms: u64,
+    retry: Duration,
+    totals: &'a Totals,
+    answers: &'a Recorder,
+}
+
+async fn order(payer: &Payer<'_>, consumer: &User, product: &crate::users::Product) {
+    let Payer {
+        http,
+        servers,
+        wechat,
+        totals,
+        answers,
+        ..
+    } = *payer;
     let body = json!({"merchant_id": product.merchant_id,
         "items": [{"product_id": product.product_id, "quantity": 1}],
         "address": {"lat": SHOP.0, "lng": SHOP.1, "detail": "1号楼"}});
@@ -439,8 +539,10 @@ async fn order(
         .json(&body)
         .send()
         .await;
+    let status = created.as_ref().map_or(0, |r| r.status().as_u16());
+    answers.record(Entry::Order, status, None);
     let order: Value = match created {
-        Ok(r) if r.status().as_u16() == 201 => r.json().await.unwrap_or(Value::Null),
+        Ok(r) if status == 201 => r.json().await.unwrap_or(Value::Null),
         _ => Value::Null,
     };
     let (Some(out_trade_no), Some(total)) =
@@ -450,9 +552,13 @@ async fn order(
         return;
     };
     add(&totals.orders);
-    // WeChat Pay retries until it gets a 2xx; each retry is signed afresh.
-    for _ in 0..10 {
-        let (headers, body) = wechat.notification(out_trade_no, total);
+    tokio::time::sleep(Duration::from_millis(draw(0, payer.delay_max_ms))).await;
+    // WeChat Pay sends the same transaction again, signed afresh, until it gets a 2xx:
+    // a retry of a payment the service recorded but could not confirm is a repeat.
+    let transaction_id = format!("4200{:024}", rand::random::<u64>());
+    let give_up = Instant::now() + payer.retry;
+    loop {
+        let (headers, body) = wechat.notification(out_trade_no, &transaction_id, total);
         let mut req = http
             .post(format!(
                 "http://{}/v1/webhooks/wechat-pay/notify",
@@ -463,9 +569,15 @@ async fn order(
         for (name, value) in headers {
             req = req.header(name, value);
         }
-        if matches!(req.send().await, Ok(r) if r.status().is_success()) {
+        let status = req.send().await.map_or(0, |r| r.status().as_u16());
+        if (200..300).contains(&status) {
+            answers.record(Entry::Webhook, status, Some(out_trade_no));
             add(&totals.paid);
             return;
+        }
+        answers.record(Entry::Webhook, status, None);
+        if Instant::now() >= give_up {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
