@@ -95,6 +95,94 @@ impl PayKeys<'_> {
     }
 }
 
+/// WeChat Pay's side, from the files `locallife demo` wrote: what signs and encrypts a
+/// payment notification. `simulate-payment` and the load generator build theirs here.
+pub struct PaySimulator {
+    platform: SigningKey,
+    apiv3: String,
+    mchid: String,
+    key_id: String,
+    appid: Option<String>,
+}
+
+impl PaySimulator {
+    /// Reads the keys in `dir` (see [`PayKeys`]).
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let keys = PayKeys(dir);
+        Ok(Self {
+            platform: SigningKey::from_pkcs8_pem(&keys.read(PayKeys::PLATFORM_PRIVATE)?)
+                .context("the platform private key does not parse")?,
+            apiv3: keys.read(PayKeys::APIV3_KEY)?,
+            mchid: keys.read(PayKeys::MCHID)?,
+            key_id: keys.read(PayKeys::KEY_ID)?,
+            appid: keys.read(PayKeys::APPID).ok(),
+        })
+    }
+
+    /// A fresh transaction id, as WeChat Pay's look.
+    pub fn transaction_id() -> String {
+        format!("4200{:024}", rand::random::<u64>())
+    }
+
+    /// A successful payment `transaction_id` of `total` fen for `out_trade_no`, as
+    /// WeChat Pay notifies it: its headers (timestamp, nonce, signature, serial) and
+    /// body. A retry of one payment carries the same transaction id, signed afresh.
+    pub fn notification(
+        &self,
+        out_trade_no: &str,
+        transaction_id: &str,
+        total: i64,
+    ) -> (Vec<(&'static str, String)>, String) {
+        let mut transaction = json!({
+            "mchid": self.mchid,
+            "out_trade_no": out_trade_no,
+            "transaction_id": transaction_id,
+            "trade_type": "JSAPI",
+            "trade_state": "SUCCESS",
+            "success_time": chrono::Utc::now().to_rfc3339(),
+            "amount": {"total": total, "payer_total": total, "currency": "CNY"},
+        });
+        if let Some(appid) = &self.appid {
+            transaction["appid"] = Value::String(appid.clone());
+        }
+        let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let ciphertext = pay::encrypt(
+            self.apiv3.as_bytes(),
+            &nonce,
+            "transaction",
+            transaction.to_string().as_bytes(),
+        );
+        let body = json!({
+            "id": format!("EV-{:x}", rand::random::<u64>()),
+            "create_time": chrono::Utc::now().to_rfc3339(),
+            "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS",
+            "summary": "支付成功",
+            "resource": {
+                "original_type": "transaction",
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": ciphertext,
+                "associated_data": "transaction",
+                "nonce": nonce,
+            }
+        })
+        .to_string();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let sig_nonce = pay::nonce();
+        let signature = self
+            .platform
+            .sign(format!("{timestamp}\n{sig_nonce}\n{body}\n").as_bytes());
+        debug_assert!(B64.decode(&signature).is_ok());
+        let headers = vec![
+            ("Wechatpay-Timestamp", timestamp),
+            ("Wechatpay-Nonce", sig_nonce),
+            ("Wechatpay-Signature", signature),
+            ("Wechatpay-Serial", self.key_id.clone()),
+        ];
+        (headers, body)
+    }
+}
+
 /// Posts a payment notification for `order` (the JSON `POST /v1/orders` answered).
 pub async fn simulate_payment(base_url: &str, keys_dir: &Path, order: &str) -> anyhow::Result<()> {
     let order: Value = serde_json::from_str(order).context("--order must be the order's JSON")?;
@@ -104,62 +192,22 @@ pub async fn simulate_payment(base_url: &str, keys_dir: &Path, order: &str) -> a
     let total = order["total_fen"]
         .as_i64()
         .context("the order has no total_fen")?;
-    let keys = PayKeys(keys_dir);
-    let platform = SigningKey::from_pkcs8_pem(&keys.read(PayKeys::PLATFORM_PRIVATE)?)
-        .context("the platform private key does not parse")?;
-    let apiv3 = keys.read(PayKeys::APIV3_KEY)?;
-    let mchid = keys.read(PayKeys::MCHID)?;
-    let key_id = keys.read(PayKeys::KEY_ID)?;
-
-    let mut transaction = json!({
-        "mchid": mchid,
-        "out_trade_no": out_trade_no,
-        "transaction_id": format!("4200{:024}", rand::random::<u64>()),
-        "trade_type": "JSAPI",
-        "trade_state": "SUCCESS",
-        "success_time": chrono::Utc::now().to_rfc3339(),
-        "amount": {"total": total, "payer_total": total, "currency": "CNY"},
-    });
-    if let Ok(appid) = keys.read(PayKeys::APPID) {
-        transaction["appid"] = Value::String(appid);
-    }
-    let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-    let ciphertext = pay::encrypt(
-        apiv3.as_bytes(),
-        &nonce,
-        "transaction",
-        transaction.to_string().as_bytes(),
+    let (headers, body) = PaySimulator::read(keys_dir)?.notification(
+        out_trade_no,
+        &PaySimulator::transaction_id(),
+        total,
     );
-    let body = json!({
-        "id": format!("EV-{:x}", rand::random::<u64>()),
-        "create_time": chrono::Utc::now().to_rfc3339(),
-        "resource_type": "encrypt-resource",
-        "event_type": "TRANSACTION.SUCCESS",
-        "summary": "支付成功",
-        "resource": {
-            "original_type": "transaction",
-            "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": ciphertext,
-            "associated_data": "transaction",
-            "nonce": nonce,
-        }
-    })
-    .to_string();
-    let timestamp = chrono::Utc::now().timestamp().to_string();
-    let sig_nonce = pay::nonce();
-    let signature = platform.sign(format!("{timestamp}\n{sig_nonce}\n{body}\n").as_bytes());
-    debug_assert!(B64.decode(&signature).is_ok());
     let url = format!(
         "{}/v1/webhooks/wechat-pay/notify",
         base_url.trim_end_matches('/')
     );
-    let response = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .post(&url)
-        .header("content-type", "application/json")
-        .header("Wechatpay-Timestamp", &timestamp)
-        .header("Wechatpay-Nonce", &sig_nonce)
-        .header("Wechatpay-Signature", &signature)
-        .header("Wechatpay-Serial", &key_id)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request
         .body(body)
         .send()
         .await

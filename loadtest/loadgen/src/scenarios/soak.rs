@@ -11,16 +11,14 @@
 //! (`loadtest/chaos/pg.sh`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
-use locallife::client::PayKeys;
-use locallife::wechat::pay;
-use locallife::wechat::rsa_keys::SigningKey;
+use locallife::client::PaySimulator;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -115,86 +113,6 @@ fn add(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// WeChat Pay's side: what signs and encrypts a payment notification.
-struct Wechat {
-    platform: SigningKey,
-    apiv3: String,
-    mchid: String,
-    key_id: String,
-}
-
-impl Wechat {
-    fn read(dir: &Path) -> anyhow::Result<Wechat> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path)
-                .map(|s| s.trim().to_owned())
-                .with_context(|| format!("cannot read {}", path.display()))
-        };
-        Ok(Wechat {
-            platform: SigningKey::from_pkcs8_pem(&read(PayKeys::PLATFORM_PRIVATE)?)
-                .context("the platform private key does not parse")?,
-            apiv3: read(PayKeys::APIV3_KEY)?,
-            mchid: read(PayKeys::MCHID)?,
-            key_id: read(PayKeys::KEY_ID)?,
-        })
-    }
-
-    /// A successful payment `transaction_id` of `total` fen for `out_trade_no`, as
-    /// WeChat Pay notifies it (`locallife simulate-payment` builds the same): its
-    /// headers and body.
-    fn notification(
-        &self,
-        out_trade_no: &str,
-        transaction_id: &str,
-        total: i64,
-    ) -> (Vec<(&'static str, String)>, String) {
-        let transaction = json!({
-            "mchid": self.mchid,
-            "out_trade_no": out_trade_no,
-            "transaction_id": transaction_id,
-            "trade_type": "JSAPI",
-            "trade_state": "SUCCESS",
-            "success_time": chrono::Utc::now().to_rfc3339(),
-            "amount": {"total": total, "payer_total": total, "currency": "CNY"},
-        });
-        let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-        let ciphertext = pay::encrypt(
-            self.apiv3.as_bytes(),
-            &nonce,
-            "transaction",
-            transaction.to_string().as_bytes(),
-        );
-        let body = json!({
-            "id": format!("EV-{:x}", rand::random::<u64>()),
-            "create_time": chrono::Utc::now().to_rfc3339(),
-            "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS",
-            "summary": "支付成功",
-            "resource": {
-                "original_type": "transaction",
-                "algorithm": "AEAD_AES_256_GCM",
-                "ciphertext": ciphertext,
-                "associated_data": "transaction",
-                "nonce": nonce,
-            }
-        })
-        .to_string();
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let sig_nonce = pay::nonce();
-        let signature = self
-            .platform
-            .sign(format!("{timestamp}\n{sig_nonce}\n{body}\n").as_bytes());
-        let headers = vec![
-            ("Wechatpay-Timestamp", timestamp),
-            ("Wechatpay-Nonce", sig_nonce),
-            ("Wechatpay-Signature", signature),
-            ("Wechatpay-Serial", self.key_id.clone()),
-        ];
-        (headers, body)
-    }
-}
-
 /// A number drawn uniformly from `low..=high`.
 fn draw(low: u64, high: u64) -> u64 {
     low + rand::random::<u64>() % (high.saturating_sub(low) + 1)
@@ -211,7 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         !users.riders.is_empty() && !users.consumers.is_empty() && !users.products.is_empty(),
         "the users file needs riders, consumers and products (loadgen seed --consumers)"
     );
-    let wechat = Arc::new(Wechat::read(&args.pay_keys)?);
+    let wechat = Arc::new(PaySimulator::read(&args.pay_keys)?);
     let totals = Arc::new(Totals::default());
     let answers = Arc::new(Recorder::create(args.answers.as_deref())?);
     let pay = (
@@ -462,7 +380,7 @@ async fn orderer(
     servers: Vec<SocketAddr>,
     consumers: Vec<User>,
     products: Vec<crate::users::Product>,
-    wechat: Arc<Wechat>,
+    wechat: Arc<PaySimulator>,
     per_s: f64,
     (pay_delay_max_ms, pay_retry): (u64, Duration),
     until: Instant,
@@ -514,7 +432,7 @@ async fn orderer(
 struct Payer<'a> {
     http: &'a reqwest::Client,
     servers: &'a [SocketAddr],
-    wechat: &'a Wechat,
+    wechat: &'a PaySimulator,
     delay_max_ms: u64,
     retry: Duration,
     totals: &'a Totals,
@@ -555,7 +473,7 @@ async fn order(payer: &Payer<'_>, consumer: &User, product: &crate::users::Produ
     tokio::time::sleep(Duration::from_millis(draw(0, payer.delay_max_ms))).await;
     // WeChat Pay sends the same transaction again, signed afresh, until it gets a 2xx:
     // a retry of a payment the service recorded but could not confirm is a repeat.
-    let transaction_id = format!("4200{:024}", rand::random::<u64>());
+    let transaction_id = PaySimulator::transaction_id();
     let give_up = Instant::now() + payer.retry;
     loop {
         let (headers, body) = wechat.notification(out_trade_no, &transaction_id, total);
