@@ -1,13 +1,16 @@
 //! A socket's message rate limits: token buckets small enough to live in every socket's
-//! future, one for client messages and control frames, one of its own for acks.
+//! future, one for client messages and the client's Pings, one of its own for
+//! confirmations (acks, and Pongs, which answer the server's own Pings).
 
 use tokio::time::Instant;
 
 /// Client messages: a burst of this many, refilled at this rate per second.
 const RATE_BURST: f32 = 30.0;
 const RATE_PER_S: f32 = 10.0;
-/// Acks have a bucket of their own: a client acks what the server sends, and a busy
-/// merchant or rider may be sent far more than ten notifications a second.
+/// Confirmations have a bucket of their own: a client acks what the server sends, and
+/// answers each Ping the server sends with a Pong (one per burst of notifications, to
+/// prove them delivered), and a busy merchant or rider may be sent far more than ten
+/// notifications a second. Pongs in the message bucket closed every busy socket 1008.
 const ACK_BURST: f32 = 1000.0;
 const ACK_PER_S: f32 = 500.0;
 
@@ -20,12 +23,12 @@ pub(super) struct RateLimit {
 }
 
 impl RateLimit {
-    /// The bucket of client messages other than acks, and of control frames.
+    /// The bucket of client messages other than acks, and of the client's Pings.
     pub(super) fn messages() -> Self {
         Self::with(RATE_BURST, RATE_PER_S)
     }
 
-    /// The bucket of acks.
+    /// The bucket of acks and Pongs.
     pub(super) fn acks() -> Self {
         Self::with(ACK_BURST, ACK_PER_S)
     }

@@ -255,12 +255,14 @@ async fn serve(ws: &mut WebSocket, state: &AppState, socket: &Socket) -> Option<
                 socket.touch(hub.now_ms());
                 let outcome = classify(frame);
                 let bucket = match &outcome {
-                    Outcome::Message(ClientMessage::Ack { .. }) => Some(&mut ack_rate),
-                    // Control frames count too: a Ping flood costs a Pong each.
-                    Outcome::Message(_)
-                    | Outcome::Refuse(_)
-                    | Outcome::Pong(_)
-                    | Outcome::Nothing => Some(&mut rate),
+                    // Confirmations: an ack, or the Pong that answers our Ping.
+                    Outcome::Message(ClientMessage::Ack { .. }) | Outcome::Pong(_) => {
+                        Some(&mut ack_rate)
+                    }
+                    // The client's Pings count too: a Ping flood costs a Pong each.
+                    Outcome::Message(_) | Outcome::Refuse(_) | Outcome::Nothing => {
+                        Some(&mut rate)
+                    }
                     _ => None,
                 };
                 if bucket.is_some_and(|b| !b.allow()) {

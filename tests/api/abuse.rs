@@ -451,3 +451,33 @@ async fn anonymous_logins_are_limited_before_wechat_is_called() {
         .filter(|(s, _)| *s == 429)
         .all(|(_, b)| b["code"] == "rate_limited"));
 }
+
+/// A busy socket answers the server's Pings (one per burst of notifications, to prove
+/// them delivered) far more often than the ten client messages a second its rate limit
+/// allows: those Pongs are confirmations, counted with the acks, so the socket stays
+/// open. (Counted as messages, they closed every busy protocol-2 socket 1008.)
+#[tokio::test]
+async fn answering_the_servers_pings_on_a_busy_socket_is_not_rate_limited() {
+    let app = spawn_app().await;
+    let (_, staff) = app.user_with_role("staff", Role::Platform).await;
+    let (rider, token) = app.socket_user(Role::Rider).await;
+    let mut socket = app.ws_ok(&token).await;
+    // Each notification a burst of its own: sent, received and acked before the next,
+    // so each is followed by a Ping that the client answers while it reads.
+    const SENDS: usize = 120;
+    for i in 0..SENDS {
+        let (status, body) = app
+            .post_json(
+                "/v1/platform/notifications",
+                Some(&staff),
+                &json!({"user_id": rider.0, "title": format!("n{i}"), "content": "busy"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let n = socket.next_notification().await;
+        assert_eq!(n["data"]["title"], format!("n{i}"));
+        socket.ack(&n).await;
+    }
+    // Still open: a ping round trip answers.
+    socket.roundtrip().await;
+}
