@@ -28,11 +28,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Frames a slow socket may fall behind by before it skips (it is told nothing: the
 /// floor measures writes, not delivery guarantees).
 const BACKLOG: usize = 1024;
+/// As locallife's socket read buffer.
+const READ_BUFFER: usize = 128;
 
 struct Floor {
     frames: broadcast::Sender<Message>,
@@ -101,7 +104,13 @@ async fn connection(stream: TcpStream, floor: Arc<Floor>) {
 /// One socket's task: writes each published frame, reads (and so answers pings, and
 /// notices the close).
 async fn socket(stream: TcpStream, mut frames: broadcast::Receiver<Message>) {
-    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+    // tungstenite zero-fills its whole read buffer on every read attempt (128 KiB by
+    // default: two thirds of this process's CPU went to memset). The floor takes the
+    // same buffer sizes as locallife (src/ws/mod.rs), so that what differs is the rest.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     let welcome = json!({"type": "welcome", "data": {"protocol": 2}}).to_string();
