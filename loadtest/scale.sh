@@ -41,6 +41,11 @@ OUT=${SCALE_OUT:-loadtest/results/scale.json}
 log() { printf '==> %s\n' "$*" >&2; }
 
 rig_setup scale
+# Six replicas' pools must fit PostgreSQL's max_connections (100 by default): 14 a
+# replica plus the relay's LISTEN is 90. With the default 16, the sixth replica got
+# "too many clients" and refused its sockets 503. (A pool of 8 made admission queue
+# for connections during a wave: the connect rate fell to a third.)
+export DATABASE_POOL_SIZE=${SCALE_POOL_SIZE:-14}
 log "building release binaries"
 rig_build --release
 scratch_db locallife_scale
