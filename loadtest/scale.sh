@@ -7,6 +7,8 @@
 # port, and the time until every socket is back and has its notification again.
 #
 #   loadtest/scale.sh [COUNT...]        default: 20000 50000 100000
+#   SCALE_CURVE=0 loadtest/scale.sh N   the storm of N sockets only
+#   RIG_KEEP=1 ...                      keep the work directory (replica logs)
 #
 # For each count: the replicas start; half the sockets connect (generators of at most
 # 9,500 sockets each, from 8 source addresses), settle; the replicas' RSS is read; the
@@ -113,6 +115,7 @@ wave() {
 GI=0
 LINES=()
 for N in "${COUNTS[@]}"; do
+    [ "${SCALE_CURVE:-1}" = 1 ] || break
     R=$(( (N + PER_REPLICA - 1) / PER_REPLICA ))
     log "$N idle sockets on $R replicas"
     replicas "$R"
@@ -182,7 +185,7 @@ if [ -z "${STOPPED:-}" ]; then
     ports=("${RPORTS[@]}")
     kill -9 "${RPIDS[@]}"
     python3 -c 'import time; print(int(time.time() * 1e6))' >"$go.tmp" && mv "$go.tmp" "$go"
-    wait "${RPIDS[@]}" 2>/dev/null || true
+    gone "${RPIDS[@]}"
     replicas "$R" "${ports[@]}"
     for f in "${FILES[@]}"; do
         for _ in $(seq 1 1800); do [ "$(wc -l <"$f")" -ge 2 ] && break; sleep 0.1; done
@@ -197,6 +200,7 @@ print(json.dumps({
     "storm_s": round(max(x["reconnect_storm_s"] for x in runs), 2),
     "reconnect_s": round(max(x["reconnect_s"] for x in runs), 2),
     "lost": sum(x["lost"] for x in runs),
+    "missing_users": sorted(u for x in runs for u in x.get("missing_users", []))[:50],
 }))
 PY
 )

@@ -140,7 +140,7 @@ rig_build() {
 # ---------------------------------------------------------------- a load run
 # rig_setup NAME: what a load run needs before its servers: PostgreSQL and Redis
 # (scripts/services.sh); WORK, a directory removed at exit (kept, and named, when the
-# script fails); PIDS, processes stopped at exit (stop_server: SIGTERM first); the key
+# script fails or RIG_KEEP is set); PIDS, processes stopped at exit (stop_server: SIGTERM first); the key
 # prefix NAME-PID (key_prefix); JWT_SECRET, JSON logs at
 # warn, and the request rate limits out of the way (capacity is measured, not the
 # abuse limits).
@@ -149,7 +149,7 @@ rig_setup() {
     scripts/services.sh >&2
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/locallife-$name.XXXXXX")
     # shellcheck disable=SC2016 # evaluated at exit
-    on_exit 'if [ "$RIG_STATUS" = 0 ]; then rm -rf "$WORK"; else echo "$(basename "$0"): logs in $WORK" >&2; fi'
+    on_exit 'if [ "$RIG_STATUS" = 0 ] && [ -z "${RIG_KEEP:-}" ]; then rm -rf "$WORK"; else echo "$(basename "$0"): logs in $WORK" >&2; fi'
     key_prefix "$name"
     PIDS=()
     # shellcheck disable=SC2016 # evaluated at exit
@@ -209,6 +209,22 @@ cpu_delta() {
 
 # stop_server PID...: SIGTERM, then up to 15 s for each to exit (a replica drains its
 # sockets), then SIGKILL for any still there.
+# gone PID...: waits (up to 30 s) until each process has exited and closed its files,
+# listening sockets included (a zombie has): a process SIGKILLed with thousands of
+# sockets takes a moment to close them, and one started on its port before that fails
+# with "address already in use". Works for processes that are not this shell's
+# children, where `wait` returns at once.
+gone() {
+    local pid
+    for pid in "$@"; do
+        for _ in $(seq 1 600); do
+            kill -0 "$pid" 2>/dev/null || break
+            [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+            sleep 0.05
+        done
+    done
+}
+
 stop_server() {
     local pid
     kill -TERM "$@" 2>/dev/null || true

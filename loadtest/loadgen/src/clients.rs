@@ -107,8 +107,10 @@ async fn open(
 }
 
 /// Reads a client's frames: answers heartbeats, records notifications, acks them
-/// unless `ack_from` says to hold the first one back. Returns when the socket ends.
-async fn serve(mut ws: Ws, proto: Proto, tally: Arc<Tally>, mut hold_first: bool) {
+/// unless `hold_first` says to hold the first one back (never acked on this socket,
+/// nor its redeliveries). Returns when the socket ends.
+async fn serve(mut ws: Ws, proto: Proto, tally: Arc<Tally>, hold_first: bool) {
+    let mut held: Option<String> = None;
     while let Some(Ok(frame)) = ws.next().await {
         let Message::Text(text) = frame else { continue };
         let (id, sent_at, ack) = match proto {
@@ -165,13 +167,18 @@ async fn serve(mut ws: Ws, proto: Proto, tally: Arc<Tally>, mut hold_first: bool
             .unwrap_or_else(|e| e.into_inner())
             .entry(id.clone())
             .or_default() += 1;
+        let first = hold_first && held.is_none();
+        // A redelivery of the held one (after WS_ACK_TIMEOUT) is held too.
+        let hold = first || held.as_ref() == Some(&id);
+        if first {
+            held = Some(id.clone());
+        }
         tally
             .ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id);
-        if hold_first {
-            hold_first = false;
+        if hold {
             continue;
         }
         if let Some(ack) = ack {

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::clients::{connect_all, load_users, Common, Tally};
 use crate::figures::{now_us, wait_until};
-use crate::publish::publish;
+use crate::publish::publish_answer;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,7 +58,21 @@ pub async fn run(
             (http.clone(), base.clone(), platform.clone(), user.user_id);
         let proto = common.proto;
         sends.push(tokio::spawn(async move {
-            let ok = publish(&http, proto, &base, &platform, Some(uid), &format!("s{i}")).await;
+            // As a sender does: a refusal (503 `overloaded`, 429) is tried again a
+            // little later, for up to a minute; so is no answer (the same label is the
+            // same notification to the client).
+            let label = format!("s{i}");
+            let until = Instant::now() + Duration::from_secs(60);
+            let ok = loop {
+                match publish_answer(&http, proto, &base, &platform, Some(uid), &label).await {
+                    Some(s) if (200..300).contains(&s) => break true,
+                    Some(503 | 429) | None if Instant::now() < until => {
+                        let wait = rand::thread_rng().gen_range(100..500);
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    _ => break false,
+                }
+            };
             drop(permit);
             ok
         }));
@@ -120,6 +135,19 @@ pub async fn run(
     .await;
     let storm_s = killed.elapsed().as_secs_f64();
     let redelivered = redelivered(&again) as u64;
+    // Who is still waiting, by user id (the label `s{i}` was sent to `users[i]`): to
+    // look their inboxes and the replicas' logs up after a run that lost some.
+    let missing: Vec<i64> = {
+        let got = again.ids.lock().map(|i| i.clone()).unwrap_or_default();
+        let mut m: Vec<i64> = before
+            .difference(&got)
+            .filter_map(|label| label.strip_prefix('s')?.parse::<usize>().ok())
+            .filter_map(|i| users.get(i).map(|u| u.user_id))
+            .collect();
+        m.sort_unstable();
+        m.truncate(50);
+        m
+    };
     Ok(json!({
         "sockets": users.len(),
         "reconnected": reconnected,
@@ -129,5 +157,7 @@ pub async fn run(
         "reconnect_s": reconnect_s,
         "reconnect_storm_s": storm_s,
         "lost": (before.len() as u64).saturating_sub(redelivered),
+        "missing_users": missing,
+        "closed_after": again.closed.load(Ordering::Relaxed),
     }))
 }
