@@ -97,8 +97,12 @@ pub struct Work {
 /// On both, the Pong to a Ping the server wrote after a notification proves that the
 /// client's WebSocket stack received it: its receipt becomes `delivered` (and the
 /// subscription-message fallback leaves it alone). Both therefore get a confirming Ping
-/// right after notifications are written, one per burst, not only the keep-alive Ping
-/// every `WS_PING_INTERVAL`. What the Pong does beyond the receipt differs.
+/// after notifications are written, one per burst, not only the keep-alive Ping every
+/// `WS_PING_INTERVAL`: protocol 1 right after the burst (its Pong is the confirmation);
+/// protocol 2 only for what is still unacked [`CONFIRM_AFTER_MS`] after it was written
+/// (an ack proves delivery too, and the SDK acks at once: a Ping and its Pong per burst
+/// would be a third of the socket's traffic for nothing). What the Pong does beyond the
+/// receipt differs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// The seed's clients, which never ack: the Pong (or an ack) confirms the
@@ -125,6 +129,10 @@ impl Protocol {
         }
     }
 }
+
+/// How long a protocol-2 socket's notification may wait for its ack before a Ping is
+/// written to prove it delivered (at the sweeper's next tick after this).
+pub const CONFIRM_AFTER_MS: u64 = 500;
 
 /// A notification sent on this socket and not confirmed yet.
 struct Pending {
@@ -351,16 +359,19 @@ impl Socket {
     }
 
     /// The payload of a Ping about to be written, if the session should write one after
-    /// the notifications it just wrote (some are not proved delivered and no confirming
-    /// Ping is out), on either protocol. `keepalive`: a Ping is written anyway; it
-    /// confirms too.
+    /// the notifications it just wrote: protocol 1, when some are not proved delivered
+    /// and no confirming Ping is out (protocol 2's are asked for by
+    /// [`Socket::sweep_pending`], once they have waited [`CONFIRM_AFTER_MS`] for their
+    /// ack). `keepalive`: a Ping is written anyway (a keep-alive, or one the sweeper
+    /// asked for); it confirms too.
     pub fn confirmation_ping(&self, keepalive: bool) -> Option<u32> {
         let mut out = self.outbox();
         let unconfirmed = out
             .pending
             .iter()
             .any(|p| !p.confirmed && p.epoch == out.epoch);
-        if !(keepalive || (unconfirmed && !out.confirming)) {
+        let at_once = self.protocol == Protocol::V1 && unconfirmed && !out.confirming;
+        if !(keepalive || at_once) {
             return None;
         }
         let epoch = out.epoch;
@@ -397,7 +408,8 @@ impl Socket {
             }
         }
         out.confirming = false;
-        let more = out.pending.iter().any(|p| !p.confirmed);
+        // Protocol 2: the sweeper asks again for what is still unacked.
+        let more = self.protocol == Protocol::V1 && out.pending.iter().any(|p| !p.confirmed);
         drop(out);
         if more {
             self.outbox().ping = true;
@@ -433,7 +445,8 @@ impl Socket {
 
     /// Queues again every tracked notification whose ack is overdue, up to
     /// `max_redeliveries` times each; drops expired ones and ones given up on (they stay
-    /// in the inbox for the next connect).
+    /// in the inbox for the next connect). Protocol 2: asks for a confirming Ping when
+    /// one written since the last Ping has waited [`CONFIRM_AFTER_MS`] for its ack.
     pub fn sweep_pending(
         &self,
         now_ms: u64,
@@ -485,9 +498,21 @@ impl Socket {
         if out.pending.is_empty() {
             out.pending = Vec::new();
         }
+        let epoch = out.epoch;
+        // Written at `due_ms - ack_timeout_ms` (each write sets its due time).
+        let unproved = |p: &Pending| {
+            !p.confirmed
+                && p.epoch == epoch
+                && p.due_ms.saturating_sub(ack_timeout_ms) + CONFIRM_AFTER_MS <= now_ms
+        };
+        let confirm =
+            protocol == Protocol::V2 && !out.confirming && out.pending.iter().any(unproved);
+        if confirm {
+            out.ping = true;
+        }
         sweep.redelivered = again.len() as u64;
-        if !again.is_empty() {
-            out.queue.extend(again);
+        out.queue.extend(again);
+        if confirm || sweep.redelivered > 0 {
             drop(out);
             self.notify.notify_one();
         }
@@ -610,18 +635,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn protocol_2_pings_after_notifications_and_a_pong_only_proves_delivery() {
+    async fn protocol_2_pings_for_what_waits_for_its_ack_and_a_pong_only_proves_delivery() {
         let s = socket();
         let f = Utf8Bytes::from("n");
+        let ack_ms = 10_000;
         let (first, second) = (MsgId { ms: 1, seq: 1 }, MsgId { ms: 1, seq: 2 });
-        assert!(s.begin_send(tracked(1, false), &f, 100));
-        let ping = s
-            .confirmation_ping(false)
-            .expect("a confirming Ping after a tracked notification");
-        assert!(s.begin_send(tracked(2, false), &f, 100));
-        assert_eq!(s.confirmation_ping(false), None, "one Ping per burst");
+        // Written at 0 (due at the ack timeout).
+        assert!(s.begin_send(tracked(1, false), &f, ack_ms));
+        assert_eq!(
+            s.confirmation_ping(false),
+            None,
+            "no Ping right after the burst: the ack may prove it first"
+        );
+        s.sweep_pending(CONFIRM_AFTER_MS - 1, 0, ack_ms, 5);
+        assert!(!s.outbox().ping, "not waited long enough yet");
+        s.sweep_pending(CONFIRM_AFTER_MS, 0, ack_ms, 5);
+        let work = s.work().await;
+        assert!(
+            work.ping,
+            "unacked after CONFIRM_AFTER_MS: a Ping is asked for"
+        );
+        let ping = s.confirmation_ping(work.ping).unwrap();
+        // Written at 1,000, after that Ping.
+        assert!(s.begin_send(tracked(2, false), &f, 1_000 + ack_ms));
         assert_eq!(s.pong(&ping.to_be_bytes(), 0), vec![first]);
-        // The second was written after that Ping: another is asked for at once.
+        assert!(!s.outbox().ping, "the second waits for the sweeper");
+        s.sweep_pending(1_000 + CONFIRM_AFTER_MS, 0, ack_ms, 5);
         let work = s.work().await;
         assert!(work.ping);
         let ping = s.confirmation_ping(work.ping).unwrap();
@@ -632,9 +671,20 @@ mod tests {
         );
         // Still tracked, and written again, until acked.
         assert_eq!(s.pending(), 2);
-        assert_eq!(s.sweep_pending(100, 0, 100, 5).redelivered, 2);
+        assert_eq!(s.sweep_pending(11_000, 0, ack_ms, 5).redelivered, 2);
         assert!(s.acked(first) && s.acked(second));
-        assert_eq!(s.confirmation_ping(false), None, "nothing left to prove");
+        s.sweep_pending(30_000, 0, ack_ms, 5);
+        assert!(!s.outbox().ping, "nothing left to prove");
+    }
+
+    #[test]
+    fn protocol_2_acked_at_once_needs_no_ping() {
+        let s = socket();
+        assert!(s.begin_send(tracked(1, false), &Utf8Bytes::from("n"), 10_000));
+        assert_eq!(s.confirmation_ping(false), None);
+        assert!(s.acked(MsgId { ms: 1, seq: 1 }));
+        s.sweep_pending(5_000, 0, 10_000, 5);
+        assert!(!s.outbox().ping);
     }
 
     #[test]

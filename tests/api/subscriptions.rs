@@ -24,7 +24,7 @@ const TEMPLATES: &str = r#"{
                       "data": {"thing1": "{title}", "thing2": "{content}", "character_string3": "{message_id}"}}
 }"#;
 
-/// Replicas with the fallback on (1 s) and their templates file: two on Redis, one
+/// Replicas with the fallback on (3 s) and their templates file: two on Redis, one
 /// in-process.
 async fn replicas(kind: EngineKind) -> (Vec<TestApp>, tempfile::NamedTempFile) {
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -32,7 +32,9 @@ async fn replicas(kind: EngineKind) -> (Vec<TestApp>, tempfile::NamedTempFile) {
     let path = file.path().display().to_string();
     let configure = |env: &mut std::collections::HashMap<String, String>| {
         env.insert("WECHAT_SUBSCRIBE_FILE".into(), path.clone());
-        env.insert("PUSH_FALLBACK_AFTER".into(), "1s".into());
+        // Longer than a protocol-2 socket takes to prove delivery by a Pong
+        // (`CONFIRM_AFTER_MS` and a sweeper tick).
+        env.insert("PUSH_FALLBACK_AFTER".into(), "3s".into());
     };
     let apps = match kind {
         EngineKind::Memory => vec![spawn_app_with(configure).await],
@@ -310,8 +312,8 @@ async fn a_refused_token_is_refreshed_once_and_43101_zeroes_the_quota(kind: Engi
 }
 
 /// Delivered means delivered on protocol 2 too (SPEC §2.3, §3, §9): a protocol-2 client
-/// that answers Pings but has not acked yet. The server Pings right after writing the
-/// notification (not only every `WS_PING_INTERVAL`, 54 s here), the Pong marks the
+/// that answers Pings but has not acked yet. The server Pings once the notification has
+/// waited `CONFIRM_AFTER_MS` for its ack (not only every `WS_PING_INTERVAL`, 54 s here), the Pong marks the
 /// receipt `delivered` within moments, and the fallback sends no subscription message;
 /// the notification still waits in the inbox for its ack, so the next connect gets it
 /// again.
