@@ -153,6 +153,7 @@ impl Application {
             .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
         let metrics_addr = metrics_listener.local_addr()?;
         let db_for_receipts = db.clone();
+        let admissions = crate::store::admissions::Admissions::start(&tasks, db.clone());
         let state = AppState::new(Parts {
             tokens: Tokens::new(&config.jwt),
             config,
@@ -163,6 +164,7 @@ impl Application {
             pay_verifier,
             alerts,
             receipts: Receipts::start(db_for_receipts, &tasks),
+            admissions,
             tasks: tasks.clone(),
             sessions: Tasks::new(),
         });

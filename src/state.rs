@@ -34,6 +34,7 @@ pub struct Parts {
     pub pay_verifier: Option<NotifyVerifier>,
     pub alerts: Alerts,
     pub receipts: Receipts,
+    pub admissions: crate::store::admissions::Admissions,
     pub tasks: Tasks,
     pub sessions: Tasks,
 }
@@ -126,6 +127,12 @@ impl AppState {
     /// Where delivery and ack marks go (written in batches).
     pub fn receipts(&self) -> &Receipts {
         &self.0.parts.receipts
+    }
+
+    /// Where sockets' admissions are read (in rounds: a storm of connects is a few
+    /// queries, not one each).
+    pub fn admissions(&self) -> &crate::store::admissions::Admissions {
+        &self.0.parts.admissions
     }
 
     /// The replica's background tasks: everything spawned goes through here.

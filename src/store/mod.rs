@@ -4,6 +4,7 @@
 //! replica answers 503 and `/readyz` fails; retrying later helps) from "this query
 //! failed" (a bug or a constraint we did not expect; 500).
 
+pub mod admissions;
 pub mod keys;
 pub mod merchants;
 pub mod migrate;

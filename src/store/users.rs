@@ -453,7 +453,8 @@ pub async fn admission(
     Ok(row.as_ref().map(admission_facts))
 }
 
-/// [`admission`] for many users in one query (the sockets' periodic re-check); users
+/// [`admission`] for many users in one query (connects in rounds, [`super::admissions`],
+/// and the sockets' periodic re-check); users
 /// that no longer exist are missing from the answer.
 pub async fn admission_many(
     db: &deadpool_postgres::Pool,
@@ -462,7 +463,12 @@ pub async fn admission_many(
     let client = db.get().await?;
     let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
     let rows = client
-        .query(&format!("{ADMISSION} WHERE u.id = ANY($1)"), &[&ids])
+        .query(
+            &client
+                .prepare_cached(&format!("{ADMISSION} WHERE u.id = ANY($1)"))
+                .await?,
+            &[&ids],
+        )
         .await?;
     Ok(rows
         .iter()

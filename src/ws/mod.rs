@@ -268,7 +268,7 @@ async fn admit_socket(
                 })
             },
             |user| async move {
-                let facts = crate::store::users::admission(state.db(), user).await?;
+                let facts = state.admissions().facts(user).await?;
                 Ok(facts.map(|f| {
                     let epoch = f.tokens;
                     (f, epoch)
