@@ -2,7 +2,7 @@
 # Side-by-side benchmark: locallife and a Socket.IO peer doing the same job, driven by
 # the same generator (loadgen, the workspace member loadtest/loadgen), and the floor
 # (loadtest/floor: the smallest correct tokio + tungstenite fan-out) for the broadcast.
-# Writes loadtest/results/latest.json and prints a table.
+# Writes loadtest/results/latest.json (--quick: quick.json) and prints a table.
 #
 #   loadtest/bench.sh           full size (19,000 idle sockets on one replica), then the
 #                               scale curve to 100,000 sockets (loadtest/scale.sh)
@@ -315,7 +315,9 @@ report = {
 }
 if scale is not None:
     report["locallife"]["scale"] = scale
-json.dump(report, open("loadtest/results/latest.json", "w"), indent=2)
+# The quick run has its own file: it never overwrites the full run's figures.
+out = "loadtest/results/quick.json" if quick else "loadtest/results/latest.json"
+json.dump(report, open(out, "w"), indent=2)
 rows = [
     ("idle_rss_bytes_per_conn", "lower"), ("idle_cpu_cores_per_10k", "lower"),
     ("connect_rate_per_s", "higher"), ("personal_acked_per_s", "higher"),
@@ -353,5 +355,5 @@ print(f"\n(ratio: how many times better locallife is; {report['mode']} run, "
       f"{ours['idle_sockets']} idle sockets, storm of {ours['reconnect_storm_sockets']}; "
       "reconnect_storm_s waits for every unacked notification to be redelivered, at most 30 s: "
       "Socket.IO has no redelivery, so its figure is the wait and its storm notifications are lost)")
-print("written: loadtest/results/latest.json")
+print(f"written: {out}")
 PY

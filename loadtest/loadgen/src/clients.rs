@@ -241,14 +241,25 @@ pub async fn connect_all(
         }));
     }
     let mut failed = 0;
+    // What went wrong, by kind (the first words of each error, with a count).
+    let mut why: std::collections::BTreeMap<String, usize> = Default::default();
     for t in tasks {
-        if !matches!(t.await, Ok(Ok(()))) {
-            failed += 1;
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                *why.entry(format!("{e:#}").chars().take(120).collect())
+                    .or_default() += 1;
+            }
+            Err(e) => {
+                failed += 1;
+                *why.entry(e.to_string()).or_default() += 1;
+            }
         }
     }
     anyhow::ensure!(
         failed == 0,
-        "{failed} of {} sockets failed to connect",
+        "{failed} of {} sockets failed to connect: {why:?}",
         users.len()
     );
     Ok(started.elapsed().as_secs_f64())
