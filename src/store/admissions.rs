@@ -71,7 +71,7 @@ async fn rounds(queue: Queue, db: Pool, cancel: CancellationToken) {
         while running.len() >= ROUNDS_IN_FLIGHT {
             running.join_next().await;
         }
-        let mut batch = Vec::with_capacity(ROUND_MAX.min(16));
+        let mut batch = Vec::new();
         let got = tokio::select! {
             n = queue.recv_many(&mut batch, ROUND_MAX) => n,
             _ = cancel.cancelled() => 0,
